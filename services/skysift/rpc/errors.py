@@ -1,0 +1,66 @@
+"""Translate core errors to gRPC status codes, in one place, for every servicer."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import grpc
+
+from skysift import errors
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.ConfigError: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def grpc_method(fn):
+    """Decorate a servicer method: core errors become status codes with their message; others INTERNAL."""
+
+    def abort(context, exc):
+        code = status_for(exc)
+        if code is grpc.StatusCode.INTERNAL:
+            log.exception("unexpected error in %s", fn.__qualname__)
+            context.abort(code, f"internal error in {fn.__qualname__}: {type(exc).__name__}")
+        context.abort(code, str(exc))
+
+    if _is_generator(fn):
+
+        @functools.wraps(fn)
+        def stream(self, request, context):
+            try:
+                yield from fn(self, request, context)
+            except errors.SkysiftError as exc:
+                abort(context, exc)
+
+        return stream
+
+    @functools.wraps(fn)
+    def unary(self, request, context):
+        try:
+            return fn(self, request, context)
+        except errors.SkysiftError as exc:
+            abort(context, exc)
+        except Exception as exc:  # noqa: BLE001 - report, never leak a stack trace to the client
+            abort(context, exc)
+
+    return unary
+
+
+def _is_generator(fn) -> bool:
+    import inspect
+
+    return inspect.isgeneratorfunction(fn)

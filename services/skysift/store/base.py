@@ -1,0 +1,78 @@
+"""The object-store interface every stage writes through, and :func:`open_store` that picks a backend.
+
+Writes are whole-object and atomic: a reader sees the old object, the new one, or none, never half a
+parquet file. Keys are plain ``/``-separated strings relative to the store root (see :mod:`skysift.store.keys`).
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from skysift.errors import InvalidArgument
+
+
+def check_key(key: str) -> str:
+    """Reject keys that could escape the store root or hit a temp file."""
+    if not key or key.startswith("/") or ".." in key.split("/") or key.endswith("/"):
+        raise InvalidArgument(f"invalid object key {key!r}: expected a relative path like 'alerts/.../x.parquet'")
+    return key
+
+
+class ObjectStore(ABC):
+    """Atomic whole-object storage addressed by key."""
+
+    url: str
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write ``data`` at ``key`` atomically, replacing any previous object."""
+
+    @abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Write only if ``key`` does not exist; False when it already did (append-only records)."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """Read the object at ``key``; raises :class:`~skysift.errors.NotFound` when absent."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list_keys(self, prefix: str = "") -> list[str]:
+        """Every key under ``prefix``, sorted."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    def write_table(self, key: str, table: pa.Table) -> str:
+        """Write ``table`` as parquet (zstd) at ``key`` atomically; return the key."""
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        self.put_bytes(key, sink.getvalue())
+        return key
+
+    def read_table(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.get_bytes(key)), columns=columns)
+
+    def read_schema(self, key: str) -> pa.Schema:
+        return pq.read_schema(io.BytesIO(self.get_bytes(key)))
+
+
+def open_store(url: str | None = None, settings=None) -> ObjectStore:
+    """Open the store at ``url`` (a directory or ``s3://bucket/prefix``), default from settings."""
+    from skysift import config
+
+    settings = settings or config.load()
+    url = url or settings.store_url
+    if url.startswith("s3://"):
+        from skysift.store.s3 import S3Store
+
+        return S3Store(url, settings)
+    from skysift.store.local import LocalStore
+
+    return LocalStore(url.removeprefix("file://"))
