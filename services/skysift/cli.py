@@ -58,6 +58,97 @@ def serve(
     server.serve_forever(running, settings.shutdown_grace_seconds)
 
 
+def parse_duration(text: str) -> float:
+    """'90', '90s', '5m', '1h' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"not a duration: {text!r} (use e.g. 60s, 5m, 1h)") from None
+
+
+@app.command()
+def poll(
+    max_alerts: Optional[int] = typer.Option(None, help="Stop after this many alerts (default: SKYSIFT_INGEST_MAX_ALERTS, 1000)."),
+    timeout: Optional[str] = typer.Option(None, help="Stop after this long, e.g. 60s or 5m (default: SKYSIFT_INGEST_TIMEOUT_S)."),
+    from_path: Optional[str] = typer.Option(None, "--from", help="Replay alert packets from this file or directory instead of Kafka."),
+    in_process: bool = typer.Option(False, "--in-process", help="Run the stages in this process, without the gRPC services."),
+    keep_cutouts: Optional[bool] = typer.Option(None, "--keep-cutouts/--no-cutouts", help="Keep image stamps in cutouts/."),
+    filter_name: Optional[str] = typer.Option(None, "--filter", help="Filter preset, e.g. fink_vra."),
+) -> None:
+    """Poll once through every stage (ingest, enrichment, features, inference) and print what was written where.
+
+    Exits non-zero when the poll fails (store or broker down), so a CronJob retries; nothing is committed then.
+    """
+    from skysift import pipeline
+
+    settings = load_settings()
+    stages = pipeline.InProcessStages(settings) if in_process else pipeline.GrpcStages(settings)
+    try:
+        report = pipeline.run_poll(stages, max_alerts=max_alerts, timeout_s=parse_duration(timeout) if timeout else None,
+                                   replay_path=from_path, keep_cutouts=keep_cutouts, filter_name=filter_name)
+    except errors.SkysiftError as exc:
+        fail(f"poll failed: {exc}", code=1)
+    for line in report.lines():
+        typer.echo(line)
+
+
+@app.command()
+def dev(
+    once: bool = typer.Option(False, help="Stop everything after the first poll (smoke test)."),
+    workdir: str = typer.Option(".skysift", help="Where the local store, MLflow database and logs go."),
+    mlflow_port: int = typer.Option(5000, help="Port of the local MLflow server."),
+    app_port: int = typer.Option(8501, help="Port of the Streamlit app."),
+    demo: str = typer.Option("demo/alerts", help="Alert packets replayed by the first poll."),
+) -> None:
+    """Run the whole system on loopback: MLflow, the five services, one poll of the demo alerts, Streamlit."""
+    import os
+    from pathlib import Path
+
+    from skysift import devstack, pipeline
+
+    work = Path(workdir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SKYSIFT_STORE_URL": os.environ.get("SKYSIFT_STORE_URL", str(work / "store")),
+           "SKYSIFT_LOG_JSON": os.environ.get("SKYSIFT_LOG_JSON", "true")}
+    stack = devstack.Stack(work)
+    try:
+        typer.echo(f"starting MLflow on 127.0.0.1:{mlflow_port} (first start takes ~20 s) ...")
+        env["SKYSIFT_MLFLOW_TRACKING_URI"] = devstack.start_mlflow(stack, mlflow_port, env)
+        typer.echo("starting services ...")
+        addresses = devstack.start_services(stack, env)
+        for service, address in addresses.items():
+            typer.echo(f"  {service:<11} grpc://{address}  SERVING  (metrics http://{address.rsplit(':', 1)[0]}:{int(address.rsplit(':', 1)[1]) + 1000}/metrics)")
+        os.environ.update(env)
+        settings = load_settings()
+        typer.echo(f"polling the demo alerts in {demo} through gRPC ...")
+        report = pipeline.run_poll(pipeline.GrpcStages(settings), replay_path=str(Path(demo).resolve()))
+        for line in report.lines():
+            typer.echo(line)
+        app_url = None if once else devstack.start_app(stack, app_port, env, Path.cwd())
+        typer.echo(f"store:   {env['SKYSIFT_STORE_URL']}")
+        typer.echo(f"MLflow:  {env['SKYSIFT_MLFLOW_TRACKING_URI']}")
+        if app_url:
+            typer.echo(f"app:     {app_url}")
+        typer.echo(f"logs:    {work}/*.log")
+        if not once:
+            typer.echo("serving; Ctrl-C to stop")
+            import signal
+            import threading
+
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            stop.wait()
+    except (errors.SkysiftError, RuntimeError, TimeoutError) as exc:
+        fail(f"dev stack failed: {exc} (see {work}/*.log)", code=1)
+    finally:
+        typer.echo("stopping ...")
+        stack.stop()
+
+
 @config_app.command("check")
 def config_check() -> None:
     """Validate every settings class against the environment and print the non-secret values."""

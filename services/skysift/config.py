@@ -4,7 +4,8 @@ Every unit reads its own settings class (e.g. ``KafkaSettings`` in ``ingest/sett
 configuration is declared next to it; :func:`load` resolves any of them and turns validation errors into one
 clear :class:`~skysift.errors.ConfigError` that names the environment variables at fault.
 Secrets are ``SecretStr``: never printed, never logged. In Kubernetes they are files mounted under
-``SKYSIFT_SECRETS_DIR`` (default ``/var/run/secrets/skysift``), one file per field name.
+``SKYSIFT_SECRETS_DIR`` (default ``/var/run/secrets/skysift``), one file per variable, named like it
+(e.g. ``SKYSIFT_S3_SECRET_ACCESS_KEY``).
 """
 
 from __future__ import annotations

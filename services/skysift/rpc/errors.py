@@ -64,3 +64,13 @@ def _is_generator(fn) -> bool:
     import inspect
 
     return inspect.isgeneratorfunction(fn)
+
+
+def call(method, request, timeout: float = 600):
+    """Invoke a unary RPC from a client, turning its status back into the core error it stands for."""
+    try:
+        return method(request, timeout=timeout)
+    except grpc.RpcError as exc:
+        code = exc.code()
+        cls = next((c for c, s in STATUS.items() if s == code and c is not errors.ConfigError), errors.SkysiftError)
+        raise cls(exc.details() or str(code)) from None

@@ -1,0 +1,104 @@
+"""`skysift dev`: the whole system on one machine with embedded defaults.
+
+Starts MLflow (sqlite + local artifacts), the five gRPC services on loopback and the Streamlit app as child
+processes, runs one poll over the bundled demo alerts through gRPC, prints where everything is, and stops
+every child on Ctrl-C (or right after the poll with ``once``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skysift.config import DEFAULT_PORTS, SERVICES
+
+BIN = Path(sys.executable).parent
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with closing(socket.socket()) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None, what: str = "server") -> None:
+    """Wait until something listens on 127.0.0.1:port; fail early if ``proc`` dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before listening on port {port}")
+        if port_in_use(port):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not listening on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+@dataclass
+class Stack:
+    """Child processes of the dev stack, stopped in reverse order."""
+
+    workdir: Path
+    procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "ab")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self, timeout: float = 15) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def start_mlflow(stack: Stack, port: int, env: dict[str, str]) -> str:
+    uri = f"http://127.0.0.1:{port}"
+    proc = stack.spawn("mlflow", [
+        str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{stack.workdir}/mlflow.db",
+        "--artifacts-destination", str(stack.workdir / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1",
+    ], env)
+    wait_port(port, 180, proc, "mlflow")
+    return uri
+
+
+def start_services(stack: Stack, env: dict[str, str]) -> dict[str, str]:
+    from skysift.rpc.channels import wait_serving
+
+    addresses = {}
+    for service in SERVICES:
+        port = DEFAULT_PORTS[service]
+        if port_in_use(port):
+            raise RuntimeError(f"port {port} for {service} is in use: stop the other process or set SKYSIFT_{service.upper()}_ADDRESS")
+        stack.spawn(service, [str(BIN / "skysift"), "serve", service, "--port", str(port)], env)
+        addresses[service] = f"127.0.0.1:{port}"
+    for service, address in addresses.items():
+        wait_serving(address, timeout=120)
+    return addresses
+
+
+def start_app(stack: Stack, port: int, env: dict[str, str], repo: Path) -> str | None:
+    app = repo / "streamlit_app" / "app.py"
+    if not app.exists():
+        return None
+    proc = stack.spawn("streamlit", [
+        str(BIN / "streamlit"), "run", str(app), "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ], env)
+    wait_port(port, 120, proc, "streamlit")
+    return f"http://127.0.0.1:{port}"

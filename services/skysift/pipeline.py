@@ -1,0 +1,157 @@
+"""The hourly poll, orchestrated: Ingest.Poll, then Enrich, ComputeFeatures and Score for each batch.
+
+The same sequence runs over gRPC (`skysift poll`, the CronJob) or in one process with the stage classes
+(`skysift poll --in-process`, for backfills and debugging). Both paths return a :class:`PollReport` so the CLI
+prints one thing; only object-store keys travel between stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from skysift.config import Settings
+from skysift.rpc.errors import call
+from skysift.errors import FailedPrecondition
+from skysift.store.keys import Batch
+
+
+@dataclass
+class StageOutcome:
+    stage: str
+    batch: Batch | None
+    detail: str = ""
+
+
+@dataclass
+class PollReport:
+    counts: dict[str, int]
+    dlq_key: str | None
+    outcomes: list[StageOutcome] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        c = self.counts
+        out = [
+            f"polled {c['messages']} messages: {c['alerts']} alerts kept, {c['rejected']} rejected by filter, "
+            f"{c['duplicates']} duplicates, {c['dead_letters']} dead letters"
+            + (f" (in {self.dlq_key})" if self.dlq_key else "")
+        ]
+        for o in self.outcomes:
+            where = f"{o.batch.rows:>6} rows -> {o.batch.key}" if o.batch else ""
+            out.append(f"  {o.stage:<11} {where}{'  ' if where and o.detail else ''}{o.detail}")
+        return out
+
+
+class InProcessStages:
+    """Stage classes called directly, sharing one store."""
+
+    def __init__(self, settings: Settings, store=None):
+        from skysift.store import open_store
+
+        self.settings = settings
+        self.store = store or open_store(settings=settings)
+
+    def poll(self, **kwargs):
+        from skysift.ingest.core import IngestStage
+
+        r = IngestStage(self.settings, self.store).poll(**kwargs)
+        counts = dict(messages=r.n_messages, alerts=r.n_alerts, rejected=r.n_rejected, duplicates=r.n_duplicates,
+                      dead_letters=r.n_dead_letters)
+        return r.alerts, r.cutouts, counts, r.dlq_key
+
+    def enrich(self, alerts_key: str) -> StageOutcome:
+        from skysift.enrichment.core import EnrichmentStage
+
+        r = EnrichmentStage(self.settings, self.store).process(alerts_key)
+        return StageOutcome("enrichment", r.enriched, _status(r.status_counts))
+
+    def features(self, alerts_key: str, enriched_key: str | None) -> StageOutcome:
+        from skysift.features.core import FeaturesStage
+
+        r = FeaturesStage(self.settings, self.store).process(alerts_key, enriched_key)
+        return StageOutcome("features", r.features, f"feature set v{r.feature_set_version}, {r.n_flagged} flagged")
+
+    def score(self, features_key: str) -> StageOutcome:
+        from skysift.inference.core import InferenceStage
+
+        r = InferenceStage(self.settings, self.store).score_batch(features_key)
+        return StageOutcome("inference", r.written, _models(r.predictions))
+
+
+class GrpcStages:
+    """The same calls through the five services' gRPC APIs."""
+
+    def __init__(self, settings: Settings):
+        from skysift.rpc.channels import channel
+        from skysift.v1 import (enrichment_pb2_grpc, features_pb2_grpc, inference_pb2_grpc, ingest_pb2_grpc)
+
+        self.settings = settings
+        self.ingest = ingest_pb2_grpc.IngestStub(channel(settings.ingest_address, settings))
+        self.enrichment = enrichment_pb2_grpc.EnrichmentStub(channel(settings.enrichment_address, settings))
+        self.featurizer = features_pb2_grpc.FeaturesStub(channel(settings.features_address, settings))
+        self.inference = inference_pb2_grpc.InferenceStub(channel(settings.inference_address, settings))
+
+    def poll(self, max_alerts=None, timeout_s=None, replay_path=None, keep_cutouts=None, filter_name=None):
+        from skysift.v1 import ingest_pb2
+
+        req = ingest_pb2.PollRequest(max_alerts=max_alerts or 0, timeout_seconds=timeout_s or 0,
+                                     replay_path=replay_path or "", filter=filter_name or "")
+        if keep_cutouts is not None:
+            req.keep_cutouts = keep_cutouts
+        r = call(self.ingest.Poll, req, (timeout_s or 3600) + 120)
+        counts = dict(messages=r.n_messages, alerts=r.n_alerts, rejected=r.n_rejected, duplicates=r.n_duplicates,
+                      dead_letters=r.n_dead_letters)
+        return [_batch(b) for b in r.alerts], [_batch(b) for b in r.cutouts], counts, r.dlq_key or None
+
+    def enrich(self, alerts_key: str) -> StageOutcome:
+        from skysift.v1 import enrichment_pb2
+
+        r = call(self.enrichment.Enrich, enrichment_pb2.EnrichRequest(alerts_key=alerts_key))
+        return StageOutcome("enrichment", _batch(r.enriched), _status(dict(r.status_counts)))
+
+    def features(self, alerts_key: str, enriched_key: str | None) -> StageOutcome:
+        from skysift.v1 import features_pb2
+
+        r = call(self.featurizer.ComputeFeatures,
+                  features_pb2.ComputeFeaturesRequest(alerts_key=alerts_key, enriched_key=enriched_key or ""))
+        return StageOutcome("features", _batch(r.features), f"feature set v{r.feature_set_version}, {r.n_flagged} flagged")
+
+    def score(self, features_key: str) -> StageOutcome:
+        from skysift.v1 import inference_pb2
+
+        r = call(self.inference.Score, inference_pb2.ScoreRequest(features_key=features_key))
+        models = sorted({f"{p.model_name} v{p.model_version}" for p in r.predictions})
+        return StageOutcome("inference", _batch(r.written) if r.written.key else None, ", ".join(models))
+
+
+def run_poll(stages, **poll_kwargs) -> PollReport:
+    """One poll through every stage; a missing model is reported, not an error (the pipeline still ran)."""
+    alerts, cutouts, counts, dlq_key = stages.poll(**poll_kwargs)
+    report = PollReport(counts, dlq_key)
+    for batch in cutouts:
+        report.outcomes.append(StageOutcome("cutouts", batch))
+    for batch in alerts:
+        report.outcomes.append(StageOutcome("alerts", batch, f"survey={batch.survey}"))
+        enriched = stages.enrich(batch.key)
+        report.outcomes.append(enriched)
+        feats = stages.features(batch.key, enriched.batch.key if enriched.batch else None)
+        report.outcomes.append(feats)
+        try:
+            report.outcomes.append(stages.score(feats.batch.key))
+        except FailedPrecondition as exc:
+            report.outcomes.append(StageOutcome("inference", None, str(exc)))
+    return report
+
+
+def _batch(ref) -> Batch:
+    return Batch(ref.key, ref.survey, ref.rows)
+
+
+def _status(counts: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+
+
+def _models(predictions) -> str:
+    if predictions is None or predictions.num_rows == 0:
+        return ""
+    pairs = {(n, v) for n, v in zip(predictions.column("model_name").to_pylist(), predictions.column("model_version").to_pylist())}
+    return ", ".join(f"{n} v{v}" for n, v in sorted(pairs))

@@ -1,0 +1,30 @@
+import pytest
+from typer.testing import CliRunner
+
+from skysift import config
+from skysift.cli import app
+from skysift.errors import ConfigError
+
+
+def test_malformed_value_fails_fast_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("SKYSIFT_GRPC_WORKERS", "many")
+    with pytest.raises(ConfigError, match="SKYSIFT_GRPC_WORKERS"):
+        config.load()
+
+
+def test_cli_reports_bad_settings_without_a_traceback(monkeypatch):
+    monkeypatch.setenv("SKYSIFT_GRPC_MAX_MESSAGE_MB", "lots")
+    result = CliRunner().invoke(app, ["config", "check"])
+    assert result.exit_code == 2
+    assert "SKYSIFT_GRPC_MAX_MESSAGE_MB" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_secrets_come_from_mounted_files_and_are_not_printed(tmp_path, monkeypatch):
+    (tmp_path / "SKYSIFT_S3_SECRET_ACCESS_KEY").write_text("hunter2-from-file")
+    monkeypatch.setenv("SKYSIFT_SECRETS_DIR", str(tmp_path))
+    settings = config.load()
+    assert settings.s3_secret_access_key.get_secret_value() == "hunter2-from-file"
+    assert "hunter2" not in repr(settings)
+    result = CliRunner().invoke(app, ["config", "check"])
+    assert result.exit_code == 0 and "hunter2" not in result.output
