@@ -1,0 +1,24 @@
+"""Trainer settings (``SKYSIFT_TRAINER_*``): defaults for rounds, the held-out split and the champion rule."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TrainerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SKYSIFT_TRAINER_", extra="ignore")
+
+    strategy: str = "uncertainty"
+    batch_size: int = Field(10, ge=1)
+    initial_batch_size: int = Field(30, ge=1)
+    # Share of each class of newly labelled candids set aside, once and for good, as the held-out set.
+    holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    # Store key of a CSV/parquet with a `candid` column: a user-chosen validation set used instead of the split.
+    validation_key: str | None = None
+    champion_metric: str = "f1"  # accuracy, precision, recall, f1 or roc_auc on the held-out set
+    champion_tolerance: float = Field(0.0, ge=0.0)  # "not worse" = new >= champion - tolerance
+    committee_size: int = Field(5, ge=2)
+    permutation_repeats: int = Field(5, ge=1)
+    mlflow_experiment_prefix: str = "skysift"
+    pool_read_threads: int = Field(8, ge=1)

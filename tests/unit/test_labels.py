@@ -1,0 +1,123 @@
+"""LabelStore on a local store: validation, latest-wins, history, CSV import/export, concurrent writers."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from skysift.errors import InvalidArgument
+from skysift.trainer.labels import EVENTS_PREFIX, LabelEvent, LabelStore
+
+T0 = datetime(2025, 6, 2, 12, 0, tzinfo=timezone.utc)
+
+
+def test_submit_assigns_ids_and_timestamps(local_store):
+    labels = LabelStore(local_store)
+    ids = labels.submit([LabelEvent(candid=1786385875815010010, label="galactic", user="heloise")])
+    assert len(ids) == 1 and len(ids[0]) == 32
+    (event,) = labels.history()
+    assert event.event_id == ids[0] and event.timestamp.tzinfo is not None and event.source == "human"
+
+
+@pytest.mark.parametrize(
+    "event, message",
+    [
+        (LabelEvent(candid=1, label="supernova", user="u"), "unknown label 'supernova'"),
+        (LabelEvent(candid=1, label="bogus", user=" "), "no user"),
+        (LabelEvent(candid=0, label="bogus", user="u"), "positive integer"),
+        (LabelEvent(candid=1, label="bogus", user="u", source="robot"), "unknown label source"),
+        (LabelEvent(candid=1, label="bogus", user="u", model_tag="nope"), "unknown model tag"),
+    ],
+)
+def test_invalid_events_are_rejected_and_nothing_is_written(local_store, event, message):
+    labels = LabelStore(local_store)
+    good = LabelEvent(candid=2, label="real", user="u")
+    with pytest.raises(InvalidArgument, match=message):
+        labels.submit([good, event])
+    assert local_store.list_keys(EVENTS_PREFIX) == []
+
+
+def test_latest_event_wins_and_history_keeps_all(local_store):
+    labels = LabelStore(local_store)
+    labels.submit([LabelEvent(candid=7, label="galactic", user="a", timestamp=T0)])
+    labels.submit([LabelEvent(candid=7, label="extragalactic", user="b", timestamp=T0 + timedelta(minutes=1))])
+    labels.submit([LabelEvent(candid=8, label="skip", user="a", timestamp=T0 + timedelta(minutes=2))])
+    latest = labels.latest()
+    assert latest[7].label == "extragalactic" and latest[7].user == "b"
+    assert set(labels.latest(candids=[8])) == {8}
+    assert [e.label for e in labels.history(user="a")] == ["galactic", "skip"]
+    assert len(labels.history()) == 3
+
+
+def test_events_are_never_rewritten(local_store):
+    labels = LabelStore(local_store)
+    labels.submit([LabelEvent(candid=7, label="galactic", user="a", timestamp=T0)])
+    (key,) = local_store.list_keys(EVENTS_PREFIX)
+    before = local_store.get_bytes(key)
+    labels.submit([LabelEvent(candid=7, label="bogus", user="a", timestamp=T0 + timedelta(seconds=1))])
+    assert local_store.get_bytes(key) == before and len(local_store.list_keys(EVENTS_PREFIX)) == 2
+
+
+def test_second_reader_sees_events_of_another_instance(local_store):
+    writer, reader = LabelStore(local_store), LabelStore(local_store)
+    writer.submit([LabelEvent(candid=5, label="real", user="a")])
+    assert reader.latest()[5].label == "real"
+    writer.submit([LabelEvent(candid=5, label="bogus", user="a")])
+    assert reader.latest()[5].label == "bogus"
+
+
+def test_concurrent_submissions_from_two_threads_lose_nothing(local_store):
+    labels = LabelStore(local_store)
+    barrier = threading.Barrier(2)
+
+    def labeller(user: str, offset: int) -> None:
+        barrier.wait()
+        for i in range(40):
+            labels.submit([LabelEvent(candid=offset + i, label="galactic", user=user)])
+
+    threads = [threading.Thread(target=labeller, args=(u, o)) for u, o in (("a", 1000), ("b", 1020))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(labels.history()) == 80
+    assert len(labels.history(user="a")) == 40 and len(labels.history(user="b")) == 40
+
+
+def test_csv_round_trip_with_prototype_columns(local_store, tmp_path):
+    src = tmp_path / "labels.csv"
+    src.write_text(
+        "candid,objectId,label,timestamp\n"
+        "1786385875815010010,ZTF18ablwjuy,galactic,2025-06-02T12:00:00\n"
+        "1786142742615010038,ZTF18abvhysb,extragalactic,2025-06-02T12:01:00+00:00\n"
+    )
+    labels = LabelStore(local_store)
+    assert len(labels.import_csv(src, user="heloise")) == 2
+    out = tmp_path / "out.csv"
+    assert labels.export_csv(out) == 2
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["candid", "objectId", "label", "timestamp"]
+    assert {(r["candid"], r["objectId"], r["label"]) for r in rows} == {
+        ("1786385875815010010", "ZTF18ablwjuy", "galactic"),
+        ("1786142742615010038", "ZTF18abvhysb", "extragalactic"),
+    }
+    assert {e.source for e in labels.history()} == {"import"}
+
+
+def test_importing_the_same_dated_csv_twice_adds_nothing(local_store, tmp_path):
+    src = tmp_path / "labels.csv"
+    src.write_text("candid,objectId,label,timestamp\n11,ZTF1,bogus,2025-06-02T12:00:00\n")
+    labels = LabelStore(local_store)
+    first, second = labels.import_csv(src, user="u"), labels.import_csv(src, user="u")
+    assert first == second and len(local_store.list_keys(EVENTS_PREFIX)) == 1
+
+
+def test_import_reports_every_bad_row_and_writes_none(local_store, tmp_path):
+    src = tmp_path / "labels.csv"
+    src.write_text("candid,objectId,label,timestamp\n11,ZTF1,bogus,\nx,ZTF2,real,\n12,ZTF3,star,\n")
+    with pytest.raises(InvalidArgument, match=r"line 3: .*line 4: unknown label 'star'"):
+        LabelStore(local_store).import_csv(src, user="u")
+    assert local_store.list_keys(EVENTS_PREFIX) == []
