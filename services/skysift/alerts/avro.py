@@ -1,0 +1,188 @@
+"""Avro framing: split container files into blocks, frame schemaless payloads as one container, batch-decode.
+
+Why: decoding per message (fastavro) tops out near 1.4k alerts/s, while a Rust reader (``jetliner``) decodes a
+whole container to Arrow in one call several times faster, but only reads files and pays ~ms per call. So a
+poll's packets that share a schema are re-framed here, without decoding them, into ONE in-memory container
+(the shared header, then each packet's blocks, or each schemaless payload as its own one-record block) and
+handed to ``jetliner`` once, through an anonymous in-memory file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+
+import polars as pl
+
+MAGIC = b"Obj\x01"
+SYNC = b"skysift-framing!"  # any 16 bytes: the sync marker of the containers we frame
+assert len(SYNC) == 16
+
+
+class FramingError(ValueError):
+    """A packet is not a well-formed Avro container (truncated, bad header, bad sync marker)."""
+
+
+def _zigzag(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _read_long(buf: bytes, pos: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        if pos >= len(buf):
+            raise FramingError("truncated: unexpected end of data in a varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift > 63:
+            raise FramingError("malformed varint")
+
+
+def _read_bytes(buf: bytes, pos: int) -> tuple[bytes, int]:
+    n, pos = _read_long(buf, pos)
+    if n < 0 or pos + n > len(buf):
+        raise FramingError("truncated: a length runs past the end of the data")
+    return buf[pos : pos + n], pos + n
+
+
+@dataclass
+class Container:
+    """A container file split into its schema, codec and raw (still encoded) blocks."""
+
+    schema: bytes  # the writer schema as JSON bytes, exactly as in the header
+    codec: str
+    blocks: list[tuple[int, bytes]]  # (record count, encoded block data)
+
+    @property
+    def n_records(self) -> int:
+        return sum(count for count, _ in self.blocks)
+
+
+def split_container(data: bytes) -> Container:
+    """Parse a container's header and block boundaries (no record is decoded)."""
+    if not data.startswith(MAGIC):
+        raise FramingError("not an Avro container (missing 'Obj\\x01' magic)")
+    pos = len(MAGIC)
+    meta: dict[str, bytes] = {}
+    while True:
+        count, pos = _read_long(data, pos)
+        if count == 0:
+            break
+        if count < 0:  # a negative count is followed by the block's byte size
+            count = -count
+            _, pos = _read_long(data, pos)
+        for _ in range(count):
+            key, pos = _read_bytes(data, pos)
+            value, pos = _read_bytes(data, pos)
+            meta[key.decode("utf-8", "replace")] = value
+    if "avro.schema" not in meta:
+        raise FramingError("Avro container header has no avro.schema")
+    sync = data[pos : pos + 16]
+    if len(sync) != 16:
+        raise FramingError("truncated: Avro container header has no sync marker")
+    pos += 16
+    blocks = []
+    while pos < len(data):
+        count, pos = _read_long(data, pos)
+        block, pos = _read_bytes(data, pos)
+        if data[pos : pos + 16] != sync:
+            raise FramingError("truncated or corrupt Avro container: block not followed by the sync marker")
+        pos += 16
+        if count < 0:
+            raise FramingError("corrupt Avro container: negative record count")
+        blocks.append((count, block))
+    return Container(meta["avro.schema"], meta.get("avro.codec", b"null").decode() or "null", blocks)
+
+
+def frame(schema: bytes, codec: str, blocks: list[tuple[int, bytes]]) -> bytes:
+    """One container holding ``blocks`` (already encoded with ``codec``) under ``schema``."""
+    meta = [(b"avro.schema", schema), (b"avro.codec", codec.encode())]
+    parts = [MAGIC, _zigzag(len(meta))]
+    for key, value in meta:
+        parts += [_zigzag(len(key)), key, _zigzag(len(value)), value]
+    parts += [_zigzag(0), SYNC]
+    for count, block in blocks:
+        parts += [_zigzag(count), _zigzag(len(block)), block, SYNC]
+    return b"".join(parts)
+
+
+def read_container(data: bytes, columns: list[str] | None = None) -> pl.DataFrame:
+    """Decode a whole in-memory container with jetliner (reads files only: give it an anonymous one)."""
+    import jetliner
+
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("skysift-avro", os.MFD_CLOEXEC)
+        try:
+            _write_all(fd, data)
+            return jetliner.read_avro(f"/proc/self/fd/{fd}", columns=columns, glob=False,
+                                      read_chunk_size=4 << 20, max_block_size=None)
+        finally:
+            os.close(fd)
+    with tempfile.NamedTemporaryFile(suffix=".avro") as tmp:  # macOS and others without memfd
+        tmp.write(data)
+        tmp.flush()
+        return jetliner.read_avro(tmp.name, columns=columns, glob=False, max_block_size=None)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+@lru_cache(maxsize=64)
+def top_level_fields(schema: bytes) -> tuple[str, ...]:
+    """Names of the record's top-level fields (cached by the schema's bytes: a poll has few schemas)."""
+    parsed = json.loads(schema)
+    if isinstance(parsed, list):  # a union at the top: use its first record
+        parsed = next(s for s in parsed if isinstance(s, dict) and s.get("type") == "record")
+    return tuple(f["name"] for f in parsed.get("fields", []))
+
+
+@lru_cache(maxsize=64)
+def _parsed(schema: bytes):
+    import fastavro
+
+    return fastavro.parse_schema(json.loads(schema))
+
+
+def check_payload(schema: bytes, payload: bytes) -> None:
+    """Decode one schemaless payload with fastavro, to find which packet of a failed batch is bad.
+
+    Raises ValueError when the payload does not decode or leaves bytes unread (a wrong-schema payload).
+    """
+    import fastavro
+
+    buf = io.BytesIO(payload)
+    try:
+        fastavro.schemaless_reader(buf, _parsed(schema), None)
+    except Exception as exc:  # noqa: BLE001 - any decode failure makes the payload a dead letter
+        raise ValueError(f"Avro decode failed: {type(exc).__name__}: {exc}") from None
+    if buf.tell() != len(payload):
+        raise ValueError(f"Avro payload has {len(payload) - buf.tell()} unread trailing bytes (wrong schema?)")
+
+
+def check_container(container: Container) -> None:
+    """Decode a container's records with fastavro (isolation path for a failed batch)."""
+    import fastavro
+
+    data = frame(container.schema, container.codec, container.blocks)
+    try:
+        for _ in fastavro.reader(io.BytesIO(data)):
+            pass
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"Avro decode failed: {type(exc).__name__}: {exc}") from None

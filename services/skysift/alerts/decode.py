@@ -1,0 +1,229 @@
+"""Decode a poll's raw packets, in batches, into clean alerts tables (one per survey) and dead letters.
+
+Formats, detected per packet (``format="auto"``) or configured per topic:
+- ``avro``: an Avro container file (``Obj\\x01``), as ZTF, BOOM and the ZTF archive serve alerts;
+- ``confluent``: byte 0 + 4-byte schema id + schemaless Avro (Rubin), with the bundled Rubin schemas;
+- ``schemaless``: schemaless Avro whose schema comes with the packet (Fink: the Kafka key holds the schema JSON).
+
+Packets that share a writer schema are framed as ONE container and decoded in one call (see
+:mod:`skysift.alerts.avro`); a batch that fails is re-checked packet by packet with fastavro so that only
+the bad packets become dead letters. Decoded rows whose identifiers or coordinates are implausible (a payload
+read with the wrong schema can decode "successfully" into garbage) are dead letters too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from skysift.alerts import avro, lsst, ztf
+from skysift.alerts.lightcurve import ROW
+from skysift.alerts.schema import ALERTS_SCHEMA, CUTOUTS_SCHEMA, conform
+
+FORMATS = ("auto", "avro", "confluent", "schemaless")
+CONFLUENT_MAGIC = b"\x00"
+SURVEYS = {"ztf": ztf, "lsst": lsst}
+
+
+@dataclass
+class Packet:
+    """One raw message and where it came from (topic/partition/offset for Kafka, a path for replay)."""
+
+    value: bytes
+    schema: bytes | None = None  # writer schema JSON of a schemaless payload (Fink's Kafka key)
+    format: str = "auto"
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    source: str | None = None
+
+
+@dataclass
+class DecodeResult:
+    alerts: dict[str, pa.Table] = field(default_factory=dict)  # survey -> ALERTS_SCHEMA table
+    cutouts: dict[str, pa.Table] = field(default_factory=dict)  # survey -> CUTOUTS_SCHEMA table
+    dead_letters: list[tuple[bytes, str]] = field(default_factory=list)  # (raw bytes, error)
+    dead_packets: list[Packet] = field(default_factory=list)  # aligned with dead_letters: where each came from
+    n_packets: int = 0
+
+    @property
+    def n_alerts(self) -> int:
+        return sum(t.num_rows for t in self.alerts.values())
+
+
+@dataclass
+class _Group:
+    """Packets sharing one writer schema and codec: decoded together."""
+
+    schema: bytes
+    codec: str
+    version: str | None = None
+    members: list[tuple[int, list[tuple[int, bytes]]]] = field(default_factory=list)  # (packet index, blocks)
+
+
+class _Dead(Exception):
+    pass
+
+
+def decode_packets(packets: list[bytes], format: str = "auto", schema_json: str | None = None,
+                   keep_cutouts: bool = False) -> DecodeResult:
+    """Decode raw packets of one format (``schema_json``: the writer schema of schemaless payloads)."""
+    schema = schema_json.encode() if isinstance(schema_json, str) else schema_json
+    return decode([Packet(p, schema=schema, format=format) for p in packets], keep_cutouts=keep_cutouts)
+
+
+def decode(packets: list[Packet], keep_cutouts: bool = False, now: datetime | None = None) -> DecodeResult:
+    """Decode packets of any formats and surveys; every packet ends up as rows or as a dead letter."""
+    now = now or datetime.now(timezone.utc)
+    result = DecodeResult(n_packets=len(packets))
+    dead: dict[int, str] = {}
+    groups: dict[tuple[bytes, str], _Group] = {}
+    for i, packet in enumerate(packets):
+        try:
+            schema, codec, blocks, version = _split(packet)
+        except (avro.FramingError, _Dead, KeyError, ValueError) as exc:
+            dead[i] = _message(exc)
+            continue
+        groups.setdefault((schema, codec), _Group(schema, codec, version)).members.append((i, blocks))
+
+    frames: dict[str, list[pl.DataFrame]] = {}
+    stamps: dict[str, list[pl.DataFrame]] = {}
+    for group in groups.values():
+        survey, cleaned, cut = _decode_group(group, packets, dead, keep_cutouts, now)
+        if cleaned is not None and cleaned.height:
+            frames.setdefault(survey, []).append(cleaned)
+            if cut is not None:
+                stamps.setdefault(survey, []).append(cut)
+
+    for survey, parts in frames.items():
+        result.alerts[survey] = conform(_to_arrow(pl.concat(parts, how="diagonal_relaxed")), ALERTS_SCHEMA)
+    for survey, parts in stamps.items():
+        result.cutouts[survey] = conform(_to_arrow(pl.concat(parts, how="diagonal_relaxed")), CUTOUTS_SCHEMA)
+    for i in sorted(dead):
+        result.dead_letters.append((packets[i].value, dead[i]))
+        result.dead_packets.append(packets[i])
+    return result
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def _split(packet: Packet) -> tuple[bytes, str, list[tuple[int, bytes]], str | None]:
+    """(writer schema, codec, encoded blocks, schema version) of one packet, without decoding it."""
+    data, fmt = packet.value, packet.format
+    if fmt not in FORMATS:
+        raise _Dead(f"unknown packet format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if not data:
+        raise _Dead("empty message")
+    if fmt in ("auto", "avro") and data.startswith(avro.MAGIC):
+        container = avro.split_container(data)
+        return container.schema, container.codec, container.blocks, None
+    if fmt == "avro":
+        raise _Dead("not an Avro container (missing 'Obj\\x01' magic)")
+    if fmt == "confluent" or (fmt == "auto" and packet.schema is None and data[:1] == CONFLUENT_MAGIC):
+        if len(data) < 6 or data[:1] != CONFLUENT_MAGIC:
+            raise _Dead("not in Confluent wire format (0x00 + 4-byte schema id + payload)")
+        wire_id = int.from_bytes(data[1:5], "big")
+        major, minor = divmod(wire_id, 100)
+        return lsst.schema_for_id(wire_id), "null", [(1, data[5:])], f"{major}.{minor}"
+    if packet.schema:
+        return packet.schema, "null", [(1, data)], None
+    raise _Dead("cannot tell the packet format: not an Avro container, not Confluent wire format, and no writer "
+                "schema given (Fink puts it in the Kafka key)")
+
+
+def _survey(schema: bytes) -> str:
+    fields = avro.top_level_fields(schema)
+    if "diaSource" in fields:
+        return "lsst"
+    if "candidate" in fields:
+        return "ztf"
+    raise _Dead("unrecognised alert schema: neither ZTF (no 'candidate') nor Rubin (no 'diaSource')")
+
+
+def _decode_group(group: _Group, packets: list[Packet], dead: dict[int, str], keep_cutouts: bool, now: datetime):
+    try:
+        survey = _survey(group.schema)
+    except (_Dead, ValueError) as exc:
+        for i, _ in group.members:
+            dead[i] = f"{exc}" if isinstance(exc, _Dead) else f"writer schema is not valid JSON: {exc}"
+        return None, None, None
+    module = SURVEYS[survey]
+    fields = avro.top_level_fields(group.schema)
+    columns = [c for c in module.COLUMNS if c in fields]
+    if keep_cutouts:
+        columns += [c for c in module.CUTOUTS.values() if c in fields]
+
+    members = group.members
+    try:
+        df = _read(group, members, columns)
+    except BaseException as exc:  # noqa: BLE001 - includes the Rust reader's PanicException on garbage
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        members = _isolate(group, members, dead)
+        try:
+            df = _read(group, members, columns)
+        except BaseException as again:  # noqa: BLE001
+            if isinstance(again, (KeyboardInterrupt, SystemExit)):
+                raise
+            for i, _ in members:
+                dead[i] = f"batch decode failed: {type(again).__name__}: {again}"
+            return survey, None, None
+
+    counts = [sum(c for c, _ in blocks) for _, blocks in members]
+    origin = np.repeat(np.array([i for i, _ in members], dtype=np.int64), counts)
+    cleaned = module.clean(df, group.version) if survey == "lsst" else module.clean(df)
+    cleaned = cleaned.with_columns(pl.Series("_packet", origin))
+    implausible = cleaned.filter(~_plausible())
+    for i in implausible.get_column("_packet").unique().to_list():
+        dead[i] = "decoded values are implausible (missing ids, jd or coordinates out of range): wrong schema?"
+    keep = ~pl.col("_packet").is_in(list(dead))
+    cut = module.cutouts(df, cleaned).with_columns(pl.Series("_packet", origin)).filter(keep) if keep_cutouts else None
+    cleaned = cleaned.filter(keep).with_columns(_meta(packets, cleaned.filter(keep).get_column("_packet"), now))
+    return survey, cleaned.drop(ROW, "_packet"), cut.drop("_packet") if cut is not None else None
+
+
+def _read(group: _Group, members, columns: list[str]) -> pl.DataFrame:
+    blocks = [b for _, bs in members for b in bs]
+    expected = sum(c for c, _ in blocks)
+    df = avro.read_container(avro.frame(group.schema, group.codec, blocks), columns)
+    if df.height != expected:
+        raise ValueError(f"decoded {df.height} records, expected {expected}")
+    return df
+
+
+def _isolate(group: _Group, members, dead: dict[int, str]):
+    """Check each packet of a failed batch on its own; return the good ones, record the bad as dead letters."""
+    good = []
+    for i, blocks in members:
+        try:
+            if len(blocks) == 1 and blocks[0][0] == 1 and group.codec == "null":
+                avro.check_payload(group.schema, blocks[0][1])
+            else:
+                avro.check_container(avro.Container(group.schema, group.codec, blocks))
+            good.append((i, blocks))
+        except ValueError as exc:
+            dead[i] = str(exc)
+    return good
+
+
+def _plausible() -> pl.Expr:
+    return (pl.col("candid").is_not_null() & (pl.col("objectId").str.len_bytes() > 0)
+            & pl.col("jd").is_between(2_400_000.0, 2_600_000.0)
+            & pl.col("ra").is_between(0.0, 360.0) & pl.col("dec").is_between(-90.0, 90.0)).fill_null(False)
+
+
+def _meta(packets: list[Packet], origin: pl.Series, now: datetime) -> list[pl.Series]:
+    idx = origin.to_numpy()
+    pick = lambda attr, dtype: pl.Series(attr, [getattr(packets[i], attr) for i in idx], dtype=dtype)  # noqa: E731
+    return [pick("topic", pl.String), pick("partition", pl.Int32), pick("offset", pl.Int64), pick("source", pl.String),
+            pl.Series("ingest_time", [now] * len(idx), dtype=pl.Datetime("ms", "UTC"))]
+
+
+def _to_arrow(df: pl.DataFrame) -> pa.Table:
+    return df.to_arrow(compat_level=pl.CompatLevel.oldest())

@@ -1,0 +1,73 @@
+"""Column helpers shared by the ZTF and Rubin cleaners: tolerant field access and light-curve list columns.
+
+Cleaning runs on Arrow/Polars columns, never per alert, so that it keeps pace with the batch decoder.
+Schemas differ between versions (``drb`` appears in ZTF 3.3, ``fp_hists`` in 4.x, ...): a missing field is a
+null column, never an error.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from skysift.alerts.schema import HISTORY_DAYS
+
+ROW = "_row"  # position of the alert in the decoded frame: the key that joins history back to its alert
+
+DET_COLUMNS = ["jd", "band", "magpsf", "sigmapsf", "isdiffpos", "candid"]
+UL_COLUMNS = ["jd", "band", "diffmaglim"]
+
+
+def col(df: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr:
+    """A top-level column cast to ``dtype``, or nulls when this schema lacks it."""
+    if name in df.columns:
+        return pl.col(name).cast(dtype, strict=False)
+    return pl.lit(None, dtype)
+
+
+def field(schema: pl.Schema | dict, struct: str, name: str, dtype: pl.DataType) -> pl.Expr:
+    """``struct.name`` cast to ``dtype``, or nulls when the struct (or this schema version) lacks it."""
+    struct_type = schema.get(struct)
+    if isinstance(struct_type, pl.List):
+        struct_type = struct_type.inner
+    if isinstance(struct_type, pl.Struct) and name in {f.name for f in struct_type.fields}:
+        return pl.col(struct).struct.field(name).cast(dtype, strict=False)
+    return pl.lit(None, dtype)
+
+
+def isdiffpos(expr: pl.Expr) -> pl.Expr:
+    """ZTF's 't'/'f' (or '1'/'0') as a boolean; anything else is null."""
+    return expr.str.to_lowercase().replace_strict({"t": True, "1": True, "f": False, "0": False}, default=None,
+                                                  return_dtype=pl.Boolean)
+
+
+def explode_history(df: pl.DataFrame, column: str, current_jd: pl.Expr) -> pl.DataFrame:
+    """One row per history entry of ``column`` (a list of structs), with ``_row`` and the alert's ``_cur_jd``."""
+    keys = df.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW), current_jd.alias("_cur_jd"))
+    if column not in df.columns or not isinstance(df.schema[column], pl.List):
+        return keys.clear()  # no history in this schema: read through col(), every field is null
+    long = keys.with_columns(df.get_column(column).alias("_h")).explode("_h").filter(pl.col("_h").is_not_null())
+    if not isinstance(long.schema["_h"], pl.Struct):
+        return keys.clear()
+    return long.unnest("_h")
+
+
+def in_window(jd: pl.Expr, current_jd: pl.Expr = pl.col("_cur_jd")) -> pl.Expr:
+    """Strictly before the alert and no older than HISTORY_DAYS (the alert itself is added separately)."""
+    return (jd < current_jd) & (jd >= current_jd - HISTORY_DAYS)
+
+
+def assemble(base: pl.DataFrame, detections: pl.DataFrame, upper_limits: pl.DataFrame,
+             det_columns: list[str] = DET_COLUMNS, ul_columns: list[str] = UL_COLUMNS) -> pl.DataFrame:
+    """Attach ``det_*`` and ``ul_*`` list columns (sorted by jd, empty lists when none) to ``base``.
+
+    ``detections`` must include the alert itself; a detection repeated in the history (same candid) is kept once.
+    """
+    detections = detections.unique([ROW, "candid"], keep="first", maintain_order=True)
+    det = (detections.sort([ROW, "jd"]).group_by(ROW, maintain_order=True)
+           .agg([pl.col(c).alias(f"det_{c}") for c in det_columns]))
+    ul = (upper_limits.sort([ROW, "jd"]).group_by(ROW, maintain_order=True)
+          .agg([pl.col(c).alias(f"ul_{c}") for c in ul_columns]))
+    out = base.join(det, on=ROW, how="left", maintain_order="left").join(ul, on=ROW, how="left",
+                                                                         maintain_order="left")
+    empty = [pl.col(f"ul_{c}").fill_null(pl.lit([], dtype=out.schema[f"ul_{c}"])) for c in ul_columns]
+    return out.with_columns(empty)
