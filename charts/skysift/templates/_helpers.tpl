@@ -1,0 +1,232 @@
+{{/* Names: <release>-skysift, or the release name alone when it already contains "skysift". */}}
+{{- define "skysift.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "skysift.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A component's object name; at most 52 characters so CronJob names leave room for Job suffixes. */}}
+{{- define "skysift.componentName" -}}
+{{- printf "%s-%s" (include "skysift.fullname" .root) .component | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "skysift.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "skysift.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "skysift.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Recommended labels (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/). */}}
+{{- define "skysift.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "skysift.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: skysift
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end }}
+
+{{- define "skysift.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "skysift.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* The label the services' NetworkPolicy admits: the app and the CronJobs' pods carry it. */}}
+{{- define "skysift.clientLabel" -}}
+skysift.io/grpc-client: "true"
+{{- end }}
+
+{{- define "skysift.bucket" -}}
+{{- regexReplaceAll "^s3://([^/]+).*$" .Values.settings.storeUrl "${1}" }}
+{{- end }}
+
+{{- define "skysift.s3EndpointUrl" -}}
+{{- if .Values.settings.s3EndpointUrl }}
+{{- .Values.settings.s3EndpointUrl }}
+{{- else if .Values.bundledS3.enabled }}
+{{- printf "http://%s:8333" (include "skysift.componentName" (dict "root" . "component" "s3")) }}
+{{- end }}
+{{- end }}
+
+{{- define "skysift.mlflowTrackingUri" -}}
+{{- if and .Values.settings.mlflowTrackingUri .Values.bundledMlflow.enabled }}
+{{- fail "settings.mlflowTrackingUri is set and bundledMlflow.enabled is true: use one MLflow (set bundledMlflow.enabled=false for an existing server)" }}
+{{- else if .Values.settings.mlflowTrackingUri }}
+{{- .Values.settings.mlflowTrackingUri }}
+{{- else if .Values.bundledMlflow.enabled }}
+{{- printf "http://%s:%d" (include "skysift.componentName" (dict "root" . "component" "mlflow")) (int .Values.bundledMlflow.port) }}
+{{- else }}
+{{- fail "settings.mlflowTrackingUri is empty and bundledMlflow.enabled is false: set one of them" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Each secret: the file name pydantic-settings reads in SKYSIFT_SECRETS_DIR (the variable's name, lower case)
+and the components that need it. A component never gets a secret it does not use.
+*/}}
+{{- define "skysift.secretSpecs" -}}
+s3AccessKeyId: {file: skysift_s3_access_key_id, components: [ingest, enrichment, features, inference, trainer, poll, round, app]}
+s3SecretAccessKey: {file: skysift_s3_secret_access_key, components: [ingest, enrichment, features, inference, trainer, poll, round, app]}
+kafkaSaslPassword: {file: skysift_kafka_sasl_password, components: [ingest]}
+lasairToken: {file: skysift_enrichment_lasair_token, components: [enrichment]}
+skyportalToken: {file: skysift_skyportal_token, components: [inference, poll]}
+slackWebhookUrl: {file: skysift_slack_webhook_url, components: [inference, poll]}
+appPassword: {file: skysift_app_password, components: [app]}
+{{- end }}
+
+{{/* The Secret (name, key) a secrets entry points at, or nothing when the entry is unset. */}}
+{{- define "skysift.secretRef" -}}
+{{- $entry := index .root.Values.secrets .name }}
+{{- if $entry.existingSecret }}
+{{- dict "name" $entry.existingSecret "key" $entry.key | toJson }}
+{{- else if $entry.value }}
+{{- dict "name" (include "skysift.fullname" .root) "key" $entry.key | toJson }}
+{{- else }}
+{{- dict | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* Projected sources with every secret this component uses; empty when it uses none. */}}
+{{- define "skysift.secretSources" -}}
+{{- $root := .root }}
+{{- $component := .component }}
+{{- $specs := include "skysift.secretSpecs" . | fromYaml }}
+{{- range $name := keys $specs | sortAlpha }}
+{{- $spec := index $specs $name }}
+{{- $ref := include "skysift.secretRef" (dict "root" $root "name" $name) | fromJson }}
+{{- if and $ref.name (has $component $spec.components) }}
+- secret:
+    name: {{ $ref.name }}
+    items:
+      - key: {{ $ref.key }}
+        path: {{ $spec.file }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "skysift.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "skysift.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end }}
+
+{{/*
+The pod spec every skysift container shares: one image, settings from the ConfigMap, secrets as files,
+HOME and temporary files on an emptyDir so the root filesystem stays read-only.
+Arguments: root, component, command, args, ports, probes (YAML), env (list), resources, restartPolicy,
+serviceAccountName, automountToken.
+*/}}
+{{- define "skysift.podSpec" -}}
+{{- $root := .root }}
+{{- $sources := include "skysift.secretSources" (dict "root" $root "component" .component) -}}
+serviceAccountName: {{ default (include "skysift.serviceAccountName" $root) .serviceAccountName }}
+automountServiceAccountToken: {{ .automountToken | default false }}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .restartPolicy }}
+restartPolicy: {{ . }}
+{{- end }}
+securityContext:
+  {{- include "skysift.podSecurityContext" . | nindent 2 }}
+containers:
+  - name: {{ .component }}
+    image: {{ include "skysift.image" $root }}
+    imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+    command: {{ toJson .command }}
+    {{- with .args }}
+    args: {{ toJson . }}
+    {{- end }}
+    envFrom:
+      - configMapRef:
+          name: {{ include "skysift.componentName" (dict "root" $root "component" "config") }}
+    {{- with .env }}
+    env:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .ports }}
+    ports:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .probes }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    resources:
+      {{- toYaml .resources | nindent 6 }}
+    securityContext:
+      {{- include "skysift.containerSecurityContext" . | nindent 6 }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+      {{- if $sources }}
+      - name: secrets
+        mountPath: /var/run/secrets/skysift
+        readOnly: true
+      {{- end }}
+volumes:
+  - name: tmp
+    emptyDir: {}
+  {{- if $sources }}
+  - name: secrets
+    projected:
+      defaultMode: 288  # 0440: readable by the pod's group (fsGroup) only
+      sources:
+        {{- $sources | nindent 8 }}
+  {{- end }}
+{{- with $root.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Extra per-component SKYSIFT_* variables as an env list. */}}
+{{- define "skysift.envList" -}}
+{{- range $name, $value := . }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "skysift.podAnnotations" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- with .Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
