@@ -3,7 +3,8 @@
 Formats, detected per packet (``format="auto"``) or configured per topic:
 - ``avro``: an Avro container file (``Obj\\x01``), as ZTF, BOOM and the ZTF archive serve alerts;
 - ``confluent``: byte 0 + 4-byte schema id + schemaless Avro (Rubin), with the bundled Rubin schemas;
-- ``schemaless``: schemaless Avro whose schema comes with the packet (Fink: the Kafka key holds the schema JSON).
+- ``schemaless``: schemaless Avro whose schema comes with the packet (Fink: the Kafka key holds the schema JSON);
+- ``parquet``: a parquet file of whole alerts (``PAR1``), as Fink's data transfer and test sets ship them.
 
 Packets that share a writer schema are framed as ONE container and decoded in one call (see
 :mod:`skysift.alerts.avro`); a batch that fails is re-checked packet by packet with fastavro so that only
@@ -13,6 +14,7 @@ read with the wrong schema can decode "successfully" into garbage) are dead lett
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -24,8 +26,9 @@ from skysift.alerts import avro, lsst, ztf
 from skysift.alerts.lightcurve import ROW
 from skysift.alerts.schema import ALERTS_SCHEMA, CUTOUTS_SCHEMA, conform
 
-FORMATS = ("auto", "avro", "confluent", "schemaless")
+FORMATS = ("auto", "avro", "confluent", "schemaless", "parquet")
 CONFLUENT_MAGIC = b"\x00"
+PARQUET_MAGIC = b"PAR1"
 SURVEYS = {"ztf": ztf, "lsst": lsst}
 
 
@@ -82,7 +85,11 @@ def decode(packets: list[Packet], keep_cutouts: bool = False, now: datetime | No
     result = DecodeResult(n_packets=len(packets))
     dead: dict[int, str] = {}
     groups: dict[tuple[bytes, str], _Group] = {}
+    parquet: list[int] = []
     for i, packet in enumerate(packets):
+        if packet.format == "parquet" or (packet.format == "auto" and packet.value.startswith(PARQUET_MAGIC)):
+            parquet.append(i)
+            continue
         try:
             schema, codec, blocks, version = _split(packet)
         except (avro.FramingError, _Dead, KeyError, ValueError) as exc:
@@ -92,8 +99,9 @@ def decode(packets: list[Packet], keep_cutouts: bool = False, now: datetime | No
 
     frames: dict[str, list[pl.DataFrame]] = {}
     stamps: dict[str, list[pl.DataFrame]] = {}
-    for group in groups.values():
-        survey, cleaned, cut = _decode_group(group, packets, dead, keep_cutouts, now)
+    decoded = [_decode_group(group, packets, dead, keep_cutouts, now) for group in groups.values()]
+    decoded += [_decode_parquet(i, packets, dead, keep_cutouts, now) for i in parquet]
+    for survey, cleaned, cut in decoded:
         if cleaned is not None and cleaned.height:
             frames.setdefault(survey, []).append(cleaned)
             if cut is not None:
@@ -137,8 +145,7 @@ def _split(packet: Packet) -> tuple[bytes, str, list[tuple[int, bytes]], str | N
                 "schema given (Fink puts it in the Kafka key)")
 
 
-def _survey(schema: bytes) -> str:
-    fields = avro.top_level_fields(schema)
+def _survey(fields) -> str:
     if "diaSource" in fields:
         return "lsst"
     if "candidate" in fields:
@@ -148,16 +155,16 @@ def _survey(schema: bytes) -> str:
 
 def _decode_group(group: _Group, packets: list[Packet], dead: dict[int, str], keep_cutouts: bool, now: datetime):
     try:
-        survey = _survey(group.schema)
-    except (_Dead, ValueError) as exc:
+        fields = avro.top_level_fields(group.schema)
+    except (ValueError, AttributeError, StopIteration) as exc:
+        fields, error = (), f"writer schema is not a valid Avro record schema: {exc}"
+    try:
+        survey = _survey(fields)
+    except _Dead as exc:
         for i, _ in group.members:
-            dead[i] = f"{exc}" if isinstance(exc, _Dead) else f"writer schema is not valid JSON: {exc}"
+            dead[i] = error if not fields else str(exc)
         return None, None, None
-    module = SURVEYS[survey]
-    fields = avro.top_level_fields(group.schema)
-    columns = [c for c in module.COLUMNS if c in fields]
-    if keep_cutouts:
-        columns += [c for c in module.CUTOUTS.values() if c in fields]
+    columns = _columns(survey, fields, keep_cutouts)
 
     members = group.members
     try:
@@ -177,15 +184,44 @@ def _decode_group(group: _Group, packets: list[Packet], dead: dict[int, str], ke
 
     counts = [sum(c for c, _ in blocks) for _, blocks in members]
     origin = np.repeat(np.array([i for i, _ in members], dtype=np.int64), counts)
-    cleaned = module.clean(df, group.version) if survey == "lsst" else module.clean(df)
+    return (survey, *_clean(survey, df, origin, group.version, packets, dead, keep_cutouts, now))
+
+
+def _decode_parquet(i: int, packets: list[Packet], dead: dict[int, str], keep_cutouts: bool, now: datetime):
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(io.BytesIO(packets[i].value))
+        names = pf.schema_arrow.names
+        survey = _survey(names)
+        df = pl.from_arrow(pf.read(columns=_columns(survey, names, keep_cutouts)))
+    except Exception as exc:  # noqa: BLE001 - a file that does not read is a dead letter, the poll goes on
+        dead[i] = str(exc) if isinstance(exc, _Dead) else f"parquet read failed: {exc}"
+        return None, None, None
+    return (survey, *_clean(survey, df, np.full(df.height, i, dtype=np.int64), None, packets, dead, keep_cutouts, now))
+
+
+def _clean(survey: str, df: pl.DataFrame, origin: np.ndarray, version: str | None, packets: list[Packet],
+           dead: dict[int, str], keep_cutouts: bool, now: datetime):
+    """Clean decoded records; rows of implausible packets become dead letters; attach where each row came from."""
+    module = SURVEYS[survey]
+    cleaned = lsst.clean(df, version) if survey == "lsst" else ztf.clean(df)
     cleaned = cleaned.with_columns(pl.Series("_packet", origin))
     implausible = cleaned.filter(~_plausible())
     for i in implausible.get_column("_packet").unique().to_list():
         dead[i] = "decoded values are implausible (missing ids, jd or coordinates out of range): wrong schema?"
     keep = ~pl.col("_packet").is_in(list(dead))
     cut = module.cutouts(df, cleaned).with_columns(pl.Series("_packet", origin)).filter(keep) if keep_cutouts else None
-    cleaned = cleaned.filter(keep).with_columns(_meta(packets, cleaned.filter(keep).get_column("_packet"), now))
-    return survey, cleaned.drop(ROW, "_packet"), cut.drop("_packet") if cut is not None else None
+    cleaned = cleaned.filter(keep)
+    cleaned = cleaned.with_columns(_meta(packets, cleaned.get_column("_packet"), now))
+    return cleaned.drop(ROW, "_packet"), cut.drop("_packet") if cut is not None else None
+
+
+def _columns(survey: str, names, keep_cutouts: bool) -> list[str]:
+    """The top-level fields the cleaner reads: the readers skip the rest (and the stamps unless kept)."""
+    module = SURVEYS[survey]
+    wanted = module.COLUMNS + (list(module.CUTOUTS.values()) if keep_cutouts else [])
+    return [c for c in wanted if c in names]
 
 
 def _read(group: _Group, members, columns: list[str]) -> pl.DataFrame:

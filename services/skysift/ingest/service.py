@@ -1,0 +1,51 @@
+"""skysift.v1.Ingest: translates PollRequest/PollResponse to :class:`~skysift.ingest.core.IngestStage` calls."""
+
+from __future__ import annotations
+
+import threading
+
+from skysift import config
+from skysift.config import Settings
+from skysift.errors import InvalidArgument
+from skysift.ingest.core import IngestStage, PollResult
+from skysift.ingest.settings import IngestSettings
+from skysift.rpc.errors import grpc_method
+from skysift.store import open_store
+from skysift.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
+
+SERVICE_NAME = "skysift.v1.Ingest"
+
+
+class IngestServicer(ingest_pb2_grpc.IngestServicer):
+    def __init__(self, settings: Settings, store=None, ingest: IngestSettings | None = None):
+        self.stage = IngestStage(settings, store or open_store(settings=settings), ingest or config.load(IngestSettings))
+        # one poll at a time: two concurrent polls would split one consumer group's partitions between them
+        self._lock = threading.Lock()
+
+    @grpc_method
+    def Poll(self, request: ingest_pb2.PollRequest, context) -> ingest_pb2.PollResponse:
+        if request.max_alerts < 0 or request.timeout_seconds < 0:
+            raise InvalidArgument("max_alerts and timeout_seconds must be >= 0 (0: the configured default)")
+        with self._lock:
+            result = self.stage.poll(
+                max_alerts=request.max_alerts or None,
+                timeout_s=request.timeout_seconds or None,
+                replay_path=request.replay_path or None,
+                keep_cutouts=request.keep_cutouts if request.HasField("keep_cutouts") else None,
+                filter_name=request.filter or None,
+            )
+        return to_response(result)
+
+
+def to_response(result: PollResult) -> ingest_pb2.PollResponse:
+    ref = lambda b: common_pb2.BatchRef(key=b.key, survey=b.survey, rows=b.rows)  # noqa: E731
+    return ingest_pb2.PollResponse(
+        alerts=[ref(b) for b in result.alerts], cutouts=[ref(b) for b in result.cutouts],
+        n_messages=result.n_messages, n_alerts=result.n_alerts, n_rejected=result.n_rejected,
+        n_duplicates=result.n_duplicates, n_dead_letters=result.n_dead_letters, dlq_key=result.dlq_key or "",
+    )
+
+
+def register(server, settings: Settings) -> list[str]:
+    ingest_pb2_grpc.add_IngestServicer_to_server(IngestServicer(settings), server)
+    return [SERVICE_NAME]
