@@ -66,10 +66,10 @@ def load_fink_alerts(limit_files: int | None = None) -> tuple[pa.Table, dict[int
     ``{candid: {"g": {...} | None, "r": {...} | None, "source_behind": bool}}``."""
     rows, fink = [], {}
     for path in sorted(FINK_PARQUET.glob("*/*.parquet"))[:limit_files]:
-        table = pq.read_table(path)
+        names = pq.read_schema(path).names
         wanted = [c for c in ["candid", "objectId", "schemavsn", "candidate", "prv_candidates", *_FINK,
-                              "lc_features_g", "lc_features_r"] if c in table.column_names]
-        for alert in table.select(wanted).to_pylist():
+                              "lc_features_g", "lc_features_r"] if c in names]
+        for alert in pq.read_table(path, columns=wanted).to_pylist():
             if alert["candid"] in fink:
                 continue
             rows.append(_row(alert))

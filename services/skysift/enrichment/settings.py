@@ -1,0 +1,44 @@
+"""Settings of the enrichment unit (``SKYSIFT_ENRICHMENT_...``).
+
+The Lasair token is a secret: ``SKYSIFT_ENRICHMENT_LASAIR_TOKEN`` in the environment or a file of that name in
+``SKYSIFT_SECRETS_DIR``. Without it, enrichment still runs (extinction, Fink's values) and Sherlock columns are
+null with status ``not_configured``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EnrichmentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SKYSIFT_ENRICHMENT_", extra="ignore")
+
+    lasair_token: SecretStr | None = None
+    lasair_ztf_url: str = "https://lasair-ztf.lsst.ac.uk/api"
+    lasair_lsst_url: str = "https://lasair.lsst.ac.uk/api"
+    # "position" (as the prototype: works for any alert, even one Lasair has not ingested yet) or "object"
+    # (by objectId; falls back to the position when Lasair does not know the object).
+    sherlock_lookup: Literal["position", "object"] = "position"
+    sherlock_lite: bool = False  # lite=True returns only the top-ranked crossmatch
+    timeout_seconds: float = Field(10.0, gt=0)
+    # Retries per call on 429 (when Lasair asks to wait at most max_wait_seconds), 5xx and network errors.
+    max_retries: int = Field(3, ge=0)
+    backoff_seconds: float = Field(2.0, ge=0)  # doubled at each retry when Lasair gives no Retry-After
+    max_wait_seconds: float = Field(60.0, ge=0)  # a longer Retry-After means the hourly quota is spent: stop calling
+    # A user token allows 100 calls per hour: an hourly poll spends at most this many; the rest waits for later.
+    max_calls_per_batch: int = Field(100, ge=0)
+    max_consecutive_failures: int = Field(3, ge=1)  # then Lasair is taken as down for the rest of the batch
+    cache_prefix: str = "enrichment/sherlock_cache"
+    cache_read_threads: int = Field(16, ge=1)  # cache reads are one small object each: overlap their latency
+    # Directory holding dustmaps' SFD files (sfd/SFD_dust_4096_{ngp,sgp}.fits): full-resolution E(B-V) when present.
+    dustmaps_dir: str | None = None
+
+    @property
+    def sherlock_configured(self) -> bool:
+        return self.lasair_token is not None and bool(self.lasair_token.get_secret_value())
+
+    def lasair_url(self, survey: str) -> str | None:
+        return {"ztf": self.lasair_ztf_url, "lsst": self.lasair_lsst_url}.get(survey)
