@@ -1,0 +1,36 @@
+"""skysift.v1.Features: translates ComputeFeaturesRequest/Response to :class:`~skysift.features.core.FeaturesStage`."""
+
+from __future__ import annotations
+
+from skysift import config
+from skysift.config import Settings
+from skysift.errors import InvalidArgument
+from skysift.features.core import FeaturesStage
+from skysift.features.settings import FeaturesSettings
+from skysift.rpc.errors import grpc_method
+from skysift.store import open_store
+from skysift.v1 import common_pb2, features_pb2, features_pb2_grpc
+
+SERVICE_NAME = "skysift.v1.Features"
+
+
+class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
+    def __init__(self, settings: Settings, store=None, features: FeaturesSettings | None = None):
+        self.stage = FeaturesStage(settings, store or open_store(settings=settings),
+                                   features or config.load(FeaturesSettings))
+
+    @grpc_method
+    def ComputeFeatures(self, request: features_pb2.ComputeFeaturesRequest, context) -> features_pb2.ComputeFeaturesResponse:
+        if not request.alerts_key:
+            raise InvalidArgument("alerts_key is required, e.g. 'alerts/survey=ztf/night=20250101/20250101_120000_alerts.parquet'")
+        result = self.stage.process(request.alerts_key, request.enriched_key or None)
+        b = result.features
+        return features_pb2.ComputeFeaturesResponse(
+            features=common_pb2.BatchRef(key=b.key, survey=b.survey, rows=b.rows),
+            feature_set_version=result.feature_set_version, n_flagged=result.n_flagged,
+        )
+
+
+def register(server, settings: Settings) -> list[str]:
+    features_pb2_grpc.add_FeaturesServicer_to_server(FeaturesServicer(settings), server)
+    return [SERVICE_NAME]
