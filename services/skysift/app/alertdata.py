@@ -1,0 +1,146 @@
+"""What the label page shows about one queued alert, read from the store by the queue item's ``alerts_key``.
+
+The alerts row carries the light curve; stamps, enrichment and features are sibling batches with the same
+stem (``cutouts/``, ``enriched/``, ``features/``) and each may be absent: the page then says so instead of
+failing. Batches are immutable once written, so a bounded cache of whole tables is safe and spares the
+store a read per alert.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlencode
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from skysift.errors import NotFound
+from skysift.store import keys
+
+CONTEXT_STAGES = ("enriched", "features")
+CUTOUT_COLUMNS = {"science": "cutout_science", "template": "cutout_template", "difference": "cutout_difference"}
+
+
+class BatchCache:
+    """Whole parquet batches by key, least recently used out first; a missing batch is remembered as None."""
+
+    def __init__(self, store, max_tables: int = 16):
+        self.store = store
+        self.max_tables = max_tables
+        self._tables: OrderedDict[str, pa.Table | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> pa.Table | None:
+        with self._lock:
+            if key in self._tables:
+                self._tables.move_to_end(key)
+                return self._tables[key]
+        try:
+            table = self.store.read_table(key)
+        except NotFound:
+            table = None
+        with self._lock:
+            self._tables[key] = table
+            while len(self._tables) > self.max_tables:
+                self._tables.popitem(last=False)
+        return table
+
+
+def _row(table: pa.Table | None, candid: int) -> dict | None:
+    if table is None or "candid" not in table.column_names:
+        return None
+    rows = table.filter(pc.equal(table["candid"], pa.scalar(candid, pa.int64()))).slice(0, 1).to_pylist()
+    return rows[0] if rows else None
+
+
+@dataclass
+class AlertView:
+    """One alert with everything around it; ``cutouts`` is None when the poll kept no stamps."""
+
+    alert: dict
+    cutouts: dict[str, bytes] | None
+    context: dict = field(default_factory=dict)  # enrichment and feature columns, when those batches exist
+    missing: list[str] = field(default_factory=list)  # sibling stages that were not found
+
+
+def load_alert(cache: BatchCache, alerts_key: str, candid: int) -> AlertView:
+    """The alert ``candid`` from the batch at ``alerts_key`` and its siblings; NotFound if the alert is not there."""
+    batch = keys.parse_batch(alerts_key, stage="alerts")
+    alert = _row(cache.get(alerts_key), candid)
+    if alert is None:
+        raise NotFound(f"alert {candid} not found in {alerts_key}")
+    cutout_row = _row(cache.get(str(batch.sibling("cutouts"))), candid)
+    cutouts = None
+    if cutout_row is not None:
+        cutouts = {name: cutout_row[col] for name, col in CUTOUT_COLUMNS.items() if cutout_row.get(col)}
+    context: dict = {}
+    missing = []
+    for stage in CONTEXT_STAGES:
+        row = _row(cache.get(str(batch.sibling(stage))), candid)
+        if row is None:
+            missing.append(stage)
+        else:
+            context.update({k: v for k, v in row.items() if k not in context})
+    return AlertView(alert, cutouts or None, context, missing)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def sexagesimal(ra: float, dec: float) -> str:
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    c = SkyCoord(ra * u.deg, dec * u.deg)
+    return f"{c.ra.to_string(u.hour, sep=':', precision=2, pad=True)} {c.dec.to_string(sep=':', precision=1, alwayssign=True, pad=True)}"
+
+
+def facts(view: AlertView, item=None) -> list[tuple[str, str]]:
+    """(name, value) rows for the facts panel: identity, position, quality, context, and why it was queued."""
+    a, ctx = view.alert, view.context
+    rows = [("candid", str(a["candid"])), ("objectId", a["objectId"]), ("survey", a.get("survey") or "–")]
+    if a.get("ra") is not None and a.get("dec") is not None:
+        rows.append(("ra, dec (deg)", f"{a['ra']:.6f}, {a['dec']:+.6f}"))
+        rows.append(("ra, dec", sexagesimal(a["ra"], a["dec"])))
+    if a.get("magpsf") is not None:
+        rows.append((f"mag ({a.get('band') or '?'})", f"{_fmt(a['magpsf'], 2)} ± {_fmt(a.get('sigmapsf'), 2)}"))
+    rows.append(("drb" if a.get("survey") != "lsst" else "reliability", _fmt(a.get("drb"))))
+    rows.append(("detections / upper limits", f"{len(a.get('det_jd') or [])} / {len(a.get('ul_jd') or [])}"))
+    for name, label, digits in (("sherlock_classification", "Sherlock class", 0),
+                                ("sherlock_separation_arcsec", "Sherlock separation (arcsec)", 2),
+                                ("ebv", "E(B-V)", 3)):
+        rows.append((label, _fmt(ctx.get(name), digits) if name in ctx else "– (not enriched)"))
+    for name, label in (("cdsxmatch", "SIMBAD (Fink)"), ("xm_simbad_otype", "SIMBAD (Fink)"), ("tns", "TNS"),
+                        ("finkclass", "Fink class"), ("ssnamenr", "nearest SSO")):
+        if a.get(name) not in (None, "", "null"):
+            rows.append((label, str(a[name])))
+    if item is not None:
+        rows.append(("model probability", _fmt(item.probability)))
+        rows.append(("queued by", f"{item.strategy} (rank {item.rank}, score {_fmt(item.score)})"))
+        if item.reason:
+            rows.append(("why", item.reason))
+    return rows
+
+
+def links(object_id: str, survey: str, ra: float | None, dec: float | None) -> dict[str, str]:
+    """Pages scanners open next: the broker pages of the object (ZTF), and finders by coordinates."""
+    out = {}
+    if survey == "ztf":
+        oid = quote(object_id)
+        out["Lasair"] = f"https://lasair-ztf.lsst.ac.uk/objects/{oid}/"
+        out["Fink"] = f"https://fink-portal.org/{oid}"
+        out["ALeRCE"] = f"https://alerce.online/object/{oid}"
+    if ra is not None and dec is not None:
+        out["Legacy Survey viewer"] = "https://www.legacysurvey.org/viewer?" + urlencode(
+            {"ra": f"{ra:.6f}", "dec": f"{dec:.6f}", "layer": "ls-dr10", "zoom": 16})
+        out["SIMBAD (5 arcsec)"] = "https://simbad.cds.unistra.fr/simbad/sim-coo?" + urlencode(
+            {"Coord": f"{ra:.6f} {dec:+.6f}", "CooFrame": "ICRS", "Radius": 5, "Radius.unit": "arcsec"})
+    return out

@@ -1,0 +1,52 @@
+"""App settings (``SKYSIFT_APP_*``) and the access rule: who labels, and whether a login is required.
+
+Labels are attributed to a user, so the app needs a name for every labeller. On a laptop a name typed in the
+sidebar is enough; in a cluster anyone who can reach the Service could label, so the app refuses to run
+there unless a login is configured: a shared password (``SKYSIFT_APP_PASSWORD``, from the environment or a
+mounted secret file) or Streamlit's OIDC login (an ``[auth]`` section in ``.streamlit/secrets.toml``).
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from skysift.errors import ConfigError
+from skysift.modeltags import DEFAULT_MODEL_TAG
+
+
+class AppSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SKYSIFT_APP_", extra="ignore")
+
+    user: str = ""  # default labeller name when no login is required
+    password: SecretStr | None = None  # shared password; each labeller still gives their own name
+    require_login: bool = False
+    cluster: bool = False  # set by the Helm chart: the app is reachable by others, a login is mandatory
+    experiment: str = "default"  # experiment shown first on the label page
+    model_tag: str = DEFAULT_MODEL_TAG
+    rpc_timeout_s: float = Field(15.0, gt=0)
+
+
+def login_mode(settings: AppSettings, oidc_configured: bool) -> str:
+    """How users sign in: ``"oidc"``, ``"password"`` or ``"none"``; raise ConfigError when a login is required
+    but none is configured (the app must not start then)."""
+    if oidc_configured:
+        return "oidc"
+    if settings.password is not None and settings.password.get_secret_value():
+        return "password"
+    if settings.cluster or settings.require_login:
+        why = "SKYSIFT_APP_CLUSTER" if settings.cluster else "SKYSIFT_APP_REQUIRE_LOGIN"
+        raise ConfigError(
+            f"{why} is set but no login is configured: set SKYSIFT_APP_PASSWORD (environment or secret file) "
+            "or an [auth] section for OIDC in .streamlit/secrets.toml"
+        )
+    return "none"
+
+
+def password_ok(settings: AppSettings, attempt: str) -> bool:
+    """Compare in constant time, so the check does not leak how much of the password was right."""
+    if settings.password is None:
+        return False
+    return hmac.compare_digest(settings.password.get_secret_value().encode(), (attempt or "").encode())

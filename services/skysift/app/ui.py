@@ -1,0 +1,103 @@
+"""Streamlit glue shared by the pages: settings, cached clients, the login gate, and errors as sentences.
+
+Everything here is thin; the logic it calls lives in the other modules of :mod:`skysift.app`.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import streamlit as st
+
+from skysift import config, errors
+from skysift.app.settings import AppSettings, login_mode, password_ok
+
+
+@st.cache_resource
+def settings() -> tuple[config.Settings, AppSettings]:
+    """The services' settings and the app's, from the same environment as the services."""
+    return config.load(), config.load(AppSettings)
+
+
+@st.cache_resource
+def store():
+    from skysift.store import open_store
+
+    return open_store(settings=settings()[0])
+
+
+@st.cache_resource
+def batches():
+    from skysift.app.alertdata import BatchCache
+
+    return BatchCache(store())
+
+
+@st.cache_resource
+def trainer():
+    from skysift.app.trainer import TrainerClient
+
+    base, app = settings()
+    return TrainerClient(base, timeout=app.rpc_timeout_s)
+
+
+@contextmanager
+def reported(what: str):
+    """Show a failure of ``what`` as a clear message (and stop the page) instead of a stack trace."""
+    try:
+        yield
+    except errors.Unavailable as exc:
+        st.error(f"Cannot {what}: {exc}", icon=":material/cloud_off:")
+        st.stop()
+    except errors.SkysiftError as exc:
+        st.error(f"Cannot {what}: {exc}", icon=":material/error:")
+        st.stop()
+
+
+def oidc_configured() -> bool:
+    """True when ``.streamlit/secrets.toml`` has an ``[auth]`` section, so ``st.login`` can be used."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file at all: Streamlit raises, which means "not configured"
+        return False
+
+
+def current_user() -> str:
+    """The labeller's name: from the OIDC identity, the password form, or the sidebar; stops the page until known."""
+    try:
+        _, app = settings()
+        mode = login_mode(app, oidc_configured())
+    except errors.ConfigError as exc:
+        st.error(f"The app will not start: {exc}", icon=":material/lock:")
+        st.stop()
+    if mode == "oidc":
+        if not st.user.is_logged_in:
+            st.button("Log in", on_click=st.login, type="primary")
+            st.stop()
+        st.sidebar.button("Log out", on_click=st.logout)
+        return str(st.user.get("email") or st.user.get("name") or st.user.get("sub"))
+    if mode == "password":
+        if not st.session_state.get("user"):
+            _password_form(app)
+            st.stop()
+        st.sidebar.caption(f"Signed in as **{st.session_state.user}**")
+        st.sidebar.button("Sign out", on_click=st.session_state.pop, args=("user", None))
+        return st.session_state.user
+    st.session_state.setdefault("user_name", app.user)
+    name = st.sidebar.text_input("Your name (labels are attributed to it)", key="user_name").strip()
+    return name
+
+
+def _password_form(app: AppSettings) -> None:
+    st.title("skysift")
+    with st.form("login"):
+        name = st.text_input("Your name")
+        password = st.text_input("Password", type="password")
+        if st.form_submit_button("Sign in", type="primary"):
+            if not name.strip():
+                st.error("Give your name: labels are attributed to it.")
+            elif not password_ok(app, password):
+                st.error("Wrong password.")
+            else:
+                st.session_state.user = name.strip()
+                st.rerun()

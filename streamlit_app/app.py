@@ -1,0 +1,22 @@
+"""skysift's Streamlit app: label alerts, compare rounds and strategies, build datasets.
+
+Run with ``streamlit run streamlit_app/app.py`` (``make dev`` starts it) in the same environment as the
+services: ``SKYSIFT_*`` for the store, trainer and MLflow, ``SKYSIFT_APP_*`` for the app itself.
+"""
+
+import streamlit as st
+
+from skysift.app import ui
+
+st.set_page_config(page_title="skysift", page_icon=":material/flare:", layout="wide")
+
+with ui.reported("read the settings"):
+    ui.settings()
+st.session_state.labeller = ui.current_user()
+
+page = st.navigation([
+    st.Page("pages/label.py", title="Label", icon=":material/label:", default=True),
+    st.Page("pages/rounds.py", title="Rounds", icon=":material/monitoring:"),
+    st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
+])
+page.run()

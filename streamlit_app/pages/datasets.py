@@ -1,0 +1,72 @@
+"""Datasets page: collect a training dataset with AstrID's parameters, list datasets, inspect one."""
+
+from datetime import datetime, time, timedelta, timezone
+
+import pandas as pd
+import streamlit as st
+
+from skysift.app import ui
+from skysift.modeltags import MODEL_TAGS
+
+base, app = ui.settings()
+client = ui.trainer()
+
+st.title("Datasets")
+
+with st.expander("Collect a new dataset", expanded=False):
+    with st.form("collect"):
+        name = st.text_input("Name", placeholder="e.g. galactic-2025-q1")
+        c1, c2 = st.columns(2)
+        survey = c1.selectbox("Survey", ["ztf", "lsst"])
+        model_tag = c2.selectbox("Model tag", list(MODEL_TAGS), index=list(MODEL_TAGS).index(app.model_tag)
+                                 if app.model_tag in MODEL_TAGS else 0)
+        today = datetime.now(timezone.utc).date()
+        start, end = c1.date_input("From", today - timedelta(days=30)), c2.date_input("To (inclusive)", today)
+        threshold = c1.number_input("Score threshold", min_value=0.0, max_value=1.0, value=0.5, step=0.05)
+        max_samples = c2.number_input("Max samples", min_value=1, value=1000, step=100)
+        prefer = st.checkbox("Prefer human-validated labels", value=True)
+        if st.form_submit_button("Collect", type="primary"):
+            if not name.strip():
+                st.error("Give the dataset a name.")
+            else:
+                with ui.reported("collect the dataset"):
+                    made = client.collect_dataset(
+                        name.strip(), survey, datetime.combine(start, time.min, timezone.utc),
+                        datetime.combine(end + timedelta(days=1), time.min, timezone.utc), float(threshold),
+                        prefer, int(max_samples), model_tag)
+                st.success(f"Dataset {made.dataset_id} collected: {made.n_samples} samples, "
+                           f"quality {made.quality_score:.2f}")
+
+with ui.reported("list datasets from the trainer"):
+    datasets = client.list_datasets()
+if not datasets:
+    st.info("No dataset yet: collect one above.")
+    st.stop()
+
+table = pd.DataFrame([{
+    "dataset_id": d.dataset_id, "name": d.name, "samples": d.n_samples, "quality": d.quality_score,
+    "classes": ", ".join(f"{k}: {v}" for k, v in sorted(d.class_counts.items())),
+    "issues": "; ".join(d.quality_issues),
+} for d in datasets])
+st.dataframe(table, hide_index=True, width="stretch")
+
+ids = [d.dataset_id for d in datasets]
+chosen = st.selectbox("Inspect", ids, format_func=lambda i: f"{i} · {next(d.name for d in datasets if d.dataset_id == i)}")
+with ui.reported(f"read dataset {chosen}"):
+    ds = client.get_dataset(chosen)
+c1, c2, c3 = st.columns(3)
+c1.metric("Samples", ds.n_samples)
+c2.metric("Quality", f"{ds.quality_score:.2f}")
+c3.metric("Classes", len(ds.class_counts))
+if ds.class_counts:
+    st.bar_chart(pd.DataFrame({"class": list(ds.class_counts), "count": list(ds.class_counts.values())}),
+                 x="class", y="count")
+for issue in ds.quality_issues:
+    st.warning(issue)
+if ds.samples_key:
+    with ui.reported(f"read {ds.samples_key} from the store"):
+        samples = ui.store().read_table(ds.samples_key)
+    st.markdown(f"**Samples** (`{ds.samples_key}`, first 200 of {samples.num_rows})")
+    st.dataframe(samples.slice(0, 200).to_pandas(), hide_index=True)
+with st.expander("Manifest"):
+    st.json(ds.manifest)

@@ -1,0 +1,176 @@
+"""Label page: the current round's queue, one alert at a time, one key per label."""
+
+import pandas as pd
+import streamlit as st
+
+from skysift import errors
+from skysift.app import alertdata, plots, stamps, ui
+from skysift.app.labelling import LabelSession
+from skysift.modeltags import LABEL_KEYS, LABELS, MODEL_TAGS
+from skysift.store import keys
+
+NAV_KEYS = {"undo": "U", "previous": "Left", "next": "Right"}
+
+base, app = ui.settings()
+user = st.session_state.get("labeller", "")
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def experiments_in_store() -> list[str]:
+    """Experiment names that have rounds in the store (rounds/<experiment>/round=NNN/...)."""
+    names = {k.split("/")[1] for k in ui.store().list_keys("rounds/") if k.count("/") >= 2}
+    return sorted(names)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def stamp_image(alerts_key: str, candid: int, which: str, stretch: str, zscale: bool) -> bytes:
+    view = alertdata.load_alert(ui.batches(), alerts_key, candid)
+    return stamps.stamp_png(view.cutouts[which], stretch=stretch, zscale=zscale)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def light_curve_image(alerts_key: str, candid: int, upper_limits: bool, flux: bool) -> bytes:
+    curve = plots.light_curve(alertdata.load_alert(ui.batches(), alerts_key, candid).alert)
+    return plots.figure_png(plots.light_curve_figure(curve, upper_limits=upper_limits, flux=flux))
+
+
+def _guard(action, *args) -> None:
+    """Run a session action from a callback; keep its error to show on the next run instead of a traceback."""
+    try:
+        action(*args)
+        st.session_state.pop("label_error", None)
+    except errors.SkysiftError as exc:
+        st.session_state.label_error = str(exc)
+
+
+def on_label(candid: int, label: str) -> None:
+    comment = st.session_state.get(f"comment_{candid}", "").strip()
+    _guard(st.session_state.label_session.label, candid, label, comment)
+
+
+def on_undo() -> None:
+    _guard(st.session_state.label_session.undo)
+
+
+def on_move(step: int) -> None:
+    st.session_state.label_session.move(step)
+
+
+def on_goto() -> None:
+    _guard(st.session_state.label_session.goto, int(st.session_state.goto_number) - 1)
+
+
+# --- sidebar: what to label and how to show it -------------------------------------------------------------
+with st.sidebar:
+    with ui.reported("list experiments in the store"):
+        known = experiments_in_store()
+    choices = sorted(set(known) | {app.experiment})
+    experiment = st.selectbox("Experiment", choices, index=choices.index(app.experiment))
+    tags = list(MODEL_TAGS)
+    model_tag = st.selectbox("Model tag", tags, index=tags.index(app.model_tag) if app.model_tag in tags else 0)
+    show_limits = st.toggle("Upper limits", value=True)
+    stretch = st.selectbox("Stamp stretch", stamps.STRETCHES, index=0)
+    zscale = st.toggle("ZScale (else 0.5–99.5 % cut)", value=True)
+    if st.button("Reload queue", icon=":material/refresh:"):
+        st.session_state.pop("label_session_key", None)
+
+st.title("Label alerts")
+if not user:
+    st.info("Give your name in the sidebar first: every label is attributed to a user.")
+    st.stop()
+
+key = (user, experiment, model_tag)
+if st.session_state.get("label_session_key") != key:
+    session = LabelSession(ui.trainer(), user, experiment, model_tag)
+    with ui.reported(f"load the queue of experiment {experiment!r}"):
+        session.load()
+    st.session_state.label_session = session
+    st.session_state.label_session_key = key
+session: LabelSession = st.session_state.label_session
+
+if "label_error" in st.session_state:
+    st.error(f"Label not saved: {st.session_state.label_error}", icon=":material/error:")
+
+if not session.items:
+    st.info(f"The queue of experiment **{experiment}** (round {session.queue.round}) is empty: run a round first "
+            f"(`skysift round --experiment {experiment}`).")
+    st.stop()
+
+n = len(session.items)
+st.progress(session.done / n, text=f"**{session.progress_text()}** · experiment {experiment}, "
+            f"round {session.queue.round} · labelling as {user}")
+
+item = session.current
+if item is None:
+    st.success(f"All {n} alerts of round {session.queue.round} are labelled. Thank you! The next round "
+               f"(`skysift round --experiment {experiment}`) will learn from them.")
+    st.button("Review from the first alert", on_click=session.goto, args=(0,))
+    st.button("Undo the last label", on_click=on_undo, shortcut=NAV_KEYS["undo"], disabled=not session.undo_stack)
+    st.stop()
+
+mine = session.mine.get(item.candid)
+
+# --- the buttons, with their keys; the candid is bound now, so a click labels the alert on screen ------------
+cols = st.columns(len(LABELS) + 3)
+for col, label in zip(cols, LABELS):
+    col.button(label, key=f"label_{label}", shortcut=LABEL_KEYS[label], on_click=on_label, args=(item.candid, label),
+               type="primary" if mine == label else "secondary", width="stretch")
+cols[len(LABELS)].button("undo", key="undo", shortcut=NAV_KEYS["undo"], on_click=on_undo,
+                         disabled=not session.undo_stack, icon=":material/undo:", width="stretch")
+cols[len(LABELS) + 1].button("prev", key="previous", shortcut=NAV_KEYS["previous"], on_click=on_move, args=(-1,),
+                             disabled=session.position == 0, icon=":material/arrow_back:", width="stretch")
+cols[len(LABELS) + 2].button("next", key="next", shortcut=NAV_KEYS["next"], on_click=on_move, args=(1,),
+                             disabled=session.position >= n - 1, icon=":material/arrow_forward:", width="stretch")
+legend = " · ".join(f"`{LABEL_KEYS[label]}` {label}" for label in LABELS)
+st.caption(f"Keys: {legend} · `U` undo · `←`/`→` previous/next. Skip (`0`) records that you saw the alert "
+           "and chose not to label it.")
+
+# --- the alert ---------------------------------------------------------------------------------------------
+with ui.reported(f"read alert {item.candid} from the store"):
+    view = alertdata.load_alert(ui.batches(), item.alerts_key, item.candid)
+alert = view.alert
+head = f"#{session.position + 1} of {n} · {alert['objectId']} · candid {alert['candid']}"
+if mine:
+    head += f" · your label: **{mine}**"
+st.subheader(head)
+others = session.others.get(item.candid)
+if others:
+    st.caption("Also labelled by " + ", ".join(f"{u}: {lab}" for u, lab in sorted(others.items())))
+
+left, right = st.columns([3, 2])
+with left:
+    curve = plots.light_curve(alert)
+    flux = curve.has_flux and st.toggle("Flux (nJy) instead of magnitude", value=False, key="flux")
+    st.image(light_curve_image(item.alerts_key, item.candid, show_limits, bool(flux)),
+             caption="Light curve: detections with 1σ errors; open triangles are upper limits (diffmaglim), "
+                     "not magnitudes; the ringed point is this alert.")
+    if view.cutouts:
+        stamp_cols = st.columns(len(stamps.STAMPS))
+        for col, which in zip(stamp_cols, stamps.STAMPS):
+            if which not in view.cutouts:
+                col.caption(f"no {which} stamp")
+                continue
+            try:
+                col.image(stamp_image(item.alerts_key, item.candid, which, stretch, zscale), caption=which,
+                          width="stretch")
+            except errors.InvalidArgument as exc:  # one unreadable stamp must not hide the others
+                col.warning(f"{which} stamp cannot be shown: {exc}")
+    else:
+        st.info("No stamps kept for this alert: the poll stored no cutouts (`--no-cutouts`), "
+                f"so there is no {str(keys.parse_batch(item.alerts_key).sibling('cutouts'))} row for it.",
+                icon=":material/hide_image:")
+with right:
+    st.dataframe(pd.DataFrame(alertdata.facts(view, item), columns=["fact", "value"]), hide_index=True,
+                 width="stretch")
+    if view.missing:
+        st.caption("Not available yet for this batch: " + ", ".join(view.missing))
+    links = alertdata.links(alert["objectId"], alert.get("survey") or "", alert.get("ra"), alert.get("dec"))
+    st.markdown(" · ".join(f"[{name}]({url})" for name, url in links.items()))
+    st.text_input("Comment (optional, saved with your next label of this alert)", key=f"comment_{item.candid}")
+    st.session_state.goto_number = session.position + 1
+    st.number_input("Go to alert #", min_value=1, max_value=n, key="goto_number", on_change=on_goto)
+
+with st.expander(f"Your labels in this round ({session.done})"):
+    done = [{"#": i + 1, "candid": it.candid, "objectId": it.object_id, "label": session.mine[it.candid]}
+            for i, it in enumerate(session.items) if it.candid in session.mine]
+    st.dataframe(pd.DataFrame(done, columns=["#", "candid", "objectId", "label"]), hide_index=True)

@@ -1,0 +1,142 @@
+"""Rounds page: held-out metrics per round, strategies side by side, one round's artifacts, two runs compared."""
+
+import streamlit as st
+
+from skysift.app import rounds, ui
+from skysift.modeltags import MODEL_TAGS, get_tag
+
+base, app = ui.settings()
+uri = base.mlflow_tracking_uri
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def experiments(tracking_uri: str) -> list[rounds.ExperimentRef]:
+    from skysift.trainer.settings import TrainerSettings
+    from skysift import config
+
+    return rounds.list_experiments(tracking_uri, config.load(TrainerSettings).mlflow_experiment_prefix)
+
+
+@st.cache_data(ttl=30, show_spinner="Reading runs from MLflow…")
+def runs_of(tracking_uri: str, refs: tuple[rounds.ExperimentRef, ...]):
+    return rounds.search_runs(tracking_uri, list(refs))
+
+
+@st.cache_data(max_entries=64, show_spinner="Fetching artifacts…")
+def artifacts(tracking_uri: str, run_id: str) -> dict:
+    return rounds.run_artifacts(tracking_uri, run_id)
+
+
+def run_label(row) -> str:
+    return f"{row['experiment']} · round {row['round']} · {row['strategy']} · n_train {row['n_train']}"
+
+
+st.title("Rounds")
+with ui.reported(f"read experiments from MLflow at {uri}"):
+    refs = experiments(uri)
+if not refs:
+    st.info(f"No skysift experiment in MLflow at {uri} yet: run a round (`skysift round`) or an experiment "
+            "(`skysift experiment`).")
+    st.stop()
+
+tags = sorted({r.model_tag for r in refs})
+model_tag = st.sidebar.selectbox("Model tag", tags, index=tags.index(app.model_tag) if app.model_tag in tags else 0)
+refs = [r for r in refs if r.model_tag == model_tag]
+by_name = {r.experiment: r for r in refs}
+metric = st.sidebar.selectbox("Metric", rounds.METRICS, index=rounds.METRICS.index("f1"))
+classes = get_tag(model_tag).classes if model_tag in MODEL_TAGS else ("negative", "positive")
+
+with ui.reported(f"read the champion of {model_tag} from MLflow"):
+    champ = rounds.champion(uri, model_tag) if model_tag in MODEL_TAGS else None
+if champ:
+    st.caption(f"Champion: **{champ['model']} version {champ['version']}** (experiment {champ['experiment'] or '?'}, "
+               f"round {champ['round'] or '?'}, run `{champ['run_id']}`)")
+else:
+    st.caption(f"No champion registered for {model_tag} yet.")
+
+tab_rounds, tab_strategies, tab_round, tab_compare = st.tabs(
+    ["Per round", "Strategies", "One round", "Two runs side by side"])
+
+with tab_rounds:
+    names = sorted(by_name)
+    default = names.index(app.experiment) if app.experiment in names else 0
+    chosen = st.selectbox("Experiment", names, index=default, key="rounds_experiment")
+    with ui.reported("read runs from MLflow"):
+        runs = runs_of(uri, (by_name[chosen],))
+    st.dataframe(rounds.round_table(runs), hide_index=True, width="stretch")
+    col = rounds.metric_column(runs, metric)
+    if col and runs[col].notna().any():
+        chart = runs[["n_train", col]].dropna().rename(columns={col: metric}).astype(float)
+        st.line_chart(chart, x="n_train", y=metric, x_label="labels used for training", y_label=f"held-out {metric}")
+    else:
+        st.info(f"No held-out {metric} logged in {chosen} yet (rounds with too few labels are not evaluated).")
+
+with tab_strategies:
+    picked = st.multiselect("Experiments to compare (e.g. one per strategy and seed)", sorted(by_name),
+                            default=sorted(by_name), key="strategy_experiments")
+    if picked:
+        with ui.reported("read runs from MLflow"):
+            runs_all = runs_of(uri, tuple(by_name[p] for p in picked))
+        curves = rounds.learning_curves(runs_all, metric)
+        if curves.empty:
+            st.info(f"No held-out {metric} in these experiments yet.")
+        else:
+            st.altair_chart(rounds.curves_chart(curves, metric), width="stretch")
+            st.caption("Lines: mean over the chosen experiments of each strategy; band: min to max.")
+            st.dataframe(curves, hide_index=True)
+
+with tab_round:
+    with ui.reported("read runs from MLflow"):
+        runs_all = runs_of(uri, tuple(refs))
+    if runs_all.empty:
+        st.info("No runs yet.")
+    else:
+        labels = {row["run_id"]: run_label(row) for _, row in runs_all.iterrows()}
+        run_id = st.selectbox("Round", list(labels), format_func=labels.get, key="one_round")
+        row = runs_all.set_index("run_id").loc[run_id]
+        with ui.reported(f"fetch the artifacts of run {run_id}"):
+            arts = artifacts(uri, run_id)
+        c1, c2, c3 = st.columns(3)
+        with c1:
+            st.markdown("**Confusion matrix (held-out)**")
+            if "confusion" in arts:
+                st.image(arts["confusion"])
+            else:
+                st.caption("not logged for this round")
+        with c2:
+            st.markdown("**Class balance of the training set**")
+            balance = rounds.class_balance(row, classes)
+            if balance.empty:
+                st.caption("not logged for this round")
+            else:
+                st.bar_chart(balance, x="class", y="count")
+        with c3:
+            st.markdown("**Permutation importance**")
+            if "importance_csv" in arts:
+                st.dataframe(arts["importance_csv"], hide_index=True, height=300)
+            elif "importance_png" in arts:
+                st.image(arts["importance_png"])
+            else:
+                st.caption("not logged for this round")
+
+with tab_compare:
+    with ui.reported("read runs from MLflow"):
+        runs_all = runs_of(uri, tuple(refs))
+    if len(runs_all) < 2:
+        st.info("Two runs are needed to compare.")
+    else:
+        labels = {row["run_id"]: run_label(row) for _, row in runs_all.iterrows()}
+        ids = list(labels)
+        a_col, b_col = st.columns(2)
+        run_a = a_col.selectbox("Run A", ids, index=0, format_func=labels.get, key="run_a")
+        run_b = b_col.selectbox("Run B", ids, index=1, format_func=labels.get, key="run_b")
+        only = st.toggle("Only what differs", value=True)
+        indexed = runs_all.set_index("run_id", drop=False)
+        st.dataframe(rounds.differing(indexed.loc[run_a], indexed.loc[run_b], only), hide_index=True,
+                     width="stretch")
+        for col, rid in ((a_col, run_a), (b_col, run_b)):
+            with ui.reported(f"fetch the artifacts of run {rid}"):
+                arts = artifacts(uri, rid)
+            for key in ("confusion", "importance_png"):
+                if key in arts:
+                    col.image(arts[key])
