@@ -145,6 +145,19 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 @lru_cache(maxsize=64)
+def inlined(schema: bytes) -> bytes:
+    """The schema with every named-type reference replaced by its definition.
+
+    jetliner 0.2 decodes a reference to an already defined record (Rubin's ``prvDiaSources`` items are
+    ``lsst.v10_0.diaSource``, ZTF's three cutouts share ``ztf.alert.cutout``) as a list of strings; the same
+    schema with definitions inlined decodes right. The binary encoding does not change.
+    """
+    from fastavro.schema import expand_schema
+
+    return json.dumps(expand_schema(json.loads(schema))).encode()
+
+
+@lru_cache(maxsize=64)
 def top_level_fields(schema: bytes) -> tuple[str, ...]:
     """Names of the record's top-level fields (cached by the schema's bytes: a poll has few schemas)."""
     parsed = json.loads(schema)

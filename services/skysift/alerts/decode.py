@@ -156,7 +156,8 @@ def _survey(fields) -> str:
 def _decode_group(group: _Group, packets: list[Packet], dead: dict[int, str], keep_cutouts: bool, now: datetime):
     try:
         fields = avro.top_level_fields(group.schema)
-    except (ValueError, AttributeError, StopIteration) as exc:
+        avro.inlined(group.schema)
+    except Exception as exc:  # noqa: BLE001 - whatever the schema's fault, its packets are dead letters
         fields, error = (), f"writer schema is not a valid Avro record schema: {exc}"
     try:
         survey = _survey(fields)
@@ -227,7 +228,7 @@ def _columns(survey: str, names, keep_cutouts: bool) -> list[str]:
 def _read(group: _Group, members, columns: list[str]) -> pl.DataFrame:
     blocks = [b for _, bs in members for b in bs]
     expected = sum(c for c, _ in blocks)
-    df = avro.read_container(avro.frame(group.schema, group.codec, blocks), columns)
+    df = avro.read_container(avro.frame(avro.inlined(group.schema), group.codec, blocks), columns)
     if df.height != expected:
         raise ValueError(f"decoded {df.height} records, expected {expected}")
     return df

@@ -119,16 +119,25 @@ class IngestStage:
         self.store = store
         self.ingest = ingest or config.load(IngestSettings)
         self._kafka = kafka
+        self._consumer = None  # kept across polls: joining the consumer group again each time costs seconds
 
     def open_source(self, replay_path: str | None):
-        """The replay source when a path is given or configured, else the Kafka consumer."""
+        """The replay source when a path is given or configured, else the (long-lived) Kafka consumer."""
         from skysift.ingest.replay import ReplaySource
 
         if replay_path or self.ingest.source == "replay":
             return ReplaySource(replay_path or self.ingest.default_replay_path(), self.store)
-        from skysift.ingest.kafka import KafkaSource
+        if self._consumer is None:
+            from skysift.ingest.kafka import KafkaSource
 
-        return KafkaSource(self._kafka or config.load(KafkaSettings))
+            self._consumer = KafkaSource(self._kafka or config.load(KafkaSettings))
+        return self._consumer
+
+    def close(self) -> None:
+        """Leave the consumer group now rather than when the session times out."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
 
     def poll(self, max_alerts: int | None = None, timeout_s: float | None = None, replay_path: str | None = None,
              keep_cutouts: bool | None = None, filter_name: str | None = None) -> PollResult:
@@ -140,6 +149,7 @@ class IngestStage:
         keep_cutouts = self.ingest.keep_cutouts if keep_cutouts is None else keep_cutouts
         selection = filters.get(filter_name or self.ingest.filter)
         source = self.open_source(replay_path)
+        failed = True
         try:
             packets = source.fetch(max_alerts, timeout_s)
             now = datetime.now(timezone.utc)
@@ -157,8 +167,10 @@ class IngestStage:
                 if decoded.dead_letters:
                     result.dlq_key = self._write_dlq(decoded, now)
                 source.commit()
+            failed = False
         finally:
-            source.close()
+            if failed and source is self._consumer:
+                self.close()  # start the next poll from the committed offsets with a fresh consumer
         log.info("poll done", extra={k: v for k, v in vars(result).items() if k.startswith("n_")})
         return result
 

@@ -34,6 +34,7 @@ class KafkaSource:
         conf = settings.consumer_config()
         conf.update({"error_cb": self._on_error, "session.timeout.ms": settings.session_timeout_ms})
         self.consumer = Consumer(conf)
+        self._subscribed = False
         self._assigned: set[tuple[str, int]] = set()
         self._at_end: set[tuple[str, int]] = set()
         self._next: dict[tuple[str, int], int] = {}  # offset to commit per partition: last fetched + 1
@@ -70,7 +71,9 @@ class KafkaSource:
         """Up to ``max_messages`` messages within ``timeout_s`` (sooner when every partition is drained)."""
         deadline = time.monotonic() + timeout_s
         self._check_topics()
-        self.consumer.subscribe(self.settings.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        if not self._subscribed:
+            self.consumer.subscribe(self.settings.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+            self._subscribed = True
         packets: list[Packet] = []
         while len(packets) < max_messages and time.monotonic() < deadline:
             if self._fatal:

@@ -79,6 +79,3 @@ class ReplaySource:
         if self._next is not None:
             self.store.put_bytes(self.cursor_key, json.dumps({"path": self.path, "next": self._next}).encode())
             self._next = None
-
-    def close(self) -> None:
-        pass
