@@ -70,6 +70,10 @@ def test_rubin_alerts_are_enriched_alike_with_finks_simbad_type(ebv_map):
     assert table["roid"].null_count == table["tns"].null_count == rubin.num_rows  # no such fields: null, not faked
 
 
+def test_an_empty_batch_gives_an_empty_table(alerts, ebv_map):
+    assert enrich(alerts.slice(0, 0), None, ebv_map).schema.equals(ENRICHED_SCHEMA)
+
+
 def test_a_position_missing_gives_null_extinction_not_a_number(ebv_map):
     table = enrich(pa.table({"candid": [1], "objectId": ["x"], "survey": ["ztf"], "ra": [None], "dec": [10.0]},
                             schema=pa.schema([("candid", pa.int64()), ("objectId", pa.string()), ("survey", pa.string()),

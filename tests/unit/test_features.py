@@ -136,6 +136,10 @@ def test_unsorted_light_curves_give_the_same_features():
     assert _same(compute_features(_alert(**points)), compute_features(_alert(**shuffled)))
 
 
+def test_an_empty_batch_gives_an_empty_table(alerts):
+    assert compute_features(alerts.slice(0, 0)).schema.equals(FEATURES_SCHEMA)
+
+
 def test_a_slice_gives_the_rows_of_the_whole(alerts, features):
     assert _same(compute_features(alerts.slice(100, 50)), features.slice(100, 50))
 
