@@ -13,11 +13,17 @@ from skysift.store import keys
 ALERTS = Path(__file__).parent / "data" / "alerts"
 # Fink's distribution files: recent ZTF alerts (drb, histories in g and r) with all three stamps.
 ZTF_AVRO = sorted((ALERTS / "ztf" / "avro" / "fink-broker_distribute").glob("*.avro"))
+# Fink-distributed ZTF alerts with SIMBAD cross-matches: the oracle labels them galactic / extragalactic.
+FINK_LABELED = sorted((ALERTS / "ztf" / "fink_labeled" / "avro").rglob("*.avro"))
 RUBIN_PARQUET = sorted((ALERTS / "lsst" / "real" / "fink-tutorials_ftransfer_2026-03-27").glob("*.parquet"))
 
 
 def ztf_packets(n: int) -> list[bytes]:
     return [p.read_bytes() for p in ZTF_AVRO[:n]]
+
+
+def fink_labeled_packets() -> list[bytes]:
+    return [p.read_bytes() for p in FINK_LABELED]
 
 
 def rubin_packets(n_files: int = 1) -> list[bytes]:

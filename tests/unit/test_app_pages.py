@@ -1,0 +1,93 @@
+"""The pages without services behind them: clear messages, and the login gate (AppTest, no browser)."""
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.servers import free_port
+
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app" / "app.py")
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    """Nothing listening at the trainer's or MLflow's address; a fresh store; no secrets."""
+    trainer, mlflow = free_port(), free_port()
+    env = {"SKYSIFT_STORE_URL": str(tmp_path / "store"), "SKYSIFT_TRAINER_ADDRESS": f"127.0.0.1:{trainer}",
+           "SKYSIFT_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow}", "SKYSIFT_SECRETS_DIR": str(tmp_path / "none")}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield env
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def run(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def test_unreachable_trainer_is_a_message_not_a_traceback(app_env, monkeypatch):
+    monkeypatch.setenv("SKYSIFT_APP_USER", "alice")
+    at = run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert f"trainer at {app_env['SKYSIFT_TRAINER_ADDRESS']} is unreachable" in at.error[0].value
+
+
+def test_unreachable_mlflow_is_a_message_not_a_traceback(app_env, monkeypatch):
+    monkeypatch.setenv("SKYSIFT_APP_USER", "alice")
+    at = run("pages/rounds.py")
+    assert not at.exception
+    assert f"MLflow tracking server {app_env['SKYSIFT_MLFLOW_TRACKING_URI']} is not reachable" in at.error[0].value
+
+
+def test_datasets_page_says_the_trainer_is_unreachable(app_env, monkeypatch):
+    monkeypatch.setenv("SKYSIFT_APP_USER", "alice")
+    at = run("pages/datasets.py")
+    assert not at.exception
+    assert "Cannot list datasets from the trainer" in at.error[0].value
+
+
+def test_labelling_needs_a_name_first(app_env):
+    at = run()
+    assert not at.exception and not at.error
+    assert "Give your name" in at.info[0].value
+
+
+def test_cluster_without_login_shows_only_the_refusal(app_env, monkeypatch):
+    monkeypatch.setenv("SKYSIFT_APP_CLUSTER", "true")
+    monkeypatch.setenv("SKYSIFT_APP_USER", "alice")
+    at = run()
+    assert [e.value for e in at.error] == [
+        "The app will not start: SKYSIFT_APP_CLUSTER is set but no login is configured: set SKYSIFT_APP_PASSWORD "
+        "(environment or secret file) or an [auth] section for OIDC in .streamlit/secrets.toml"]
+    assert not at.title  # no page ran
+
+
+def test_wrong_password_is_refused(app_env, monkeypatch):
+    monkeypatch.setenv("SKYSIFT_APP_CLUSTER", "true")
+    monkeypatch.setenv("SKYSIFT_APP_PASSWORD", "correct horse")
+    at = run()
+    at.text_input[0].input("bob")
+    at.text_input[1].input("wrong")
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["Wrong password."]
+    assert "labeller" not in at.session_state
+
+
+def test_right_password_signs_the_labeller_in(app_env, monkeypatch):
+    monkeypatch.setenv("SKYSIFT_APP_CLUSTER", "true")
+    monkeypatch.setenv("SKYSIFT_APP_PASSWORD", "correct horse")
+    at = run()
+    at.text_input[0].input("bob")
+    at.text_input[1].input("correct horse")
+    at.button[0].click().run()
+    assert at.session_state.labeller == "bob"
+    assert at.title[0].value == "Label alerts"
