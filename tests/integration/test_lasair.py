@@ -150,3 +150,15 @@ def test_enrichment_survives_429_500_and_timeouts_losing_nothing(fake, alerts, l
     assert table["candid"].to_pylist() == alerts["candid"].to_pylist()
     assert table["sherlock_classification"].to_pylist()[:3] == ["SN", "AGN", "VS"]
     assert lasair.NOT_CONFIGURED not in third.status_counts
+
+
+def test_the_cache_lives_in_s3_and_spares_lasair_on_the_next_batch(fake, alerts, s3_settings):
+    from skysift.store import open_store
+
+    store = open_store(settings=s3_settings)
+    store.write_table(ALERTS_KEY, alerts)
+    stage = EnrichmentStage(s3_settings, store, _settings(fake))
+    assert stage.process(ALERTS_KEY).status_counts == {"ok": alerts.num_rows}
+    assert stage.process(ALERTS_KEY).status_counts == {"cached": alerts.num_rows}
+    assert len(fake.calls()) == alerts.num_rows
+    assert len(store.list_keys("enrichment/sherlock_cache/ztf/")) == alerts.num_rows
