@@ -16,5 +16,5 @@ def test_batch_key_layout_and_sibling():
 def test_parse_rejects_non_batch_keys_with_the_expected_shape():
     with pytest.raises(InvalidArgument, match="expected e.g."):
         keys.parse_batch("alerts/whatever.parquet")
-    with pytest.raises(InvalidArgument, match="expected a features/ key"):
+    with pytest.raises(InvalidArgument, match="expected a key under features/"):
         keys.parse_batch("alerts/survey=ztf/night=20250701/20250701_130509_alerts.parquet", stage="features")

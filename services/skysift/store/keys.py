@@ -50,7 +50,7 @@ def parse_batch(key: str, stage: str | None = None) -> BatchKey:
         )
     batch = BatchKey(m["stage"], m["survey"], m["night"], m["stem"])
     if stage and batch.stage != stage:
-        raise InvalidArgument(f"expected a {stage}/ key, got a {batch.stage}/ key: {key!r}")
+        raise InvalidArgument(f"expected a key under {stage}/, got one under {batch.stage}/: {key!r}")
     return batch
 
 
