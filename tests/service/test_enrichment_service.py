@@ -67,7 +67,7 @@ def test_enrich_asks_lasair_once_per_object_when_it_has_a_token(local_settings, 
 @pytest.mark.parametrize("key,code,message", [
     ("", grpc.StatusCode.INVALID_ARGUMENT, "alerts_key is required"),
     ("features/survey=ztf/night=20240601/20240601_120000_features.parquet", grpc.StatusCode.INVALID_ARGUMENT,
-     "expected a alerts/ key"),
+     "expected a key under alerts/"),
     ("alerts/survey=ztf/night=20240602/20240602_120000_alerts.parquet", grpc.StatusCode.NOT_FOUND, "no object at key"),
 ])
 def test_bad_or_unknown_keys_get_clear_status_codes(stub, key, code, message):

@@ -100,7 +100,7 @@ def test_stage_writes_the_enrichment_beside_the_batch(local_settings, local_stor
 
 def test_stage_refuses_other_keys_and_reports_missing_batches(local_settings, local_store):
     stage = EnrichmentStage(local_settings, local_store, EnrichmentSettings())
-    with pytest.raises(InvalidArgument, match="expected a alerts/ key"):
+    with pytest.raises(InvalidArgument, match="expected a key under alerts/"):
         stage.process("features/survey=ztf/night=20240601/20240601_120000_features.parquet")
     with pytest.raises(NotFound):
         stage.process(ALERTS_KEY)

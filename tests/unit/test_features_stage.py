@@ -59,7 +59,7 @@ def test_uses_the_enrichment_of_the_same_batch(local_settings, store, alerts):
 
 @pytest.mark.parametrize("alerts_key,enriched_key,message", [
     ("alerts/nope.parquet", None, "expected e.g."),
-    (FEATURES_KEY, None, "expected a alerts/ key"),
+    (FEATURES_KEY, None, "expected a key under alerts/"),
     (ALERTS_KEY, "enriched/survey=ztf/night=20240601/20240601_130000_enriched.parquet", "is not the enrichment of"),
 ])
 def test_refuses_malformed_or_mismatched_keys(local_settings, store, alerts_key, enriched_key, message):
