@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import yaml
@@ -19,11 +21,16 @@ def overlay(name: str) -> dict:
 
 
 def render(values: dict | None = None, name: str = "skysift", namespace: str = "skysift") -> dict[str, str]:
-    """Template path -> rendered text, as `helm template` prints them."""
+    """Template path -> rendered text, as `helm template` prints them (memoised: a render takes ~0.4 s)."""
+    return dict(_render(json.dumps(values or {}, sort_keys=True), name, namespace))
+
+
+@functools.lru_cache(maxsize=64)
+def _render(values_json: str, name: str, namespace: str) -> tuple[tuple[str, str], ...]:
     import helm_python
 
     with helm_python.Chart.load(CHART) as chart:
-        return chart.render(values or {}, name=name, namespace=namespace)
+        return tuple(chart.render(json.loads(values_json), name=name, namespace=namespace).items())
 
 
 def objects(values: dict | None = None, name: str = "skysift", namespace: str = "skysift") -> list[dict]:

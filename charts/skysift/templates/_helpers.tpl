@@ -88,6 +88,7 @@ kafkaSaslPassword: {file: skysift_kafka_sasl_password, components: [ingest]}
 lasairToken: {file: skysift_enrichment_lasair_token, components: [enrichment]}
 skyportalToken: {file: skysift_skyportal_token, components: [inference, poll]}
 slackWebhookUrl: {file: skysift_slack_webhook_url, components: [inference, poll]}
+slackBotToken: {file: skysift_slack_bot_token, components: [inference, poll]}
 appPassword: {file: skysift_app_password, components: [app]}
 {{- end }}
 
@@ -191,6 +192,12 @@ containers:
         mountPath: /var/run/secrets/skysift
         readOnly: true
       {{- end }}
+      {{- with .streamlitSecrets }}{{ if .existingSecret }}
+      - name: streamlit-secrets
+        mountPath: /app/.streamlit/secrets.toml
+        subPath: secrets.toml
+        readOnly: true
+      {{- end }}{{ end }}
 volumes:
   - name: tmp
     emptyDir: {}
@@ -201,6 +208,15 @@ volumes:
       sources:
         {{- $sources | nindent 8 }}
   {{- end }}
+  {{- with .streamlitSecrets }}{{ if .existingSecret }}
+  - name: streamlit-secrets
+    secret:
+      secretName: {{ .existingSecret }}
+      defaultMode: 288
+      items:
+        - key: {{ .key }}
+          path: secrets.toml
+  {{- end }}{{ end }}
 {{- with $root.Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}

@@ -1,0 +1,408 @@
+"""The Helm chart, rendered offline by Helm v4 (helm-python-sdk) for each values file and checked against the
+Kubernetes 1.30 API schemas and against the product's own contracts: commands, settings, secrets, ports."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import typing
+from pathlib import Path
+
+import helm_python
+import kubernetes_validate
+import pytest
+import typer
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+import skysift
+from skysift import cli, config
+from tests import helm
+
+KUBE_VERSION = "1.30.0"
+OVERLAYS = ["default", "kind", "minikube", "external"]
+SERVICES = list(config.SERVICES)
+ALL_SECRETS_AS_VALUES = {"secrets": {name: {"value": f"value-of-{name}"} for name in (
+    "s3AccessKeyId", "s3SecretAccessKey", "kafkaSaslPassword", "lasairToken", "skyportalToken", "slackWebhookUrl",
+    "slackBotToken", "appPassword")}}
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request):
+    values = helm.overlay(request.param)
+    return values, helm.objects(values)
+
+
+def of_kind(objs, kind):
+    return [d for d in objs if d["kind"] == kind]
+
+
+def named(objs, kind, name):
+    return next(d for d in objs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def pod_specs(objs):
+    """(object name, pod spec, pod labels) of every workload."""
+    for d in objs:
+        if d["kind"] == "Deployment":
+            template = d["spec"]["template"]
+        elif d["kind"] == "CronJob":
+            template = d["spec"]["jobTemplate"]["spec"]["template"]
+        else:
+            continue
+        yield d["metadata"]["name"], template["spec"], template["metadata"]["labels"]
+
+
+def settings_classes() -> list[type[BaseSettings]]:
+    """Every settings class of the product: skysift.config, skysift.k8s and each unit's settings module."""
+    modules = [config, importlib.import_module("skysift.k8s")]
+    for path in sorted(Path(skysift.__file__).parent.glob("*/settings.py")):  # units may be namespace packages
+        modules.append(importlib.import_module(f"skysift.{path.parent.name}.settings"))
+    return [obj for m in modules for obj in vars(m).values()
+            if isinstance(obj, type) and issubclass(obj, BaseSettings) and obj.__module__ == m.__name__]
+
+
+def env_names(secret: bool) -> set[str]:
+    names = set()
+    for cls in settings_classes():
+        prefix = cls.model_config.get("env_prefix", "")
+        for field, info in cls.model_fields.items():
+            is_secret = info.annotation is SecretStr or SecretStr in typing.get_args(info.annotation)
+            if is_secret == secret:
+                names.add(f"{prefix}{field}".upper())
+    return names
+
+
+def parse_skysift(args: list[str]):
+    """Parse a command line the way `skysift` would, without running it; raises click's usage errors.
+
+    (Typer vendors its own click, so groups are told apart by what they can do, not by click's classes.)"""
+    command, name, ctx = typer.main.get_command(cli.app), "skysift", None
+    while True:
+        ctx = command.make_context(name, list(args), parent=ctx)
+        if not hasattr(command, "resolve_command"):
+            return command
+        name, command, args = command.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+
+
+# -- Kubernetes API validity ----------------------------------------------------------------------------------
+
+_VALID: set[str] = set()
+
+
+def validate(doc: dict) -> None:
+    """kubernetes-validate, strict (unknown fields are errors); a document already seen valid is skipped."""
+    key = json.dumps(doc, sort_keys=True)
+    if key not in _VALID:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        _VALID.add(key)
+
+
+def test_every_manifest_is_valid_for_kubernetes_1_30(rendered):
+    _, objs = rendered
+    assert objs
+    for doc in objs:
+        validate(doc)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_helm_lint_finds_nothing_above_info(overlay):
+    report = helm_python.lint(helm.CHART, helm.overlay(overlay), strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_all_secrets_given_as_values_render_valid_manifests():
+    for doc in helm.objects(ALL_SECRETS_AS_VALUES):
+        validate(doc)
+
+
+# -- values.schema.json ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, where", [
+    ({"poll": {"schedule": 5}}, "/poll/schedule"),
+    ({"poll": {"schedule": "every hour"}}, "/poll/schedule"),
+    ({"servics": {}}, "servics"),
+    ({"settings": {"storeUrl": "/data/store"}}, "/settings/storeUrl"),
+    ({"round": {"strategy": "best"}}, "/round/strategy"),
+    ({"services": {"ingest": {"replicas": -1}}}, "/services/ingest/replicas"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+    ({"settings": {"kafka": {"saslMechanism": "GSSAPI"}}}, "/settings/kafka/saslMechanism"),
+    ({"settings": {"extraEnv": {"SKYSIFT_APP_PASSWORD": "hunter2"}}}, "SKYSIFT_APP_PASSWORD"),
+    ({"secrets": {"lasairToken": {"existingSecret": "x", "key": "a/b"}}}, "/secrets/lasairToken/key"),
+])
+def test_schema_rejects_broken_values_naming_the_key(bad, where):
+    with pytest.raises(helm_python.HelmValuesError, match=where):
+        helm.render(bad)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_shipped_values_files_pass_the_schema(overlay):
+    with helm_python.Chart.load(helm.CHART) as chart:
+        chart.validate_schema(chart.merge_values(helm.overlay(overlay)))
+
+
+# -- commands, ports and probes -------------------------------------------------------------------------------
+
+def test_container_commands_are_real_skysift_commands(rendered):
+    _, objs = rendered
+    parsed = []
+    for name, spec, _ in pod_specs(objs):
+        for container in spec["containers"]:
+            if container["command"] == ["skysift"]:
+                parsed.append(parse_skysift(container["args"]).name)
+    assert sorted(parsed) == sorted(["serve"] * len(SERVICES) + ["poll", "round"])
+
+
+def test_round_cronjob_is_suspended_and_named_for_kubectl_create_job():
+    objs = helm.objects(name="demo")
+    cronjob = named(objs, "CronJob", "demo-skysift-round")
+    assert cronjob["spec"]["suspend"] is True
+    assert cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][:1] == ["round"]
+
+
+def test_long_release_names_keep_cronjob_names_within_52_characters():
+    objs = helm.objects(name="a-very-long-release-name-for-the-astro-team-cluster")
+    assert all(len(d["metadata"]["name"]) <= 52 for d in of_kind(objs, "CronJob"))
+
+
+def test_poll_cronjob_has_the_hourly_schedule_contract():
+    spec = named(helm.objects(), "CronJob", "skysift-poll")["spec"]
+    assert (spec["schedule"], spec["timeZone"], spec["concurrencyPolicy"]) == ("0 * * * *", "Etc/UTC", "Forbid")
+    assert spec["startingDeadlineSeconds"] > 0 and spec["jobTemplate"]["spec"]["backoffLimit"] >= 0
+
+
+def test_service_probes_and_services_point_at_the_grpc_port(rendered):
+    _, objs = rendered
+    cm = of_kind(objs, "ConfigMap")[0]["data"]
+    for service in SERVICES:
+        name = f"skysift-{service}"
+        container = named(objs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        args = container["args"]
+        port = int(args[args.index("--port") + 1])
+        grpc_ports = [p["containerPort"] for p in container["ports"] if p["name"] == "grpc"]
+        assert grpc_ports == [port]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == port, probe
+        svc_port = next(p for p in named(objs, "Service", name)["spec"]["ports"] if p["name"] == "grpc")
+        assert svc_port["targetPort"] == "grpc"
+        assert cm[f"SKYSIFT_{service.upper()}_ADDRESS"] == f"{name}:{svc_port['port']}"
+
+
+def test_services_bind_all_interfaces_in_the_cluster(rendered):
+    _, objs = rendered
+    assert of_kind(objs, "ConfigMap")[0]["data"]["SKYSIFT_HOST"] == "0.0.0.0"
+
+
+# -- settings and secrets -------------------------------------------------------------------------------------
+
+def test_configmap_variables_are_known_non_secret_settings(rendered):
+    _, objs = rendered
+    known, secret = env_names(secret=False), env_names(secret=True)
+    for name in of_kind(objs, "ConfigMap")[0]["data"]:
+        if name.startswith("SKYSIFT_") and name != "SKYSIFT_SECRETS_DIR":  # that one is read by config.secrets_dir
+            assert name in known, f"{name} is no field of any skysift settings class"
+            assert name not in secret
+
+
+def test_secret_files_are_the_names_settings_read_from_the_secrets_dir():
+    secret_names = {n.lower() for n in env_names(secret=True)}
+    paths = set()
+    for _, spec, _ in pod_specs(helm.objects(ALL_SECRETS_AS_VALUES)):
+        for volume in spec.get("volumes", []):
+            for source in volume.get("projected", {}).get("sources", []):
+                paths.update(item["path"] for item in source["secret"]["items"])
+    assert len(paths) == len(ALL_SECRETS_AS_VALUES["secrets"])
+    assert paths <= secret_names, paths - secret_names
+
+
+def test_secret_file_names_are_read_by_pydantic_settings(tmp_path, monkeypatch):
+    """What the chart mounts is what config.load() picks up: the file named after the variable."""
+    (tmp_path / "skysift_s3_secret_access_key").write_text("from-a-file")
+    monkeypatch.setenv("SKYSIFT_SECRETS_DIR", str(tmp_path))
+    monkeypatch.delenv("SKYSIFT_S3_SECRET_ACCESS_KEY", raising=False)
+    assert config.load().s3_secret_access_key.get_secret_value() == "from-a-file"
+
+
+def secret_references(objs):
+    """(secret name, key) of every secretKeyRef, projected secret and secret volume."""
+    for _, spec, _ in pod_specs(objs):
+        for container in spec["containers"]:
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    yield ref["name"], ref["key"]
+        for volume in spec.get("volumes", []):
+            for source in volume.get("projected", {}).get("sources", []):
+                for item in source["secret"]["items"]:
+                    yield source["secret"]["name"], item["key"]
+            if "secret" in volume:
+                for item in volume["secret"]["items"]:
+                    yield volume["secret"]["secretName"], item["key"]
+
+
+def test_secret_references_resolve_to_the_chart_secret_when_given_as_values():
+    objs = helm.objects({**ALL_SECRETS_AS_VALUES, "bundledS3": {"enabled": True}})
+    secret = named(objs, "Secret", "skysift")
+    refs = set(secret_references(objs))
+    assert refs and refs <= {("skysift", key) for key in secret["data"]}
+
+
+def test_secret_references_name_only_the_existing_secrets_of_the_values(rendered):
+    values, objs = rendered
+    existing = {entry["existingSecret"] for entry in values.get("secrets", {}).values()}
+    existing |= {values.get("app", {}).get("streamlitSecrets", {}).get("existingSecret")}
+    assert {name for name, _ in secret_references(objs)} <= existing
+    assert not of_kind(objs, "Secret")
+
+
+def test_secret_values_never_reach_a_configmap():
+    objs = helm.objects(ALL_SECRETS_AS_VALUES)
+    text = str(of_kind(objs, "ConfigMap"))
+    assert not any(f"value-of-{name}" in text for name in ALL_SECRETS_AS_VALUES["secrets"])
+
+
+def test_each_component_gets_only_the_secrets_it_uses():
+    objs = helm.objects(ALL_SECRETS_AS_VALUES)
+    files = {}
+    for name, spec, _ in pod_specs(objs):
+        files[name] = {item["path"] for v in spec.get("volumes", []) for s in v.get("projected", {}).get("sources", [])
+                       for item in s["secret"]["items"]}
+    assert "skysift_kafka_sasl_password" in files["skysift-ingest"]
+    assert "skysift_kafka_sasl_password" not in files["skysift-trainer"]
+    assert files["skysift-app"] == {"skysift_s3_access_key_id", "skysift_s3_secret_access_key", "skysift_app_password"}
+
+
+def test_bundled_s3_without_credentials_fails_with_what_to_set():
+    with pytest.raises(helm_python.HelmRenderError, match="secrets.s3AccessKeyId"):
+        helm.render({"bundledS3": {"enabled": True}})
+
+
+def test_two_mlflows_fail_with_what_to_set():
+    with pytest.raises(helm_python.HelmRenderError, match="bundledMlflow.enabled=false"):
+        helm.render({"settings": {"mlflowTrackingUri": "http://mlflow:5000"}})
+
+
+def test_kind_values_keep_everything_in_the_cluster():
+    objs = helm.objects(helm.overlay("kind"))
+    data = of_kind(objs, "ConfigMap")[0]["data"]
+    assert data["SKYSIFT_S3_ENDPOINT_URL"] == "http://skysift-s3:8333"
+    assert data["SKYSIFT_MLFLOW_TRACKING_URI"] == "http://skysift-mlflow:5000"
+    assert data["SKYSIFT_INGEST_SOURCE"] == "replay"
+    s3 = named(objs, "Deployment", "skysift-s3")["spec"]["template"]["spec"]["containers"][0]
+    assert "-bucket=skysift" in s3["args"]
+
+
+# -- security -------------------------------------------------------------------------------------------------
+
+ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
+                   "secret"}
+
+
+def restricted_violations(spec: dict) -> list[str]:
+    """The checks of the Pod Security Standard "restricted" (kubernetes.io/docs/concepts/security/pod-security-standards)."""
+    problems = []
+    pod = spec.get("securityContext", {})
+    for host in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(host):
+            problems.append(host)
+    for volume in spec.get("volumes", []):
+        if not set(volume) - {"name"} <= ALLOWED_VOLUMES:
+            problems.append(f"volume {volume['name']}")
+    if pod.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+        problems.append("pod seccompProfile")
+    if pod.get("runAsUser") == 0:
+        problems.append("pod runAsUser 0")
+    for c in spec["containers"] + spec.get("initContainers", []):
+        sc = c.get("securityContext", {})
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{c['name']} allowPrivilegeEscalation")
+        if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+            problems.append(f"{c['name']} capabilities.drop")
+        if set(sc.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{c['name']} capabilities.add")
+        if not (sc.get("runAsNonRoot", pod.get("runAsNonRoot")) is True):
+            problems.append(f"{c['name']} runAsNonRoot")
+        if sc.get("privileged") or sc.get("runAsUser") == 0:
+            problems.append(f"{c['name']} privileged/root")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            problems.append(f"{c['name']} hostPort")
+        if not sc.get("readOnlyRootFilesystem"):  # not required by "restricted": the image promises it
+            problems.append(f"{c['name']} readOnlyRootFilesystem")
+    return problems
+
+
+def test_every_pod_meets_restricted_pod_security(rendered):
+    _, objs = rendered
+    for name, spec, _ in pod_specs(objs):
+        assert restricted_violations(spec) == [], name
+
+
+def test_only_the_app_has_a_kubernetes_api_token():
+    objs = helm.objects()
+    tokens = {name for name, spec, _ in pod_specs(objs) if spec.get("automountServiceAccountToken") is not False}
+    assert tokens == {"skysift-app"}
+    role = of_kind(objs, "Role")[0]
+    assert role["rules"] == [
+        {"apiGroups": ["batch"], "resources": ["cronjobs"], "resourceNames": ["skysift-round"], "verbs": ["get"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]},
+    ]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        assert expr["operator"] == "In"
+        if labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return True
+
+
+def test_network_policy_lets_only_the_app_and_cronjobs_reach_the_services(rendered):
+    _, objs = rendered
+    policy = named(objs, "NetworkPolicy", "skysift-services")
+    pods = {name: labels for name, _, labels in pod_specs(objs)}
+    guarded = {name for name, labels in pods.items() if selects(policy["spec"]["podSelector"], labels)}
+    assert guarded == {f"skysift-{s}" for s in SERVICES}
+    grpc_rules = [r for r in policy["spec"]["ingress"] if r["ports"] == [{"port": "grpc", "protocol": "TCP"}]]
+    assert len(grpc_rules) == 1
+    admitted = {name for name, labels in pods.items()
+                if any(selects(peer["podSelector"], labels) for peer in grpc_rules[0]["from"])}
+    assert admitted == {"skysift-app", "skysift-poll", "skysift-round"}
+
+
+def test_bundled_stores_admit_only_this_release(rendered):
+    _, objs = rendered
+    for policy in of_kind(objs, "NetworkPolicy"):
+        if policy["metadata"]["name"] in ("skysift-s3", "skysift-mlflow"):
+            peers = policy["spec"]["ingress"][0]["from"]
+            assert peers == [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "skysift"}}}]
+
+
+# -- conventions and notes ------------------------------------------------------------------------------------
+
+RECOMMENDED = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
+               "app.kubernetes.io/version", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
+               "helm.sh/chart")
+
+
+def test_objects_carry_the_recommended_labels_and_selectors_match_pods(rendered):
+    _, objs = rendered
+    for doc in objs:
+        assert set(RECOMMENDED) <= set(doc["metadata"]["labels"]), doc["metadata"]["name"]
+    for deployment in of_kind(objs, "Deployment"):
+        assert selects(deployment["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
+    deployments = of_kind(objs, "Deployment")
+    for svc in of_kind(objs, "Service"):
+        matched = [d for d in deployments if selects({"matchLabels": svc["spec"]["selector"]},
+                                                     d["spec"]["template"]["metadata"]["labels"])]
+        assert [d["metadata"]["name"] for d in matched] == [svc["metadata"]["name"]]
+
+
+def test_notes_tell_how_to_open_the_app_and_mlflow_and_trigger_a_round():
+    notes = helm.render(name="skysift", namespace="astro")["skysift/templates/NOTES.txt"]
+    assert "port-forward svc/skysift-app 8501:8501" in notes
+    assert "port-forward svc/skysift-mlflow 5000:5000" in notes
+    assert "create job --from=cronjob/skysift-round round-$(date +%s)" in notes
+    assert "-n astro" in notes
