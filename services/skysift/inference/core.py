@@ -1,0 +1,335 @@
+"""Inference: score features with the champion model of each model tag, and hand the results to the sinks.
+
+Three ways in, one scoring path (:meth:`InferenceStage.score_table`), so they agree to the last bit:
+- a stored features batch by key (the hourly poll): predictions are written beside it under ``predictions/``,
+  then the configured sinks (CSV, SkyPortal, Slack) run;
+- candids of alerts already through the features stage: rows come from an in-memory index of ``features/``;
+- raw alert packets sent inline: decode → (enrichment) → features in process.
+
+Speed matters for gRPC clients (tens of thousands of alerts/s in batches, a few ms for one alert): models stay
+in memory (:mod:`.registry`), features go to the model as one numpy matrix, and nothing on the hot path talks to
+MLflow or lists the store; that happens in the background poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from skysift import config
+from skysift.config import Settings
+from skysift.errors import FailedPrecondition, InvalidArgument, NotFound
+from skysift.inference.registry import ChampionRegistry, LoadedModel
+from skysift.inference.settings import InferenceSettings
+from skysift.inference.sinks import SinkReport, Scored, build_sinks, run_sinks
+from skysift.inference.sinks.parquet import write_predictions
+from skysift.store import keys
+from skysift.store.base import ObjectStore
+from skysift.store.keys import Batch
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class ScoreResult:
+    """Predictions (one row per alert and model tag, ``prob_<class>`` columns in pre-order) and what was written."""
+
+    predictions: pa.Table
+    written: Batch | None = None
+    sinks: list[SinkReport] = field(default_factory=list)
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        """One line for the caller: failed sinks and anything dropped on the way (undecodable packets)."""
+        parts = list(self.notes) + [str(r) for r in self.sinks if not r.ok]
+        return "; ".join(parts)
+
+
+def current_feature_set_version() -> str:
+    from skysift.features.core import FEATURE_SET_VERSION
+
+    return FEATURE_SET_VERSION
+
+
+def batch_feature_set_version(table: pa.Table) -> str:
+    """The version a features table was computed with (its parquet metadata), else the running code's."""
+    from skysift.features.core import VERSION_METADATA_KEY
+
+    meta = table.schema.metadata or {}
+    value = meta.get(VERSION_METADATA_KEY.encode())
+    return value.decode() if value else current_feature_set_version()
+
+
+def check_feature_set(model: LoadedModel, version: str) -> None:
+    if model.feature_set_version != version:
+        raise FailedPrecondition(
+            f"model {model.name} v{model.version} was trained on feature set version {model.feature_set_version}, "
+            f"but these features are version {version}: train a model on the current features (`skysift round`) "
+            f"or recompute the features with the version the model knows"
+        )
+
+
+def feature_matrix(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray:
+    """float64 (n, k) in the model's column order; nulls become NaN (HistGradientBoosting handles them)."""
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise FailedPrecondition(f"features lack column(s) the model was trained on: {', '.join(missing)}")
+    X = np.empty((table.num_rows, len(columns)), dtype=np.float64)
+    for j, name in enumerate(columns):
+        col = table.column(name)
+        if col.null_count:
+            col = col.cast(pa.float64()).fill_null(np.nan)
+        X[:, j] = col.to_numpy()
+    return X
+
+
+def object_ids(store: ObjectStore, features: keys.BatchKey, candids: pa.Array) -> pa.Array:
+    """objectIds for ``candids`` from the batch's alerts/ sibling (the features table does not carry them)."""
+    key = str(features.sibling("alerts"))
+    try:
+        ids = store.read_table(key, columns=["candid", "objectId"])
+    except NotFound:
+        log.warning("no alerts batch beside features: objectId left null", extra={"alerts_key": key})
+        return pa.nulls(len(candids), pa.string())
+    import pyarrow.compute as pc
+
+    where = pc.index_in(candids, value_set=ids.column("candid").combine_chunks())
+    return ids.column("objectId").combine_chunks().take(where)
+
+
+def with_object_ids(table: pa.Table, object_id: pa.Array) -> pa.Table:
+    if "objectId" in table.column_names:
+        return table
+    return table.append_column("objectId", object_id)
+
+
+def score_table(features: pa.Table, models: dict[str, LoadedModel]) -> pa.Table:
+    """Predictions of ``models`` (tag → model) for ``features`` (with ``candid``, ``objectId``): one row per alert
+    and tag, ``prob_<class>`` columns in each taxonomy's pre-order (a column a tag lacks is null)."""
+    version = batch_feature_set_version(features)
+    for model in models.values():
+        check_feature_set(model, version)
+    n = features.num_rows
+    candid = features.column("candid").cast(pa.int64())
+    object_id = features.column("objectId") if "objectId" in features.column_names else pa.nulls(n, pa.string())
+    matrices: dict[tuple[str, ...], np.ndarray] = {}
+    tables = []
+    for tag, model in models.items():
+        X = matrices.get(model.feature_columns)
+        if X is None:
+            X = matrices[model.feature_columns] = feature_matrix(features, model.feature_columns)
+        probs = model.taxonomy.node_probabilities(model.predict(X)) if n else np.empty((0, len(model.taxonomy.nodes)))
+        columns = {
+            "candid": candid,
+            "objectId": object_id,
+            "model_tag": pa.array([tag] * n, pa.string()),
+            "model_name": pa.array([model.name] * n, pa.string()),
+            "model_version": pa.array([model.version] * n, pa.string()),
+            "feature_set_version": pa.array([model.feature_set_version] * n, pa.string()),
+        }
+        for j, node in enumerate(model.taxonomy.nodes):
+            columns[node.column] = probs[:, j]
+        tables.append(pa.table(columns))
+    table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    return table.replace_schema_metadata({"skysift.table": "predictions"})
+
+
+class CandidIndex:
+    """Where each candid's features row lives: sorted candids → (batch, row), built from ``features/``.
+
+    Only the candid arrays of every batch are kept (16 bytes a row); the tables themselves sit in a small LRU.
+    Refreshed in the background and once on a miss, so a lookup is a binary search and a ``take``.
+    """
+
+    MISS_REFRESH_SECONDS = 1.0  # a miss lists the store at most this often (clients asking for unknown candids)
+
+    def __init__(self, store: ObjectStore, cached_batches: int = 64):
+        self.store = store
+        self.cached_batches = cached_batches
+        self._refreshed = -1e9
+        self._keys: list[str] = []
+        self._per_key: list[np.ndarray] = []
+        self._sorted = np.empty(0, np.int64)
+        self._where = np.empty((0, 2), np.int64)  # (key index, row) per sorted candid
+        self._tables: OrderedDict[str, pa.Table] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def refresh(self) -> int:
+        """Index new features batches; return how many were added."""
+        with self._lock:
+            self._refreshed = time.monotonic()
+            known = set(self._keys)
+            new = [k for k in self.store.list_keys("features/") if k.endswith("_features.parquet") and k not in known]
+            for key in new:
+                table = self._load(key)
+                self._keys.append(key)
+                self._per_key.append(table.column("candid").to_numpy())
+            if new:
+                self._rebuild()
+            return len(new)
+
+    def _rebuild(self) -> None:
+        candids = np.concatenate(self._per_key) if self._per_key else np.empty(0, np.int64)
+        where = np.concatenate([np.column_stack([np.full(len(c), i), np.arange(len(c))])
+                                for i, c in enumerate(self._per_key)]) if self._per_key else np.empty((0, 2), np.int64)
+        order = np.argsort(candids, kind="stable")
+        candids, where = candids[order], where[order]
+        last = np.r_[candids[1:] != candids[:-1], True] if len(candids) else np.empty(0, bool)
+        self._sorted, self._where = candids[last], where[last]  # a candid in several batches: the latest indexed
+
+    def _load(self, key: str) -> pa.Table:
+        """A features table with its objectIds, cached (least recently used dropped first)."""
+        table = self._tables.get(key)
+        if table is not None:
+            self._tables.move_to_end(key)
+            return table
+        table = self.store.read_table(key)
+        table = with_object_ids(table, object_ids(self.store, keys.parse_batch(key), table.column("candid")))
+        self._tables[key] = table
+        while len(self._tables) > self.cached_batches:
+            self._tables.popitem(last=False)
+        return table
+
+    def _locate(self, candids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sorted_, where = self._sorted, self._where  # one consistent snapshot
+        pos = np.searchsorted(sorted_, candids)
+        pos = np.minimum(pos, max(len(sorted_) - 1, 0))
+        found = (sorted_[pos] == candids) if len(sorted_) else np.zeros(len(candids), bool)
+        return found, where[pos] if len(sorted_) else np.empty((len(candids), 2), np.int64)
+
+    def rows(self, candids: list[int]) -> pa.Table:
+        """Features rows (objectId included) of ``candids`` in the order given; NotFound names the missing."""
+        wanted = np.asarray(candids, dtype=np.int64)
+        found, where = self._locate(wanted)
+        if not found.all() and time.monotonic() - self._refreshed >= self.MISS_REFRESH_SECONDS:
+            self.refresh()
+            found, where = self._locate(wanted)
+        if not found.all():
+            missing = wanted[~found]
+            raise NotFound(
+                f"{len(missing)} of {len(wanted)} candids are in no features/ batch of {self.store.url}: "
+                f"{missing[:10].tolist()}{' ...' if len(missing) > 10 else ''} (run the features stage, or send the "
+                "raw packets to ScoreAlerts)"
+            )
+        parts, order = [], []
+        with self._lock:
+            for key_index in np.unique(where[:, 0]):
+                sel = np.flatnonzero(where[:, 0] == key_index)
+                table = self._load(self._keys[key_index])
+                parts.append(table.take(pa.array(where[sel, 1])))
+                order.append(sel)
+        if len(parts) == 1:
+            return parts[0]
+        out = pa.concat_tables(parts, promote_options="default")
+        return out.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
+
+
+class InferenceStage:
+    """Score features with the champion models; ``score_batch`` also writes predictions and runs the sinks."""
+
+    def __init__(self, settings: Settings, store: ObjectStore, inference_settings: InferenceSettings | None = None,
+                 registry: ChampionRegistry | None = None):
+        self.settings = settings
+        self.store = store
+        self.config = inference_settings or config.load(InferenceSettings)
+        self.registry = registry or ChampionRegistry(settings.mlflow_tracking_uri, self.config.model_tags,
+                                                     self.config.alias)
+        self.index = CandidIndex(store, self.config.cached_batches)
+        self.sinks = build_sinks(self.config)
+
+    def start_polling(self) -> None:
+        """Reload moved champions and index new features batches in the background (services call this)."""
+        self.registry.start_polling(self.config.poll_seconds, also=self.index.refresh)
+
+    def close(self) -> None:
+        self.registry.close()
+
+    def tags(self, model_tags: list[str] | None) -> list[str]:
+        if not model_tags:
+            return list(self.config.model_tags)
+        unknown = [t for t in model_tags if t not in self.config.model_tags]
+        if unknown:
+            raise InvalidArgument(f"model tag(s) {unknown} not served here; served: {self.config.model_tags} "
+                                  "(SKYSIFT_INFERENCE_MODEL_TAGS)")
+        return list(dict.fromkeys(model_tags))
+
+    def score_table(self, features: pa.Table, model_tags: list[str] | None = None) -> tuple[pa.Table, dict[str, LoadedModel]]:
+        """Predictions for a features table that carries ``candid`` and ``objectId``; the one scoring path."""
+        models = {tag: self.registry.get(tag) for tag in self.tags(model_tags)}
+        return score_table(features, models), models
+
+    def score_batch(self, features_key: str, model_tags: list[str] | None = None, write: bool = True) -> ScoreResult:
+        """Score a stored features batch; with ``write``, predictions/ parquet first, then the sinks."""
+        batch = keys.parse_batch(features_key, "features")
+        features = self.store.read_table(features_key)
+        features = with_object_ids(features, object_ids(self.store, batch, features.column("candid")))
+        predictions, models = self.score_table(features, model_tags)
+        if not write:
+            return ScoreResult(predictions, models=models)
+        written = write_predictions(self.store, batch, predictions)
+        reports = run_sinks(self.sinks, Scored(predictions, models, written))
+        return ScoreResult(predictions, written, reports, models)
+
+    def score_candids(self, candids: list[int], model_tags: list[str] | None = None) -> ScoreResult:
+        if len(candids) == 0:
+            raise InvalidArgument("no candids given")
+        self.tags(model_tags)  # an unknown tag is the caller's error, before any lookup
+        predictions, models = self.score_table(self.index.rows(candids), model_tags)
+        return ScoreResult(predictions, models=models)
+
+    def score_alerts(self, packets: list[bytes], format: str = "auto", schema_json: str | None = None,
+                     model_tags: list[str] | None = None, enrich: bool = False) -> ScoreResult:
+        """Decode raw packets, compute their features (with enrichment if asked) and score them; nothing written."""
+        from skysift.alerts.decode import decode_packets
+        from skysift.features.core import compute_features
+
+        if len(packets) == 0:
+            raise InvalidArgument("no packets given")
+        self.tags(model_tags)
+        decoded = decode_packets(list(packets), format=format or "auto", schema_json=schema_json or None)
+        notes = []
+        if decoded.dead_letters:
+            notes.append(f"{len(decoded.dead_letters)} of {len(packets)} packets could not be decoded: "
+                         + _dead_letter_reason(decoded.dead_letters))
+        tables, models = [], {}
+        for survey, alerts in decoded.alerts.items():
+            if alerts.num_rows == 0:
+                continue
+            enriched = self._enrich(alerts) if enrich else None
+            features = compute_features(alerts, enriched)
+            features = with_object_ids(features, _align(features.column("candid"), alerts))
+            table, used = self.score_table(features, model_tags)
+            tables.append(table)
+            models.update(used)
+        if not tables:
+            raise InvalidArgument(f"no alert could be decoded from {len(packets)} packets"
+                                  + (f": {notes[0]}" if notes else ""))
+        predictions = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+        return ScoreResult(predictions, models=models, notes=notes)
+
+    def _enrich(self, alerts: pa.Table) -> pa.Table:
+        from skysift.enrichment.core import enrich
+
+        return enrich(alerts, settings=self.settings, store=self.store)
+
+
+def _align(candids: pa.ChunkedArray, alerts: pa.Table) -> pa.Array:
+    import pyarrow.compute as pc
+
+    where = pc.index_in(candids, value_set=alerts.column("candid").combine_chunks())
+    return alerts.column("objectId").combine_chunks().take(where)
+
+
+def _dead_letter_reason(dead_letters) -> str:
+    first = dead_letters[0]
+    reason = first.get("error") if isinstance(first, dict) else getattr(first, "error", None)
+    return str(reason or first)[:300]

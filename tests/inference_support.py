@@ -1,0 +1,77 @@
+"""What the inference tests share: real feature rows, a small real model registered on a real MLflow server the
+way the trainer registers its models, and stored batches to score."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+
+from skysift.modeltags import MODEL_TAGS
+from skysift.store import keys
+
+# SIMBAD types (Fink's cdsxmatch) of stars and other galactic sources, for a target on real alerts.
+GALACTIC_HINTS = ("*", "Star", "RRLyr", "Mira", "YSO", "LPV", "CV", "Nova", "WD", "Variable", "Cepheid", "BYDra",
+                  "RSCVn", "delSct", "gammaDor", "Eruptive", "Irregular", "Orion", "Symbiotic", "Em")
+
+
+def fink_batch() -> tuple[pa.Table, pa.Table]:
+    """Real ZTF alerts (Fink's test parquet) as an alerts table, and their features."""
+    from skysift.features.core import compute_features
+    from tests.fink_parquet import load_fink_alerts
+
+    alerts, _ = load_fink_alerts()
+    return alerts, compute_features(alerts)
+
+
+def galactic_target(alerts: pa.Table) -> np.ndarray:
+    """1 where Fink's SIMBAD cross-match names a galactic type, else 0: a real label to fit the test model on."""
+    kinds = alerts.column("cdsxmatch").to_pylist()
+    return np.array([int(k is not None and any(h in k for h in GALACTIC_HINTS)) for k in kinds])
+
+
+def register_model(tracking_uri: str, tag: str, features: pa.Table, y: np.ndarray, *, max_iter: int = 20,
+                   feature_set_version: str | None = None, columns: list[str] | None = None,
+                   alias: str = "champion", extra_tags: dict | None = None) -> str:
+    """Fit a HistGradientBoostingClassifier on ``features`` and register it as the trainer does; return its version."""
+    import mlflow
+    import mlflow.sklearn
+    import sklearn
+    from mlflow.tracking import MlflowClient
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
+
+    # Columns that are NaN throughout (no enrichment here: sep_arcsec, ebv) cannot be binned: left out, as the
+    # model's feature_columns tag then says.
+    columns = list(columns or [c for c in FEATURE_COLUMNS if features.column(c).drop_null().to_numpy().size
+                               and not np.isnan(features.column(c).to_numpy(zero_copy_only=False)).all()])
+    X = features.select(columns).to_pandas()  # a DataFrame, as the trainer fits on
+    model = HistGradientBoostingClassifier(max_iter=max_iter, random_state=0).fit(X, y)
+    name = MODEL_TAGS[tag].registered_name
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = mlflow.set_experiment(f"inference-tests-{tag}")
+    with mlflow.start_run(experiment_id=experiment.experiment_id):
+        info = mlflow.sklearn.log_model(  # pip_requirements given: inferring them takes tens of seconds
+            model, name="model", pip_requirements=[f"scikit-learn=={sklearn.__version__}"], skops_trusted_types=["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"])
+    version = mlflow.register_model(info.model_uri, name).version
+    tags = {"feature_set_version": feature_set_version or FEATURE_SET_VERSION, "model_tag": tag,
+            "feature_columns": json.dumps(columns), **(extra_tags or {})}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    if alias:
+        client.set_registered_model_alias(name, alias, version)
+    return str(version)
+
+
+def store_batch(store, alerts: pa.Table, features: pa.Table, stem_seconds: int = 0) -> str:
+    """Write ``alerts`` and ``features`` as one poll's batches; return the features key."""
+    from datetime import datetime, timedelta, timezone
+
+    when = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc) + timedelta(seconds=stem_seconds)
+    batch = keys.new_batch("features", "ztf", when)
+    store.write_table(str(batch.sibling("alerts")), alerts)
+    store.write_table(str(batch), features)
+    return str(batch)
