@@ -1,0 +1,165 @@
+"""Held-out evaluation: the split, the metrics, permutation importance, plots, and data-quality checks.
+
+The held-out split (why it is shaped this way): labels arrive a few at a time, so the split is incremental
+and sticky. Each round, for each class, enough of the *newly* labelled candids are set aside to bring that
+class's held-out share to ``holdout_fraction`` of its labelled count; which ones is decided by a seeded hash
+of the candid, not by arrival order. A candid once held out is never trained on, and a candid once trained on
+never moves to the held-out set, so every round's metrics are on data the model has not seen and the set
+only grows. Caveat: in an active-learning loop the new labels are the alerts the model found hard, so this
+held-out set is harder than the stream; a user-chosen validation set (``SKYSIFT_TRAINER_VALIDATION_KEY``)
+avoids that bias and replaces the split when given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+def stable_order(candids, seed: int) -> list[int]:
+    """Candids sorted by a seeded hash: a reproducible shuffle that does not depend on input order."""
+    return sorted((int(c) for c in candids), key=lambda c: hashlib.sha256(f"{seed}:{c}".encode()).digest())
+
+
+def assign_holdout(new_targets: dict[int, int], holdout_counts: dict[int, int], labelled_counts: dict[int, int],
+                   fraction: float, seed: int) -> set[int]:
+    """Which of the newly labelled candids to hold out (see the module doc for the rule).
+
+    ``labelled_counts`` counts every usable labelled candid per class, new ones included.
+    """
+    out: set[int] = set()
+    for cls in (0, 1):
+        new = [c for c, t in new_targets.items() if t == cls]
+        want = int(fraction * labelled_counts.get(cls, 0) + 0.5)
+        need = max(0, want - holdout_counts.get(cls, 0))
+        out.update(stable_order(new, seed)[:need])
+    return out
+
+
+def class_balance(y) -> dict[str, float]:
+    y = np.asarray(y)
+    n = len(y)
+    pos = int((y == 1).sum())
+    return {"n": n, "n_positive": pos, "n_negative": n - pos, "positive_fraction": pos / n if n else float("nan")}
+
+
+def metrics(y_true, p_positive, threshold: float = 0.5) -> dict[str, float]:
+    """accuracy, precision, recall, F1 (positive class), ROC AUC (only when both classes are present), confusion."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
+
+    y_true = np.asarray(y_true, dtype=int)
+    p_positive = np.asarray(p_positive, dtype=float)
+    y_pred = (p_positive >= threshold).astype(int)
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="binary", zero_division=0)
+    tn, fp, fn, tp = confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
+    out = {"accuracy": float(accuracy_score(y_true, y_pred)), "precision": float(precision),
+           "recall": float(recall), "f1": float(f1), "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}
+    if len(np.unique(y_true)) == 2:
+        out["roc_auc"] = float(roc_auc_score(y_true, p_positive))
+    return out
+
+
+def permutation_table(model, X: pd.DataFrame, y, scoring: str, repeats: int, seed: int) -> pd.DataFrame:
+    """Permutation importance of each feature (drop in ``scoring`` when the column is shuffled), largest first."""
+    from sklearn.inspection import permutation_importance
+
+    result = permutation_importance(model, X, np.asarray(y), scoring=scoring, n_repeats=repeats, random_state=seed)
+    table = pd.DataFrame({"feature": list(X.columns), "importance_mean": result.importances_mean,
+                          "importance_std": result.importances_std})
+    return table.sort_values("importance_mean", ascending=False, ignore_index=True)
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def importance_plot(table: pd.DataFrame, title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = table.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.28 * len(t) + 1.2))
+    ax.barh(t["feature"], t["importance_mean"], xerr=t["importance_std"], color="#4477aa")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("drop in score when shuffled")
+    ax.set_title(title)
+    return _png(fig)
+
+
+def confusion_plot(m: dict, classes: tuple[str, str], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
+    fig, ax = plt.subplots(figsize=(3.8, 3.4))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="black")
+    ax.set_xticks([0, 1], [f"pred {c}" for c in classes])
+    ax.set_yticks([0, 1], [f"true {c}" for c in classes])
+    ax.set_title(title)
+    return _png(fig)
+
+
+@dataclass
+class QualityReport:
+    """Checks a training set must pass: ``issues`` empty means usable; ``score`` in [0, 1] summarises them."""
+
+    score: float
+    issues: list[str] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+
+def quality(samples: pd.DataFrame, feature_columns: list[str], conflicts: set[int] = frozenset(),
+            min_minority_fraction: float = 0.1) -> QualityReport:
+    """Class balance, duplicate candids, rows without any feature, candids whose labellers disagree.
+
+    ``samples`` has ``candid`` and ``target`` columns plus the features (NaN where missing).
+    The score multiplies the clean fraction of each check and the balance relative to the minimum, so one
+    bad aspect cannot be hidden by the others being fine.
+    """
+    n = len(samples)
+    if n == 0:
+        return QualityReport(0.0, ["no samples"], {"n": 0})
+    dup = int(samples["candid"].duplicated().sum())
+    present = [c for c in feature_columns if c in samples.columns]
+    no_features = int(samples[present].isna().all(axis=1).sum()) if present else n
+    conflicted = int(samples["candid"].isin(list(conflicts)).sum())
+    balance = class_balance(samples["target"])
+    minority = min(balance["n_positive"], balance["n_negative"]) / n
+    issues = []
+    if balance["n_positive"] == 0 or balance["n_negative"] == 0:
+        issues.append(f"only one class ({balance['n_positive']} positive, {balance['n_negative']} negative)")
+    elif minority < min_minority_fraction:
+        issues.append(f"class imbalance: minority class is {minority:.1%} of {n} (< {min_minority_fraction:.0%})")
+    if dup:
+        issues.append(f"{dup} duplicate candid rows")
+    if no_features:
+        issues.append(f"{no_features} rows have no features")
+    if conflicted:
+        issues.append(f"{conflicted} candids have conflicting labels from different labellers")
+    if missing_cols := sorted(set(feature_columns) - set(present)):
+        issues.append(f"feature columns missing: {', '.join(missing_cols)}")
+    score = (1 - dup / n) * (1 - no_features / n) * (1 - conflicted / n) * min(1.0, minority / min_minority_fraction)
+    stats = {**balance, "duplicates": dup, "rows_without_features": no_features, "conflicts": conflicted,
+             "nan_fraction": float(samples[present].isna().to_numpy().mean()) if present else 1.0}
+    return QualityReport(round(float(score), 4), issues, stats)

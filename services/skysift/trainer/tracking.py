@@ -1,0 +1,233 @@
+"""MLflow: one experiment per (model tag, experiment name), one run per round, the registry and its champion.
+
+What inference relies on: the model is logged with ``mlflow.sklearn`` under the artifact name ``model`` with a
+signature and an input example, registered as ``skysift_<tag>``, and each version carries the tags
+``feature_set_version``, ``model_tag`` and ``feature_columns`` (JSON list, the column order of predict_proba's X).
+
+The ``champion`` alias moves to a new version only if it is not worse than the current champion on *this*
+round's held-out set (both models scored on the same rows, ``champion_metric``, default F1, with an optional
+tolerance). A champion trained on another feature set is replaced (it cannot score these features); with no
+held-out labels there is nothing to compare on and the alias stays where it is (unless there is no champion).
+Caveat: a champion from another experiment may have trained on some of these held-out rows, which favours it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from skysift import errors
+from skysift.modeltags import ModelTag
+from skysift.trainer import evaluation
+
+CHAMPION = "champion"
+
+
+def experiment_name(prefix: str, model_tag: str, experiment: str) -> str:
+    return f"{prefix}/{model_tag}/{experiment}"
+
+
+def connect(tracking_uri: str):
+    """Point MLflow at ``tracking_uri`` after checking an HTTP server answers (MLflow's own retries take minutes)."""
+    import mlflow
+
+    if tracking_uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            requests.get(tracking_uri.rstrip("/") + "/health", timeout=5).raise_for_status()
+        except requests.RequestException as exc:
+            raise errors.Unavailable(f"MLflow tracking server {tracking_uri} is not reachable: {exc}") from None
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow
+
+
+def experiment_id(mlflow, name: str) -> str:
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return mlflow.create_experiment(name)
+    except mlflow.exceptions.MlflowException:  # created concurrently
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+@dataclass
+class RoundLog:
+    """Everything a round logs; ``model`` is None when no model could be fitted (the run is still logged)."""
+
+    tracking_uri: str
+    settings: object
+    tag: ModelTag
+    experiment: str
+    round: int
+    strategy: str
+    seed: int
+    batch_size: int
+    initial_batch_size: int
+    params: dict
+    spec: object
+    model: object
+    X_train: pd.DataFrame
+    y_train: np.ndarray
+    X_holdout: pd.DataFrame
+    y_holdout: np.ndarray
+    metrics: dict
+    quality: object
+    queue: pd.DataFrame
+    training_ids: pd.DataFrame
+    holdout_ids: pd.DataFrame
+    message: str
+
+
+@dataclass
+class Tracked:
+    run_id: str
+    model_version: str = ""
+    champion_moved: bool = False
+    metrics: dict = field(default_factory=dict)
+    message: str = ""
+
+
+def _balance_metrics(prefix: str, y) -> dict[str, float]:
+    b = evaluation.class_balance(y)
+    out = {f"{prefix}_n": b["n"], f"{prefix}_n_positive": b["n_positive"], f"{prefix}_n_negative": b["n_negative"]}
+    if b["n"]:
+        out[f"{prefix}_positive_fraction"] = b["positive_fraction"]
+    return out
+
+
+def _input_example(X: pd.DataFrame) -> pd.DataFrame:
+    """Two training rows with the fewest NaNs (NaN does not survive the JSON example)."""
+    order = X.isna().sum(axis=1).sort_values(kind="stable").index[:2]
+    return X.loc[order].fillna(0.0).reset_index(drop=True)
+
+
+def log_round(r: RoundLog) -> Tracked:
+    try:
+        return _log_round(r)
+    except errors.SkysiftError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types; a round must say it did not log
+        import requests
+
+        if isinstance(exc, requests.RequestException) or "Max retries" in str(exc):
+            raise errors.Unavailable(f"MLflow at {r.tracking_uri} failed during round {r.round}: {exc}") from None
+        raise
+
+
+def _log_round(r: RoundLog) -> Tracked:
+    mlflow = connect(r.tracking_uri)
+    s = r.settings
+    exp = experiment_id(mlflow, experiment_name(s.mlflow_experiment_prefix, r.tag.name, r.experiment))
+    cols = list(r.spec.columns)
+    metrics = {k: v for k, v in r.metrics.items() if v is not None and np.isfinite(v)}
+    metrics.update(_balance_metrics("train", r.y_train))
+    metrics.update(_balance_metrics("holdout", r.y_holdout))
+    metrics["queue_size"] = len(r.queue)
+    if r.quality is not None:
+        metrics["train_quality_score"] = r.quality.score
+    tracked_metrics: dict[str, float] = {}
+    with mlflow.start_run(experiment_id=exp, run_name=f"round_{r.round:03d}_{r.strategy}") as run:
+        mlflow.log_params({
+            "round": r.round, "strategy": r.strategy, "batch_size": r.batch_size,
+            "initial_batch_size": r.initial_batch_size, "seed": r.seed, "n_train": len(r.y_train),
+            "n_holdout": len(r.y_holdout), "feature_set_version": r.spec.version, "model_tag": r.tag.name,
+            "experiment": r.experiment, "holdout_fraction": s.holdout_fraction,
+            "validation_set": s.validation_key or "split", "champion_metric": s.champion_metric,
+            **{k: "none" if v is None else v for k, v in r.params.items()},
+        })
+        mlflow.set_tags({"skysift.message": r.message[:5000], "skysift.quality_issues": "; ".join(r.quality.issues)
+                         if r.quality else ""})
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            r.training_ids.to_csv(out / "training_ids.csv", index=False)
+            r.holdout_ids.to_csv(out / "holdout_ids.csv", index=False)
+            r.queue.to_csv(out / "queue.csv", index=False)
+            if r.quality is not None:
+                (out / "quality.json").write_text(json.dumps({"score": r.quality.score, "issues": r.quality.issues,
+                                                              "stats": r.quality.stats}, indent=2))
+            if r.model is not None:
+                _model_plots(r, out)
+            mlflow.log_artifacts(tmp)
+        tracked = Tracked(run.info.run_id)
+        if r.model is not None:
+            tracked = _register(mlflow, r, run.info.run_id, cols, metrics)
+            tracked_metrics = tracked.metrics
+        mlflow.log_metrics({**metrics, **tracked_metrics})
+    return tracked
+
+
+def _model_plots(r: RoundLog, out: Path) -> None:
+    s = r.settings
+    classes = r.tag.classes
+    if len(r.y_holdout):
+        m = evaluation.metrics(r.y_holdout, r.model.predict_proba(r.X_holdout)[:, 1])
+        (out / "confusion_matrix.png").write_bytes(
+            evaluation.confusion_plot(m, classes, f"held-out, round {r.round} (n={len(r.y_holdout)})"))
+        (out / "confusion_matrix.json").write_text(json.dumps({k: m[k] for k in ("tn", "fp", "fn", "tp")}))
+    # importance on the held-out rows when they hold both classes, else (said in the title) on the training rows
+    on_holdout = len(np.unique(r.y_holdout)) == 2
+    X, y = (r.X_holdout, r.y_holdout) if on_holdout else (r.X_train, r.y_train)
+    scoring = s.champion_metric if on_holdout else "accuracy"
+    table = evaluation.permutation_table(r.model, X, y, scoring, s.permutation_repeats, r.seed)
+    table.to_csv(out / "permutation_importance.csv", index=False)
+    where = "held-out" if on_holdout else "training (no two-class held-out set)"
+    (out / "permutation_importance.png").write_bytes(
+        evaluation.importance_plot(table, f"permutation importance ({scoring}) on {where} rows, round {r.round}"))
+
+
+def _register(mlflow, r: RoundLog, run_id: str, cols: list[str], metrics: dict) -> Tracked:
+    import skops
+    import sklearn
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    name = r.tag.registered_name
+    signature = infer_signature(r.X_train, r.model.predict(r.X_train))
+    info = mlflow.sklearn.log_model(
+        r.model, name="model", signature=signature, input_example=_input_example(r.X_train),
+        registered_model_name=name, pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"],
+        # MLflow saves with skops, which only loads types it is told to trust; these are our own trees
+        skops_trusted_types=["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
+    )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    for key, value in {"feature_set_version": r.spec.version, "model_tag": r.tag.name,
+                       "feature_columns": json.dumps(cols), "experiment": r.experiment, "round": str(r.round),
+                       "run_id": run_id}.items():
+        client.set_model_version_tag(name, version, key, value)
+    moved, message, extra = _champion(mlflow, client, r, name, version, cols, metrics)
+    if moved:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    mlflow.set_tag("skysift.champion", message)
+    return Tracked(run_id, version, moved, extra, message)
+
+
+def _champion(mlflow, client, r: RoundLog, name: str, version: str, cols: list[str], metrics: dict
+              ) -> tuple[bool, str, dict]:
+    """Decide whether ``version`` becomes the champion; return (move, why, comparison metrics)."""
+    metric = r.settings.champion_metric
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return True, f"version {version} is the first champion of {name}", {}
+    if current.tags.get("feature_columns") != json.dumps(cols) or current.tags.get("feature_set_version") != r.spec.version:
+        return True, f"version {version} replaces champion {current.version} trained on another feature set", {}
+    new_value = metrics.get(f"holdout_{metric}")
+    if new_value is None:
+        return False, f"champion stays at version {current.version}: no held-out {metric} to compare on", {}
+    old = mlflow.sklearn.load_model(f"models:/{name}/{current.version}")
+    old_value = evaluation.metrics(r.y_holdout, old.predict_proba(r.X_holdout[cols])[:, 1]).get(metric)
+    extra = {f"champion_holdout_{metric}": old_value} if old_value is not None else {}
+    if old_value is None or new_value >= old_value - r.settings.champion_tolerance:
+        old_text = "undefined" if old_value is None else f"{old_value:.3f}"
+        return True, (f"version {version} is the champion: held-out {metric} {new_value:.3f} vs {old_text} "
+                      f"for version {current.version}"), extra
+    return False, (f"champion stays at version {current.version}: held-out {metric} {old_value:.3f} "
+                   f"beats {new_value:.3f}"), extra

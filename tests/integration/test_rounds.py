@@ -1,0 +1,184 @@
+"""Rounds 0..3 on real Fink alerts with oracle (SIMBAD) labels, against a real S3 server and a real MLflow server.
+
+The rounds run once per module (a labeller answers each queue with the oracle's label, or ``skip`` when the
+SIMBAD type says nothing); each test then checks one aspect of what they left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skysift import config
+from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
+from skysift.store import open_store
+from skysift.trainer.labels import LabelEvent, LabelStore
+from skysift.trainer.rounds import Trainer
+from skysift.trainer.settings import TrainerSettings
+from tests.trainer_data import oracle_table, write_fink_batches
+
+ROUNDS = 4
+
+
+@pytest.fixture(scope="module")
+def settings(s3_server, mlflow_server):
+    from skysift.store.s3 import S3Store
+
+    env = {**s3_server.env, **mlflow_server.env}
+    s = config.Settings(
+        store_url=f"s3://t-{uuid.uuid4().hex[:12]}/skysift", s3_endpoint_url=env["SKYSIFT_S3_ENDPOINT_URL"],
+        s3_access_key_id=env["SKYSIFT_S3_ACCESS_KEY_ID"], s3_secret_access_key=env["SKYSIFT_S3_SECRET_ACCESS_KEY"],
+        mlflow_tracking_uri=env["SKYSIFT_MLFLOW_TRACKING_URI"],
+    )
+    S3Store(s.store_url, s).ensure_bucket()
+    return s
+
+
+@pytest.fixture(scope="module")
+def run(settings):
+    """Rounds 0..3 with uncertainty sampling; returns the trainer, each round's result and the pool."""
+    store = open_store(settings=settings)
+    pool = write_fink_batches(store)
+    oracle = oracle_table().set_index("candid")["label"]
+    trainer = Trainer(settings, store, TrainerSettings(permutation_repeats=2))
+    results, queues = [], []
+    for _ in range(ROUNDS):
+        result = trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
+        queue = trainer.get_queue("fink-al", result.round)
+        results.append(result)
+        queues.append(queue)
+        trainer.labels.submit([
+            LabelEvent(candid=i.candid, object_id=i.object_id, label=oracle.get(i.candid, "skip"), user="oracle",
+                       source="oracle", experiment="fink-al", round=result.round, model_tag="galactic")
+            for i in queue.items
+        ])
+    return trainer, results, queues, pool
+
+
+def _client(settings):
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return MlflowClient()
+
+
+def test_round_zero_queues_a_random_initial_batch_with_alert_keys(run):
+    trainer, results, queues, pool = run
+    items = queues[0].items
+    assert results[0].round == 0 and results[0].model_version == "" and len(items) == 30
+    assert {i.strategy for i in items} == {"random"} and all(np.isnan(i.probability) for i in items)
+    alerts = trainer.store.read_table(items[0].alerts_key, columns=["candid", "objectId"]).to_pandas()
+    ids = dict(zip(alerts["candid"], alerts["objectId"]))
+    assert all(ids[i.candid] == i.object_id for i in items if i.alerts_key == items[0].alerts_key)
+
+
+def test_trained_rounds_queue_the_most_uncertain_pool_alerts_in_order(run, settings):
+    import mlflow.sklearn
+
+    trainer, results, queues, pool = run
+    last, queue = results[-1], queues[-1]
+    model = mlflow.sklearn.load_model(f"models:/skysift_galactic/{last.model_version}")
+    labelled_before = {i.candid for q in queues[:-1] for i in q.items}
+    unlabelled = pool[~pool["candid"].isin(labelled_before)]
+    p = model.predict_proba(unlabelled[FEATURE_COLUMNS])[:, 1]
+    uncertainty = 1 - np.maximum(p, 1 - p)
+    scores = [i.score for i in queue.items]
+    assert len(scores) == 10 and scores == sorted(scores, reverse=True)
+    # nothing left in the pool is more uncertain than the last queued alert
+    assert uncertainty.max() == pytest.approx(scores[0]) and np.sort(uncertainty)[-10] == pytest.approx(scores[-1])
+    for item in queue.items:
+        assert item.score == pytest.approx(1 - max(item.probability, 1 - item.probability))
+
+
+def test_every_trained_round_registers_a_version_with_the_inference_contract(run, settings):
+    import mlflow.sklearn
+
+    trainer, results, queues, pool = run
+    client = _client(settings)
+    versions = [r.model_version for r in results[1:]]
+    assert all(versions) and len(set(versions)) == len(versions)
+    for v in versions:
+        mv = client.get_model_version("skysift_galactic", v)
+        assert mv.tags["feature_set_version"] == FEATURE_SET_VERSION and mv.tags["model_tag"] == "galactic"
+        assert json.loads(mv.tags["feature_columns"]) == FEATURE_COLUMNS
+    model = mlflow.sklearn.load_model(f"models:/skysift_galactic/{versions[-1]}")
+    assert model.predict_proba(pool[FEATURE_COLUMNS].head(5)).shape == (5, 2)
+
+
+def test_champion_alias_moves_only_when_not_worse_on_the_held_out_set(run, settings):
+    trainer, results, queues, pool = run
+    client = _client(settings)
+    for r in results[2:]:
+        new, old = r.metrics["holdout_f1"], r.metrics.get("champion_holdout_f1")
+        if old is not None:
+            assert r.champion_moved == (new >= old), r.message
+    moved = [r.model_version for r in results if r.champion_moved]
+    assert moved and client.get_model_version_by_alias("skysift_galactic", "champion").version == moved[-1]
+
+
+def test_rounds_log_params_held_out_metrics_and_artifacts(run, settings):
+    trainer, results, queues, pool = run
+    client = _client(settings)
+    r = results[2]
+    run_ = client.get_run(r.mlflow_run_id)
+    assert run_.data.params["round"] == "2" and run_.data.params["strategy"] == "uncertainty"
+    assert run_.data.params["n_train"] == str(r.n_train) and run_.data.params["feature_set_version"] == FEATURE_SET_VERSION
+    for name in ("holdout_accuracy", "holdout_precision", "holdout_recall", "holdout_f1", "train_accuracy",
+                 "train_positive_fraction", "holdout_n"):
+        assert name in run_.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(r.mlflow_run_id)}
+    assert {"training_ids.csv", "holdout_ids.csv", "queue.csv", "permutation_importance.csv",
+            "permutation_importance.png"} <= artifacts
+    logged = pd.read_csv(client.download_artifacts(r.mlflow_run_id, "training_ids.csv"))
+    stored = trainer.store.read_table(f"rounds/fink-al/round={r.round:03d}/training_ids.parquet").to_pandas()
+    assert sorted(logged["candid"]) == sorted(stored["candid"]) and len(stored) == r.n_train
+
+
+def test_held_out_labels_are_never_trained_on_and_the_split_is_sticky(run):
+    trainer, results, queues, pool = run
+    prev_train, prev_hold = set(), set()
+    for r in results:
+        prefix = f"rounds/fink-al/round={r.round:03d}/"
+        train = set(trainer.store.read_table(prefix + "training_ids.parquet").column("candid").to_pylist())
+        hold = set(trainer.store.read_table(prefix + "holdout_ids.parquet").column("candid").to_pylist())
+        assert not train & hold
+        assert prev_train <= train and prev_hold <= hold
+        prev_train, prev_hold = train, hold
+    assert len(prev_hold) > 0
+
+
+def test_running_again_without_new_labels_creates_no_round(run, settings):
+    trainer, results, queues, pool = run
+    client = _client(settings)
+    before = len(client.search_model_versions("name='skysift_galactic'"))
+    latest = trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
+    assert latest.round == results[-1].round + 1 and latest.created  # the last queue's labels are new
+    again = trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
+    assert not again.created and again.round == latest.round and again.mlflow_run_id == latest.mlflow_run_id
+    assert len(client.search_model_versions("name='skysift_galactic'")) == before + 1
+    assert trainer.rounds("fink-al")[-1] == latest.round
+
+
+def test_concurrent_label_submissions_on_s3_lose_nothing(settings):
+    labels = LabelStore(open_store(settings=settings))
+    barrier = threading.Barrier(2)
+    base = len(labels.history())
+
+    def labeller(user: str, offset: int) -> None:
+        barrier.wait()
+        for i in range(25):
+            labels.submit([LabelEvent(candid=offset + i, label="bogus", user=user)])
+
+    threads = [threading.Thread(target=labeller, args=(u, o)) for u, o in (("s3-a", 10_000), ("s3-b", 10_000))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(labels.history()) == base + 50
+    assert len(labels.history(user="s3-a")) == 25 and len(labels.history(user="s3-b")) == 25

@@ -1,0 +1,44 @@
+"""Real labelled data for the trainer's tests: Fink's test alerts with their features, and the oracle labels."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+DATA = Path(__file__).parent / "data"
+LABELS_CSV = DATA / "alerts" / "ztf" / "fink_labeled" / "labels_cdsxmatch.csv"
+SNAD_CSV = DATA / "tabular" / "snad_realbogus" / "akb_obj_features_snad4.csv"
+
+
+@lru_cache(maxsize=1)
+def fink_alerts_and_features() -> tuple[pa.Table, pa.Table]:
+    from skysift.features.core import compute_features
+    from tests.fink_parquet import load_fink_alerts
+
+    alerts, _ = load_fink_alerts()
+    return alerts, compute_features(alerts)
+
+
+def oracle_table() -> pd.DataFrame:
+    from skysift.trainer.oracle import oracle_labels
+
+    return oracle_labels(pd.read_csv(LABELS_CSV))
+
+
+def write_fink_batches(store, batches: int = 2) -> pd.DataFrame:
+    """Store the alerts and their features as ``batches`` polls an hour apart; return the feature rows."""
+    from skysift.store import keys
+
+    alerts, features = fink_alerts_and_features()
+    n = alerts.num_rows
+    edges = [round(i * n / batches) for i in range(batches + 1)]
+    start = datetime(2025, 6, 2, 12, tzinfo=timezone.utc)
+    for i in range(batches):
+        batch = keys.new_batch("alerts", "ztf", start + timedelta(hours=i))
+        store.write_table(str(batch), alerts.slice(edges[i], edges[i + 1] - edges[i]))
+        store.write_table(str(batch.sibling("features")), features.slice(edges[i], edges[i + 1] - edges[i]))
+    return features.to_pandas()
