@@ -1,0 +1,152 @@
+"""Ingest against a real Kafka-protocol broker (Tansu): real packets of every format, commits, DLQ, SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from skysift.ingest.core import IngestStage
+from skysift.ingest.settings import IngestSettings, KafkaSettings
+from tests import alert_packets as ap
+from tests.alert_packets import check, expected_lsst, expected_ztf, row_by_candid
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_topics(bootstrap: str, *names: str, partitions: int = 2) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]).values():
+        future.result(timeout=30)
+
+
+def produce(bootstrap: str, topic: str, made: list[ap.Made], partitions: int = 2) -> None:
+    from confluent_kafka import Producer
+
+    failed = []
+    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 8 << 20})
+    for i, m in enumerate(made):
+        producer.produce(topic, value=m.value, key=m.key, partition=i % partitions,
+                         on_delivery=lambda err, msg: err and failed.append(err))
+    assert producer.flush(30) == 0 and failed == []
+
+
+def kafka_settings(bootstrap: str, topics: list[str], **kw) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=bootstrap, topics=topics, group_id=f"g-{uuid.uuid4().hex[:8]}",
+                         session_timeout_ms=6000, **kw)
+
+
+def stage(settings, store, kafka: KafkaSettings) -> IngestStage:
+    return IngestStage(settings, store, IngestSettings(source="kafka", timeout_s=30), kafka=kafka)
+
+
+def candids(store) -> list[int]:
+    return [c for k in store.list_keys("alerts/") for c in store.read_table(k, columns=["candid"]).column("candid").to_pylist()]
+
+
+def test_every_format_is_polled_with_fields_from_the_packets_and_committed(kafka, local_settings, local_store):
+    bs = kafka.env["bootstrap.servers"]
+    fink_t, ztf_t, rubin_t = (f"{n}-{uuid.uuid4().hex[:6]}" for n in ("fink", "ztf", "rubin"))
+    make_topics(bs, fink_t, ztf_t, rubin_t)
+    fink = ap.fink_packets(ap.FINK_CONTAINERS[:2])
+    ztf = ap.ztf_containers([p for p in ap.ZTF_CONTAINERS if "kowalski" in str(p)][:3])
+    rubin = ap.rubin_v9(3) + ap.rubin_v10(1100)[:3]
+    produce(bs, fink_t, fink)
+    produce(bs, ztf_t, ztf)
+    produce(bs, rubin_t, rubin)
+    ks = kafka_settings(bs, [fink_t, ztf_t, rubin_t], formats={rubin_t: "confluent"})
+    s = stage(local_settings, local_store, ks)
+    result = s.poll()
+    s.close()
+
+    assert result.n_messages == len(fink) + len(ztf) + len(rubin) and result.n_dead_letters == 0
+    by_survey = {b.survey: local_store.read_table(b.key) for b in result.alerts}
+    for m in fink[:3] + ztf:
+        exp = expected_ztf(m.record)
+        row = row_by_candid(by_survey["ztf"], exp["candid"])
+        check(row, exp)
+        assert row["topic"] == (fink_t if m in fink else ztf_t) and row["offset"] is not None
+    for m in rubin:
+        check(row_by_candid(by_survey["lsst"], m.record["diaSourceId"]), expected_lsst(m.record))
+    assert sorted(candids(local_store)) == sorted([expected_ztf(m.record)["candid"] for m in fink + ztf]
+                                                  + [m.record["diaSourceId"] for m in rubin])
+
+    again = stage(local_settings, local_store, ks)  # a new consumer in the same group starts after the commit
+    assert again.poll(timeout_s=15).n_messages == 0
+    again.close()
+
+
+def test_corrupt_truncated_and_wrong_schema_messages_go_to_the_dlq(kafka, local_settings, local_store):
+    bs = kafka.env["bootstrap.servers"]
+    topic = f"mixed-{uuid.uuid4().hex[:6]}"
+    make_topics(bs, topic, partitions=1)
+    good = ap.fink_packets(ap.FINK_CONTAINERS[:1])
+    rubin_schema = ap.lsst.schema_for_id(1000)
+    bad = [
+        ap.Made(bytes(range(256)) * 8, {}, good[0].key),  # corrupt: not this schema's encoding at all
+        ap.Made(good[0].value[: len(good[0].value) // 3], {}, good[0].key),  # truncated
+        ap.Made(good[1].value, {}, rubin_schema),  # wrong schema: a ZTF payload keyed with Rubin's schema
+    ]
+    produce(bs, topic, [good[0], *bad, *good[1:]], partitions=1)
+    s = stage(local_settings, local_store, kafka_settings(bs, [topic]))
+    result = s.poll()
+    s.close()
+
+    dlq = local_store.read_table(result.dlq_key).to_pylist()
+    assert [d["raw"] for d in dlq] == [m.value for m in bad]
+    assert [d["offset"] for d in dlq] == [1, 2, 3] and {d["topic"] for d in dlq} == {topic}
+    assert all(d["error"] for d in dlq)
+    assert sorted(candids(local_store)) == sorted(expected_ztf(m.record)["candid"] for m in good)
+
+
+POLL_LOOP = """
+from skysift import config
+from skysift.store import open_store
+from skysift.ingest.core import IngestStage
+settings = config.load()
+stage = IngestStage(settings, open_store(settings=settings))
+for _ in range(100):
+    if stage.poll().n_messages == 0:
+        break
+stage.close()
+"""
+
+
+def test_sigkill_mid_poll_then_restart_finds_every_alert_exactly_once(kafka, tmp_path):
+    from skysift.store import open_store
+
+    bs = kafka.env["bootstrap.servers"]
+    topic = f"kill-{uuid.uuid4().hex[:6]}"
+    make_topics(bs, topic)
+    made = ap.fink_packets(ap.FINK_CONTAINERS)[:40]
+    produce(bs, topic, made)
+    store_dir = tmp_path / "store"
+    env = {**os.environ, "SKYSIFT_STORE_URL": str(store_dir), "SKYSIFT_INGEST_SOURCE": "kafka",
+           "SKYSIFT_INGEST_MAX_ALERTS": "4", "SKYSIFT_INGEST_TIMEOUT_S": "20", "SKYSIFT_KAFKA_BOOTSTRAP_SERVERS": bs,
+           "SKYSIFT_KAFKA_TOPICS": topic, "SKYSIFT_KAFKA_GROUP_ID": f"kill-{uuid.uuid4().hex[:6]}",
+           "SKYSIFT_KAFKA_SESSION_TIMEOUT_MS": "6000", "SKYSIFT_LOG_LEVEL": "WARNING"}
+    cmd = [sys.executable, "-c", POLL_LOOP]
+
+    first = subprocess.Popen(cmd, env=env, cwd=REPO, start_new_session=True)
+    alerts_dir = store_dir / "alerts"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and first.poll() is None and not any(alerts_dir.rglob("*_alerts.parquet")):
+        time.sleep(0.005)
+    os.killpg(first.pid, signal.SIGKILL)  # right after the first file is written: before or after its commit
+    first.wait(10)
+    assert first.returncode == -signal.SIGKILL, "the poll loop finished before it could be killed"
+    store = open_store(str(store_dir))
+    assert 0 < len(candids(store)) < len(made)
+
+    second = subprocess.run(cmd, env=env, cwd=REPO, timeout=120, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    got = candids(store)
+    assert sorted(got) == sorted(expected_ztf(m.record)["candid"] for m in made)  # all, each exactly once
