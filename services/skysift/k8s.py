@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 

@@ -51,7 +51,7 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -105,7 +105,7 @@ class FakeKubeAPI:
         obj = json.loads(json.dumps(manifest))
         meta = obj.setdefault("metadata", {})
         meta.update(namespace=namespace, uid=str(uuid.uuid4()), resourceVersion="1",
-                    creationTimestamp=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                    creationTimestamp=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         kind = obj["kind"]
         if kind == "Role":
             self.roles[(namespace, meta["name"])] = obj

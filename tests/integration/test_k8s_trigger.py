@@ -9,9 +9,9 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 from kubernetes.config import incluster_config
-
 from skysift import k8s
 from skysift.errors import FailedPrecondition, NotFound, Unavailable
+
 from tests import helm
 from tests.fakes.k8s_api import FakeKubeAPI
 

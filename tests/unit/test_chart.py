@@ -11,12 +11,12 @@ from pathlib import Path
 import helm_python
 import kubernetes_validate
 import pytest
+import skysift
 import typer
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
-
-import skysift
 from skysift import cli, config
+
 from tests import helm
 
 KUBE_VERSION = "1.30.0"
@@ -144,14 +144,25 @@ def test_shipped_values_files_pass_the_schema(overlay):
 
 # -- commands, ports and probes -------------------------------------------------------------------------------
 
-def test_container_commands_are_real_skysift_commands(rendered):
+def skysift_command_lines(objs) -> dict[str, list[str]]:
+    """Workload name -> the arguments of its `skysift` container."""
+    return {name: c["args"] for name, spec, _ in pod_specs(objs) for c in spec["containers"]
+            if c["command"] == ["skysift"]}
+
+
+def test_service_and_poll_commands_are_real_skysift_commands(rendered):
     _, objs = rendered
-    parsed = []
-    for name, spec, _ in pod_specs(objs):
-        for container in spec["containers"]:
-            if container["command"] == ["skysift"]:
-                parsed.append(parse_skysift(container["args"]).name)
-    assert sorted(parsed) == sorted(["serve"] * len(SERVICES) + ["poll", "round"])
+    lines = skysift_command_lines(objs)
+    assert set(lines) == {f"skysift-{s}" for s in SERVICES} | {"skysift-poll", "skysift-round"}
+    for name, args in lines.items():
+        if name != "skysift-round":
+            assert parse_skysift(args).name == args[0], name
+
+
+def test_round_command_is_a_real_skysift_command(rendered):
+    _, objs = rendered
+    args = skysift_command_lines(objs)["skysift-round"]
+    assert parse_skysift(args).name == "round"
 
 
 def test_round_cronjob_is_suspended_and_named_for_kubectl_create_job():
