@@ -417,3 +417,12 @@ def test_notes_tell_how_to_open_the_app_and_mlflow_and_trigger_a_round():
     assert "port-forward svc/skysift-mlflow 5000:5000" in notes
     assert "create job --from=cronjob/skysift-round round-$(date +%s)" in notes
     assert "-n astro" in notes
+
+
+def test_round_and_inference_model_tags_are_known_tags():
+    from skysift.modeltags import MODEL_TAGS
+
+    with helm_python.Chart.load(helm.CHART) as chart:
+        values = chart.merge_values(helm.overlay("external"))
+    assert values["round"]["modelTag"] in MODEL_TAGS
+    assert set(values["settings"]["inference"]["modelTags"]) <= set(MODEL_TAGS)
