@@ -1,0 +1,80 @@
+"""Held-out split (stratified, sticky, seeded), metrics, and the training-set quality checks."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skysift.trainer import evaluation
+
+
+def test_holdout_split_is_stratified():
+    targets = {c: int(c % 4 == 0) for c in range(1, 101)}  # 25 positives, 75 negatives
+    held = evaluation.assign_holdout(targets, {}, Counter(targets.values()), 0.2, seed=0)
+    assert Counter(targets[c] for c in held) == {1: 5, 0: 15}
+
+
+def test_holdout_split_only_tops_up_with_new_labels():
+    first = {c: c % 2 for c in range(1, 31)}
+    held = evaluation.assign_holdout(first, {}, Counter(first.values()), 0.2, seed=0)
+    new = {c: c % 2 for c in range(31, 41)}
+    everything = {**first, **new}
+    more = evaluation.assign_holdout(new, Counter(first[c] for c in held), Counter(everything.values()), 0.2, seed=0)
+    assert more <= set(new) and len(held) + len(more) == 8
+
+
+def test_holdout_choice_depends_on_seed_not_on_input_order():
+    targets = {c: c % 2 for c in range(1, 51)}
+    reordered = dict(reversed(list(targets.items())))
+    a = evaluation.assign_holdout(targets, {}, Counter(targets.values()), 0.2, seed=1)
+    assert a == evaluation.assign_holdout(reordered, {}, Counter(targets.values()), 0.2, seed=1)
+    assert a != evaluation.assign_holdout(targets, {}, Counter(targets.values()), 0.2, seed=2)
+
+
+def test_metrics_on_a_known_confusion():
+    y = [1, 1, 1, 0, 0, 0, 0, 0]
+    p = [0.9, 0.8, 0.3, 0.6, 0.2, 0.1, 0.1, 0.4]
+    m = evaluation.metrics(y, p)
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (2, 1, 1, 4)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3) and m["accuracy"] == pytest.approx(6 / 8)
+    assert m["roc_auc"] == pytest.approx(13 / 15)
+
+
+def test_roc_auc_is_left_out_with_one_class():
+    assert "roc_auc" not in evaluation.metrics([0, 0, 0], [0.1, 0.7, 0.2])
+
+
+def _samples(n=20, **over):
+    df = pd.DataFrame({"candid": np.arange(1, n + 1), "target": np.arange(n) % 2, "a": 1.0, "b": 2.0})
+    for k, v in over.items():
+        df[k] = v
+    return df
+
+
+def test_clean_training_set_passes_quality():
+    report = evaluation.quality(_samples(), ["a", "b"])
+    assert report.ok and report.score == 1.0
+
+
+@pytest.mark.parametrize(
+    "mutate, issue",
+    [
+        (lambda d: d.assign(target=0), "only one class"),
+        (lambda d: d.assign(target=(d.candid == 1).astype(int)), "class imbalance"),
+        (lambda d: pd.concat([d, d.head(2)]), "2 duplicate candid rows"),
+        (lambda d: d.assign(a=np.where(d.candid <= 3, np.nan, 1.0), b=np.where(d.candid <= 3, np.nan, 2.0)),
+         "3 rows have no features"),
+    ],
+)
+def test_quality_reports_each_problem(mutate, issue):
+    report = evaluation.quality(mutate(_samples()), ["a", "b"])
+    assert not report.ok and any(issue in i for i in report.issues) and report.score < 1.0
+
+
+def test_quality_reports_label_conflicts():
+    report = evaluation.quality(_samples(), ["a", "b"], conflicts={1, 2})
+    assert report.issues == ["2 candids have conflicting labels from different labellers"]
