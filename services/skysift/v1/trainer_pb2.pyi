@@ -72,7 +72,7 @@ class GetQueueRequest(_message.Message):
     def __init__(self, experiment: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
 
 class QueueItem(_message.Message):
-    __slots__ = ("candid", "object_id", "rank", "score", "probability", "strategy", "reason", "alerts_key")
+    __slots__ = ("candid", "object_id", "rank", "score", "probability", "strategy", "reason", "alerts_key", "label")
     CANDID_FIELD_NUMBER: _ClassVar[int]
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,7 @@ class QueueItem(_message.Message):
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ALERTS_KEY_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     candid: int
     object_id: str
     rank: int
@@ -89,7 +90,8 @@ class QueueItem(_message.Message):
     strategy: str
     reason: str
     alerts_key: str
-    def __init__(self, candid: _Optional[int] = ..., object_id: _Optional[str] = ..., rank: _Optional[int] = ..., score: _Optional[float] = ..., probability: _Optional[float] = ..., strategy: _Optional[str] = ..., reason: _Optional[str] = ..., alerts_key: _Optional[str] = ...) -> None: ...
+    label: str
+    def __init__(self, candid: _Optional[int] = ..., object_id: _Optional[str] = ..., rank: _Optional[int] = ..., score: _Optional[float] = ..., probability: _Optional[float] = ..., strategy: _Optional[str] = ..., reason: _Optional[str] = ..., alerts_key: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
 
 class GetQueueResponse(_message.Message):
     __slots__ = ("experiment", "round", "items")
@@ -129,8 +131,15 @@ class RunRoundRequest(_message.Message):
     def __init__(self, experiment: _Optional[str] = ..., model_tag: _Optional[str] = ..., strategy: _Optional[str] = ..., batch_size: _Optional[int] = ..., initial_batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class RunRoundResponse(_message.Message):
-    __slots__ = ("experiment", "round", "created", "mlflow_run_id", "model_version", "champion_moved", "metrics", "queue_size", "queue_key", "message")
+    __slots__ = ("experiment", "round", "created", "mlflow_run_id", "model_version", "champion_moved", "metrics", "queue_size", "queue_key", "message", "n_train", "n_holdout", "n_pool", "quality_issues", "strategy", "timings")
     class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class TimingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +156,12 @@ class RunRoundResponse(_message.Message):
     QUEUE_SIZE_FIELD_NUMBER: _ClassVar[int]
     QUEUE_KEY_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    N_TRAIN_FIELD_NUMBER: _ClassVar[int]
+    N_HOLDOUT_FIELD_NUMBER: _ClassVar[int]
+    N_POOL_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_ISSUES_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     round: int
     created: bool
@@ -157,7 +172,13 @@ class RunRoundResponse(_message.Message):
     queue_size: int
     queue_key: str
     message: str
-    def __init__(self, experiment: _Optional[str] = ..., round: _Optional[int] = ..., created: _Optional[bool] = ..., mlflow_run_id: _Optional[str] = ..., model_version: _Optional[str] = ..., champion_moved: _Optional[bool] = ..., metrics: _Optional[_Mapping[str, float]] = ..., queue_size: _Optional[int] = ..., queue_key: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    n_train: int
+    n_holdout: int
+    n_pool: int
+    quality_issues: _containers.RepeatedScalarFieldContainer[str]
+    strategy: str
+    timings: _containers.ScalarMap[str, float]
+    def __init__(self, experiment: _Optional[str] = ..., round: _Optional[int] = ..., created: _Optional[bool] = ..., mlflow_run_id: _Optional[str] = ..., model_version: _Optional[str] = ..., champion_moved: _Optional[bool] = ..., metrics: _Optional[_Mapping[str, float]] = ..., queue_size: _Optional[int] = ..., queue_key: _Optional[str] = ..., message: _Optional[str] = ..., n_train: _Optional[int] = ..., n_holdout: _Optional[int] = ..., n_pool: _Optional[int] = ..., quality_issues: _Optional[_Iterable[str]] = ..., strategy: _Optional[str] = ..., timings: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class CollectDatasetRequest(_message.Message):
     __slots__ = ("name", "survey", "start", "end", "score_threshold", "prefer_validated", "max_samples", "model_tag")
