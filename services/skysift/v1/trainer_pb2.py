@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18skysift/v1/trainer.proto\x12\nskysift.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x01\n\nLabelEvent\x12\x0e\n\x06\x63\x61ndid\x18\x01 \x01(\x03\x12\x11\n\tobject_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x11\n\tmodel_tag\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x08 \x01(\t\x12\x12\n\nexperiment\x18\t \x01(\t\x12\r\n\x05round\x18\n \x01(\x05\x12\x0f\n\x07\x63omment\x18\x0b \x01(\t\"=\n\x13SubmitLabelsRequest\x12&\n\x06labels\x18\x01 \x03(\x0b\x32\x16.skysift.v1.LabelEvent\")\n\x14SubmitLabelsResponse\x12\x11\n\tevent_ids\x18\x01 \x03(\t\"B\n\x10GetLabelsRequest\x12\x0f\n\x07\x63\x61ndids\x18\x01 \x03(\x03\x12\x0f\n\x07history\x18\x02 \x01(\x08\x12\x0c\n\x04user\x18\x03 \x01(\t\";\n\x11GetLabelsResponse\x12&\n\x06labels\x18\x01 \x03(\x0b\x32\x16.skysift.v1.LabelEvent\"C\n\x0fGetQueueRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x12\n\x05round\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_round\"\xa5\x01\n\tQueueItem\x12\x0e\n\x06\x63\x61ndid\x18\x01 \x01(\x03\x12\x11\n\tobject_id\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x13\n\x0bprobability\x18\x05 \x01(\x01\x12\x10\n\x08strategy\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x12\n\nalerts_key\x18\x08 \x01(\t\x12\r\n\x05label\x18\t \x01(\t\"[\n\x10GetQueueResponse\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12$\n\x05items\x18\x03 \x03(\x0b\x32\x15.skysift.v1.QueueItem\"\xff\x01\n\x0fRunRoundRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x11\n\tmodel_tag\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x12\n\nbatch_size\x18\x04 \x01(\x05\x12\x1a\n\x12initial_batch_size\x18\x05 \x01(\x05\x12\x0c\n\x04seed\x18\x06 \x01(\x05\x12\x37\n\x06params\x18\x07 \x03(\x0b\x32\'.skysift.v1.RunRoundRequest.ParamsEntry\x12\r\n\x05\x66orce\x18\x08 \x01(\x08\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xfa\x03\n\x10RunRoundResponse\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\x12\x15\n\rmlflow_run_id\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x16\n\x0e\x63hampion_moved\x18\x06 \x01(\x08\x12:\n\x07metrics\x18\x07 \x03(\x0b\x32).skysift.v1.RunRoundResponse.MetricsEntry\x12\x12\n\nqueue_size\x18\x08 \x01(\x05\x12\x11\n\tqueue_key\x18\t \x01(\t\x12\x0f\n\x07message\x18\n \x01(\t\x12\x0f\n\x07n_train\x18\x0b \x01(\x05\x12\x11\n\tn_holdout\x18\x0c \x01(\x05\x12\x0e\n\x06n_pool\x18\r \x01(\x05\x12\x16\n\x0equality_issues\x18\x0e \x03(\t\x12\x10\n\x08strategy\x18\x0f \x01(\t\x12:\n\x07timings\x18\x10 \x03(\x0b\x32).skysift.v1.RunRoundResponse.TimingsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a.\n\x0cTimingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe4\x01\n\x15\x43ollectDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06survey\x18\x02 \x01(\t\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fscore_threshold\x18\x05 \x01(\x01\x12\x18\n\x10prefer_validated\x18\x06 \x01(\x08\x12\x13\n\x0bmax_samples\x18\x07 \x01(\x05\x12\x11\n\tmodel_tag\x18\x08 \x01(\t\"\x89\x02\n\x07\x44\x61taset\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tn_samples\x18\x03 \x01(\x03\x12:\n\x0c\x63lass_counts\x18\x04 \x03(\x0b\x32$.skysift.v1.Dataset.ClassCountsEntry\x12\x15\n\rquality_score\x18\x05 \x01(\x01\x12\x16\n\x0equality_issues\x18\x06 \x03(\t\x12\x13\n\x0bsamples_key\x18\x07 \x01(\t\x12\x15\n\rmanifest_json\x18\x08 \x01(\t\x1a\x32\n\x10\x43lassCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x15\n\x13ListDatasetsRequest\"=\n\x14ListDatasetsResponse\x12%\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x13.skysift.v1.Dataset\"\'\n\x11GetDatasetRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t2\x93\x04\n\x07Trainer\x12Q\n\x0cSubmitLabels\x12\x1f.skysift.v1.SubmitLabelsRequest\x1a .skysift.v1.SubmitLabelsResponse\x12H\n\tGetLabels\x12\x1c.skysift.v1.GetLabelsRequest\x1a\x1d.skysift.v1.GetLabelsResponse\x12\x45\n\x08GetQueue\x12\x1b.skysift.v1.GetQueueRequest\x1a\x1c.skysift.v1.GetQueueResponse\x12\x45\n\x08RunRound\x12\x1b.skysift.v1.RunRoundRequest\x1a\x1c.skysift.v1.RunRoundResponse\x12H\n\x0e\x43ollectDataset\x12!.skysift.v1.CollectDatasetRequest\x1a\x13.skysift.v1.Dataset\x12Q\n\x0cListDatasets\x12\x1f.skysift.v1.ListDatasetsRequest\x1a .skysift.v1.ListDatasetsResponse\x12@\n\nGetDataset\x12\x1d.skysift.v1.GetDatasetRequest\x1a\x13.skysift.v1.Datasetb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18skysift/v1/trainer.proto\x12\nskysift.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x01\n\nLabelEvent\x12\x0e\n\x06\x63\x61ndid\x18\x01 \x01(\x03\x12\x11\n\tobject_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x11\n\tmodel_tag\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x08 \x01(\t\x12\x12\n\nexperiment\x18\t \x01(\t\x12\x12\n\x05round\x18\n \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07\x63omment\x18\x0b \x01(\tB\x08\n\x06_round\"=\n\x13SubmitLabelsRequest\x12&\n\x06labels\x18\x01 \x03(\x0b\x32\x16.skysift.v1.LabelEvent\")\n\x14SubmitLabelsResponse\x12\x11\n\tevent_ids\x18\x01 \x03(\t\"B\n\x10GetLabelsRequest\x12\x0f\n\x07\x63\x61ndids\x18\x01 \x03(\x03\x12\x0f\n\x07history\x18\x02 \x01(\x08\x12\x0c\n\x04user\x18\x03 \x01(\t\";\n\x11GetLabelsResponse\x12&\n\x06labels\x18\x01 \x03(\x0b\x32\x16.skysift.v1.LabelEvent\"C\n\x0fGetQueueRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x12\n\x05round\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_round\"\xa5\x01\n\tQueueItem\x12\x0e\n\x06\x63\x61ndid\x18\x01 \x01(\x03\x12\x11\n\tobject_id\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x13\n\x0bprobability\x18\x05 \x01(\x01\x12\x10\n\x08strategy\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x12\n\nalerts_key\x18\x08 \x01(\t\x12\r\n\x05label\x18\t \x01(\t\"[\n\x10GetQueueResponse\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12$\n\x05items\x18\x03 \x03(\x0b\x32\x15.skysift.v1.QueueItem\"\xff\x01\n\x0fRunRoundRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x11\n\tmodel_tag\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x12\n\nbatch_size\x18\x04 \x01(\x05\x12\x1a\n\x12initial_batch_size\x18\x05 \x01(\x05\x12\x0c\n\x04seed\x18\x06 \x01(\x05\x12\x37\n\x06params\x18\x07 \x03(\x0b\x32\'.skysift.v1.RunRoundRequest.ParamsEntry\x12\r\n\x05\x66orce\x18\x08 \x01(\x08\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xfa\x03\n\x10RunRoundResponse\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\x12\x15\n\rmlflow_run_id\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x16\n\x0e\x63hampion_moved\x18\x06 \x01(\x08\x12:\n\x07metrics\x18\x07 \x03(\x0b\x32).skysift.v1.RunRoundResponse.MetricsEntry\x12\x12\n\nqueue_size\x18\x08 \x01(\x05\x12\x11\n\tqueue_key\x18\t \x01(\t\x12\x0f\n\x07message\x18\n \x01(\t\x12\x0f\n\x07n_train\x18\x0b \x01(\x05\x12\x11\n\tn_holdout\x18\x0c \x01(\x05\x12\x0e\n\x06n_pool\x18\r \x01(\x05\x12\x16\n\x0equality_issues\x18\x0e \x03(\t\x12\x10\n\x08strategy\x18\x0f \x01(\t\x12:\n\x07timings\x18\x10 \x03(\x0b\x32).skysift.v1.RunRoundResponse.TimingsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a.\n\x0cTimingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe4\x01\n\x15\x43ollectDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06survey\x18\x02 \x01(\t\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fscore_threshold\x18\x05 \x01(\x01\x12\x18\n\x10prefer_validated\x18\x06 \x01(\x08\x12\x13\n\x0bmax_samples\x18\x07 \x01(\x05\x12\x11\n\tmodel_tag\x18\x08 \x01(\t\"\x89\x02\n\x07\x44\x61taset\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tn_samples\x18\x03 \x01(\x03\x12:\n\x0c\x63lass_counts\x18\x04 \x03(\x0b\x32$.skysift.v1.Dataset.ClassCountsEntry\x12\x15\n\rquality_score\x18\x05 \x01(\x01\x12\x16\n\x0equality_issues\x18\x06 \x03(\t\x12\x13\n\x0bsamples_key\x18\x07 \x01(\t\x12\x15\n\rmanifest_json\x18\x08 \x01(\t\x1a\x32\n\x10\x43lassCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x15\n\x13ListDatasetsRequest\"=\n\x14ListDatasetsResponse\x12%\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x13.skysift.v1.Dataset\"\'\n\x11GetDatasetRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t2\x93\x04\n\x07Trainer\x12Q\n\x0cSubmitLabels\x12\x1f.skysift.v1.SubmitLabelsRequest\x1a .skysift.v1.SubmitLabelsResponse\x12H\n\tGetLabels\x12\x1c.skysift.v1.GetLabelsRequest\x1a\x1d.skysift.v1.GetLabelsResponse\x12\x45\n\x08GetQueue\x12\x1b.skysift.v1.GetQueueRequest\x1a\x1c.skysift.v1.GetQueueResponse\x12\x45\n\x08RunRound\x12\x1b.skysift.v1.RunRoundRequest\x1a\x1c.skysift.v1.RunRoundResponse\x12H\n\x0e\x43ollectDataset\x12!.skysift.v1.CollectDatasetRequest\x1a\x13.skysift.v1.Dataset\x12Q\n\x0cListDatasets\x12\x1f.skysift.v1.ListDatasetsRequest\x1a .skysift.v1.ListDatasetsResponse\x12@\n\nGetDataset\x12\x1d.skysift.v1.GetDatasetRequest\x1a\x13.skysift.v1.Datasetb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,43 +41,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASET_CLASSCOUNTSENTRY']._loaded_options = None
   _globals['_DATASET_CLASSCOUNTSENTRY']._serialized_options = b'8\001'
   _globals['_LABELEVENT']._serialized_start=74
-  _globals['_LABELEVENT']._serialized_end=302
-  _globals['_SUBMITLABELSREQUEST']._serialized_start=304
-  _globals['_SUBMITLABELSREQUEST']._serialized_end=365
-  _globals['_SUBMITLABELSRESPONSE']._serialized_start=367
-  _globals['_SUBMITLABELSRESPONSE']._serialized_end=408
-  _globals['_GETLABELSREQUEST']._serialized_start=410
-  _globals['_GETLABELSREQUEST']._serialized_end=476
-  _globals['_GETLABELSRESPONSE']._serialized_start=478
-  _globals['_GETLABELSRESPONSE']._serialized_end=537
-  _globals['_GETQUEUEREQUEST']._serialized_start=539
-  _globals['_GETQUEUEREQUEST']._serialized_end=606
-  _globals['_QUEUEITEM']._serialized_start=609
-  _globals['_QUEUEITEM']._serialized_end=774
-  _globals['_GETQUEUERESPONSE']._serialized_start=776
-  _globals['_GETQUEUERESPONSE']._serialized_end=867
-  _globals['_RUNROUNDREQUEST']._serialized_start=870
-  _globals['_RUNROUNDREQUEST']._serialized_end=1125
-  _globals['_RUNROUNDREQUEST_PARAMSENTRY']._serialized_start=1080
-  _globals['_RUNROUNDREQUEST_PARAMSENTRY']._serialized_end=1125
-  _globals['_RUNROUNDRESPONSE']._serialized_start=1128
-  _globals['_RUNROUNDRESPONSE']._serialized_end=1634
-  _globals['_RUNROUNDRESPONSE_METRICSENTRY']._serialized_start=1540
-  _globals['_RUNROUNDRESPONSE_METRICSENTRY']._serialized_end=1586
-  _globals['_RUNROUNDRESPONSE_TIMINGSENTRY']._serialized_start=1588
-  _globals['_RUNROUNDRESPONSE_TIMINGSENTRY']._serialized_end=1634
-  _globals['_COLLECTDATASETREQUEST']._serialized_start=1637
-  _globals['_COLLECTDATASETREQUEST']._serialized_end=1865
-  _globals['_DATASET']._serialized_start=1868
-  _globals['_DATASET']._serialized_end=2133
-  _globals['_DATASET_CLASSCOUNTSENTRY']._serialized_start=2083
-  _globals['_DATASET_CLASSCOUNTSENTRY']._serialized_end=2133
-  _globals['_LISTDATASETSREQUEST']._serialized_start=2135
-  _globals['_LISTDATASETSREQUEST']._serialized_end=2156
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=2158
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=2219
-  _globals['_GETDATASETREQUEST']._serialized_start=2221
-  _globals['_GETDATASETREQUEST']._serialized_end=2260
-  _globals['_TRAINER']._serialized_start=2263
-  _globals['_TRAINER']._serialized_end=2794
+  _globals['_LABELEVENT']._serialized_end=317
+  _globals['_SUBMITLABELSREQUEST']._serialized_start=319
+  _globals['_SUBMITLABELSREQUEST']._serialized_end=380
+  _globals['_SUBMITLABELSRESPONSE']._serialized_start=382
+  _globals['_SUBMITLABELSRESPONSE']._serialized_end=423
+  _globals['_GETLABELSREQUEST']._serialized_start=425
+  _globals['_GETLABELSREQUEST']._serialized_end=491
+  _globals['_GETLABELSRESPONSE']._serialized_start=493
+  _globals['_GETLABELSRESPONSE']._serialized_end=552
+  _globals['_GETQUEUEREQUEST']._serialized_start=554
+  _globals['_GETQUEUEREQUEST']._serialized_end=621
+  _globals['_QUEUEITEM']._serialized_start=624
+  _globals['_QUEUEITEM']._serialized_end=789
+  _globals['_GETQUEUERESPONSE']._serialized_start=791
+  _globals['_GETQUEUERESPONSE']._serialized_end=882
+  _globals['_RUNROUNDREQUEST']._serialized_start=885
+  _globals['_RUNROUNDREQUEST']._serialized_end=1140
+  _globals['_RUNROUNDREQUEST_PARAMSENTRY']._serialized_start=1095
+  _globals['_RUNROUNDREQUEST_PARAMSENTRY']._serialized_end=1140
+  _globals['_RUNROUNDRESPONSE']._serialized_start=1143
+  _globals['_RUNROUNDRESPONSE']._serialized_end=1649
+  _globals['_RUNROUNDRESPONSE_METRICSENTRY']._serialized_start=1555
+  _globals['_RUNROUNDRESPONSE_METRICSENTRY']._serialized_end=1601
+  _globals['_RUNROUNDRESPONSE_TIMINGSENTRY']._serialized_start=1603
+  _globals['_RUNROUNDRESPONSE_TIMINGSENTRY']._serialized_end=1649
+  _globals['_COLLECTDATASETREQUEST']._serialized_start=1652
+  _globals['_COLLECTDATASETREQUEST']._serialized_end=1880
+  _globals['_DATASET']._serialized_start=1883
+  _globals['_DATASET']._serialized_end=2148
+  _globals['_DATASET_CLASSCOUNTSENTRY']._serialized_start=2098
+  _globals['_DATASET_CLASSCOUNTSENTRY']._serialized_end=2148
+  _globals['_LISTDATASETSREQUEST']._serialized_start=2150
+  _globals['_LISTDATASETSREQUEST']._serialized_end=2171
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=2173
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=2234
+  _globals['_GETDATASETREQUEST']._serialized_start=2236
+  _globals['_GETDATASETREQUEST']._serialized_end=2275
+  _globals['_TRAINER']._serialized_start=2278
+  _globals['_TRAINER']._serialized_end=2809
 # @@protoc_insertion_point(module_scope)
