@@ -107,6 +107,16 @@ def test_corrupt_truncated_and_wrong_schema_messages_go_to_the_dlq(kafka, local_
     assert sorted(candids(local_store)) == sorted(expected_ztf(m.record)["candid"] for m in good)
 
 
+def test_unreachable_broker_fails_the_poll_with_unavailable(local_settings, local_store):
+    from skysift.errors import Unavailable
+    from tests.servers import free_port
+
+    s = stage(local_settings, local_store, kafka_settings(f"127.0.0.1:{free_port()}", ["t"]))
+    with pytest.raises(Unavailable, match="unreachable"):
+        s.poll(timeout_s=2)
+    assert local_store.list_keys() == []
+
+
 POLL_LOOP = """
 from skysift import config
 from skysift.store import open_store

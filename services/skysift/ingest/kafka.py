@@ -56,11 +56,11 @@ class KafkaSource:
             self._assigned.discard((p.topic, p.partition))
             self._at_end.discard((p.topic, p.partition))
 
-    def _check_topics(self) -> None:
+    def _check_topics(self, timeout_s: float) -> None:
         from confluent_kafka import KafkaException
 
         try:
-            metadata = self.consumer.list_topics(timeout=LIST_TIMEOUT_S)
+            metadata = self.consumer.list_topics(timeout=min(LIST_TIMEOUT_S, timeout_s))
         except KafkaException as exc:
             raise Unavailable(f"Kafka broker unreachable at {self.settings.bootstrap_servers}: {exc}") from None
         missing = [t for t in self.settings.topics if t not in metadata.topics]
@@ -70,7 +70,7 @@ class KafkaSource:
     def fetch(self, max_messages: int, timeout_s: float) -> list[Packet]:
         """Up to ``max_messages`` messages within ``timeout_s`` (sooner when every partition is drained)."""
         deadline = time.monotonic() + timeout_s
-        self._check_topics()
+        self._check_topics(timeout_s)
         if not self._subscribed:
             self.consumer.subscribe(self.settings.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
             self._subscribed = True
