@@ -75,3 +75,31 @@ def store_batch(store, alerts: pa.Table, features: pa.Table, stem_seconds: int =
     store.write_table(str(batch.sibling("alerts")), alerts)
     store.write_table(str(batch), features)
     return str(batch)
+
+
+_BASE: dict[str, str] = {}
+
+
+def base_model(tracking_uri: str) -> str:
+    """One galactic model version per MLflow server, registered once for every inference test (registering
+    takes seconds); tests point their own alias at it, so they never see each other's champions."""
+    if tracking_uri not in _BASE:
+        alerts, features = fink_batch()
+        _BASE[tracking_uri] = register_model(tracking_uri, "galactic", features, galactic_target(alerts), alias="")
+    return _BASE[tracking_uri]
+
+
+def point_alias(tracking_uri: str, tag: str, alias: str, version: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(MODEL_TAGS[tag].registered_name, alias, version)
+
+
+def ztf_packets() -> list[bytes]:
+    """Real ZTF alert packets (Avro container files) from several producers."""
+    from pathlib import Path
+
+    root = Path(__file__).parent / "data" / "alerts" / "ztf" / "avro"
+    paths = [p for d in ("ztf-avro-alert", "kowalski", "alerce_ztf_samples", "fink-broker_distribute")
+             for p in sorted((root / d).rglob("*.avro"))[:12]]
+    return [p.read_bytes() for p in paths]

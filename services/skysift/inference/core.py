@@ -150,8 +150,6 @@ class CandidIndex:
     Refreshed in the background and once on a miss, so a lookup is a binary search and a ``take``.
     """
 
-    MISS_REFRESH_SECONDS = 1.0  # a miss lists the store at most this often (clients asking for unknown candids)
-
     def __init__(self, store: ObjectStore, cached_batches: int = 64):
         self.store = store
         self.cached_batches = cached_batches
@@ -163,9 +161,14 @@ class CandidIndex:
         self._tables: OrderedDict[str, pa.Table] = OrderedDict()
         self._lock = threading.Lock()
 
-    def refresh(self) -> int:
-        """Index new features batches; return how many were added."""
+    def refresh(self, unless_since: float | None = None) -> int:
+        """Index new features batches; return how many were added.
+
+        ``unless_since``: skip when a refresh started after that time (concurrent misses list the store once).
+        """
         with self._lock:
+            if unless_since is not None and self._refreshed >= unless_since:
+                return 0
             self._refreshed = time.monotonic()
             known = set(self._keys)
             new = [k for k in self.store.list_keys("features/") if k.endswith("_features.parquet") and k not in known]
@@ -208,10 +211,11 @@ class CandidIndex:
 
     def rows(self, candids: list[int]) -> pa.Table:
         """Features rows (objectId included) of ``candids`` in the order given; NotFound names the missing."""
+        started = time.monotonic()
         wanted = np.asarray(candids, dtype=np.int64)
         found, where = self._locate(wanted)
-        if not found.all() and time.monotonic() - self._refreshed >= self.MISS_REFRESH_SECONDS:
-            self.refresh()
+        if not found.all():
+            self.refresh(unless_since=started)
             found, where = self._locate(wanted)
         if not found.all():
             missing = wanted[~found]
@@ -245,6 +249,7 @@ class InferenceStage:
                                                      self.config.alias)
         self.index = CandidIndex(store, self.config.cached_batches)
         self.sinks = build_sinks(self.config)
+        self._enrichment = None  # built on the first ScoreAlerts asking for enrichment (it loads a dust map)
 
     def start_polling(self) -> None:
         """Reload moved champions and index new features batches in the background (services call this)."""
@@ -304,7 +309,7 @@ class InferenceStage:
         for survey, alerts in decoded.alerts.items():
             if alerts.num_rows == 0:
                 continue
-            enriched = self._enrich(alerts) if enrich else None
+            enriched = self._enrich(survey, alerts) if enrich else None
             features = compute_features(alerts, enriched)
             features = with_object_ids(features, _align(features.column("candid"), alerts))
             table, used = self.score_table(features, model_tags)
@@ -316,10 +321,13 @@ class InferenceStage:
         predictions = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
         return ScoreResult(predictions, models=models, notes=notes)
 
-    def _enrich(self, alerts: pa.Table) -> pa.Table:
-        from skysift.enrichment.core import enrich
+    def _enrich(self, survey: str, alerts: pa.Table) -> pa.Table:
+        """The enrichment stage's own computation (Sherlock through its cache, E(B-V)), nothing written."""
+        from skysift.enrichment.core import EnrichmentStage, enrich
 
-        return enrich(alerts, settings=self.settings, store=self.store)
+        if self._enrichment is None:
+            self._enrichment = EnrichmentStage(self.settings, self.store)
+        return enrich(alerts, self._enrichment.sherlock_for(survey), self._enrichment.extinction)
 
 
 def _align(candids: pa.ChunkedArray, alerts: pa.Table) -> pa.Array:
@@ -329,7 +337,5 @@ def _align(candids: pa.ChunkedArray, alerts: pa.Table) -> pa.Array:
     return alerts.column("objectId").combine_chunks().take(where)
 
 
-def _dead_letter_reason(dead_letters) -> str:
-    first = dead_letters[0]
-    reason = first.get("error") if isinstance(first, dict) else getattr(first, "error", None)
-    return str(reason or first)[:300]
+def _dead_letter_reason(dead_letters: list[tuple[bytes, str]]) -> str:
+    return str(dead_letters[0][1])[:300]

@@ -1,0 +1,113 @@
+"""A small Python client of skysift's Inference service, meant to be copied into your own code.
+
+It needs only ``grpcio``, ``grpcio-health-checking`` and the generated ``skysift.v1`` modules (or your own, from
+``protos/skysift/v1/*.proto``)::
+
+    from skysift.client import InferenceClient
+
+    with InferenceClient("127.0.0.1:50054") as client:
+        client.wait_ready()
+        for p in client.score_candids([2495515172015010006]):
+            print(p["candid"], p["objectId"], p["model_name"], p["model_version"], p["probabilities"])
+        rows = client.score_packets([open("alert.avro", "rb").read()])
+        for p in client.stream("features/survey=ztf/night=20250101/20250101_120000_features.parquet"):
+            ...
+
+Each prediction is a plain dict; ``probabilities`` keeps the model's pre-order (parents before children) and
+``parents`` maps each class to its parent ("" at the top). Errors arrive as ``grpc.RpcError`` with the server's
+status (FAILED_PRECONDITION when there is no model yet, NOT_FOUND for unknown candids, ...). From a shell,
+grpcurl works through reflection: ``grpcurl -plaintext 127.0.0.1:50054 list``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Iterator
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from skysift.v1 import inference_pb2, inference_pb2_grpc
+
+SERVICE = "skysift.v1.Inference"
+
+
+def prediction_dict(p: inference_pb2.Prediction) -> dict:
+    return {
+        "candid": p.candid,
+        "objectId": p.object_id,
+        "model_tag": p.model_tag,
+        "model_name": p.model_name,
+        "model_version": p.model_version,
+        "feature_set_version": p.feature_set_version,
+        "probabilities": {c.label: c.probability for c in p.probabilities},
+        "parents": {c.label: c.parent for c in p.probabilities},
+    }
+
+
+class InferenceClient:
+    def __init__(self, address: str, timeout: float = 60.0, max_message_mb: int = 64):
+        size = max_message_mb * 1024 * 1024
+        self.channel = grpc.insecure_channel(
+            address, options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)])
+        self.stub = inference_pb2_grpc.InferenceStub(self.channel)
+        self.timeout = timeout
+
+    def __enter__(self) -> "InferenceClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    # -- health -----------------------------------------------------------------------------------------------
+    def health(self, service: str = SERVICE, timeout: float = 2.0) -> str:
+        """SERVING, NOT_SERVING, ... from grpc.health.v1, or UNREACHABLE."""
+        try:
+            resp = health_pb2_grpc.HealthStub(self.channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.RpcError:
+            return "UNREACHABLE"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.health() != "SERVING":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{SERVICE} not SERVING after {timeout:.0f}s")
+            time.sleep(0.2)
+
+    # -- scoring ----------------------------------------------------------------------------------------------
+    def score_key(self, features_key: str, model_tags: Iterable[str] = (), write: bool = True) -> list[dict]:
+        """Score a stored features batch (written to predictions/ unless ``write`` is False)."""
+        resp = self.stub.Score(inference_pb2.ScoreRequest(
+            features_key=features_key, model_tags=list(model_tags), skip_write=not write), timeout=self.timeout)
+        return [prediction_dict(p) for p in resp.predictions]
+
+    def score_candids(self, candids: Iterable[int], model_tags: Iterable[str] = ()) -> list[dict]:
+        resp = self.stub.ScoreCandids(inference_pb2.ScoreCandidsRequest(
+            candids=list(candids), model_tags=list(model_tags)), timeout=self.timeout)
+        return [prediction_dict(p) for p in resp.predictions]
+
+    def score_packets(self, packets: Iterable[bytes], format: str = "auto", schema_json: str = "",
+                      model_tags: Iterable[str] = (), enrich: bool = False) -> list[dict]:
+        """Score raw alert packets: Avro container files, Confluent-framed Rubin alerts, or Fink schemaless Avro
+        (``format="fink"`` with the schema JSON from the Kafka key)."""
+        resp = self.stub.ScoreAlerts(inference_pb2.ScoreAlertsRequest(
+            packets=list(packets), format=format, schema_json=schema_json, model_tags=list(model_tags),
+            enrich=enrich), timeout=self.timeout)
+        return [prediction_dict(p) for p in resp.predictions]
+
+    def stream(self, features_key: str, model_tags: Iterable[str] = (), write: bool = False) -> Iterator[dict]:
+        """Predictions of a large features batch, one at a time as they arrive."""
+        for p in self.stub.StreamScores(inference_pb2.ScoreRequest(
+                features_key=features_key, model_tags=list(model_tags), skip_write=not write), timeout=self.timeout):
+            yield prediction_dict(p)
+
+    def models(self) -> list[dict]:
+        """The champion models being served: tag, name, version, feature-set version, classes."""
+        resp = self.stub.ListModels(inference_pb2.ListModelsRequest(), timeout=self.timeout)
+        return [{"model_tag": m.model_tag, "model_name": m.model_name, "model_version": m.model_version,
+                 "feature_set_version": m.feature_set_version, "classes": list(m.classes)} for m in resp.models]

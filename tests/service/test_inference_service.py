@@ -1,0 +1,140 @@
+"""The Inference service through a real gRPC server on loopback, a real MLflow registry and real ZTF packets.
+
+Each module points its own alias at a registered model, so other tests' champions never interfere.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+
+import grpc
+import pytest
+
+from skysift import config
+from skysift.client import InferenceClient
+from skysift.inference import service
+from skysift.rpc import server
+from skysift.store import keys, open_store
+from tests import servers
+from tests.inference_support import base_model, fink_batch, galactic_target, point_alias, register_model, ztf_packets
+
+
+@pytest.fixture(scope="module")
+def env(mlflow_server, tmp_path_factory):
+    uri = mlflow_server.env["SKYSIFT_MLFLOW_TRACKING_URI"]
+    alias = f"svc{uuid.uuid4().hex[:8]}"
+    point_alias(uri, "galactic", alias, base_model(uri))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKYSIFT_MLFLOW_TRACKING_URI", uri)
+        mp.setenv("SKYSIFT_STORE_URL", str(tmp_path_factory.mktemp("inference") / "store"))
+        mp.setenv("SKYSIFT_INFERENCE_ALIAS", alias)
+        mp.setenv("SKYSIFT_INFERENCE_MODEL_TAGS", "galactic,realbogus")  # realbogus: no champion under this alias
+        mp.setenv("SKYSIFT_INFERENCE_POLL_SECONDS", "0.5")
+        yield uri, alias, config.load()
+
+
+@pytest.fixture(scope="module")
+def packets():
+    return ztf_packets()
+
+
+@pytest.fixture(scope="module")
+def features_key(env, packets):
+    """The packets' alerts and features stored as one poll's batches, as ingest and features write them."""
+    from skysift.alerts.decode import decode_packets
+    from skysift.features.core import compute_features
+
+    store = open_store(settings=env[2])
+    alerts = decode_packets(packets).alerts["ztf"]
+    batch = keys.new_batch("features", "ztf")
+    store.write_table(str(batch.sibling("alerts")), alerts)
+    store.write_table(str(batch), compute_features(alerts))
+    return str(batch)
+
+
+@pytest.fixture(scope="module")
+def client(env):
+    running = server.start("inference", lambda s: service.register(s, env[2]), env[2], servers.free_port())
+    with InferenceClient(f"127.0.0.1:{running.port}") as c:
+        c.wait_ready(30)
+        yield c
+    running.stop(1)
+
+
+def by_candid(predictions: list[dict]) -> dict[int, dict]:
+    return {p["candid"]: p["probabilities"] for p in predictions}
+
+
+def test_key_candids_and_raw_packets_give_the_same_probabilities(client, features_key, packets):
+    by_key = by_candid(client.score_key(features_key, ["galactic"], write=False))
+    by_candids = by_candid(client.score_candids(list(by_key), ["galactic"]))
+    by_packets = by_candid(client.score_packets(packets, model_tags=["galactic"]))
+    assert len(by_key) == len(packets)
+    assert by_candids == by_key
+    assert by_packets == by_key
+
+
+def test_prediction_names_model_version_and_feature_set(client, features_key, env):
+    (first, *_) = client.score_key(features_key, ["galactic"], write=False)
+    (model,) = client.models()
+    assert (first["model_name"], first["model_version"]) == ("skysift_galactic", model["model_version"])
+    assert first["feature_set_version"] == model["feature_set_version"]
+    assert list(first["probabilities"]) == ["not_galactic", "galactic"]
+    assert sum(first["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_score_writes_predictions_beside_the_features(client, features_key, env):
+    resp = client.stub.Score(service.inference_pb2.ScoreRequest(features_key=features_key, model_tags=["galactic"]))
+    assert resp.written.key == str(keys.parse_batch(features_key).sibling("predictions"))
+    table = open_store(settings=env[2]).read_table(resp.written.key)
+    assert table.num_rows == len(resp.predictions) == resp.written.rows
+
+
+def test_stream_yields_the_unary_predictions(client, features_key):
+    assert list(client.stream(features_key, ["galactic"])) == client.score_key(features_key, ["galactic"], write=False)
+
+
+def test_no_champion_is_failed_precondition(client, features_key):
+    with pytest.raises(grpc.RpcError) as err:
+        client.score_key(features_key, ["realbogus"], write=False)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no model yet: run `skysift round`" in err.value.details()
+
+
+def test_features_of_another_version_are_failed_precondition(client, features_key, env):
+    store = open_store(settings=env[2])
+    table = store.read_table(features_key)
+    old = keys.new_batch("features", "ztf", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    store.write_table(str(old), table.replace_schema_metadata({"skysift.feature_set_version": "0"}))
+    with pytest.raises(grpc.RpcError) as err:
+        client.score_key(str(old), ["galactic"], write=False)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "feature set version 1" in err.value.details() and "these features are version 0" in err.value.details()
+
+
+def test_unknown_candid_is_not_found(client):
+    with pytest.raises(grpc.RpcError) as err:
+        client.score_candids([1], ["galactic"])
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_undecodable_packet_is_reported_not_fatal(client, packets):
+    resp = client.stub.ScoreAlerts(service.inference_pb2.ScoreAlertsRequest(
+        packets=[packets[0], b"not an alert"], model_tags=["galactic"]))
+    assert len(resp.predictions) == 1
+    assert "1 of 2 packets could not be decoded" in resp.message
+
+
+def test_new_champion_is_served_without_restart(client, features_key, env):
+    uri, alias, _ = env
+    before = by_candid(client.score_key(features_key, ["galactic"], write=False))
+    alerts, features = fink_batch()
+    version = register_model(uri, "galactic", features, galactic_target(alerts), max_iter=5, alias=alias)
+    deadline = time.monotonic() + 60
+    while client.models()[0]["model_version"] != version and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = client.score_key(features_key, ["galactic"], write=False)
+    assert {p["model_version"] for p in after} == {version}
+    assert by_candid(after) != before
