@@ -158,6 +158,11 @@ def config_check() -> None:
     typer.secho("configuration OK", fg=typer.colors.GREEN)
 
 
+from skysift.inference.cli import score  # noqa: E402 - the command lives beside its unit
+
+app.command("score")(score)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
