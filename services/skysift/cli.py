@@ -77,22 +77,37 @@ def poll(
     in_process: bool = typer.Option(False, "--in-process", help="Run the stages in this process, without the gRPC services."),
     keep_cutouts: Optional[bool] = typer.Option(None, "--keep-cutouts/--no-cutouts", help="Keep image stamps in cutouts/."),
     filter_name: Optional[str] = typer.Option(None, "--filter", help="Filter preset, e.g. fink_vra."),
+    every: Optional[str] = typer.Option(None, help="Keep polling, one poll per interval (e.g. 0s, 5m), until SIGTERM: the long-lived consumer mode."),
 ) -> None:
     """Poll once through every stage (ingest, enrichment, features, inference) and print what was written where.
 
     Exits non-zero when the poll fails (store or broker down), so a CronJob retries; nothing is committed then.
     """
+    import signal
+    import threading
+    import time
+
     from skysift import pipeline
 
     settings = load_settings()
     stages = pipeline.InProcessStages(settings) if in_process else pipeline.GrpcStages(settings)
-    try:
-        report = pipeline.run_poll(stages, max_alerts=max_alerts, timeout_s=parse_duration(timeout) if timeout else None,
-                                   replay_path=from_path, keep_cutouts=keep_cutouts, filter_name=filter_name)
-    except errors.SkysiftError as exc:
-        fail(f"poll failed: {exc}", code=1)
-    for line in report.lines():
-        typer.echo(line)
+    interval = parse_duration(every) if every is not None else None
+    stop = threading.Event()
+    if interval is not None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            report = pipeline.run_poll(stages, max_alerts=max_alerts, timeout_s=parse_duration(timeout) if timeout else None,
+                                       replay_path=from_path, keep_cutouts=keep_cutouts, filter_name=filter_name)
+        except errors.SkysiftError as exc:
+            fail(f"poll failed: {exc}", code=1)
+        for line in report.lines():
+            typer.echo(line)
+        if interval is None:
+            break
+        stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
 
 @app.command()
@@ -147,6 +162,35 @@ def dev(
     finally:
         typer.echo("stopping ...")
         stack.stop()
+
+
+@app.command()
+def bench(
+    alerts: int = typer.Option(10_000, help="ZTF alerts per case (real alerts repeated with distinct candids)."),
+    pools: str = typer.Option("10000,100000,1000000", help="Active-learning pool sizes, comma-separated."),
+    sections: str = typer.Option(",".join(("ingest", "features", "al", "e2e", "inference", "scaling")),
+                                 help="What to measure, comma-separated."),
+    out: str = typer.Option("bench/results.json", help="Where the JSON results go ('' for none)."),
+    budget: float = typer.Option(270.0, help="Seconds; the largest pools are skipped (and said so) past this."),
+    cpu: Optional[int] = typer.Option(None, help="CPU to pin the measuring process to (default: the last allowed)."),
+) -> None:
+    """Throughput, latency and memory of each stage on one core, beside the prototype's path and the decode floor."""
+    from pathlib import Path
+
+    from skysift.bench import runner  # sets nothing at import; threads are limited before the heavy imports
+
+    runner.single_thread_env()
+    options = runner.Options(n_alerts=alerts, pools=tuple(int(p) for p in pools.split(",") if p.strip()),
+                             sections=tuple(s.strip() for s in sections.split(",") if s.strip()),
+                             out=Path(out) if out else None, budget_s=budget, cpu=cpu)
+    unknown = set(options.sections) - set(runner.SECTIONS)
+    if unknown:
+        fail(f"unknown section(s) {', '.join(sorted(unknown))}; expected some of {', '.join(runner.SECTIONS)}")
+    report = runner.run(options)
+    for line in report.lines():
+        typer.echo(line)
+    if out:
+        typer.echo(f"results: {out}")
 
 
 @config_app.command("check")

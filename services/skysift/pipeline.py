@@ -49,11 +49,14 @@ class InProcessStages:
 
         self.settings = settings
         self.store = store or open_store(settings=settings)
+        self._ingest = None
 
     def poll(self, **kwargs):
         from skysift.ingest.core import IngestStage
 
-        r = IngestStage(self.settings, self.store).poll(**kwargs)
+        if self._ingest is None:  # one stage across polls: a Kafka consumer stays in its group
+            self._ingest = IngestStage(self.settings, self.store)
+        r = self._ingest.poll(**kwargs)
         counts = dict(messages=r.n_messages, alerts=r.n_alerts, rejected=r.n_rejected, duplicates=r.n_duplicates,
                       dead_letters=r.n_dead_letters)
         return r.alerts, r.cutouts, counts, r.dlq_key
