@@ -146,13 +146,18 @@ def check_experiment(name: str) -> str:
     return name
 
 
-def load_pool(store, spec: FeatureSpec, threads: int = 8) -> pd.DataFrame:
+def feature_batches(store) -> list[str]:
+    return [k for k in store.list_keys("features/") if k.endswith("_features.parquet")]
+
+
+def load_pool(store, spec: FeatureSpec, threads: int = 8, batch_keys: list[str] | None = None) -> pd.DataFrame:
     """Every stored feature row of the current feature-set version, one per candid (the latest batch wins).
 
     Columns: candid, the feature columns, ``features_key`` (the batch it came from) and ``objectId`` when the
     features table carries it. Batches of another version, or without every feature column, are skipped.
+    ``batch_keys`` restricts the read to those batches (default: all).
     """
-    batch_keys = [k for k in store.list_keys("features/") if k.endswith("_features.parquet")]
+    batch_keys = sorted(feature_batches(store) if batch_keys is None else batch_keys)
 
     def read(key: str) -> pa.Table | None:
         table = store.read_table(key)
@@ -371,7 +376,7 @@ class Trainer:
         hold_df = _labelled_rows(indexed, hold_ids, usable, cols)
         missing = (len(train_ids) - len(train_df)) + (len(hold_ids) - len(hold_df))
         unlabelled = pool[~pool["candid"].isin(latest.keys())].reset_index(drop=True)
-        conflicts = _conflicts(self.labels.history(), tag)
+        conflicts = label_conflicts(self.labels.history(), tag)
         quality = evaluation.quality(train_df.reset_index(), cols, conflicts) if len(train_df) else None
         rng = np.random.default_rng([seed, number])
 
@@ -478,7 +483,7 @@ def _ids_table(ids: list[int], usable: dict[int, int], latest: dict[int, LabelEv
     }, schema=IDS_SCHEMA)
 
 
-def _conflicts(history: list[LabelEvent], tag: ModelTag) -> set[int]:
+def label_conflicts(history: list[LabelEvent], tag: ModelTag) -> set[int]:
     """Candids whose labellers' latest labels map to different targets under ``tag``."""
     per_user: dict[tuple[int, str], int | None] = {}
     for e in history:

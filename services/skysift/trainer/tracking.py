@@ -231,3 +231,29 @@ def _champion(mlflow, client, r: RoundLog, name: str, version: str, cols: list[s
                       f"for version {current.version}"), extra
     return False, (f"champion stays at version {current.version}: held-out {metric} {old_value:.3f} "
                    f"beats {new_value:.3f}"), extra
+
+
+def log_dataset(tracking_uri: str, prefix: str, manifest: dict) -> dict:
+    """Log a dataset's statistics as the run ``training_data_<id>``; returns where, or why it could not.
+
+    Best effort, as in AstrID: the dataset is stored whether or not MLflow answers, and the manifest says which.
+    """
+    try:
+        mlflow = connect(tracking_uri)
+        exp = experiment_id(mlflow, f"{prefix}/datasets")
+        counts = manifest["class_counts"]
+        n = manifest["n_samples"]
+        with mlflow.start_run(experiment_id=exp, run_name=f"training_data_{manifest['dataset_id']}") as run:
+            mlflow.log_params({k: "" if v is None else v for k, v in manifest["params"].items()})
+            mlflow.log_metrics({
+                "total_samples": n, "n_validated": manifest["n_validated"], "n_predicted": manifest["n_predicted"],
+                "data_quality_score": manifest["quality_score"],
+                **{f"n_{k}": v for k, v in counts.items()},
+                **({"positive_ratio": list(counts.values())[1] / n} if n else {}),
+            })
+            mlflow.set_tags({"skysift.dataset_id": manifest["dataset_id"], "skysift.passed": str(manifest["passed"]),
+                             "skysift.quality_issues": "; ".join(manifest["quality_issues"])})
+            mlflow.log_dict(manifest, "manifest.json")
+        return {"run_id": run.info.run_id, "experiment": f"{prefix}/datasets"}
+    except errors.Unavailable as exc:
+        return {"run_id": None, "error": str(exc)}
