@@ -4,10 +4,10 @@ way the trainer registers its models, and stored batches to score."""
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import numpy as np
 import pyarrow as pa
-
 from skysift.modeltags import MODEL_TAGS
 from skysift.store import keys
 
@@ -19,6 +19,7 @@ GALACTIC_HINTS = ("*", "Star", "RRLyr", "Mira", "YSO", "LPV", "CV", "Nova", "WD"
 def fink_batch() -> tuple[pa.Table, pa.Table]:
     """Real ZTF alerts (Fink's test parquet) as an alerts table, and their features."""
     from skysift.features.core import compute_features
+
     from tests.fink_parquet import load_fink_alerts
 
     alerts, _ = load_fink_alerts()
@@ -40,7 +41,6 @@ def register_model(tracking_uri: str, tag: str, features: pa.Table, y: np.ndarra
     import sklearn
     from mlflow.tracking import MlflowClient
     from sklearn.ensemble import HistGradientBoostingClassifier
-
     from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
 
     # Columns that are NaN throughout (no enrichment here: sep_arcsec, ebv) cannot be binned: left out, as the
@@ -68,25 +68,31 @@ def register_model(tracking_uri: str, tag: str, features: pa.Table, y: np.ndarra
 
 def store_batch(store, alerts: pa.Table, features: pa.Table, stem_seconds: int = 0) -> str:
     """Write ``alerts`` and ``features`` as one poll's batches; return the features key."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    when = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc) + timedelta(seconds=stem_seconds)
+    when = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC) + timedelta(seconds=stem_seconds)
     batch = keys.new_batch("features", "ztf", when)
     store.write_table(str(batch.sibling("alerts")), alerts)
     store.write_table(str(batch), features)
     return str(batch)
 
 
-_BASE: dict[str, str] = {}
+_REGISTERED: dict[tuple[str, int], str] = {}
 
 
-def base_model(tracking_uri: str) -> str:
-    """One galactic model version per MLflow server, registered once for every inference test (registering
-    takes seconds); tests point their own alias at it, so they never see each other's champions."""
-    if tracking_uri not in _BASE:
+def base_model(tracking_uri: str, max_iter: int = 20) -> str:
+    """A galactic model version per MLflow server and ``max_iter``, registered once for every inference test
+    (registering takes seconds); tests point their own alias at it, so they never see each other's champions."""
+    if (tracking_uri, max_iter) not in _REGISTERED:
         alerts, features = fink_batch()
-        _BASE[tracking_uri] = register_model(tracking_uri, "galactic", features, galactic_target(alerts), alias="")
-    return _BASE[tracking_uri]
+        _REGISTERED[tracking_uri, max_iter] = register_model(
+            tracking_uri, "galactic", features, galactic_target(alerts), max_iter=max_iter, alias="")
+    return _REGISTERED[tracking_uri, max_iter]
+
+
+def other_model(tracking_uri: str) -> str:
+    """A second version (fewer iterations, so other probabilities) for tests where the champion moves."""
+    return base_model(tracking_uri, max_iter=5)
 
 
 def point_alias(tracking_uri: str, tag: str, alias: str, version: str) -> None:

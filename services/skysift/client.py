@@ -22,7 +22,7 @@ grpcurl works through reflection: ``grpcurl -plaintext 127.0.0.1:50054 list``.
 from __future__ import annotations
 
 import time
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -53,7 +53,7 @@ class InferenceClient:
         self.stub = inference_pb2_grpc.InferenceStub(self.channel)
         self.timeout = timeout
 
-    def __enter__(self) -> "InferenceClient":
+    def __enter__(self) -> InferenceClient:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -70,7 +70,7 @@ class FakeSkyPortal:
         with self.lock:
             self.faults.extend(statuses)
 
-    def start(self) -> "FakeSkyPortal":
+    def start(self) -> FakeSkyPortal:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):

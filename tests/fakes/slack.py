@@ -47,7 +47,7 @@ class FakeSlack:
         with self.lock:
             self.faults.extend(statuses)
 
-    def start(self) -> "FakeSlack":
+    def start(self) -> FakeSlack:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):

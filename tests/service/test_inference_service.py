@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 import pytest
-
 from skysift import config
 from skysift.client import InferenceClient
 from skysift.inference import service
 from skysift.rpc import server
 from skysift.store import keys, open_store
+
 from tests import servers
-from tests.inference_support import base_model, fink_batch, galactic_target, point_alias, register_model, ztf_packets
+from tests.inference_support import base_model, other_model, point_alias, ztf_packets
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_no_champion_is_failed_precondition(client, features_key):
 def test_features_of_another_version_are_failed_precondition(client, features_key, env):
     store = open_store(settings=env[2])
     table = store.read_table(features_key)
-    old = keys.new_batch("features", "ztf", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    old = keys.new_batch("features", "ztf", datetime(2024, 1, 1, tzinfo=UTC))
     store.write_table(str(old), table.replace_schema_metadata({"skysift.feature_set_version": "0"}))
     with pytest.raises(grpc.RpcError) as err:
         client.score_key(str(old), ["galactic"], write=False)
@@ -130,8 +130,8 @@ def test_undecodable_packet_is_reported_not_fatal(client, packets):
 def test_new_champion_is_served_without_restart(client, features_key, env):
     uri, alias, _ = env
     before = by_candid(client.score_key(features_key, ["galactic"], write=False))
-    alerts, features = fink_batch()
-    version = register_model(uri, "galactic", features, galactic_target(alerts), max_iter=5, alias=alias)
+    version = other_model(uri)
+    point_alias(uri, "galactic", alias, version)
     deadline = time.monotonic() + 60
     while client.models()[0]["model_version"] != version and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -13,15 +13,20 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from pydantic import SecretStr
-
 from skysift.inference import taxonomy as tx
 from skysift.inference.core import InferenceStage, score_table
 from skysift.inference.registry import LoadedModel
-from skysift.inference.settings import CsvSettings, InferenceSettings, SkyPortalSettings, SlackSettings
+from skysift.inference.settings import (
+    CsvSettings,
+    InferenceSettings,
+    SkyPortalSettings,
+    SlackSettings,
+)
 from skysift.inference.sinks import Scored, run_sinks
 from skysift.inference.sinks.csv import CsvSink
 from skysift.inference.sinks.skyportal import SkyPortalSink
 from skysift.inference.sinks.slack import SlackSink
+
 from tests.fakes.skyportal import FakeSkyPortal
 from tests.fakes.slack import FakeSlack
 from tests.inference_support import fink_batch, galactic_target, store_batch
@@ -42,7 +47,6 @@ class Loaded:
 @pytest.fixture(scope="module")
 def real():
     from sklearn.ensemble import HistGradientBoostingClassifier
-
     from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
 
     alerts, features = fink_batch()
@@ -167,7 +171,7 @@ def test_csv_row_per_alert_with_pre_order_probabilities(real, tmp_path):
     sink = CsvSink(CsvSettings(path=str(tmp_path / "out.csv"), rotation="none"))
     scored = scored_rows(real, [0, 1, 2])
     sink.send(scored)
-    rows = list(csv.DictReader(open(tmp_path / "out.csv")))
+    rows = list(csv.DictReader((tmp_path / "out.csv").read_text().splitlines()))
     assert [int(r["candid"]) for r in rows] == scored.predictions.column("candid").to_pylist()
     assert list(json.loads(rows[0]["probabilities"])) == ["not_galactic", "galactic"]
     assert rows[0]["model_version"] == "7"
@@ -179,7 +183,7 @@ def test_csv_rotates_by_size(real, tmp_path):
     sink.send(scored_rows(real, [2]))
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 2 and "out.csv" in files
-    assert sum(1 for _ in open(tmp_path / "out.csv")) == 2  # header + the one new row
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 2  # header + the one new row
 
 
 def test_csv_rotates_by_day(real, tmp_path):

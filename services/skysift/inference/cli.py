@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -19,18 +18,18 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def score(
-    packets: Optional[List[Path]] = typer.Argument(None, help="Alert packet files (Avro containers, Confluent-framed "
+    packets: list[Path] | None = typer.Argument(None, help="Alert packet files (Avro containers, Confluent-framed "
                                                               "Rubin, Fink schemaless with --schema)."),
-    key: Optional[str] = typer.Option(None, "--key", help="A features/ batch key to score."),
-    candid: Optional[List[int]] = typer.Option(None, "--candid", help="A candid already through the features stage "
+    key: str | None = typer.Option(None, "--key", help="A features/ batch key to score."),
+    candid: list[int] | None = typer.Option(None, "--candid", help="A candid already through the features stage "
                                                                       "(repeat for several)."),
-    model_tag: Optional[List[str]] = typer.Option(None, "--model-tag", help="Only this model tag (repeatable; "
+    model_tag: list[str] | None = typer.Option(None, "--model-tag", help="Only this model tag (repeatable; "
                                                                             "default: every served tag)."),
     packet_format: str = typer.Option("auto", "--format", help="auto, avro-container, confluent, fink."),
-    schema: Optional[Path] = typer.Option(None, "--schema", help="Writer schema JSON of schemaless (Fink) packets."),
+    schema: Path | None = typer.Option(None, "--schema", help="Writer schema JSON of schemaless (Fink) packets."),
     enrich: bool = typer.Option(False, "--enrich", help="Enrich raw packets (Sherlock, E(B-V)) before features."),
     write: bool = typer.Option(False, "--write/--no-write", help="With --key: write predictions/ and run the sinks."),
-    address: Optional[str] = typer.Option(None, help="Inference service (default: SKYSIFT_INFERENCE_ADDRESS)."),
+    address: str | None = typer.Option(None, help="Inference service (default: SKYSIFT_INFERENCE_ADDRESS)."),
     in_process: bool = typer.Option(False, "--in-process", help="Score in this process, without the service."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
@@ -70,7 +69,6 @@ def _line(p: dict) -> str:
 
 def _remote(address, key, candids, raw, packet_format, schema_json, tags, enrich, write) -> tuple[list[dict], str]:
     import grpc
-
     from skysift.client import InferenceClient
     from skysift.errors import SkysiftError
 

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-
 from skysift import config
 from skysift.config import Settings
 from skysift.errors import FailedPrecondition, InvalidArgument, NotFound
 from skysift.inference.registry import ChampionRegistry, LoadedModel
 from skysift.inference.settings import InferenceSettings
-from skysift.inference.sinks import SinkReport, Scored, build_sinks, run_sinks
+from skysift.inference.sinks import Scored, SinkReport, build_sinks, run_sinks
 from skysift.inference.sinks.parquet import write_predictions
 from skysift.store import keys
 from skysift.store.base import ObjectStore

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from skysift.errors import FailedPrecondition, Unavailable
 from skysift.inference import taxonomy as tx
 from skysift.modeltags import get_tag
@@ -181,6 +181,7 @@ class ChampionRegistry:
         import mlflow.artifacts
         import mlflow.sklearn
 
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per load garbles JSON logs
         with tempfile.TemporaryDirectory(prefix="skysift-model-") as tmp:
             path = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"models:/{name}/{version}", dst_path=tmp, tracking_uri=self.tracking_uri

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pyarrow as pa
-
 from skysift import config
 from skysift.config import Settings
 from skysift.errors import FailedPrecondition

@@ -8,12 +8,10 @@ token) are ``SecretStr``: never printed or logged.
 from __future__ import annotations
 
 import re
-
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
 from skysift import config
 from skysift.modeltags import MODEL_TAGS
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from skysift.inference.settings import CsvSettings
@@ -35,7 +35,7 @@ class CsvSink:
         return self.base
 
     def send(self, scored: Scored) -> str:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         stamp = now.isoformat(timespec="seconds")
         lines = []
         for row, tag, walk in class_probabilities(scored.predictions, scored.models):

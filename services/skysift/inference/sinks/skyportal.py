@@ -16,11 +16,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 import requests
-
 from skysift.errors import ConfigError, SkysiftError
 from skysift.inference.settings import SkyPortalSettings
-from skysift.inference.sinks import Scored, class_probabilities
-from skysift.inference.sinks import http
+from skysift.inference.sinks import Scored, class_probabilities, http
 
 DUPLICATE_MARKERS = ("already exists", "duplicate key value violates unique constraint")
 
