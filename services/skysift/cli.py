@@ -206,6 +206,10 @@ from skysift.inference.cli import score  # noqa: E402 - the command lives beside
 
 app.command("score")(score)
 
+from skysift.trainer import cli as trainer_cli  # noqa: E402 - round, experiment, label import|export
+
+trainer_cli.register(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()

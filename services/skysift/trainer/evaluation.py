@@ -75,7 +75,7 @@ def permutation_table(model, X: pd.DataFrame, y, scoring: str, repeats: int, see
     return table.sort_values("importance_mean", ascending=False, ignore_index=True)
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -96,7 +96,7 @@ def importance_plot(table: pd.DataFrame, title: str) -> bytes:
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("drop in score when shuffled")
     ax.set_title(title)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def confusion_plot(m: dict, classes: tuple[str, str], title: str) -> bytes:
@@ -113,7 +113,7 @@ def confusion_plot(m: dict, classes: tuple[str, str], title: str) -> bytes:
     ax.set_xticks([0, 1], [f"pred {c}" for c in classes])
     ax.set_yticks([0, 1], [f"true {c}" for c in classes])
     ax.set_title(title)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 @dataclass

@@ -257,3 +257,34 @@ def log_dataset(tracking_uri: str, prefix: str, manifest: dict) -> dict:
         return {"run_id": run.info.run_id, "experiment": f"{prefix}/datasets"}
     except errors.Unavailable as exc:
         return {"run_id": None, "error": str(exc)}
+
+
+def log_experiment(tracking_uri: str, prefix: str, model_tag: str, name: str, params: dict, points: pd.DataFrame,
+                   summary: pd.DataFrame, auc: pd.DataFrame, plot_png: bytes, verdict: str) -> str:
+    """A parent run with the plot and tables, and one child run per configuration whose metrics are the mean
+    and spread over seeds at each number of labels (step = labels), so MLflow draws the learning curves."""
+    mlflow = connect(tracking_uri)
+    exp = experiment_id(mlflow, experiment_name(prefix, model_tag, f"experiment-{name}"))
+    with mlflow.start_run(experiment_id=exp, run_name=f"experiment_{name}") as parent:
+        mlflow.log_params({k: v if not isinstance(v, (list, tuple)) else ",".join(map(str, v)) for k, v in params.items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            points.to_csv(out / "learning_curves_points.csv", index=False)
+            summary.to_csv(out / "learning_curves.csv", index=False)
+            auc.to_csv(out / "area_under_curves.csv", index=False)
+            (out / "learning_curves.png").write_bytes(plot_png)
+            (out / "verdict.txt").write_text(verdict + "\n")
+            mlflow.log_artifacts(tmp)
+        best = auc.iloc[0]
+        mlflow.log_metrics({"best_mean_f1": float(best["mean_f1"])})
+        mlflow.set_tag("skysift.best_config", best["config"])
+        for config, curve in summary.groupby("config", sort=False):
+            with mlflow.start_run(experiment_id=exp, run_name=config, nested=True):
+                first = points[points["config"] == config].iloc[0]
+                mlflow.log_params({k: first[k] for k in ("strategy", "initial_batch_size", "batch_size",
+                                                         "learning_rate", "class_weight")})
+                for row in curve.itertuples(index=False):
+                    values = {k: float(v) for k, v in row._asdict().items()
+                              if k.endswith(("_mean", "_std")) and np.isfinite(v)}
+                    mlflow.log_metrics(values, step=int(row.n_labels))
+        return parent.info.run_id

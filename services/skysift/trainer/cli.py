@@ -1,0 +1,230 @@
+"""`skysift round`, `skysift experiment` and `skysift label import|export`, registered on the main app.
+
+Imported when the CLI starts, so everything heavy (MLflow, scikit-learn, gRPC stubs) is imported inside commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+label_app = typer.Typer(help="Import or export labels (the prototype's labels.csv columns).", no_args_is_help=True)
+
+
+def _settings():
+    from skysift.cli import load_settings
+
+    return load_settings()
+
+
+def _fail(message: str) -> None:
+    from skysift.cli import fail
+
+    fail(message)
+
+
+def _params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            _fail(f"--param expects name=value, got {item!r}")
+        name, value = item.split("=", 1)
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _csv(text: str, cast=str) -> list:
+    try:
+        return [cast(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        _fail(f"cannot read {text!r} as a comma-separated list of {cast.__name__}")
+
+
+def round_command(
+    experiment: str = typer.Option("default", help="Experiment name: rounds/<experiment>/ and the MLflow experiment."),
+    model_tag: str = typer.Option("galactic", help="Model tag (galactic, realbogus)."),
+    strategy: Optional[str] = typer.Option(None, help="random, uncertainty, margin, entropy or committee "
+                                                      "(default SKYSIFT_TRAINER_STRATEGY)."),
+    batch_size: Optional[int] = typer.Option(None, help="Alerts queued per round (default 10)."),
+    initial_batch_size: Optional[int] = typer.Option(None, help="Random alerts queued while no model exists (default 30)."),
+    seed: int = typer.Option(0, help="Seed of the random choices (initial batch, ties, held-out split)."),
+    param: List[str] = typer.Option([], "--param", help="Model parameter name=value (learning_rate, max_iter, l2, "
+                                                        "class_weight=balanced, min_samples_leaf); repeatable."),
+    force: bool = typer.Option(False, help="Run even when no label changed since the last round."),
+    in_process: bool = typer.Option(False, "--in-process", help="Run here instead of calling the trainer service "
+                                                                 "at SKYSIFT_TRAINER_ADDRESS."),
+) -> None:
+    """Run one active-learning round: train, evaluate, register, and queue the next alerts to label.
+
+    Idempotent: without new labels it reports the last round instead of making another.
+    """
+    from skysift import config, errors
+    from skysift.trainer.settings import TrainerSettings
+
+    settings = _settings()
+    ts = config.load(TrainerSettings)
+    kwargs = dict(strategy=strategy or ts.strategy, batch_size=batch_size or ts.batch_size,
+                  initial_batch_size=initial_batch_size or ts.initial_batch_size, seed=seed, params=_params(param),
+                  force=force)
+    try:
+        if in_process:
+            from skysift.store import open_store
+            from skysift.trainer.rounds import Trainer
+
+            result = Trainer(settings, open_store(settings=settings), ts).run_round(experiment, model_tag, **kwargs)
+            lines = _round_lines(result.created, result.round, result.strategy, result.n_train, result.n_holdout,
+                                 result.n_pool, result.queue_size, result.queue_key, result.model_version,
+                                 result.champion_moved, result.metrics, result.message, result.quality_issues)
+        else:
+            lines = _round_via_grpc(settings, experiment, model_tag, kwargs)
+    except errors.SkysiftError as exc:
+        _fail(str(exc))
+    for line in lines:
+        typer.echo(line)
+
+
+def _round_via_grpc(settings, experiment, model_tag, kw) -> list[str]:
+    from skysift.rpc.channels import channel
+    from skysift.rpc.errors import call
+    from skysift.v1 import trainer_pb2, trainer_pb2_grpc
+
+    address = settings.trainer_address
+    with channel(address, settings) as ch:
+        r = call(trainer_pb2_grpc.TrainerStub(ch).RunRound, trainer_pb2.RunRoundRequest(
+            experiment=experiment, model_tag=model_tag, strategy=kw["strategy"], batch_size=kw["batch_size"],
+            initial_batch_size=kw["initial_batch_size"], seed=kw["seed"], params=kw["params"], force=kw["force"]),
+            timeout=1800)
+    return _round_lines(r.created, r.round, r.strategy, r.n_train, r.n_holdout, r.n_pool, r.queue_size, r.queue_key,
+                        r.model_version, r.champion_moved, dict(r.metrics), r.message, list(r.quality_issues))
+
+
+def _round_lines(created, number, strategy, n_train, n_holdout, n_pool, queue_size, queue_key, version, moved,
+                 metrics, message, issues) -> list[str]:
+    lines = [f"round {number} {'created' if created else 'unchanged'} ({strategy}): {message}"]
+    if created:
+        lines.append(f"  trained on {n_train}, held out {n_holdout}, scored {n_pool} unlabelled alerts")
+    held = {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_") and isinstance(v, float)}
+    if held:
+        lines.append("  held-out: " + ", ".join(f"{k} {held[k]:.3f}" for k in ("accuracy", "precision", "recall", "f1",
+                                                                            "roc_auc") if k in held))
+    if version:
+        lines.append(f"  model version {version}{' (champion)' if moved else ''}")
+    lines.append(f"  queue: {queue_size} alerts in {queue_key}")
+    lines.extend(f"  quality: {issue}" for issue in issues)
+    return lines
+
+
+def experiment_command(
+    alerts: List[Path] = typer.Option([], "--alerts", help="Alert files or directories (Avro/parquet) to replay; "
+                                                            "needs --oracle. Repeatable."),
+    oracle: Optional[Path] = typer.Option(None, help="CSV with candid, objectId, cdsxmatch[, tns]: Fink's SIMBAD "
+                                                      "types mapped to galactic/extragalactic."),
+    table: Optional[Path] = typer.Option(None, help="A labelled feature table (CSV/parquet) instead of alerts."),
+    label_column: str = typer.Option("label", help="0/1 label column of --table."),
+    id_column: Optional[str] = typer.Option(None, help="Identifier column of --table (left out of the features)."),
+    model_tag: str = typer.Option("galactic", help="Model tag (alerts and store labels)."),
+    strategies: str = typer.Option("random,uncertainty,margin,entropy,committee", help="Comma-separated strategies."),
+    seeds: int = typer.Option(5, min=1, help="Number of seeds (0..n-1): each a different split and initial batch."),
+    initial_batch_size: str = typer.Option("30", help="Comma-separated initial batch sizes."),
+    batch_size: str = typer.Option("10", help="Comma-separated per-round batch sizes."),
+    learning_rate: str = typer.Option("0.1", help="Comma-separated learning rates."),
+    class_weight: str = typer.Option("none", help="Comma-separated class weights: none, balanced."),
+    max_labels: int = typer.Option(150, min=2, help="Stop each curve at this many training labels."),
+    holdout_fraction: float = typer.Option(0.3, min=0.05, max=0.8, help="Held-out share of the labelled set."),
+    name: str = typer.Option("compare", help="Name: output files and the MLflow experiment."),
+    out: Path = typer.Option(Path("results/experiments"), help="Directory for the plot and CSVs."),
+    mlflow: bool = typer.Option(True, help="Log the curves to MLflow (SKYSIFT_MLFLOW_TRACKING_URI)."),
+) -> None:
+    """Replay a labelled set with an oracle labeller and compare learning curves over several seeds.
+
+    The labelled set is alerts with Fink's SIMBAD types (--alerts + --oracle), a labelled feature table
+    (--table), or, with neither, the store's own labels on its features.
+    """
+    from tqdm import tqdm
+
+    from skysift import errors
+    from skysift.trainer import experiments as ex
+
+    settings = _settings()
+    try:
+        if table is not None:
+            data = ex.from_table(table, label_column, id_column)
+        elif alerts:
+            if oracle is None:
+                _fail("--alerts needs --oracle (the labels CSV)")
+            data = ex.from_alerts(alerts, oracle, model_tag)
+        else:
+            from skysift.store import open_store
+
+            data = ex.from_store(open_store(settings=settings), model_tag)
+        configs = ex.grid(_csv(strategies), _csv(initial_batch_size, int), _csv(batch_size, int),
+                          _csv(learning_rate, float), _csv(class_weight))
+        typer.echo(data.describe())
+        typer.echo(f"{len(configs)} configurations x {seeds} seeds, up to {max_labels} labels, "
+                   f"{holdout_fraction:.0%} held out")
+        with tqdm(total=len(configs) * seeds, desc="learning curves", unit="curve") as bar:
+            points = ex.run(data, configs, list(range(seeds)), max_labels, holdout_fraction, progress=bar.update)
+    except errors.SkysiftError as exc:
+        _fail(str(exc))
+    summary, auc = ex.summarise(points), ex.area_under_curves(points)
+    verdict = ex.verdict(auc)
+    png = ex.plot(summary, f"{name}: {data.describe()}")
+    out.mkdir(parents=True, exist_ok=True)
+    points.to_csv(out / f"{name}_points.csv", index=False)
+    summary.to_csv(out / f"{name}_curves.csv", index=False)
+    auc.to_csv(out / f"{name}_auc.csv", index=False)
+    (out / f"{name}_curves.png").write_bytes(png)
+    typer.echo(auc.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    typer.echo(verdict)
+    typer.echo(f"saved {out / (name + '_curves.png')} and CSVs in {out}")
+    if mlflow:
+        from skysift import config
+        from skysift.trainer import tracking
+        from skysift.trainer.settings import TrainerSettings
+
+        params = {"data": data.name, "n_labelled": len(data.y), "strategies": strategies, "seeds": seeds,
+                  "initial_batch_size": initial_batch_size, "batch_size": batch_size, "learning_rate": learning_rate,
+                  "class_weight": class_weight, "max_labels": max_labels, "holdout_fraction": holdout_fraction,
+                  "feature_set_version": data.feature_set_version or "table"}
+        try:
+            run_id = tracking.log_experiment(settings.mlflow_tracking_uri, config.load(TrainerSettings).mlflow_experiment_prefix,
+                                             model_tag, name, params, points, summary, auc, png, verdict)
+        except errors.SkysiftError as exc:
+            _fail(f"{exc} (the results above are saved in {out}; use --no-mlflow to skip MLflow)")
+        typer.echo(f"logged to MLflow run {run_id}")
+
+
+@label_app.command("import")
+def label_import(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with candid, objectId, label, timestamp."),
+    user: str = typer.Option(..., help="Who labelled these (recorded on every event)."),
+    source: str = typer.Option("import", help="human, import or oracle."),
+) -> None:
+    """Append the CSV's labels as events; rows are all checked first, and a re-import adds nothing."""
+    from skysift import errors
+    from skysift.store import open_store
+    from skysift.trainer.labels import LabelStore
+
+    try:
+        ids = LabelStore(open_store(settings=_settings())).import_csv(path, user=user, source=source)
+    except errors.SkysiftError as exc:
+        _fail(str(exc))
+    typer.echo(f"imported {len(ids)} labels from {path}")
+
+
+@label_app.command("export")
+def label_export(path: Path = typer.Argument(..., dir_okay=False, help="Where to write labels.csv.")) -> None:
+    """Write the current label of every candid as candid, objectId, label, timestamp."""
+    from skysift.store import open_store
+    from skysift.trainer.labels import LabelStore
+
+    n = LabelStore(open_store(settings=_settings())).export_csv(path)
+    typer.echo(f"exported {n} labels to {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("round")(round_command)
+    app.command("experiment")(experiment_command)
+    app.add_typer(label_app, name="label")
