@@ -130,6 +130,8 @@ def _split(packet: Packet) -> tuple[bytes, str, list[tuple[int, bytes]], str | N
         raise _Dead("empty message")
     if fmt in ("auto", "avro") and data.startswith(avro.MAGIC):
         container = avro.split_container(data)
+        if not container.n_records:  # else the message would vanish: neither rows nor a dead letter
+            raise _Dead("Avro container holds no alerts (no records after the header)")
         return container.schema, container.codec, container.blocks, None
     if fmt == "avro":
         raise _Dead("not an Avro container (missing 'Obj\\x01' magic)")
@@ -179,9 +181,11 @@ def _decode_group(group: _Group, packets: list[Packet], dead: dict[int, str], ke
         except BaseException as again:  # noqa: BLE001
             if isinstance(again, (KeyboardInterrupt, SystemExit)):
                 raise
-            for i, _ in members:
-                dead[i] = f"batch decode failed: {type(again).__name__}: {again}"
-            return survey, None, None
+            # fastavro passed a packet the Rust reader refuses (it reads any non-zero byte as true, for one):
+            # read the rest one by one so that a good neighbour is never a dead letter
+            df, members = _read_each(group, members, columns, dead)
+            if not members:
+                return survey, None, None
 
     counts = [sum(c for c, _ in blocks) for _, blocks in members]
     origin = np.repeat(np.array([i for i, _ in members], dtype=np.int64), counts)
@@ -232,6 +236,20 @@ def _read(group: _Group, members, columns: list[str]) -> pl.DataFrame:
     if df.height != expected:
         raise ValueError(f"decoded {df.height} records, expected {expected}")
     return df
+
+
+def _read_each(group: _Group, members, columns: list[str], dead: dict[int, str]):
+    """Decode each packet on its own; those that fail alone become dead letters. (frame or None, good members)"""
+    frames, good = [], []
+    for member in members:
+        try:
+            frames.append(_read(group, [member], columns))
+            good.append(member)
+        except BaseException as exc:  # noqa: BLE001 - includes the Rust reader's PanicException on garbage
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            dead[member[0]] = f"batch decode failed: {type(exc).__name__}: {exc}"
+    return (pl.concat(frames, how="vertical_relaxed") if frames else None), good
 
 
 def _isolate(group: _Group, members, dead: dict[int, str]):

@@ -63,9 +63,10 @@ def assemble(base: pl.DataFrame, detections: pl.DataFrame, upper_limits: pl.Data
     ``detections`` must include the alert itself; a detection repeated in the history (same candid) is kept once.
     """
     detections = detections.unique([ROW, "candid"], keep="first", maintain_order=True)
-    det = (detections.sort([ROW, "jd"]).group_by(ROW, maintain_order=True)
+    # stable sorts: points sharing a jd keep the packet's order, so a row never depends on the batch it came in
+    det = (detections.sort([ROW, "jd"], maintain_order=True).group_by(ROW, maintain_order=True)
            .agg([pl.col(c).alias(f"det_{c}") for c in det_columns]))
-    ul = (upper_limits.sort([ROW, "jd"]).group_by(ROW, maintain_order=True)
+    ul = (upper_limits.sort([ROW, "jd"], maintain_order=True).group_by(ROW, maintain_order=True)
           .agg([pl.col(c).alias(f"ul_{c}") for c in ul_columns]))
     out = base.join(det, on=ROW, how="left", maintain_order="left").join(ul, on=ROW, how="left",
                                                                          maintain_order="left")
