@@ -1,0 +1,78 @@
+"""`skysift bench` on a handful of real alerts: the report's structure and that product and baselines agree on
+rows and candids (never on speed: these runs are far too small, and the machine is shared)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import fastavro
+import pytest
+
+from skysift.bench import data, runner
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny(tmp_path: Path, sections: tuple[str, ...], **extra) -> runner.Options:
+    return runner.Options(root=ROOT, out=tmp_path / "results.json", n_alerts=30, batch=10, n_rubin=8,
+                          n_baseline=10, n_ebv_baseline=3, n_e2e_baseline=5, pools=(1_000,),
+                          grpc_requests={1: 3, 1000: 1}, workers=(1, 2), sections=sections, profile_misses=False,
+                          **extra)
+
+
+def test_copies_keep_the_payload_and_get_new_ids():
+    base = data.ztf_base(ROOT)
+    copies = data.repeat(base, len(base.payloads) + 2, union=True)
+    parsed = fastavro.parse_schema(json.loads(base.schema))
+    original = fastavro.schemaless_reader(io.BytesIO(base.payloads[1]), parsed, None)
+    copy = fastavro.schemaless_reader(io.BytesIO(copies.payloads[len(base.payloads) + 1]), parsed, None)
+    assert copy["candid"] == original["candid"] + data.ID_STRIDE
+    assert {k: v for k, v in copy.items() if k != "candid"} == {k: v for k, v in original.items() if k != "candid"}
+    assert len(set(copies.ids)) == len(copies.ids) == len(copies.payloads)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """One small run of the ingest and features sections, shared by the tests below (~10 s)."""
+    tmp = tmp_path_factory.mktemp("bench")
+    return runner.run(tiny(tmp, ("ingest", "features"))), tmp / "results.json"
+
+
+def test_ingest_and_features_report(small):
+    report, path = small
+    written = json.loads(path.read_text())
+
+    sections = {r["section"] for r in written["rows"]}
+    assert {"ingest", "baseline", "enrich", "features"} <= sections
+    for row in written["rows"]:
+        assert row["n"] > 0 and row["rate_per_s"] > 0 and row["p50_ms"] is not None, row["case"]
+    fink = next(r for r in written["rows"] if r["case"] == "fink schemaless, no cutouts")
+    assert set(fink["ratios"]) == {"prototype-style", "fastavro", "Rust floor"}
+    assert {c["status"] for c in written["checks"]} <= {"PASS", "MISS"}
+    assert any(c["target"].startswith("ingest >= 5,000") for c in written["checks"])
+    assert any(c["target"].startswith("features >= 20x") for c in written["checks"])
+    assert any(line.startswith("targets:") for line in report.lines())
+
+
+def test_product_and_baselines_agree_on_rows_and_candids(small):
+    report, _ = small
+    agreement = {a["case"]: a for a in report.environment["agreement"]}
+    assert {"ingest fink", "ingest avro containers", "ingest rubin", "prototype-style ingest", "features"} <= set(agreement)
+    for case, entry in agreement.items():
+        assert entry["product_rows"] == entry["expected_rows"], case
+        assert entry["product_candids_match"], case
+        assert entry.get("baseline_candids_match", True), case
+    assert agreement["prototype-style ingest"]["baseline_rows"] == 10
+
+
+@pytest.mark.slow
+def test_whole_bench_on_a_few_alerts(tmp_path):
+    """Every section, MLflow and gRPC included (tens of seconds: slow)."""
+    report = runner.run(tiny(tmp_path, runner.SECTIONS))
+    sections = {r.section for r in report.rows}
+    assert {"AL round", "e2e", "inference", "scaling"} <= sections
+    agreement = {a["case"]: a for a in report.environment["agreement"]}
+    assert agreement["end to end"]["product_candids_match"] and agreement["end to end"]["baseline_candids_match"]
+    assert any(c.target.startswith("single-alert scoring") for c in report.checks)
