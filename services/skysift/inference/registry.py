@@ -13,6 +13,7 @@ hierarchical model. A binary model's classes are ``ModelTag.classes``.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -80,8 +81,9 @@ def _numpy_input(estimator, columns: tuple[str, ...], where: str):
         return estimator
     if tuple(str(n) for n in names) != columns:
         raise FailedPrecondition(f"{where}: its feature_columns tag does not match the columns it was fitted on")
-    del estimator.feature_names_in_
-    return estimator
+    served = copy.copy(estimator)  # shallow: the fitted trees are shared, only the names go
+    del served.feature_names_in_
+    return served
 
 
 def model_from_version(tag: str, mv, estimator) -> LoadedModel:
