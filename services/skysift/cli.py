@@ -133,7 +133,7 @@ def dev(
         typer.echo(f"starting MLflow on 127.0.0.1:{mlflow_port} (first start takes ~20 s) ...")
         env["SKYSIFT_MLFLOW_TRACKING_URI"] = devstack.start_mlflow(stack, mlflow_port, env)
         typer.echo("starting services ...")
-        addresses = devstack.start_services(stack, env)
+        addresses = devstack.start_services(stack, env, load_settings())
         for service, address in addresses.items():
             typer.echo(f"  {service:<11} grpc://{address}  SERVING  (metrics http://{address.rsplit(':', 1)[0]}:{int(address.rsplit(':', 1)[1]) + 1000}/metrics)")
         os.environ.update(env)

@@ -17,7 +17,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skysift.config import DEFAULT_PORTS, SERVICES
+from skysift.config import SERVICES, Settings
 
 BIN = Path(sys.executable).parent
 
@@ -77,12 +77,13 @@ def start_mlflow(stack: Stack, port: int, env: dict[str, str]) -> str:
     return uri
 
 
-def start_services(stack: Stack, env: dict[str, str]) -> dict[str, str]:
+def start_services(stack: Stack, env: dict[str, str], settings: Settings) -> dict[str, str]:
+    """Each service on the port of its SKYSIFT_<SERVICE>_ADDRESS (50051-50055 by default)."""
     from skysift.rpc.channels import wait_serving
 
     addresses = {}
     for service in SERVICES:
-        port = DEFAULT_PORTS[service]
+        port = int(settings.address(service).rsplit(":", 1)[1])
         if port_in_use(port):
             raise RuntimeError(f"port {port} for {service} is in use: stop the other process or set SKYSIFT_{service.upper()}_ADDRESS")
         stack.spawn(service, [str(BIN / "skysift"), "serve", service, "--port", str(port)], env)
