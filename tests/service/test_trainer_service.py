@@ -110,3 +110,15 @@ def test_collect_list_and_get_a_dataset_of_labelled_alerts(running, stub):
     listed = call(stub.ListDatasets, trainer_pb2.ListDatasetsRequest()).datasets
     assert made.dataset_id in {d.dataset_id for d in listed}
     assert call(stub.GetDataset, trainer_pb2.GetDatasetRequest(dataset_id=made.dataset_id)).n_samples == 25
+
+
+def test_cli_round_calls_the_service_by_default(running, monkeypatch):
+    from typer.testing import CliRunner
+
+    from skysift.cli import app
+
+    monkeypatch.setenv("SKYSIFT_TRAINER_ADDRESS", f"127.0.0.1:{running[0].port}")
+    result = CliRunner().invoke(app, ["round", "--experiment", "svc-cli", "--initial-batch-size", "5",
+                                      "--batch-size", "5"])
+    assert result.exit_code == 0, result.output
+    assert "round 0 created" in result.output and "queue: 5 alerts in rounds/svc-cli/round=000/" in result.output
