@@ -11,6 +11,7 @@ from skysift.alerts.decode import decode_packets
 from skysift.store import keys
 
 ALERTS = Path(__file__).parent / "data" / "alerts"
+APP = Path(__file__).resolve().parents[1] / "streamlit_app" / "app.py"
 # Fink's distribution files: recent ZTF alerts (drb, histories in g and r) with all three stamps.
 ZTF_AVRO = sorted((ALERTS / "ztf" / "avro" / "fink-broker_distribute").glob("*.avro"))
 # Fink-distributed ZTF alerts with SIMBAD cross-matches: the oracle labels them galactic / extragalactic.
@@ -40,3 +41,47 @@ def write_batch(store, packets: list[bytes], when: datetime | None = None, cutou
     if cutouts:
         store.write_table(str(batch.sibling("cutouts")), result.cutouts[survey])
     return str(batch), table
+
+
+def labelling_batch(store, settings, packets: list[bytes] | None = None, when: datetime | None = None) -> tuple[str, pa.Table]:
+    """A real alerts batch with its stamps and features, so the trainer can queue its alerts."""
+    from skysift.features.core import FeaturesStage
+
+    key, table = write_batch(store, packets if packets is not None else fink_labeled_packets(), when)
+    FeaturesStage(settings, store).process(key)
+    return key, table
+
+
+def oracle_labels(table: pa.Table) -> dict[int, str]:
+    """Labels from the alerts' own SIMBAD cross-match (galactic / extragalactic), where it says which."""
+    from skysift.trainer.oracle import classify
+
+    out = {}
+    for candid, xmatch in zip(table["candid"].to_pylist(), table["cdsxmatch"].to_pylist()):
+        label = classify(xmatch)
+        if label:
+            out[candid] = label
+    return out
+
+
+def start_trainer(workdir: Path, env: dict):
+    """`skysift serve trainer` as its own process, serving once it answers health checks."""
+    from skysift.rpc.channels import wait_serving
+    from tests import servers
+
+    proc = servers.start_service("trainer", env, workdir)
+    wait_serving(f"127.0.0.1:{proc.port}", timeout=60)
+    return proc
+
+
+def run_round(address: str, experiment: str, strategy: str = "random", initial: int = 5, batch: int = 5,
+              model_tag: str = "galactic", seed: int = 1):
+    """One RunRound call through the trainer's gRPC API."""
+    from skysift.rpc.channels import channel
+    from skysift.rpc.errors import call
+    from skysift.v1 import trainer_pb2, trainer_pb2_grpc
+
+    with channel(address) as ch:
+        return call(trainer_pb2_grpc.TrainerStub(ch).RunRound, trainer_pb2.RunRoundRequest(
+            experiment=experiment, model_tag=model_tag, strategy=strategy, batch_size=batch,
+            initial_batch_size=initial, seed=seed))

@@ -111,16 +111,16 @@ if item is None:
 mine = session.mine.get(item.candid)
 
 # --- the buttons, with their keys; the candid is bound now, so a click labels the alert on screen ------------
-cols = st.columns(len(LABELS) + 3)
-for col, label in zip(cols, LABELS):
-    col.button(label, key=f"label_{label}", shortcut=LABEL_KEYS[label], on_click=on_label, args=(item.candid, label),
-               type="primary" if mine == label else "secondary", width="stretch")
-cols[len(LABELS)].button("undo", key="undo", shortcut=NAV_KEYS["undo"], on_click=on_undo,
-                         disabled=not session.undo_stack, icon=":material/undo:", width="stretch")
-cols[len(LABELS) + 1].button("prev", key="previous", shortcut=NAV_KEYS["previous"], on_click=on_move, args=(-1,),
-                             disabled=session.position == 0, icon=":material/arrow_back:", width="stretch")
-cols[len(LABELS) + 2].button("next", key="next", shortcut=NAV_KEYS["next"], on_click=on_move, args=(1,),
-                             disabled=session.position >= n - 1, icon=":material/arrow_forward:", width="stretch")
+with st.container(horizontal=True, gap="small"):
+    for label in LABELS:
+        st.button(label, key=f"label_{label}", shortcut=LABEL_KEYS[label], on_click=on_label,
+                  args=(item.candid, label), type="primary" if mine == label else "secondary")
+    st.button("undo", key="undo", shortcut=NAV_KEYS["undo"], on_click=on_undo, disabled=not session.undo_stack,
+              icon=":material/undo:")
+    st.button("prev", key="previous", shortcut=NAV_KEYS["previous"], on_click=on_move, args=(-1,),
+              disabled=session.position == 0, icon=":material/arrow_back:")
+    st.button("next", key="next", shortcut=NAV_KEYS["next"], on_click=on_move, args=(1,),
+              disabled=session.position >= n - 1, icon=":material/arrow_forward:")
 legend = " · ".join(f"`{LABEL_KEYS[label]}` {label}" for label in LABELS)
 st.caption(f"Keys: {legend} · `U` undo · `←`/`→` previous/next. Skip (`0`) records that you saw the alert "
            "and chose not to label it.")

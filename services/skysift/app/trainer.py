@@ -45,7 +45,7 @@ class Label:
     model_tag: str = ""
     source: str = "human"
     experiment: str = ""
-    round: int = 0
+    round: int | None = None  # the round whose queue the label answers
     comment: str = ""
     timestamp: datetime | None = None
     event_id: str = ""
@@ -102,7 +102,9 @@ class TrainerClient:
         for lab in labels:
             event = trainer_pb2.LabelEvent(candid=lab.candid, object_id=lab.object_id, label=lab.label,
                                            model_tag=lab.model_tag, user=lab.user, source=lab.source,
-                                           experiment=lab.experiment, round=lab.round, comment=lab.comment)
+                                           experiment=lab.experiment, comment=lab.comment)
+            if lab.round is not None:
+                event.round = lab.round
             if lab.timestamp is not None:
                 event.timestamp.FromDatetime(lab.timestamp)
             events.append(event)
@@ -113,7 +115,8 @@ class TrainerClient:
 
         resp = self._call("GetLabels", trainer_pb2.GetLabelsRequest(candids=list(candids), history=history, user=user))
         return [Label(candid=e.candid, label=e.label, user=e.user, object_id=e.object_id, model_tag=e.model_tag,
-                      source=e.source, experiment=e.experiment, round=e.round, comment=e.comment,
+                      source=e.source, experiment=e.experiment,
+                      round=e.round if e.HasField("round") else None, comment=e.comment,
                       timestamp=e.timestamp.ToDatetime(tzinfo=timezone.utc) if e.HasField("timestamp") else None,
                       event_id=e.event_id)
                 for e in resp.labels]

@@ -83,9 +83,16 @@ def current_user() -> str:
         st.sidebar.caption(f"Signed in as **{st.session_state.user}**")
         st.sidebar.button("Sign out", on_click=st.session_state.pop, args=("user", None))
         return st.session_state.user
+    # The name lives in plain session state, not only in the widget: a rerun that interrupts a run before the
+    # sidebar is drawn would otherwise drop the widget's value and sign the labeller out mid-queue.
     st.session_state.setdefault("user_name", app.user)
-    name = st.sidebar.text_input("Your name (labels are attributed to it)", key="user_name").strip()
-    return name
+    st.sidebar.text_input("Your name (labels are attributed to it)", value=st.session_state.user_name,
+                          key="user_name_input", on_change=_rename)
+    return st.session_state.user_name
+
+
+def _rename() -> None:
+    st.session_state.user_name = st.session_state.user_name_input.strip()
 
 
 def _password_form(app: AppSettings) -> None:

@@ -1,0 +1,140 @@
+"""The running app in a real headless browser (Debian's Chromium driven by Playwright): label with the keyboard,
+check the label reached the store, and save a screenshot of each page to test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from skysift import config
+from skysift.modeltags import LABEL_KEYS
+from skysift.store import open_store
+from skysift.trainer.labels import LabelStore
+from tests import servers
+from tests.app_support import APP, labelling_batch, run_round, start_trainer
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+EXPERIMENT = "browser"
+USER = "browser-labeller"
+N = 5
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
+                                                     "(`make system-deps` installs it)"),
+]
+
+
+def start_streamlit(env: dict, workdir: Path) -> servers.Proc:
+    port = servers.free_port()
+    log = workdir / "streamlit.log"
+    cmd = [str(Path(sys.executable).parent / "streamlit"), "run", str(APP), "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env, cwd=workdir,
+                            start_new_session=True)
+    running = servers.Proc(proc, port, log_path=log)
+    try:
+        servers.wait_port(port, 60, proc, "streamlit")
+        servers._wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc, 60)
+    except Exception:
+        running.stop()
+        raise
+    return running
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, mlflow_server):
+    """Trainer and Streamlit as processes on loopback, a store with real alerts, round 0 of EXPERIMENT queued."""
+    work = tmp_path_factory.mktemp("browser")
+    env = {**os.environ, **mlflow_server.env, "SKYSIFT_STORE_URL": str(work / "store"),
+           "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false",
+           "SKYSIFT_APP_USER": USER, "SKYSIFT_APP_EXPERIMENT": EXPERIMENT}
+    settings = config.Settings(store_url=env["SKYSIFT_STORE_URL"])
+    store = open_store(settings=settings)
+    labelling_batch(store, settings)
+    trainer = start_trainer(work, env)
+    env.update(trainer.env)
+    try:
+        run_round(trainer.env["SKYSIFT_TRAINER_ADDRESS"], EXPERIMENT, initial=N)
+        streamlit = start_streamlit(env, work)
+        try:
+            yield f"http://127.0.0.1:{streamlit.port}", store
+        finally:
+            streamlit.stop()
+    finally:
+        trainer.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    yield context.new_page()
+    context.close()
+
+
+def idle(page) -> None:
+    """Wait until the script run is over (Streamlit shows its status widget while a run is in progress)."""
+    page.locator("[data-testid=stStatusWidget]").wait_for(state="detached", timeout=60_000)
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_keyboard_label_reaches_the_store(app, page):
+    url, store = app
+    page.goto(url)
+    # shortcuts work once their buttons are mounted; the last element of the facts column means the page is drawn
+    page.locator(".st-key-label_galactic button").wait_for(timeout=60_000)
+    page.get_by_text("Go to alert #").wait_for(timeout=60_000)
+    page.get_by_text(f"0 of {N} this round").wait_for(timeout=30_000)
+    idle(page)
+    heading = page.locator("h3").filter(has_text="candid").first.inner_text()
+    candid = int(heading.split("candid ")[1].split()[0])
+    screenshot(page, "label")
+    page.keyboard.press(LABEL_KEYS["galactic"])
+    try:
+        page.get_by_text(f"1 of {N} this round").wait_for(timeout=60_000)
+    finally:
+        screenshot(page, "label-after-key")
+    latest = LabelStore(store).latest()
+    assert (latest[candid].label, latest[candid].user, latest[candid].source) == ("galactic", USER, "human")
+
+
+def test_rounds_page_renders(app, page):
+    url, _ = app
+    page.goto(f"{url}/rounds")
+    page.get_by_role("heading", name="Rounds").wait_for(timeout=60_000)
+    page.get_by_text("Per round").wait_for(timeout=60_000)
+    idle(page)
+    assert screenshot(page, "rounds").stat().st_size > 0
+
+
+def test_datasets_page_renders(app, page):
+    url, _ = app
+    page.goto(f"{url}/datasets")
+    page.get_by_role("heading", name="Datasets").wait_for(timeout=60_000)
+    page.get_by_text("Collect a new dataset").wait_for(timeout=60_000)
+    idle(page)
+    assert screenshot(page, "datasets").stat().st_size > 0
