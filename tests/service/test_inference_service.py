@@ -138,3 +138,8 @@ def test_new_champion_is_served_without_restart(client, features_key, env):
     after = client.score_key(features_key, ["galactic"], write=False)
     assert {p["model_version"] for p in after} == {version}
     assert by_candid(after) != before
+
+
+def test_packets_can_be_enriched_before_features(client, packets):
+    enriched = client.score_packets(packets[:5], model_tags=["galactic"], enrich=True)
+    assert [p["candid"] for p in enriched] == [p["candid"] for p in client.score_packets(packets[:5], model_tags=["galactic"])]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from skysift.errors import FailedPrecondition, Unavailable
+from skysift.errors import FailedPrecondition, SkysiftError, Unavailable
 from skysift.inference import taxonomy as tx
 from skysift.modeltags import get_tag
 
@@ -118,7 +118,8 @@ class ChampionRegistry:
         self.retry_seconds = retry_seconds  # a request finding no model asks MLflow again at most this often
         self._models: dict[str, LoadedModel] = {}
         self._checked: dict[str, float] = {}
-        self._refresh_lock = threading.Lock()
+        self._errors: dict[str, Exception] = {}  # tag -> why its last refresh failed (cleared by a good one)
+        self._refresh_lock = threading.RLock()
         self._stop = threading.Event()
         self._client = None
 
@@ -136,10 +137,19 @@ class ChampionRegistry:
         model = self._models.get(tag)
         if model is not None:
             return model
-        if time.monotonic() - self._checked.get(tag, -1e9) >= self.retry_seconds:
-            self.refresh_tag(tag)
+        with self._refresh_lock:  # a load under way (start-up) is waited for, not reported as "no model"
             model = self._models.get(tag)
+            if model is None and time.monotonic() - self._checked.get(tag, -1e9) >= self.retry_seconds:
+                try:
+                    self.refresh_tag(tag)
+                except Exception as exc:  # noqa: BLE001 - kept, then reported below with its own kind
+                    self._errors[tag] = exc
+                model = self._models.get(tag)
         if model is None:
+            error = self._errors.get(tag)
+            if error is not None:
+                kind = type(error) if isinstance(error, SkysiftError) else Unavailable
+                raise kind(f"no model loaded for {tag}: {error}")
             name = get_tag(tag).registered_name
             raise FailedPrecondition(f"{NO_MODEL} (no '{self.alias}' alias on {name} in MLflow at {self.tracking_uri})")
         return model
@@ -152,6 +162,7 @@ class ChampionRegistry:
                 out[tag] = self.refresh_tag(tag)
             except Exception as exc:  # noqa: BLE001 - the poll reports and keeps the current model
                 log.warning("model refresh failed", extra={"model_tag": tag, "error": str(exc)})
+                self._errors[tag] = exc
                 out[tag] = f"error: {exc}"
         return out
 
@@ -166,10 +177,12 @@ class ChampionRegistry:
                 mv = self.client().get_model_version_by_alias(name, self.alias)
             except MlflowException as exc:
                 if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+                    self._errors.pop(tag, None)
                     return "no model"
                 raise Unavailable(f"MLflow at {self.tracking_uri}: {exc}") from None
             except OSError as exc:
                 raise Unavailable(f"MLflow at {self.tracking_uri} unreachable: {exc}") from None
+            self._errors.pop(tag, None)
             current = self._models.get(tag)
             if current is not None and current.version == str(mv.version):
                 return f"unchanged v{mv.version}"
