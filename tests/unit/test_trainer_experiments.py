@@ -66,3 +66,9 @@ def test_cli_experiment_on_a_table_saves_plot_and_csvs(tmp_path, snad):
     assert "best by mean held-out f1" in result.output
     curves = pd.read_csv(tmp_path / "out" / "t_curves.csv")
     assert set(curves["n_labels"]) == {20, 40, 60} and (tmp_path / "out" / "t_curves.png").stat().st_size > 1000
+
+
+def test_verdict_names_strategies_that_queried_the_same_alerts(snad):
+    points = ex.run(snad, ex.grid(["uncertainty", "entropy"], [20], [20]), seeds=[0], max_labels=60)
+    text = ex.verdict(ex.area_under_curves(points), points=points)
+    assert "identical curves (same queries every round): entropy init=20" in text

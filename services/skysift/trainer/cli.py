@@ -169,7 +169,7 @@ def experiment_command(
     except errors.SkysiftError as exc:
         _fail(str(exc))
     summary, auc = ex.summarise(points), ex.area_under_curves(points)
-    verdict = ex.verdict(auc)
+    verdict = ex.verdict(auc, points=points)
     png = ex.plot(summary, f"{name}: {data.describe()}")
     out.mkdir(parents=True, exist_ok=True)
     points.to_csv(out / f"{name}_points.csv", index=False)

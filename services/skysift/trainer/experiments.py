@@ -119,8 +119,13 @@ def grid(strategy_names, initial_sizes=(30,), batch_sizes=(10,), learning_rates=
 
 
 def simulate(data: LabelledSet, config: Config, seed: int, max_labels: int, holdout_fraction: float = 0.3,
-             base_params: dict | None = None, committee_size: int = 5) -> list[dict]:
+             base_params: dict | None = None, committee_size: int = 5, threads: int = 1) -> list[dict]:
     """One learning curve: a point per round with the number of labels and the held-out metrics."""
+    with limited_threads(threads):  # see TrainerSettings.threads
+        return _simulate(data, config, seed, max_labels, holdout_fraction, base_params, committee_size)
+
+
+def _simulate(data, config, seed, max_labels, holdout_fraction, base_params, committee_size) -> list[dict]:
     positions = {c: i for i, c in enumerate(data.ids)}
     targets = dict(zip(data.ids, data.y))
     held_ids = evaluation.assign_holdout(targets, {}, Counter(data.y.tolist()), holdout_fraction, seed)
@@ -164,12 +169,11 @@ def run(data: LabelledSet, configs: list[Config], seeds: list[int], max_labels: 
         raise errors.InvalidArgument(f"max_labels {max_labels} exceeds the pool ({n_pool} after holding out "
                                      f"{holdout_fraction:.0%}); lower it")
     rows = []
-    with limited_threads(threads):
-        for config in configs:
-            for seed in seeds:
-                rows.extend(simulate(data, config, seed, max_labels, holdout_fraction, base_params))
-                if progress:
-                    progress(1)
+    for config in configs:
+        for seed in seeds:
+            rows.extend(simulate(data, config, seed, max_labels, holdout_fraction, base_params, threads=threads))
+            if progress:
+                progress(1)
     return pd.DataFrame(rows)
 
 
@@ -190,8 +194,9 @@ def area_under_curves(points: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
     return table.sort_values(f"mean_{metric}", ascending=False).reset_index()
 
 
-def verdict(auc: pd.DataFrame, metric: str = "f1") -> str:
-    """Plain words on who won and whether the lead is larger than the spread across seeds."""
+def verdict(auc: pd.DataFrame, metric: str = "f1", points: pd.DataFrame | None = None) -> str:
+    """Plain words on who won, whether the lead is larger than the spread across seeds, and which
+    configurations gave identical curves (for a binary model uncertainty, margin and entropy always do)."""
     best, rest = auc.iloc[0], auc.iloc[1:]
     lines = [f"best by mean held-out {metric} over the curve: {best['config']} "
              f"({best[f'mean_{metric}']:.3f} ± {best[f'std_{metric}']:.3f} over {int(best['seeds'])} seeds)"]
@@ -205,6 +210,11 @@ def verdict(auc: pd.DataFrame, metric: str = "f1") -> str:
                             f"(within the spread across seeds, ±{spread:.3f}: not a clear win)"))
     if len(rest) and best["config"].startswith("random "):
         lines.append("random sampling was not beaten on this set")
+    if points is not None:
+        curves = points.sort_values(["seed", "n_labels"]).groupby("config", sort=False)[metric].apply(tuple)
+        for same in curves.groupby(curves).groups.values():
+            if len(same) > 1:
+                lines.append("identical curves (same queries every round): " + "; ".join(sorted(same)))
     return "\n".join(lines)
 
 

@@ -1,0 +1,89 @@
+"""Datasets on a local store of real alerts: window, validated labels first, confident predictions as fallback,
+quality report and manifest. MLflow is unreachable here on purpose: logging is best effort and says so."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from skysift import config
+from skysift.errors import InvalidArgument
+from skysift.features.core import FEATURE_COLUMNS
+from skysift.store import keys
+from skysift.trainer.datasets import DatasetRequest, Datasets
+from skysift.trainer.labels import LabelEvent, LabelStore
+from skysift.trainer.rounds import fit, limited_threads, model_params
+from tests.trainer_data import oracle_table, write_fink_batches
+
+JUNE2 = datetime(2025, 6, 2, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def stocked(local_store, tmp_path):
+    """Two polls of real alerts; 60 oracle labels in the first; the second scored by a model fitted on them."""
+    pool = write_fink_batches(local_store)
+    first, second = sorted(local_store.list_keys("features/"))
+    in_first = set(local_store.read_table(first, columns=["candid"]).column("candid").to_pylist())
+    oracle = oracle_table()
+    chosen = oracle[oracle["candid"].isin(in_first)].head(60)
+    LabelStore(local_store).submit([LabelEvent(candid=int(r.candid), label=r.label, user="oracle", source="oracle")
+                                    for r in chosen.itertuples()])
+    train = pool.merge(chosen.assign(target=(chosen["label"] == "galactic").astype(int)), on="candid")
+    rows = pool[pool["candid"].isin(local_store.read_table(second, columns=["candid"]).column("candid").to_pylist())]
+    with limited_threads(1):
+        model = fit(train[FEATURE_COLUMNS], train["target"].to_numpy(), model_params({}), 0)
+        p = model.predict_proba(rows[FEATURE_COLUMNS])[:, 1]
+    predictions = pa.table({"candid": rows["candid"].to_numpy(), "model_tag": ["galactic"] * len(rows),
+                            "prob_galactic": p, "prob_not_galactic": 1 - p})
+    local_store.write_table(str(keys.parse_batch(second).sibling("predictions")), predictions)
+    settings = config.Settings(store_url=local_store.url, mlflow_tracking_uri="http://127.0.0.1:9")
+    return Datasets(settings, local_store), int((np.maximum(p, 1 - p) >= 0.9).sum())
+
+
+def test_validated_labels_come_first_then_confident_predictions(stocked):
+    datasets, n_confident = stocked
+    d = datasets.collect(DatasetRequest(name="june", score_threshold=0.9, max_samples=1000))
+    assert d.manifest["n_validated"] == 60 and d.manifest["n_predicted"] == n_confident
+    samples = datasets.store.read_table(d.samples_key).to_pandas()
+    assert len(samples) == d.n_samples == 60 + n_confident and samples["candid"].is_unique
+    assert (samples[samples["source"] == "prediction"]["confidence"] >= 0.9).all()
+
+
+def test_max_samples_keeps_validated_labels_over_predictions(stocked):
+    datasets, _ = stocked
+    d = datasets.collect(DatasetRequest(name="small", max_samples=50))
+    samples = datasets.store.read_table(d.samples_key).to_pandas()
+    assert len(samples) == 50 and set(samples["source"]) == {"oracle"}
+
+
+def test_time_window_selects_batches_by_poll_time(stocked):
+    datasets, _ = stocked
+    d = datasets.collect(DatasetRequest(name="first hour", start=JUNE2.replace(hour=12), end=JUNE2.replace(hour=12, minute=30)))
+    assert d.manifest["n_batches"] == 1 and d.manifest["n_predicted"] == 0 and d.n_samples == 60
+
+
+def test_manifest_reports_balance_quality_and_that_mlflow_was_unreachable(stocked):
+    datasets, _ = stocked
+    d = datasets.collect(DatasetRequest(name="june"))
+    assert sum(d.class_counts.values()) == d.n_samples and set(d.class_counts) == {"galactic", "not_galactic"}
+    assert 0 < d.quality_score <= 1 and d.manifest["passed"] == (not d.quality_issues)
+    assert d.manifest["mlflow"]["run_id"] is None and "not reachable" in d.manifest["mlflow"]["error"]
+    assert datasets.get(d.dataset_id).n_samples == d.n_samples
+    assert [x.dataset_id for x in datasets.list()] == [d.dataset_id]
+
+
+def test_one_class_dataset_is_reported_not_hidden(stocked):
+    datasets, _ = stocked
+    d = datasets.collect(DatasetRequest(name="one", prefer_validated=True, max_samples=1))
+    assert not d.manifest["passed"] and any("only one class" in i for i in d.quality_issues)
+
+
+def test_bad_requests_are_rejected(stocked):
+    datasets, _ = stocked
+    with pytest.raises(InvalidArgument, match="score_threshold"):
+        datasets.collect(DatasetRequest(name="x", score_threshold=0.2))
+    with pytest.raises(InvalidArgument, match="start is after end"):
+        datasets.collect(DatasetRequest(name="x", start=JUNE2.replace(day=3), end=JUNE2))
