@@ -100,7 +100,7 @@ with tab_round:
         with c1:
             st.markdown("**Confusion matrix (held-out)**")
             if "confusion" in arts:
-                st.image(arts["confusion"])
+                st.image(arts["confusion"], caption=f"held-out confusion matrix, round {row['round']}")
             else:
                 st.caption("not logged for this round")
         with c2:
@@ -115,7 +115,7 @@ with tab_round:
             if "importance_csv" in arts:
                 st.dataframe(arts["importance_csv"], hide_index=True, height=300)
             elif "importance_png" in arts:
-                st.image(arts["importance_png"])
+                st.image(arts["importance_png"], caption="permutation importance")
             else:
                 st.caption("not logged for this round")
 
@@ -137,6 +137,6 @@ with tab_compare:
         for col, rid in ((a_col, run_a), (b_col, run_b)):
             with ui.reported(f"fetch the artifacts of run {rid}"):
                 arts = artifacts(uri, rid)
-            for key in ("confusion", "importance_png"):
+            for key, what in (("confusion", "held-out confusion matrix"), ("importance_png", "permutation importance")):
                 if key in arts:
-                    col.image(arts[key])
+                    col.image(arts[key], caption=f"{labels[rid]}: {what}")

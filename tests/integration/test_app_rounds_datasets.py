@@ -1,0 +1,132 @@
+"""Rounds and datasets pages (AppTest) on real rounds: a trainer process logging to a real MLflow server,
+real ZTF alerts labelled by their SIMBAD cross-match (the oracle), two strategies."""
+
+import os
+from datetime import date
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from skysift import config
+from skysift.app.trainer import Label, TrainerClient
+from skysift.store import open_store
+from tests.app_support import APP, labelling_batch, oracle_labels, run_round, start_trainer
+
+STRATEGIES = {"al-uncertainty": "uncertainty", "al-random": "random"}
+BATCH_DAY = date(2024, 5, 1)  # the poll time of the batch in its key (see app_support.write_batch)
+
+
+def label_queue(client: TrainerClient, experiment: str, oracle: dict[int, str]) -> None:
+    items = client.queue(experiment).items
+    labels = [Label(candid=i.candid, label=oracle[i.candid], user="oracle", source="oracle", object_id=i.object_id,
+                    experiment=experiment) for i in items if i.candid in oracle]
+    if labels:
+        client.submit(labels)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, mlflow_server):
+    """Per strategy: round 0 queues 30 alerts, the oracle labels them, round 1 trains and queues 10, and so on."""
+    work = tmp_path_factory.mktemp("rounds")
+    env = {**os.environ, **mlflow_server.env, "SKYSIFT_STORE_URL": str(work / "store"),
+           "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false"}
+    settings = config.Settings(store_url=env["SKYSIFT_STORE_URL"])
+    _, table = labelling_batch(open_store(settings=settings), settings)
+    oracle = oracle_labels(table)
+    trainer = start_trainer(work, env)
+    env.update(trainer.env)
+    client = TrainerClient(config.Settings(trainer_address=trainer.env["SKYSIFT_TRAINER_ADDRESS"]), timeout=300)
+    rounds = {}
+    try:
+        for experiment, strategy in STRATEGIES.items():
+            for _ in range(3):
+                r = run_round(trainer.env["SKYSIFT_TRAINER_ADDRESS"], experiment, strategy, initial=30, batch=10)
+                rounds.setdefault(experiment, []).append(r)
+                label_queue(client, experiment, oracle)
+        yield {"env": env, "rounds": rounds}
+    finally:
+        trainer.stop()
+
+
+@pytest.fixture
+def at(world, monkeypatch):
+    for name in ("SKYSIFT_STORE_URL", "SKYSIFT_TRAINER_ADDRESS", "SKYSIFT_MLFLOW_TRACKING_URI", "SKYSIFT_SECRETS_DIR"):
+        monkeypatch.setenv(name, world["env"][name])
+    monkeypatch.setenv("SKYSIFT_APP_USER", "reviewer")
+    monkeypatch.setenv("SKYSIFT_APP_EXPERIMENT", "al-uncertainty")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield AppTest.from_file(str(APP), default_timeout=120)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def rounds_page(at) -> AppTest:
+    at.run()
+    at.switch_page("pages/rounds.py").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def frame(at, columns: set):
+    """The first dataframe on the page that has these columns."""
+    return next(d.value for d in at.dataframe if columns <= set(d.value.columns))
+
+
+def test_rounds_table_has_one_row_per_round_with_held_out_metrics(at, world):
+    page = rounds_page(at)
+    table = frame(page, {"round", "f1", "n_train"})
+    assert list(table["round"]) == [r.round for r in world["rounds"]["al-uncertainty"]]
+    trained = table.dropna(subset=["f1"])
+    assert len(trained) >= 1 and trained["n_train"].min() > 0
+    assert {"precision", "recall", "accuracy", "train_n_positive", "train_n_negative"} <= set(table.columns)
+
+
+def test_strategies_are_compared_as_learning_curves(at, world):
+    page = rounds_page(at)
+    curves = frame(page, {"strategy", "mean", "min", "max"})
+    assert set(curves["strategy"]) == set(STRATEGIES.values())
+    assert (curves["min"] <= curves["mean"]).all() and (curves["mean"] <= curves["max"]).all()
+
+
+def test_one_round_shows_confusion_matrix_importance_and_class_balance(at, world):
+    trained = next(r for r in world["rounds"]["al-uncertainty"] if r.model_version)
+    page = rounds_page(at)
+    page.selectbox(key="one_round").set_value(trained.mlflow_run_id).run()
+    assert not page.exception
+    importance = frame(page, {"feature", "importance_mean"})
+    assert len(importance) > 5
+    captions = [c for img in page.image for c in img.captions]
+    assert f"held-out confusion matrix, round {trained.round}" in captions
+    assert len(page.get("vega_lite_chart")) == 3  # metric per round, strategies, this round's class balance
+    assert "Champion: **skysift_galactic version" in page.caption[0].value
+
+
+def test_two_runs_side_by_side_show_what_differs(at, world):
+    a = world["rounds"]["al-uncertainty"][-1].mlflow_run_id
+    b = world["rounds"]["al-random"][-1].mlflow_run_id
+    page = rounds_page(at)
+    page.selectbox(key="run_a").set_value(a).run()
+    page.selectbox(key="run_b").set_value(b).run()
+    diff = frame(page, {"field", "A", "B"}).set_index("field")
+    assert diff.loc["strategy"].tolist() == ["uncertainty", "random"]
+    assert diff.loc["experiment"].tolist() == ["al-uncertainty", "al-random"]
+
+
+def test_collect_list_and_inspect_a_dataset(at, world):
+    at.run()
+    at.switch_page("pages/datasets.py").run()
+    assert not at.exception
+    form_name = next(t for t in at.text_input if t.label == "Name")
+    form_name.input("oracle-set")
+    next(d for d in at.date_input if d.label == "From").set_value(BATCH_DAY)
+    next(d for d in at.date_input if d.label == "To (inclusive)").set_value(BATCH_DAY)
+    next(b for b in at.button if b.label == "Collect").click().run()  # the form's submit button
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success[0].value.startswith("Dataset ")
+    listed = frame(at, {"dataset_id", "samples", "quality"})
+    assert listed["name"].tolist() == ["oracle-set"] and listed["samples"].iloc[0] > 0
+    samples = frame(at, {"candid", "target"})
+    assert len(samples) == min(200, listed["samples"].iloc[0])
