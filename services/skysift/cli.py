@@ -171,7 +171,7 @@ def bench(
     sections: str = typer.Option(",".join(("ingest", "features", "al", "e2e", "inference", "scaling")),
                                  help="What to measure, comma-separated."),
     out: str = typer.Option("bench/results.json", help="Where the JSON results go ('' for none)."),
-    budget: float = typer.Option(270.0, help="Seconds; the largest pools are skipped (and said so) past this."),
+    budget: float = typer.Option(250.0, help="Seconds; the largest pools are skipped (and said so) past this."),
     cpu: Optional[int] = typer.Option(None, help="CPU to pin the measuring process to (default: the last allowed)."),
 ) -> None:
     """Throughput, latency and memory of each stage on one core, beside the prototype's path and the decode floor."""

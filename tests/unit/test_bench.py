@@ -9,7 +9,6 @@ from pathlib import Path
 
 import fastavro
 import pytest
-
 from skysift.bench import data, runner
 
 ROOT = Path(__file__).resolve().parents[2]

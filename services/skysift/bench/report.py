@@ -95,8 +95,9 @@ class Report:
 
     def lines(self) -> list[str]:
         env = self.environment
-        out = [f"skysift bench  {env.get('started', '')}  pinned to CPU {env.get('cpu')} of {env.get('cpus')}, "
-               f"load average {env.get('loadavg', '?')}  (other work on the machine makes numbers noisy)", ""]
+        title = (f"skysift bench  {env.get('started', '')}  pinned to CPU {env.get('cpu')} of {env.get('cpus')}, "
+                 f"load average {env.get('loadavg', '?')}  (other work on the machine makes numbers noisy)")
+        out = [title, ""]
         header = (f"{'section':<10} {'case':<44} {'n':>8} {'rate/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>7}  ratios")
         out += [header, "-" * len(header)]
         for r in self.rows:
