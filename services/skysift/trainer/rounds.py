@@ -413,6 +413,8 @@ class Trainer:
             timer.lap("fit_score_rank")
         if missing:
             message += f"; {missing} labelled candids have no stored features and were left out"
+        if not len(unlabelled):
+            message += "; the pool is empty: no unlabelled alerts with features in the store"
 
         queued = unlabelled.iloc[ranked.index]
         where = object_ids(self.store, queued)
