@@ -42,41 +42,45 @@ class PollReport:
 
 
 class InProcessStages:
-    """Stage classes called directly, sharing one store."""
+    """Stage classes called directly, sharing one store; each stage is built once and kept across polls
+    (a Kafka consumer stays in its group, a loaded model stays loaded)."""
 
     def __init__(self, settings: Settings, store=None):
         from skysift.store import open_store
 
         self.settings = settings
         self.store = store or open_store(settings=settings)
-        self._ingest = None
+        self._stages: dict[str, object] = {}
+
+    def _stage(self, name: str):
+        if name not in self._stages:
+            import importlib
+
+            module, cls = {
+                "ingest": ("skysift.ingest.core", "IngestStage"),
+                "enrichment": ("skysift.enrichment.core", "EnrichmentStage"),
+                "features": ("skysift.features.core", "FeaturesStage"),
+                "inference": ("skysift.inference.core", "InferenceStage"),
+            }[name]
+            self._stages[name] = getattr(importlib.import_module(module), cls)(self.settings, self.store)
+        return self._stages[name]
 
     def poll(self, **kwargs):
-        from skysift.ingest.core import IngestStage
-
-        if self._ingest is None:  # one stage across polls: a Kafka consumer stays in its group
-            self._ingest = IngestStage(self.settings, self.store)
-        r = self._ingest.poll(**kwargs)
+        r = self._stage("ingest").poll(**kwargs)
         counts = dict(messages=r.n_messages, alerts=r.n_alerts, rejected=r.n_rejected, duplicates=r.n_duplicates,
                       dead_letters=r.n_dead_letters)
         return r.alerts, r.cutouts, counts, r.dlq_key
 
     def enrich(self, alerts_key: str) -> StageOutcome:
-        from skysift.enrichment.core import EnrichmentStage
-
-        r = EnrichmentStage(self.settings, self.store).process(alerts_key)
+        r = self._stage("enrichment").process(alerts_key)
         return StageOutcome("enrichment", r.enriched, _status(r.status_counts))
 
     def features(self, alerts_key: str, enriched_key: str | None) -> StageOutcome:
-        from skysift.features.core import FeaturesStage
-
-        r = FeaturesStage(self.settings, self.store).process(alerts_key, enriched_key)
+        r = self._stage("features").process(alerts_key, enriched_key)
         return StageOutcome("features", r.features, f"feature set v{r.feature_set_version}, {r.n_flagged} flagged")
 
     def score(self, features_key: str) -> StageOutcome:
-        from skysift.inference.core import InferenceStage
-
-        r = InferenceStage(self.settings, self.store).score_batch(features_key)
+        r = self._stage("inference").score_batch(features_key)
         return StageOutcome("inference", r.written, _models(r.predictions))
 
 
