@@ -108,8 +108,9 @@ def split_container(data: bytes) -> Container:
     return Container(meta["avro.schema"], meta.get("avro.codec", b"null").decode() or "null", blocks)
 
 
-def frame(schema: bytes, codec: str, blocks: list[tuple[int, bytes]]) -> bytes:
-    """One container holding ``blocks`` (already encoded with ``codec``) under ``schema``."""
+def frame_parts(schema: bytes, codec: str, blocks: list[tuple[int, bytes]]) -> list[bytes]:
+    """The pieces of one container holding ``blocks`` (already encoded with ``codec``) under ``schema``,
+    unjoined, so a batch's payloads are copied once, straight into the reader's file (see read_container)."""
     meta = [(b"avro.schema", schema), (b"avro.codec", codec.encode())]
     parts = [MAGIC, _zigzag(len(meta))]
     for key, value in meta:
@@ -117,31 +118,48 @@ def frame(schema: bytes, codec: str, blocks: list[tuple[int, bytes]]) -> bytes:
     parts += [_zigzag(0), SYNC]
     for count, block in blocks:
         parts += [_zigzag(count), _zigzag(len(block)), block, SYNC]
-    return b"".join(parts)
+    return parts
 
 
-def read_container(data: bytes, columns: list[str] | None = None) -> pl.DataFrame:
-    """Decode a whole in-memory container with jetliner (reads files only: give it an anonymous one)."""
+def frame(schema: bytes, codec: str, blocks: list[tuple[int, bytes]]) -> bytes:
+    """One container holding ``blocks`` (already encoded with ``codec``) under ``schema``."""
+    return b"".join(frame_parts(schema, codec, blocks))
+
+
+def read_container(data: bytes | list[bytes], columns: list[str] | None = None) -> pl.DataFrame:
+    """Decode a whole in-memory container (bytes, or the parts of :func:`frame_parts`) with jetliner,
+    which reads files only: give it an anonymous one."""
     import jetliner
 
+    parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
     if hasattr(os, "memfd_create"):
         fd = os.memfd_create("skysift-avro", os.MFD_CLOEXEC)
         try:
-            _write_all(fd, data)
+            _write_all(fd, parts)
             return jetliner.read_avro(f"/proc/self/fd/{fd}", columns=columns, glob=False,
                                       read_chunk_size=4 << 20, max_block_size=None)
         finally:
             os.close(fd)
     with tempfile.NamedTemporaryFile(suffix=".avro") as tmp:  # macOS and others without memfd
-        tmp.write(data)
+        tmp.writelines(parts)
         tmp.flush()
         return jetliner.read_avro(tmp.name, columns=columns, glob=False, max_block_size=None)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Gather-write ``parts`` (os.writev, up to IOV_MAX at a time), finishing any short write."""
+    iov_max = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+    for start in range(0, len(parts), iov_max):
+        chunk = parts[start : start + iov_max]
+        written = os.writev(fd, chunk)
+        for part in chunk:
+            if written >= len(part):
+                written -= len(part)
+                continue
+            view = memoryview(part)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
+            written = 0
 
 
 @lru_cache(maxsize=64)

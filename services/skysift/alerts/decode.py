@@ -232,7 +232,7 @@ def _columns(survey: str, names, keep_cutouts: bool) -> list[str]:
 def _read(group: _Group, members, columns: list[str]) -> pl.DataFrame:
     blocks = [b for _, bs in members for b in bs]
     expected = sum(c for c, _ in blocks)
-    df = avro.read_container(avro.frame(avro.inlined(group.schema), group.codec, blocks), columns)
+    df = avro.read_container(avro.frame_parts(avro.inlined(group.schema), group.codec, blocks), columns)
     if df.height != expected:
         raise ValueError(f"decoded {df.height} records, expected {expected}")
     return df
