@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,6 +17,7 @@ SNAD_CSV = DATA / "tabular" / "snad_realbogus" / "akb_obj_features_snad4.csv"
 @lru_cache(maxsize=1)
 def fink_alerts_and_features() -> tuple[pa.Table, pa.Table]:
     from skysift.features.core import compute_features
+
     from tests.fink_parquet import load_fink_alerts
 
     alerts, _ = load_fink_alerts()
@@ -36,7 +37,7 @@ def write_fink_batches(store, batches: int = 2) -> pd.DataFrame:
     alerts, features = fink_alerts_and_features()
     n = alerts.num_rows
     edges = [round(i * n / batches) for i in range(batches + 1)]
-    start = datetime(2025, 6, 2, 12, tzinfo=timezone.utc)
+    start = datetime(2025, 6, 2, 12, tzinfo=UTC)
     for i in range(batches):
         batch = keys.new_batch("alerts", "ztf", start + timedelta(hours=i))
         store.write_table(str(batch), alerts.slice(edges[i], edges[i + 1] - edges[i]))

@@ -9,17 +9,18 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from skysift import config
 from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from skysift.store import open_store
 from skysift.trainer.labels import LabelEvent, LabelStore
 from skysift.trainer.rounds import Trainer
 from skysift.trainer.settings import TrainerSettings
+
 from tests.trainer_data import oracle_table, write_fink_batches
 
 ROUNDS = 4
@@ -57,7 +58,7 @@ def run(settings):
                        source="oracle", experiment="fink-al", round=result.round, model_tag="galactic")
             for i in queue.items
         ])
-    return trainer, results, queues, pool
+    return SimpleNamespace(trainer=trainer, results=results, queues=queues, pool=pool)
 
 
 def _client(settings):
@@ -69,11 +70,10 @@ def _client(settings):
 
 
 def test_round_zero_queues_a_random_initial_batch_with_alert_keys(run):
-    trainer, results, queues, pool = run
-    items = queues[0].items
-    assert results[0].round == 0 and results[0].model_version == "" and len(items) == 30
+    items = run.queues[0].items
+    assert run.results[0].round == 0 and run.results[0].model_version == "" and len(items) == 30
     assert {i.strategy for i in items} == {"random"} and all(np.isnan(i.probability) for i in items)
-    alerts = trainer.store.read_table(items[0].alerts_key, columns=["candid", "objectId"]).to_pandas()
+    alerts = run.trainer.store.read_table(items[0].alerts_key, columns=["candid", "objectId"]).to_pandas()
     ids = dict(zip(alerts["candid"], alerts["objectId"]))
     assert all(ids[i.candid] == i.object_id for i in items if i.alerts_key == items[0].alerts_key)
 
@@ -81,11 +81,10 @@ def test_round_zero_queues_a_random_initial_batch_with_alert_keys(run):
 def test_trained_rounds_queue_the_most_uncertain_pool_alerts_in_order(run, settings):
     import mlflow.sklearn
 
-    trainer, results, queues, pool = run
-    last, queue = results[-1], queues[-1]
+    last, queue = run.results[-1], run.queues[-1]
     model = mlflow.sklearn.load_model(f"models:/skysift_galactic/{last.model_version}")
-    labelled_before = {i.candid for q in queues[:-1] for i in q.items}
-    unlabelled = pool[~pool["candid"].isin(labelled_before)]
+    labelled_before = {i.candid for q in run.queues[:-1] for i in q.items}
+    unlabelled = run.pool[~run.pool["candid"].isin(labelled_before)]
     p = model.predict_proba(unlabelled[FEATURE_COLUMNS])[:, 1]
     uncertainty = 1 - np.maximum(p, 1 - p)
     scores = [i.score for i in queue.items]
@@ -99,33 +98,30 @@ def test_trained_rounds_queue_the_most_uncertain_pool_alerts_in_order(run, setti
 def test_every_trained_round_registers_a_version_with_the_inference_contract(run, settings):
     import mlflow.sklearn
 
-    trainer, results, queues, pool = run
     client = _client(settings)
-    versions = [r.model_version for r in results[1:]]
+    versions = [r.model_version for r in run.results[1:]]
     assert all(versions) and len(set(versions)) == len(versions)
     for v in versions:
         mv = client.get_model_version("skysift_galactic", v)
         assert mv.tags["feature_set_version"] == FEATURE_SET_VERSION and mv.tags["model_tag"] == "galactic"
         assert json.loads(mv.tags["feature_columns"]) == FEATURE_COLUMNS
     model = mlflow.sklearn.load_model(f"models:/skysift_galactic/{versions[-1]}")
-    assert model.predict_proba(pool[FEATURE_COLUMNS].head(5)).shape == (5, 2)
+    assert model.predict_proba(run.pool[FEATURE_COLUMNS].head(5)).shape == (5, 2)
 
 
 def test_champion_alias_moves_only_when_not_worse_on_the_held_out_set(run, settings):
-    trainer, results, queues, pool = run
     client = _client(settings)
-    for r in results[2:]:
+    for r in run.results[2:]:
         new, old = r.metrics["holdout_f1"], r.metrics.get("champion_holdout_f1")
         if old is not None:
             assert r.champion_moved == (new >= old), r.message
-    moved = [r.model_version for r in results if r.champion_moved]
+    moved = [r.model_version for r in run.results if r.champion_moved]
     assert moved and client.get_model_version_by_alias("skysift_galactic", "champion").version == moved[-1]
 
 
 def test_rounds_log_params_held_out_metrics_and_artifacts(run, settings):
-    trainer, results, queues, pool = run
     client = _client(settings)
-    r = results[2]
+    r = run.results[2]
     run_ = client.get_run(r.mlflow_run_id)
     assert run_.data.params["round"] == "2" and run_.data.params["strategy"] == "uncertainty"
     assert run_.data.params["n_train"] == str(r.n_train) and run_.data.params["feature_set_version"] == FEATURE_SET_VERSION
@@ -136,17 +132,16 @@ def test_rounds_log_params_held_out_metrics_and_artifacts(run, settings):
     assert {"training_ids.csv", "holdout_ids.csv", "queue.csv", "permutation_importance.csv",
             "permutation_importance.png"} <= artifacts
     logged = pd.read_csv(client.download_artifacts(r.mlflow_run_id, "training_ids.csv"))
-    stored = trainer.store.read_table(f"rounds/fink-al/round={r.round:03d}/training_ids.parquet").to_pandas()
+    stored = run.trainer.store.read_table(f"rounds/fink-al/round={r.round:03d}/training_ids.parquet").to_pandas()
     assert sorted(logged["candid"]) == sorted(stored["candid"]) and len(stored) == r.n_train
 
 
 def test_held_out_labels_are_never_trained_on_and_the_split_is_sticky(run):
-    trainer, results, queues, pool = run
     prev_train, prev_hold = set(), set()
-    for r in results:
+    for r in run.results:
         prefix = f"rounds/fink-al/round={r.round:03d}/"
-        train = set(trainer.store.read_table(prefix + "training_ids.parquet").column("candid").to_pylist())
-        hold = set(trainer.store.read_table(prefix + "holdout_ids.parquet").column("candid").to_pylist())
+        train = set(run.trainer.store.read_table(prefix + "training_ids.parquet").column("candid").to_pylist())
+        hold = set(run.trainer.store.read_table(prefix + "holdout_ids.parquet").column("candid").to_pylist())
         assert not train & hold
         assert prev_train <= train and prev_hold <= hold
         prev_train, prev_hold = train, hold
@@ -154,15 +149,14 @@ def test_held_out_labels_are_never_trained_on_and_the_split_is_sticky(run):
 
 
 def test_running_again_without_new_labels_creates_no_round(run, settings):
-    trainer, results, queues, pool = run
     client = _client(settings)
     before = len(client.search_model_versions("name='skysift_galactic'"))
-    latest = trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
-    assert latest.round == results[-1].round + 1 and latest.created  # the last queue's labels are new
-    again = trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
+    latest = run.trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
+    assert latest.round == run.results[-1].round + 1 and latest.created  # the last queue's labels are new
+    again = run.trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
     assert not again.created and again.round == latest.round and again.mlflow_run_id == latest.mlflow_run_id
     assert len(client.search_model_versions("name='skysift_galactic'")) == before + 1
-    assert trainer.rounds("fink-al")[-1] == latest.round
+    assert run.trainer.rounds("fink-al")[-1] == latest.round
 
 
 def test_concurrent_label_submissions_on_s3_lose_nothing(settings):

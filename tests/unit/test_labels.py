@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from skysift.errors import InvalidArgument
 from skysift.trainer.labels import EVENTS_PREFIX, LabelEvent, LabelStore
 
-T0 = datetime(2025, 6, 2, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 
 
 def test_submit_assigns_ids_and_timestamps(local_store):

@@ -3,12 +3,11 @@ quality report and manifest. MLflow is unreachable here on purpose: logging is b
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from skysift import config
 from skysift.errors import InvalidArgument
 from skysift.features.core import FEATURE_COLUMNS
@@ -16,9 +15,10 @@ from skysift.store import keys
 from skysift.trainer.datasets import DatasetRequest, Datasets
 from skysift.trainer.labels import LabelEvent, LabelStore
 from skysift.trainer.rounds import fit, limited_threads, model_params
+
 from tests.trainer_data import oracle_table, write_fink_batches
 
-JUNE2 = datetime(2025, 6, 2, tzinfo=timezone.utc)
+JUNE2 = datetime(2025, 6, 2, tzinfo=UTC)
 
 
 @pytest.fixture

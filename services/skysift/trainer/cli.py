@@ -6,7 +6,6 @@ Imported when the CLI starts, so everything heavy (MLflow, scikit-learn, gRPC st
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -45,12 +44,12 @@ def _csv(text: str, cast=str) -> list:
 def round_command(
     experiment: str = typer.Option("default", help="Experiment name: rounds/<experiment>/ and the MLflow experiment."),
     model_tag: str = typer.Option("galactic", help="Model tag (galactic, realbogus)."),
-    strategy: Optional[str] = typer.Option(None, help="random, uncertainty, margin, entropy or committee "
+    strategy: str | None = typer.Option(None, help="random, uncertainty, margin, entropy or committee "
                                                       "(default SKYSIFT_TRAINER_STRATEGY)."),
-    batch_size: Optional[int] = typer.Option(None, help="Alerts queued per round (default 10)."),
-    initial_batch_size: Optional[int] = typer.Option(None, help="Random alerts queued while no model exists (default 30)."),
+    batch_size: int | None = typer.Option(None, help="Alerts queued per round (default 10)."),
+    initial_batch_size: int | None = typer.Option(None, help="Random alerts queued while no model exists (default 30)."),
     seed: int = typer.Option(0, help="Seed of the random choices (initial batch, ties, held-out split)."),
-    param: List[str] = typer.Option([], "--param", help="Model parameter name=value (learning_rate, max_iter, l2, "
+    param: list[str] = typer.Option([], "--param", help="Model parameter name=value (learning_rate, max_iter, l2, "
                                                         "class_weight=balanced, min_samples_leaf); repeatable."),
     force: bool = typer.Option(False, help="Run even when no label changed since the last round."),
     in_process: bool = typer.Option(False, "--in-process", help="Run here instead of calling the trainer service "
@@ -65,9 +64,9 @@ def round_command(
 
     settings = _settings()
     ts = config.load(TrainerSettings)
-    kwargs = dict(strategy=strategy or ts.strategy, batch_size=batch_size or ts.batch_size,
-                  initial_batch_size=initial_batch_size or ts.initial_batch_size, seed=seed, params=_params(param),
-                  force=force)
+    kwargs = {"strategy": strategy or ts.strategy, "batch_size": batch_size or ts.batch_size,
+              "initial_batch_size": initial_batch_size or ts.initial_batch_size, "seed": seed,
+              "params": _params(param), "force": force}
     try:
         if in_process:
             from skysift.store import open_store
@@ -117,13 +116,13 @@ def _round_lines(created, number, strategy, n_train, n_holdout, n_pool, queue_si
 
 
 def experiment_command(
-    alerts: List[Path] = typer.Option([], "--alerts", help="Alert files or directories (Avro/parquet) to replay; "
+    alerts: list[Path] = typer.Option([], "--alerts", help="Alert files or directories (Avro/parquet) to replay; "
                                                             "needs --oracle. Repeatable."),
-    oracle: Optional[Path] = typer.Option(None, help="CSV with candid, objectId, cdsxmatch[, tns]: Fink's SIMBAD "
+    oracle: Path | None = typer.Option(None, help="CSV with candid, objectId, cdsxmatch[, tns]: Fink's SIMBAD "
                                                       "types mapped to galactic/extragalactic."),
-    table: Optional[Path] = typer.Option(None, help="A labelled feature table (CSV/parquet) instead of alerts."),
+    table: Path | None = typer.Option(None, help="A labelled feature table (CSV/parquet) instead of alerts."),
     label_column: str = typer.Option("label", help="0/1 label column of --table."),
-    id_column: Optional[str] = typer.Option(None, help="Identifier column of --table (left out of the features)."),
+    id_column: str | None = typer.Option(None, help="Identifier column of --table (left out of the features)."),
     model_tag: str = typer.Option("galactic", help="Model tag (alerts and store labels)."),
     strategies: str = typer.Option("random,uncertainty,margin,entropy,committee", help="Comma-separated strategies."),
     seeds: int = typer.Option(5, min=1, help="Number of seeds (0..n-1): each a different split and initial batch."),

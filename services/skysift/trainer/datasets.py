@@ -20,7 +20,7 @@ import json
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,12 @@ from skysift.modeltags import get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation
 from skysift.trainer.labels import LabelStore
-from skysift.trainer.rounds import FeatureSpec, label_conflicts, feature_batches, load_pool
+from skysift.trainer.rounds import (
+    FeatureSpec,
+    feature_batches,
+    label_conflicts,
+    load_pool,
+)
 
 
 @dataclass
@@ -60,7 +65,7 @@ class Dataset:
 
 
 def _batch_time(key: str) -> datetime:
-    return datetime.strptime(keys.parse_batch(key).stem[:15], "%Y%m%d_%H%M%S").replace(tzinfo=timezone.utc)
+    return datetime.strptime(keys.parse_batch(key).stem[:15], "%Y%m%d_%H%M%S").replace(tzinfo=UTC)
 
 
 def _in_window(key: str, req: DatasetRequest) -> bool:
@@ -72,7 +77,7 @@ def _in_window(key: str, req: DatasetRequest) -> bool:
 
 
 def _utc(when: datetime) -> datetime:
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _predictions(store, feature_keys: list[str], tag) -> pd.DataFrame:
@@ -153,7 +158,7 @@ class Datasets:
         conflicts = label_conflicts(self.labels.history(), tag)
         report = evaluation.quality(samples, cols, conflicts)
 
-        dataset_id = f"{_slug(req.name)}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        dataset_id = f"{_slug(req.name)}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         prefix = keys.dataset_prefix(dataset_id)
         out = samples[["candid", *([c for c in ("objectId",) if c in samples]), "target", "label", "source",
                        "confidence", "features_key", *cols]]
@@ -161,7 +166,7 @@ class Datasets:
         class_counts = {tag.negative_class: int((samples["target"] == 0).sum()),
                         tag.positive_class: int((samples["target"] == 1).sum())}
         manifest = {
-            "dataset_id": dataset_id, "name": req.name, "created_at": datetime.now(timezone.utc).isoformat(),
+            "dataset_id": dataset_id, "name": req.name, "created_at": datetime.now(UTC).isoformat(),
             "params": {**asdict(req), "start": req.start.isoformat() if req.start else None,
                        "end": req.end.isoformat() if req.end else None},
             "n_samples": len(samples), "n_validated": int(samples["validated"].sum()) if len(samples) else 0,

@@ -51,7 +51,12 @@ def class_balance(y) -> dict[str, float]:
 
 def metrics(y_true, p_positive, threshold: float = 0.5) -> dict[str, float]:
     """accuracy, precision, recall, F1 (positive class), ROC AUC (only when both classes are present), confusion."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
 
     y_true = np.asarray(y_true, dtype=int)
     p_positive = np.asarray(p_positive, dtype=float)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,11 @@ class LabelledSet:
 def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic") -> LabelledSet:
     """Alert files (Avro containers or parquet) with Fink's SIMBAD types as oracle: decode → features → join."""
     from skysift.alerts.decode import Packet, decode
-    from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION, compute_features
+    from skysift.features.core import (
+        FEATURE_COLUMNS,
+        FEATURE_SET_VERSION,
+        compute_features,
+    )
     from skysift.trainer.oracle import oracle_labels
 
     files = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".avro", ".parquet")})
@@ -198,8 +202,8 @@ def verdict(auc: pd.DataFrame, metric: str = "f1", points: pd.DataFrame | None =
     """Plain words on who won, whether the lead is larger than the spread across seeds, and which
     configurations gave identical curves (for a binary model uncertainty, margin and entropy always do)."""
     best, rest = auc.iloc[0], auc.iloc[1:]
-    lines = [f"best by mean held-out {metric} over the curve: {best['config']} "
-             f"({best[f'mean_{metric}']:.3f} ± {best[f'std_{metric}']:.3f} over {int(best['seeds'])} seeds)"]
+    lines = [(f"best by mean held-out {metric} over the curve: {best['config']} "
+              f"({best[f'mean_{metric}']:.3f} ± {best[f'std_{metric}']:.3f} over {int(best['seeds'])} seeds)")]
     random_rows = auc[auc["config"].str.startswith("random ")]
     for _, r in random_rows.iterrows():
         if r["config"] != best["config"]:

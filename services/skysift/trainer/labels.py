@@ -16,7 +16,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from skysift.errors import InvalidArgument
@@ -48,7 +48,7 @@ class LabelEvent:
         return json.dumps(d, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "LabelEvent":
+    def from_json(cls, data: bytes) -> LabelEvent:
         d = json.loads(data)
         d["timestamp"] = datetime.fromisoformat(d["timestamp"]) if d.get("timestamp") else None
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
@@ -66,10 +66,10 @@ def validate(event: LabelEvent) -> LabelEvent:
         raise InvalidArgument(f"unknown label source {event.source!r}; expected one of {', '.join(SOURCES)}")
     if event.model_tag and event.model_tag not in MODEL_TAGS:
         raise InvalidArgument(f"unknown model tag {event.model_tag!r}; expected one of {', '.join(MODEL_TAGS)}")
-    ts = event.timestamp or datetime.now(timezone.utc)
+    ts = event.timestamp or datetime.now(UTC)
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    return replace(event, user=event.user.strip(), timestamp=ts.astimezone(timezone.utc),
+        ts = ts.replace(tzinfo=UTC)
+    return replace(event, user=event.user.strip(), timestamp=ts.astimezone(UTC),
                    event_id=event.event_id or uuid.uuid4().hex)
 
 
@@ -163,7 +163,7 @@ def _row_event(row: dict, user: str, source: str) -> LabelEvent:
     ts = None
     if text:
         ts = datetime.fromisoformat(text)
-        ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+        ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
     candid = int(str(row["candid"]).strip())
     label = (row.get("label") or "").strip()
     event_id = ""

@@ -12,6 +12,7 @@ The sample was chosen across classes: its balance is not the stream's.
 
 from __future__ import annotations
 
+import math
 import re
 
 import pandas as pd
@@ -47,7 +48,7 @@ TNS_AMBIGUOUS = {"Nova"}  # TNS novae are often extragalactic (M31), SIMBAD's ar
 
 def clean_type(raw) -> tuple[str, str]:
     """(source, canonical name) of one raw type value; source is ``simbad`` or ``tns``."""
-    text = "" if raw is None or (isinstance(raw, float) and raw != raw) else str(raw).strip()
+    text = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw).strip()
     source = "simbad"
     if m := re.match(r"^\((SIMBAD|TNS)\)\s*", text):
         source = m.group(1).lower()

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -58,7 +58,7 @@ class FeatureSpec:
     version: str
 
     @classmethod
-    def current(cls) -> "FeatureSpec":
+    def current(cls) -> FeatureSpec:
         from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
 
         return cls(tuple(FEATURE_COLUMNS), FEATURE_SET_VERSION)
@@ -465,7 +465,7 @@ class Trainer:
         result.timings = timer.phases
         meta = {
             "experiment": experiment, "round": number, "model_tag": tag.name, "labels_digest": digest,
-            "split_seed": split_seed, "created_at": datetime.now(timezone.utc).isoformat(), "params": params,
+            "split_seed": split_seed, "created_at": datetime.now(UTC).isoformat(), "params": params,
             "seed": seed, "batch_size": batch_size, "initial_batch_size": initial_batch_size,
             "feature_set_version": self.spec.version, "feature_columns": cols, "queue_key": result.queue_key,
             "requested_strategy": strategy, "result": asdict(result),

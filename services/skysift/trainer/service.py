@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import timezone
+from datetime import UTC
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -18,7 +18,7 @@ SERVICE = "skysift.v1.Trainer"
 
 
 def _when(ts: Timestamp):
-    return ts.ToDatetime(tzinfo=timezone.utc) if (ts.seconds or ts.nanos) else None
+    return ts.ToDatetime(tzinfo=UTC) if (ts.seconds or ts.nanos) else None
 
 
 def _timestamp(when) -> Timestamp:
