@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-
 from skysift.alerts.decode import decode_packets
 from skysift.store import keys
 
@@ -36,7 +35,7 @@ def write_batch(store, packets: list[bytes], when: datetime | None = None, cutou
     result = decode_packets(packets, keep_cutouts=cutouts)
     assert not result.dead_letters, result.dead_letters[:1]
     (survey, table), = result.alerts.items()
-    batch = keys.new_batch("alerts", survey, when or datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc))
+    batch = keys.new_batch("alerts", survey, when or datetime(2024, 5, 1, 12, 0, tzinfo=UTC))
     store.write_table(str(batch), table)
     if cutouts:
         store.write_table(str(batch.sibling("cutouts")), result.cutouts[survey])
@@ -64,9 +63,22 @@ def oracle_labels(table: pa.Table) -> dict[int, str]:
     return out
 
 
+def label_queue(client, experiment: str, oracle: dict[int, str]) -> int:
+    """Answer the latest queue of ``experiment`` as the oracle would (alerts it has no label for stay open)."""
+    from skysift.app.trainer import Label
+
+    items = client.queue(experiment).items
+    labels = [Label(candid=i.candid, label=oracle[i.candid], user="oracle", source="oracle", object_id=i.object_id,
+                    experiment=experiment) for i in items if i.candid in oracle]
+    if labels:
+        client.submit(labels)
+    return len(labels)
+
+
 def start_trainer(workdir: Path, env: dict):
     """`skysift serve trainer` as its own process, serving once it answers health checks."""
     from skysift.rpc.channels import wait_serving
+
     from tests import servers
 
     proc = servers.start_service("trainer", env, workdir)

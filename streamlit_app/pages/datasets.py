@@ -1,10 +1,10 @@
 """Datasets page: collect a training dataset with AstrID's parameters, list datasets, inspect one."""
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 import streamlit as st
-
+from skysift import errors
 from skysift.app import ui
 from skysift.modeltags import MODEL_TAGS
 
@@ -13,27 +13,29 @@ client = ui.trainer()
 
 st.title("Datasets")
 
-with st.expander("Collect a new dataset", expanded=False):
-    with st.form("collect"):
-        name = st.text_input("Name", placeholder="e.g. galactic-2025-q1")
-        c1, c2 = st.columns(2)
-        survey = c1.selectbox("Survey", ["ztf", "lsst"])
-        model_tag = c2.selectbox("Model tag", list(MODEL_TAGS), index=list(MODEL_TAGS).index(app.model_tag)
-                                 if app.model_tag in MODEL_TAGS else 0)
-        today = datetime.now(timezone.utc).date()
-        start, end = c1.date_input("From", today - timedelta(days=30)), c2.date_input("To (inclusive)", today)
-        threshold = c1.number_input("Score threshold", min_value=0.0, max_value=1.0, value=0.5, step=0.05)
-        max_samples = c2.number_input("Max samples", min_value=1, value=1000, step=100)
-        prefer = st.checkbox("Prefer human-validated labels", value=True)
-        if st.form_submit_button("Collect", type="primary"):
-            if not name.strip():
-                st.error("Give the dataset a name.")
+with st.expander("Collect a new dataset", expanded=False), st.form("collect"):
+    name = st.text_input("Name", placeholder="e.g. galactic-2025-q1")
+    c1, c2 = st.columns(2)
+    survey = c1.selectbox("Survey", ["ztf", "lsst"])
+    model_tag = c2.selectbox("Model tag", list(MODEL_TAGS), index=list(MODEL_TAGS).index(app.model_tag)
+                             if app.model_tag in MODEL_TAGS else 0)
+    today = datetime.now(UTC).date()
+    start, end = c1.date_input("From", today - timedelta(days=30)), c2.date_input("To (inclusive)", today)
+    threshold = c1.number_input("Score threshold", min_value=0.0, max_value=1.0, value=0.5, step=0.05)
+    max_samples = c2.number_input("Max samples", min_value=1, value=1000, step=100)
+    prefer = st.checkbox("Prefer human-validated labels", value=True)
+    if st.form_submit_button("Collect", type="primary"):
+        if not name.strip():
+            st.error("Give the dataset a name.")
+        else:
+            try:
+                made = client.collect_dataset(
+                    name.strip(), survey, datetime.combine(start, time.min, UTC),
+                    datetime.combine(end + timedelta(days=1), time.min, UTC), float(threshold),
+                    prefer, int(max_samples), model_tag)
+            except errors.SkysiftError as exc:  # say why, and keep the list below visible
+                st.error(f"Cannot collect the dataset: {exc}")
             else:
-                with ui.reported("collect the dataset"):
-                    made = client.collect_dataset(
-                        name.strip(), survey, datetime.combine(start, time.min, timezone.utc),
-                        datetime.combine(end + timedelta(days=1), time.min, timezone.utc), float(threshold),
-                        prefer, int(max_samples), model_tag)
                 st.success(f"Dataset {made.dataset_id} collected: {made.n_samples} samples, "
                            f"quality {made.quality_score:.2f}")
 
@@ -67,6 +69,9 @@ if ds.samples_key:
     with ui.reported(f"read {ds.samples_key} from the store"):
         samples = ui.store().read_table(ds.samples_key)
     st.markdown(f"**Samples** (`{ds.samples_key}`, first 200 of {samples.num_rows})")
-    st.dataframe(samples.slice(0, 200).to_pandas(), hide_index=True)
+    preview = samples.slice(0, 200).to_pandas()
+    if "candid" in preview:
+        preview["candid"] = preview["candid"].astype(str)  # 19-digit ids exceed a browser's exact integers
+    st.dataframe(preview, hide_index=True)
 with st.expander("Manifest"):
     st.json(ds.manifest)

@@ -2,7 +2,6 @@
 
 import pandas as pd
 import streamlit as st
-
 from skysift import errors
 from skysift.app import alertdata, plots, stamps, ui
 from skysift.app.labelling import LabelSession
@@ -157,7 +156,7 @@ with left:
                 col.warning(f"{which} stamp cannot be shown: {exc}")
     else:
         st.info("No stamps kept for this alert: the poll stored no cutouts (`--no-cutouts`), "
-                f"so there is no {str(keys.parse_batch(item.alerts_key).sibling('cutouts'))} row for it.",
+                f"so there is no {keys.parse_batch(item.alerts_key).sibling('cutouts')!s} row for it.",
                 icon=":material/hide_image:")
 with right:
     st.dataframe(pd.DataFrame(alertdata.facts(view, item), columns=["fact", "value"]), hide_index=True,
@@ -171,6 +170,6 @@ with right:
     st.number_input("Go to alert #", min_value=1, max_value=n, key="goto_number", on_change=on_goto)
 
 with st.expander(f"Your labels in this round ({session.done})"):
-    done = [{"#": i + 1, "candid": it.candid, "objectId": it.object_id, "label": session.mine[it.candid]}
+    done = [{"#": i + 1, "candid": str(it.candid), "objectId": it.object_id, "label": session.mine[it.candid]}
             for i, it in enumerate(session.items) if it.candid in session.mine]
     st.dataframe(pd.DataFrame(done, columns=["#", "candid", "objectId", "label"]), hide_index=True)

@@ -1,7 +1,6 @@
 """Rounds page: held-out metrics per round, strategies side by side, one round's artifacts, two runs compared."""
 
 import streamlit as st
-
 from skysift.app import rounds, ui
 from skysift.modeltags import MODEL_TAGS, get_tag
 
@@ -11,8 +10,8 @@ uri = base.mlflow_tracking_uri
 
 @st.cache_data(ttl=30, show_spinner=False)
 def experiments(tracking_uri: str) -> list[rounds.ExperimentRef]:
-    from skysift.trainer.settings import TrainerSettings
     from skysift import config
+    from skysift.trainer.settings import TrainerSettings
 
     return rounds.list_experiments(tracking_uri, config.load(TrainerSettings).mlflow_experiment_prefix)
 
@@ -64,10 +63,9 @@ with tab_rounds:
     with ui.reported("read runs from MLflow"):
         runs = runs_of(uri, (by_name[chosen],))
     st.dataframe(rounds.round_table(runs), hide_index=True, width="stretch")
-    col = rounds.metric_column(runs, metric)
-    if col and runs[col].notna().any():
-        chart = runs[["n_train", col]].dropna().rename(columns={col: metric}).astype(float)
-        st.line_chart(chart, x="n_train", y=metric, x_label="labels used for training", y_label=f"held-out {metric}")
+    curve = rounds.learning_curves(runs, metric)
+    if not curve.empty:
+        st.altair_chart(rounds.curves_chart(curve, metric), width="stretch")
     else:
         st.info(f"No held-out {metric} logged in {chosen} yet (rounds with too few labels are not evaluated).")
 

@@ -9,13 +9,21 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from skysift import config
+from skysift.app.trainer import TrainerClient
 from skysift.modeltags import LABEL_KEYS
 from skysift.store import open_store
 from skysift.trainer.labels import LabelStore
+
 from tests import servers
-from tests.app_support import APP, labelling_batch, run_round, start_trainer
+from tests.app_support import (
+    APP,
+    label_queue,
+    labelling_batch,
+    oracle_labels,
+    run_round,
+    start_trainer,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -52,18 +60,24 @@ def start_streamlit(env: dict, workdir: Path) -> servers.Proc:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, mlflow_server):
-    """Trainer and Streamlit as processes on loopback, a store with real alerts, round 0 of EXPERIMENT queued."""
+    """Trainer and Streamlit as processes on loopback, a store with real alerts, round 1 of EXPERIMENT queued."""
     work = tmp_path_factory.mktemp("browser")
     env = {**os.environ, **mlflow_server.env, "SKYSIFT_STORE_URL": str(work / "store"),
            "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false",
            "SKYSIFT_APP_USER": USER, "SKYSIFT_APP_EXPERIMENT": EXPERIMENT}
     settings = config.Settings(store_url=env["SKYSIFT_STORE_URL"])
     store = open_store(settings=settings)
-    labelling_batch(store, settings)
+    _, table = labelling_batch(store, settings)
     trainer = start_trainer(work, env)
     env.update(trainer.env)
+    address = trainer.env["SKYSIFT_TRAINER_ADDRESS"]
     try:
-        run_round(trainer.env["SKYSIFT_TRAINER_ADDRESS"], EXPERIMENT, initial=N)
+        # round 0 answered by the oracle, so round 1 has a model, metrics and artifacts for the rounds page
+        run_round(address, EXPERIMENT, initial=30, batch=N)
+        client = TrainerClient(config.Settings(trainer_address=address), timeout=300)
+        label_queue(client, EXPERIMENT, oracle_labels(table))
+        assert run_round(address, EXPERIMENT, initial=30, batch=N).model_version
+        client.collect_dataset("browser-set", "ztf", None, None, 0.9, True, 1000, "galactic")
         streamlit = start_streamlit(env, work)
         try:
             yield f"http://127.0.0.1:{streamlit.port}", store
@@ -91,8 +105,10 @@ def page(browser):
 
 
 def idle(page) -> None:
-    """Wait until the script run is over (Streamlit shows its status widget while a run is in progress)."""
-    page.locator("[data-testid=stStatusWidget]").wait_for(state="detached", timeout=60_000)
+    """Wait until the script run is over and every element is drawn (Streamlit shows a status widget while it
+    runs, and skeletons while an element's code is loading)."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')"
+                           " && !document.querySelector('[data-testid^=stSkeleton]')", timeout=60_000)
 
 
 def screenshot(page, name: str) -> Path:
@@ -127,6 +143,7 @@ def test_rounds_page_renders(app, page):
     page.goto(f"{url}/rounds")
     page.get_by_role("heading", name="Rounds").wait_for(timeout=60_000)
     page.get_by_text("Per round").wait_for(timeout=60_000)
+    page.get_by_text("Champion:").wait_for(timeout=60_000)
     idle(page)
     assert screenshot(page, "rounds").stat().st_size > 0
 
@@ -136,5 +153,6 @@ def test_datasets_page_renders(app, page):
     page.goto(f"{url}/datasets")
     page.get_by_role("heading", name="Datasets").wait_for(timeout=60_000)
     page.get_by_text("Collect a new dataset").wait_for(timeout=60_000)
+    page.get_by_text("browser-set").first.wait_for(timeout=60_000)
     idle(page)
     assert screenshot(page, "datasets").stat().st_size > 0

@@ -1,17 +1,23 @@
 """The label page (AppTest) against a real trainer process, on a store holding real alerts and their features."""
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
-
 from skysift import config
 from skysift.app.labelling import UNDO_COMMENT, LabelSession
 from skysift.app.trainer import Label, TrainerClient
 from skysift.store import open_store
-from tests.app_support import APP, labelling_batch, rubin_packets, run_round, start_trainer
+from streamlit.testing.v1 import AppTest
+
+from tests.app_support import (
+    APP,
+    labelling_batch,
+    rubin_packets,
+    run_round,
+    start_trainer,
+)
 
 EXPERIMENT = "label-page"
 N = 6
@@ -27,7 +33,7 @@ def build_world(tmp_path_factory, mlflow_server, name: str, packets=None, when=N
     env, work = world_env(tmp_path_factory, mlflow_server, name)
     settings = config.Settings(store_url=env["SKYSIFT_STORE_URL"])
     store = open_store(settings=settings)
-    key, table = labelling_batch(store, settings, packets, when)
+    _, table = labelling_batch(store, settings, packets, when)
     trainer = start_trainer(work, env)
     env.update(trainer.env)
     queue = run_round(trainer.env["SKYSIFT_TRAINER_ADDRESS"], EXPERIMENT, initial=N)
@@ -101,7 +107,7 @@ def test_label_key_button_submits_through_the_trainer_and_moves_on(page, world):
 
 
 def test_label_is_visible_after_a_reload(page, world):
-    at, user = page
+    at, _ = page
     first = queue_items(world)[0]
     at.button(key="label_extragalactic").click().run()
     st.cache_resource.clear()
@@ -143,7 +149,7 @@ def test_skip_records_that_the_alert_was_seen_and_moves_on(page, world):
 
 
 def test_whole_queue_labelled_says_so(page, world):
-    at, user = page
+    at, _ = page
     for _ in range(N):
         at.button(key="label_varstar").click().run()
     assert f"{N} of {N} this round" in progress(at)
@@ -171,8 +177,8 @@ def test_labels_of_other_labellers_are_shown_not_counted(world):
 
 @pytest.fixture(scope="module")
 def rubin_world(tmp_path_factory, mlflow_server):
-    env, store, trainer, table, queue = build_world(tmp_path_factory, mlflow_server, "rubin", rubin_packets(2),
-                                                    datetime(2026, 3, 27, 5, tzinfo=timezone.utc))
+    env, _, trainer, table, queue = build_world(tmp_path_factory, mlflow_server, "rubin", rubin_packets(2),
+                                                    datetime(2026, 3, 27, 5, tzinfo=UTC))
     yield {"env": env, "table": table, "round": queue}
     trainer.stop()
 

@@ -6,23 +6,22 @@ from datetime import date
 
 import pytest
 import streamlit as st
+from skysift import config
+from skysift.app.trainer import TrainerClient
+from skysift.store import open_store
 from streamlit.testing.v1 import AppTest
 
-from skysift import config
-from skysift.app.trainer import Label, TrainerClient
-from skysift.store import open_store
-from tests.app_support import APP, labelling_batch, oracle_labels, run_round, start_trainer
+from tests.app_support import (
+    APP,
+    label_queue,
+    labelling_batch,
+    oracle_labels,
+    run_round,
+    start_trainer,
+)
 
 STRATEGIES = {"al-uncertainty": "uncertainty", "al-random": "random"}
 BATCH_DAY = date(2024, 5, 1)  # the poll time of the batch in its key (see app_support.write_batch)
-
-
-def label_queue(client: TrainerClient, experiment: str, oracle: dict[int, str]) -> None:
-    items = client.queue(experiment).items
-    labels = [Label(candid=i.candid, label=oracle[i.candid], user="oracle", source="oracle", object_id=i.object_id,
-                    experiment=experiment) for i in items if i.candid in oracle]
-    if labels:
-        client.submit(labels)
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
-
 from skysift.app.alertdata import BatchCache, facts, links, load_alert
 from skysift.app.trainer import QueueItem
 from skysift.errors import NotFound
 from skysift.store import keys
+
 from tests.app_support import rubin_packets, write_batch, ztf_packets
 
 
@@ -69,7 +69,7 @@ def test_unknown_candid_is_not_found(ztf_batch):
 
 
 def test_rubin_alert_is_read_from_its_own_batch(local_store):
-    key, table = write_batch(local_store, rubin_packets(1), when=datetime(2026, 3, 27, 5, tzinfo=timezone.utc))
+    key, table = write_batch(local_store, rubin_packets(1), when=datetime(2026, 3, 27, 5, tzinfo=UTC))
     view = load_alert(BatchCache(local_store), key, table["candid"][0].as_py())
     assert key.startswith("alerts/survey=lsst/")
     assert sorted(view.cutouts) == ["difference", "science", "template"]
@@ -77,7 +77,7 @@ def test_rubin_alert_is_read_from_its_own_batch(local_store):
 
 
 def test_batch_cache_reads_a_batch_once(ztf_batch):
-    store, key, table = ztf_batch
+    store, key, _ = ztf_batch
     cache = BatchCache(store, max_tables=2)
     first = cache.get(key)
     store.delete(key)  # batches are immutable: the cached table still serves

@@ -1,14 +1,11 @@
 """The pages without services behind them: clear messages, and the login gate (AppTest, no browser)."""
 
-from pathlib import Path
-
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from tests.app_support import APP
 from tests.servers import free_port
-
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app" / "app.py")
 
 
 @pytest.fixture
@@ -27,7 +24,7 @@ def app_env(tmp_path, monkeypatch):
 
 
 def run(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
     if page:
         at.switch_page(page).run()
     return at
@@ -66,8 +63,8 @@ def test_cluster_without_login_shows_only_the_refusal(app_env, monkeypatch):
     monkeypatch.setenv("SKYSIFT_APP_USER", "alice")
     at = run()
     assert [e.value for e in at.error] == [
-        "The app will not start: SKYSIFT_APP_CLUSTER is set but no login is configured: set SKYSIFT_APP_PASSWORD "
-        "(environment or secret file) or an [auth] section for OIDC in .streamlit/secrets.toml"]
+        ("The app will not start: SKYSIFT_APP_CLUSTER is set but no login is configured: set SKYSIFT_APP_PASSWORD "
+         "(environment or secret file) or an [auth] section for OIDC in .streamlit/secrets.toml")]
     assert not at.title  # no page ran
 
 

@@ -1,7 +1,13 @@
 import pandas as pd
 import pytest
-
-from skysift.app.rounds import ExperimentRef, class_balance, differing, learning_curves, round_table, tidy_runs
+from skysift.app.rounds import (
+    ExperimentRef,
+    class_balance,
+    differing,
+    learning_curves,
+    round_table,
+    tidy_runs,
+)
 
 REFS = [ExperimentRef("1", "skysift/galactic/unc-s1", "galactic", "unc-s1"),
         ExperimentRef("2", "skysift/galactic/unc-s2", "galactic", "unc-s2"),

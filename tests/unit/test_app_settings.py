@@ -1,5 +1,4 @@
 import pytest
-
 from skysift import config
 from skysift.app.settings import AppSettings, login_mode, password_ok
 from skysift.errors import ConfigError

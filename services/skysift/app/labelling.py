@@ -12,14 +12,14 @@ labelled" (and the trainer as "no target"). The alert comes back on screen to be
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from skysift.app.trainer import Label, Queue, QueueItem, TrainerClient
 from skysift.errors import InvalidArgument
 from skysift.modeltags import check_label
-from skysift.app.trainer import Label, Queue, QueueItem, TrainerClient
 
 UNDO_COMMENT = "undo"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def current_labels(events: list[Label], user: str) -> dict[int, str]:

@@ -40,9 +40,16 @@ def fits_image(data: bytes) -> np.ndarray:
 
 def stamp_png(data: bytes, stretch: str = "asinh", zscale: bool = True, size: int = 240) -> bytes:
     """PNG bytes of one stamp, upsampled to about ``size`` pixels (nearest neighbour keeps pixels visible)."""
-    from astropy.visualization import (AsinhStretch, ImageNormalize, LinearStretch, LogStretch,
-                                       PercentileInterval, SqrtStretch, ZScaleInterval)
     import matplotlib.pyplot as plt
+    from astropy.visualization import (
+        AsinhStretch,
+        ImageNormalize,
+        LinearStretch,
+        LogStretch,
+        PercentileInterval,
+        SqrtStretch,
+        ZScaleInterval,
+    )
 
     if stretch not in STRETCHES:
         raise InvalidArgument(f"unknown stretch {stretch!r}; expected one of {', '.join(STRETCHES)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from skysift import errors
 from skysift.config import Settings
@@ -117,7 +117,7 @@ class TrainerClient:
         return [Label(candid=e.candid, label=e.label, user=e.user, object_id=e.object_id, model_tag=e.model_tag,
                       source=e.source, experiment=e.experiment,
                       round=e.round if e.HasField("round") else None, comment=e.comment,
-                      timestamp=e.timestamp.ToDatetime(tzinfo=timezone.utc) if e.HasField("timestamp") else None,
+                      timestamp=e.timestamp.ToDatetime(tzinfo=UTC) if e.HasField("timestamp") else None,
                       event_id=e.event_id)
                 for e in resp.labels]
 
