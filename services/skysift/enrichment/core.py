@@ -22,6 +22,7 @@ from skysift.enrichment.extinction import ExtinctionMap, load_extinction_map
 from skysift.enrichment.lasair import SherlockClient, SherlockMatch
 from skysift.errors import InvalidArgument
 from skysift.store import keys
+from skysift.store.base import parquet_errors
 from skysift.store.keys import Batch
 
 log = logging.getLogger(__name__)
@@ -142,11 +143,13 @@ class EnrichmentStage:
     def process(self, alerts_key: str) -> EnrichResult:
         batch = keys.parse_batch(alerts_key, stage="alerts")
         data = io.BytesIO(self.store.get_bytes(alerts_key))
-        schema = pq.read_schema(data)
-        missing = [c for c in REQUIRED_ALERT_COLUMNS if c not in schema.names]
-        if missing:
-            raise InvalidArgument(f"{alerts_key} is not an alerts table: it lacks {', '.join(missing)}")
-        alerts = pq.read_table(data, columns=[c for c in (*REQUIRED_ALERT_COLUMNS, *CARRIED_COLUMNS) if c in schema.names])
+        with parquet_errors(alerts_key, self.store.url):
+            schema = pq.read_schema(data)
+            missing = [c for c in REQUIRED_ALERT_COLUMNS if c not in schema.names]
+            if missing:
+                raise InvalidArgument(f"{alerts_key} is not an alerts table: it lacks {', '.join(missing)}")
+            alerts = pq.read_table(data, columns=[c for c in (*REQUIRED_ALERT_COLUMNS, *CARRIED_COLUMNS)
+                                                  if c in schema.names])
         table = enrich(alerts, self.sherlock_for(batch.survey), self.extinction)
         key = str(batch.sibling("enriched"))
         self.store.write_table(key, table)

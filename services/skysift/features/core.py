@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from skysift.errors import InvalidArgument
 from skysift.store import keys
+from skysift.store.base import parquet_errors
 from skysift.store.keys import Batch
 
 log = logging.getLogger(__name__)
@@ -249,8 +250,9 @@ class FeaturesStage:
 
     def _read_alerts(self, key: str) -> pa.Table:
         data = self.store.get_bytes(key)
-        schema = pq.read_schema(io.BytesIO(data))
-        missing = [c for c in REQUIRED_ALERT_COLUMNS if c not in schema.names]
-        if missing:
-            raise InvalidArgument(f"{key} is not an alerts table: it lacks {', '.join(missing)}")
-        return pq.read_table(io.BytesIO(data), columns=list(REQUIRED_ALERT_COLUMNS))
+        with parquet_errors(key, self.store.url):
+            schema = pq.read_schema(io.BytesIO(data))
+            missing = [c for c in REQUIRED_ALERT_COLUMNS if c not in schema.names]
+            if missing:
+                raise InvalidArgument(f"{key} is not an alerts table: it lacks {', '.join(missing)}")
+            return pq.read_table(io.BytesIO(data), columns=list(REQUIRED_ALERT_COLUMNS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 from skysift import config
@@ -24,8 +25,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
 
     @grpc_method
     def Poll(self, request: ingest_pb2.PollRequest, context) -> ingest_pb2.PollResponse:
-        if request.max_alerts < 0 or request.timeout_seconds < 0:
-            raise InvalidArgument("max_alerts and timeout_seconds must be >= 0 (0: the configured default)")
+        if request.max_alerts < 0 or not math.isfinite(request.timeout_seconds) or request.timeout_seconds < 0:
+            raise InvalidArgument("max_alerts and timeout_seconds must be finite and >= 0 (0: the configured default)")
         with self._lock:
             result = self.stage.poll(
                 max_alerts=request.max_alerts or None,

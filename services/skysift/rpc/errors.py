@@ -27,6 +27,15 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+MAX_DETAILS = 2000  # characters of an error message sent back; messages quote the request, which may be huge
+
+
+def bounded(message: str, limit: int = MAX_DETAILS) -> str:
+    """The message cut to ``limit`` characters: gRPC clients drop a status whose details exceed their metadata
+    limit (16 KiB by default) and report RESOURCE_EXHAUSTED instead of the real error."""
+    return message if len(message) <= limit else f"{message[:limit]}... ({len(message) - limit} more characters)"
+
+
 def grpc_method(fn):
     """Decorate a servicer method: core errors become status codes with their message; others INTERNAL."""
 
@@ -35,7 +44,7 @@ def grpc_method(fn):
         if code is grpc.StatusCode.INTERNAL:
             log.exception("unexpected error in %s", fn.__qualname__)
             context.abort(code, f"internal error in {fn.__qualname__}: {type(exc).__name__}")
-        context.abort(code, str(exc))
+        context.abort(code, bounded(str(exc)))
 
     if _is_generator(fn):
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from skysift.errors import InvalidArgument
+from skysift.errors import FailedPrecondition, InvalidArgument
 
 
 def check_key(key: str) -> str:
@@ -57,10 +58,23 @@ class ObjectStore(ABC):
         return key
 
     def read_table(self, key: str, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(io.BytesIO(self.get_bytes(key)), columns=columns)
+        data = self.get_bytes(key)
+        with parquet_errors(key, self.url):
+            return pq.read_table(io.BytesIO(data), columns=columns)
 
     def read_schema(self, key: str) -> pa.Schema:
-        return pq.read_schema(io.BytesIO(self.get_bytes(key)))
+        data = self.get_bytes(key)
+        with parquet_errors(key, self.url):
+            return pq.read_schema(io.BytesIO(data))
+
+
+@contextmanager
+def parquet_errors(key: str, url: str):
+    """An object that is not parquet (put there by hand or by another tool) is a clear error, not an internal one."""
+    try:
+        yield
+    except pa.ArrowException as exc:
+        raise FailedPrecondition(f"object {key!r} in store {url} is not a readable parquet file: {exc}") from None
 
 
 def open_store(url: str | None = None, settings=None) -> ObjectStore:
