@@ -2,8 +2,8 @@
 
 The Streamlit rounds page calls :func:`trigger_round`. The Helm chart gives the app's ServiceAccount a Role that
 allows exactly the two calls made here (get the round CronJob by name, create a Job) and sets
-``SKYSIFT_K8S_NAMESPACE`` and ``SKYSIFT_K8S_ROUND_CRONJOB``; outside a cluster (``make dev``) they are unset and
-:func:`available` is False, so the page hides the button.
+``SKYSIFT_K8S_NAMESPACE`` and ``SKYSIFT_K8S_ROUND_CRONJOB``; outside a cluster (``make dev``) they are unset,
+:func:`available` is False, and the page's button calls Trainer.RunRound instead.
 
 The Job is built the way kubectl builds it (``createJobFromCronJob``): the jobTemplate's spec, labels and
 annotations, ``cronjob.kubernetes.io/instantiate: manual``, and a controller reference to the CronJob, so the

@@ -1,6 +1,9 @@
-"""Rounds page: held-out metrics per round, strategies side by side, one round's artifacts, two runs compared."""
+"""Rounds page: held-out metrics per round, strategies side by side, one round's artifacts, two runs compared,
+and "run a round now"."""
 
+import pandas as pd
 import streamlit as st
+from skysift import config, k8s
 from skysift.app import rounds, ui
 from skysift.modeltags import MODEL_TAGS, get_tag
 
@@ -30,16 +33,74 @@ def run_label(row) -> str:
     return f"{row['experiment']} · round {row['round']} · {row['strategy']} · n_train {row['n_train']}"
 
 
+def run_round_panel() -> None:
+    """In a cluster, a Job from the round CronJob (as `kubectl create job --from=cronjob/...`); elsewhere one
+    Trainer.RunRound call with the experiment, model tag and strategy chosen here. Drawn before MLflow is read:
+    starting a round does not need MLflow to answer the page."""
+    from skysift.trainer.strategies import STRATEGIES
+
+    cluster = config.load(k8s.K8sSettings)
+    done = "round_job" in st.session_state or "round_result" in st.session_state
+    with st.expander("Run a round now", icon=":material/play_arrow:", expanded=done):
+        if k8s.available(cluster):
+            st.caption(f"Creates a Job from the CronJob `{cluster.round_cronjob}`: its experiment, model tag and "
+                       "strategy are the chart's `round` values.")
+            if st.button("Run a round now", type="primary", key="run_round_k8s"):
+                st.session_state.pop("round_job", None)
+                with ui.reported("start a round in Kubernetes", stop=False):
+                    st.session_state.round_job = k8s.trigger_round(
+                        cluster, requested_by=st.session_state.get("labeller") or None)
+            if "round_job" in st.session_state:
+                job = st.session_state.round_job
+                st.success(f"Job **{job}** created. Follow it with `kubectl -n {cluster.namespace} logs -f job/{job}`.")
+            return
+        tags = list(MODEL_TAGS)
+        tag_now = st.session_state.get("rounds_model_tag", app.model_tag)  # the view's choice, once made
+        with st.form("run_round"):
+            c1, c2, c3 = st.columns(3)
+            experiment = c1.text_input("Experiment", value=st.session_state.get("rounds_experiment", app.experiment))
+            tag = c2.selectbox("Model tag", tags, index=tags.index(tag_now) if tag_now in tags else 0)
+            strategy = c3.selectbox("Strategy", STRATEGIES, index=STRATEGIES.index("uncertainty"))
+            submitted = st.form_submit_button("Run a round now", type="primary")
+        if submitted:
+            st.session_state.pop("round_result", None)
+            with st.spinner(f"Round of {experiment.strip()} running in the trainer…"), \
+                    ui.reported("run a round", stop=False):
+                st.session_state.round_result = ui.trainer().run_round(experiment.strip(), tag, strategy,
+                                                                       timeout=app.round_timeout_s)
+                experiments.clear()  # the new round and its run show at once
+                runs_of.clear()
+        if "round_result" in st.session_state:
+            show_round_result(st.session_state.round_result)
+
+
+def show_round_result(r) -> None:
+    if r.created:
+        st.success(f"Round **{r.round}** of {r.experiment} created ({r.strategy}): {r.message}")
+        st.caption(f"Trained on {r.n_train}, held out {r.n_holdout}, scored {r.n_pool}; {r.queue_size} alerts queued"
+                   + (f"; model version {r.model_version}{' (champion)' if r.champion_moved else ''}"
+                      if r.model_version else ""))
+    else:
+        st.info(f"No round created: round **{r.round}** of {r.experiment} stays the latest. {r.message}")
+    held = {k.removeprefix("holdout_"): v for k, v in r.metrics.items() if k.startswith("holdout_")}
+    if held:
+        st.dataframe(pd.DataFrame({"metric": list(held), "value": list(held.values())}), hide_index=True)
+    for issue in r.quality_issues:
+        st.warning(issue)
+
+
 st.title("Rounds")
+run_round_panel()
 with ui.reported(f"read experiments from MLflow at {uri}"):
     refs = experiments(uri)
 if not refs:
-    st.info(f"No skysift experiment in MLflow at {uri} yet: run a round (`skysift round`) or an experiment "
-            "(`skysift experiment`).")
+    st.info(f"No skysift experiment in MLflow at {uri} yet: run a round (above, or `skysift round`) or an "
+            "experiment (`skysift experiment`).")
     st.stop()
 
 tags = sorted({r.model_tag for r in refs})
-model_tag = st.sidebar.selectbox("Model tag", tags, index=tags.index(app.model_tag) if app.model_tag in tags else 0)
+model_tag = st.sidebar.selectbox("Model tag", tags, index=tags.index(app.model_tag) if app.model_tag in tags else 0,
+                                 key="rounds_model_tag")
 refs = [r for r in refs if r.model_tag == model_tag]
 by_name = {r.experiment: r for r in refs}
 metric = st.sidebar.selectbox("Metric", rounds.METRICS, index=rounds.METRICS.index("f1"))

@@ -129,3 +129,31 @@ def test_collect_list_and_inspect_a_dataset(at, world):
     assert listed["name"].tolist() == ["oracle-set"] and listed["samples"].iloc[0] > 0
     samples = frame(at, {"candid", "target"})
     assert len(samples) == min(200, listed["samples"].iloc[0])
+
+
+def run_round_now(at, experiment: str, strategy: str = "uncertainty") -> AppTest:
+    """Fill the "Run a round now" form (outside a cluster: Trainer.RunRound) and submit it."""
+    next(t for t in at.text_input if t.label == "Experiment").input(experiment)
+    next(s for s in at.selectbox if s.label == "Strategy").set_value(strategy)
+    next(b for b in at.button if b.label == "Run a round now").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_run_a_round_now_runs_it_in_the_trainer_and_shows_the_result(at, world):
+    page = run_round_now(rounds_page(at), "app-button")
+    assert not page.error, [e.value for e in page.error]
+    assert page.success[0].value.startswith("Round **0** of app-button created (uncertainty)")
+    held_out = frame(page, {"metric", "value"}).set_index("metric")["value"]
+    assert {"accuracy", "precision", "recall", "f1"} <= set(held_out.index)  # the oracle's labels train round 0
+    client = TrainerClient(config.Settings(trainer_address=world["env"]["SKYSIFT_TRAINER_ADDRESS"]))
+    assert client.queue("app-button").round == 0
+    assert "app-button" in next(s for s in page.selectbox if s.label == "Experiment").options  # caches cleared
+
+
+def test_run_a_round_now_without_new_labels_says_none_was_created(at, world):
+    page = run_round_now(rounds_page(at), "app-idle")
+    assert page.success[0].value.startswith("Round **0** of app-idle created")
+    run_round_now(page, "app-idle")
+    assert not page.success
+    assert page.info[0].value.startswith("No round created: round **0** of app-idle stays the latest.")

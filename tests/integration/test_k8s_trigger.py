@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import kubernetes_validate
 import pytest
+import streamlit as st
 from kubernetes.config import incluster_config
 from skysift import k8s
 from skysift.errors import FailedPrecondition, NotFound, Unavailable
+from streamlit.testing.v1 import AppTest
 
 from tests import helm
+from tests.app_support import APP
 from tests.fakes.k8s_api import FakeKubeAPI
+from tests.servers import free_port
 
 NAMESPACE = "astro"
 
@@ -126,3 +130,51 @@ def test_outside_a_cluster_the_trigger_is_unavailable_with_a_hint(monkeypatch):
 def test_default_job_name_fits_the_label_limit():
     name = k8s.default_job_name("r" * 52, 1_700_000_000)
     assert len(name) <= 63 and name.endswith("-1700000000")
+
+
+# -- the app's rounds page in the pod (AppTest), signed in with the chart's password login -------------------------
+
+@pytest.fixture
+def signed_in(app_pod, tmp_path, monkeypatch):
+    """The rounds page as "bob" sees it in the cluster; MLflow and the trainer are not needed to start a round."""
+    monkeypatch.setenv("SKYSIFT_APP_PASSWORD", "correct horse")
+    monkeypatch.setenv("SKYSIFT_STORE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("SKYSIFT_SECRETS_DIR", str(tmp_path / "no-secrets"))
+    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.text_input[0].input("bob")
+    at.text_input[1].input("correct horse")
+    at.button[0].click().run()
+    at.switch_page("pages/rounds.py").run()
+    assert not at.exception, at.exception
+    yield at
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def press_run_round(at) -> AppTest:
+    next(b for b in at.button if b.label == "Run a round now").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_app_button_creates_the_job_as_the_signed_in_user(api, signed_in):
+    at = press_run_round(signed_in)
+    (name,) = [key[2] for key in api.objects if key[1] == "jobs"]
+    assert name.startswith("skysift-round-")
+    assert api.objects[(NAMESPACE, "jobs", name)]["metadata"]["annotations"]["skysift.io/requested-by"] == "bob"
+    assert at.success[0].value == (f"Job **{name}** created. Follow it with "
+                                   f"`kubectl -n {NAMESPACE} logs -f job/{name}`.")
+
+
+def test_app_button_shows_a_refused_trigger_as_a_message(api, signed_in, tmp_path, monkeypatch):
+    token = tmp_path / "other-token"
+    token.write_text(api.add_service_account(NAMESPACE, "skysift"))  # an account without the round-trigger Role
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    at = press_run_round(signed_in)
+    assert not at.success
+    assert any(e.value.startswith("Cannot start a round in Kubernetes: reading CronJob astro/skysift-round: ")
+               and "forbidden" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any(key[1] == "jobs" for key in api.objects)

@@ -45,6 +45,16 @@ def test_unreachable_mlflow_is_a_message_not_a_traceback(app_env, monkeypatch):
     assert f"MLflow tracking server {app_env['SKYSIFT_MLFLOW_TRACKING_URI']} is not reachable" in at.error[0].value
 
 
+def test_run_a_round_now_with_the_trainer_down_is_a_message(app_env, monkeypatch):
+    monkeypatch.setenv("SKYSIFT_APP_USER", "alice")
+    monkeypatch.delenv("SKYSIFT_K8S_NAMESPACE", raising=False)
+    at = run("pages/rounds.py")
+    next(b for b in at.button if b.label == "Run a round now").click().run()
+    assert not at.exception
+    assert any(e.value.startswith(f"Cannot run a round: the trainer at {app_env['SKYSIFT_TRAINER_ADDRESS']} is "
+                                  "unreachable") for e in at.error), [e.value for e in at.error]
+
+
 def test_datasets_page_says_the_trainer_is_unreachable(app_env, monkeypatch):
     monkeypatch.setenv("SKYSIFT_APP_USER", "alice")
     at = run("pages/datasets.py")

@@ -27,6 +27,7 @@ class AppSettings(BaseSettings):
     experiment: str = "default"  # experiment shown first on the label page
     model_tag: str = DEFAULT_MODEL_TAG
     rpc_timeout_s: float = Field(15.0, gt=0)
+    round_timeout_s: float = Field(1800.0, gt=0)  # "run a round now": training on a large pool takes minutes
 
 
 def login_mode(settings: AppSettings, oidc_configured: bool) -> str:

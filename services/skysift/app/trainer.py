@@ -52,6 +52,25 @@ class Label:
 
 
 @dataclass(frozen=True)
+class RoundResult:
+    """What Trainer.RunRound answered; ``created`` is False when no label changed since the last round."""
+
+    experiment: str
+    round: int
+    created: bool
+    message: str
+    strategy: str
+    n_train: int
+    n_holdout: int
+    n_pool: int
+    queue_size: int
+    model_version: str
+    champion_moved: bool
+    metrics: dict[str, float]
+    quality_issues: list[str]
+
+
+@dataclass(frozen=True)
 class Dataset:
     dataset_id: str
     name: str
@@ -77,9 +96,9 @@ class TrainerClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: str, request):
+    def _call(self, method: str, request, timeout: float | None = None):
         try:
-            return call(getattr(self._stub, method), request, timeout=self.timeout)
+            return call(getattr(self._stub, method), request, timeout=timeout or self.timeout)
         except errors.Unavailable as exc:
             raise errors.Unavailable(f"the trainer at {self.address} is unreachable ({exc}); start it with "
                                      "`skysift serve trainer` or set SKYSIFT_TRAINER_ADDRESS") from None
@@ -120,6 +139,17 @@ class TrainerClient:
                       timestamp=e.timestamp.ToDatetime(tzinfo=UTC) if e.HasField("timestamp") else None,
                       event_id=e.event_id)
                 for e in resp.labels]
+
+    def run_round(self, experiment: str, model_tag: str, strategy: str, timeout: float) -> RoundResult:
+        """One round with the trainer's default batch sizes; ``timeout`` is the round's own (rounds take minutes
+        on large pools, far beyond the other calls' timeout)."""
+        from skysift.v1 import trainer_pb2
+
+        request = trainer_pb2.RunRoundRequest(experiment=experiment, model_tag=model_tag, strategy=strategy)
+        r = self._call("RunRound", request, timeout)
+        return RoundResult(r.experiment or experiment, r.round, r.created, r.message, r.strategy, r.n_train,
+                           r.n_holdout, r.n_pool, r.queue_size, r.model_version, r.champion_moved, dict(r.metrics),
+                           list(r.quality_issues))
 
     def collect_dataset(self, name: str, survey: str, start: datetime | None, end: datetime | None,
                         score_threshold: float, prefer_validated: bool, max_samples: int, model_tag: str) -> Dataset:

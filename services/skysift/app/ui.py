@@ -42,16 +42,16 @@ def trainer():
 
 
 @contextmanager
-def reported(what: str):
-    """Show a failure of ``what`` as a clear message (and stop the page) instead of a stack trace."""
+def reported(what: str, stop: bool = True):
+    """Show a failure of ``what`` as a clear message instead of a stack trace, and stop the page unless the rest
+    of it does not depend on ``what`` (``stop=False``)."""
     try:
         yield
-    except errors.Unavailable as exc:
-        st.error(f"Cannot {what}: {exc}", icon=":material/cloud_off:")
-        st.stop()
     except errors.SkysiftError as exc:
-        st.error(f"Cannot {what}: {exc}", icon=":material/error:")
-        st.stop()
+        icon = ":material/cloud_off:" if isinstance(exc, errors.Unavailable) else ":material/error:"
+        st.error(f"Cannot {what}: {exc}", icon=icon)
+        if stop:
+            st.stop()
 
 
 def oidc_configured() -> bool:
