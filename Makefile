@@ -43,8 +43,10 @@ test-slow: $(STAMP) system-deps  ## long fault-injection and soak runs
 bench: $(STAMP)  ## throughput / latency benchmarks with ratios against baselines
 	$(VENV)/bin/skysift bench
 
-audit: $(STAMP)  ## dependency audit
-	$(VENV)/bin/pip-audit --skip-editable || true
+# Known issues that cannot be fixed yet are listed with their reason in docs/audit.md and ignored here by id.
+AUDIT_IGNORE ?=
+audit: $(STAMP)  ## dependency audit (PyPI's advisory data); fails on any vulnerability not noted in docs/audit.md
+	$(VENV)/bin/pip-audit --skip-editable --desc on $(addprefix --ignore-vuln ,$(AUDIT_IGNORE))
 
 lint: $(STAMP)
 	$(PY) -m ruff check services tests || true
