@@ -77,6 +77,33 @@ def store_batch(store, alerts: pa.Table, features: pa.Table, stem_seconds: int =
     return str(batch)
 
 
+class Loaded:
+    """A registry holding models already in memory (the MLflow path is covered by the integration tests)."""
+
+    def __init__(self, models):
+        self.models = models
+
+    def get(self, tag):
+        return self.models[tag]
+
+
+def in_memory_model():
+    """Real alerts, their features and a galactic model fitted on them, as a served LoadedModel (no MLflow)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
+    from skysift.inference import taxonomy as tx
+    from skysift.inference.registry import LoadedModel
+
+    alerts, features = fink_batch()
+    columns = tuple(c for c in FEATURE_COLUMNS
+                    if not np.isnan(features.column(c).to_numpy(zero_copy_only=False)).all())
+    X = np.column_stack([features.column(c).to_numpy(zero_copy_only=False) for c in columns])
+    estimator = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(X, galactic_target(alerts))
+    model = LoadedModel("galactic", "skysift_galactic", "7", FEATURE_SET_VERSION, columns,
+                        tx.flat(("not_galactic", "galactic")), estimator)
+    return alerts, features, model
+
+
 _REGISTERED: dict[tuple[str, int], str] = {}
 
 

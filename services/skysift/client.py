@@ -14,7 +14,10 @@ It needs only ``grpcio``, ``grpcio-health-checking`` and the generated ``skysift
             ...
 
 Each prediction is a plain dict; ``probabilities`` keeps the model's pre-order (parents before children) and
-``parents`` maps each class to its parent ("" at the top). Errors arrive as ``grpc.RpcError`` with the server's
+``parents`` maps each class to its parent ("" at the top). The scoring calls ask for the packed form (one
+``PackedPredictions`` per model, rows as columns: much less to build, send and parse than one message per alert)
+and turn it into those dicts; for numpy, read ``resp.packed[i].probabilities`` (row-major, ``len(classes)`` a
+row) from ``client.stub`` directly. Errors arrive as ``grpc.RpcError`` with the server's
 status (FAILED_PRECONDITION when there is no model yet, NOT_FOUND for unknown candids, ...). From a shell,
 grpcurl works through reflection: ``grpcurl -plaintext 127.0.0.1:50054 list``.
 """
@@ -33,6 +36,7 @@ SERVICE = "skysift.v1.Inference"
 
 
 def prediction_dict(p: inference_pb2.Prediction) -> dict:
+    """One per-alert Prediction (the default form, and what StreamScores sends) as a dict."""
     return {
         "candid": p.candid,
         "objectId": p.object_id,
@@ -43,6 +47,24 @@ def prediction_dict(p: inference_pb2.Prediction) -> dict:
         "probabilities": {c.label: c.probability for c in p.probabilities},
         "parents": {c.label: c.parent for c in p.probabilities},
     }
+
+
+def packed_dicts(block: inference_pb2.PackedPredictions) -> list[dict]:
+    """The rows of one PackedPredictions, as the same dicts as :func:`prediction_dict` gives."""
+    classes = list(block.classes)
+    parents = dict(zip(classes, block.parents))
+    k = len(classes)
+    probs = list(block.probabilities)
+    model = {"model_tag": block.model_tag, "model_name": block.model_name, "model_version": block.model_version,
+             "feature_set_version": block.feature_set_version}
+    return [{"candid": candid, "objectId": object_id, **model,
+             "probabilities": dict(zip(classes, probs[i * k:(i + 1) * k])), "parents": dict(parents)}
+            for i, (candid, object_id) in enumerate(zip(block.candids, block.object_ids))]
+
+
+def response_dicts(resp: inference_pb2.ScoreResponse) -> list[dict]:
+    """Every prediction of a ScoreResponse in either form (a server that predates ``packed`` answers per alert)."""
+    return [prediction_dict(p) for p in resp.predictions] + [d for b in resp.packed for d in packed_dicts(b)]
 
 
 class InferenceClient:
@@ -83,13 +105,14 @@ class InferenceClient:
     def score_key(self, features_key: str, model_tags: Iterable[str] = (), write: bool = True) -> list[dict]:
         """Score a stored features batch (written to predictions/ unless ``write`` is False)."""
         resp = self.stub.Score(inference_pb2.ScoreRequest(
-            features_key=features_key, model_tags=list(model_tags), skip_write=not write), timeout=self.timeout)
-        return [prediction_dict(p) for p in resp.predictions]
+            features_key=features_key, model_tags=list(model_tags), skip_write=not write, packed=True),
+            timeout=self.timeout)
+        return response_dicts(resp)
 
     def score_candids(self, candids: Iterable[int], model_tags: Iterable[str] = ()) -> list[dict]:
         resp = self.stub.ScoreCandids(inference_pb2.ScoreCandidsRequest(
-            candids=list(candids), model_tags=list(model_tags)), timeout=self.timeout)
-        return [prediction_dict(p) for p in resp.predictions]
+            candids=list(candids), model_tags=list(model_tags), packed=True), timeout=self.timeout)
+        return response_dicts(resp)
 
     def score_packets(self, packets: Iterable[bytes], format: str = "auto", schema_json: str = "",
                       model_tags: Iterable[str] = (), enrich: bool = False) -> list[dict]:
@@ -97,8 +120,8 @@ class InferenceClient:
         (``format="fink"`` with the schema JSON from the Kafka key)."""
         resp = self.stub.ScoreAlerts(inference_pb2.ScoreAlertsRequest(
             packets=list(packets), format=format, schema_json=schema_json, model_tags=list(model_tags),
-            enrich=enrich), timeout=self.timeout)
-        return [prediction_dict(p) for p in resp.predictions]
+            enrich=enrich, packed=True), timeout=self.timeout)
+        return response_dicts(resp)
 
     def stream(self, features_key: str, model_tags: Iterable[str] = (), write: bool = False) -> Iterator[dict]:
         """Predictions of a large features batch, one at a time as they arrive."""

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 from skysift import config
-from skysift.client import InferenceClient
+from skysift.client import InferenceClient, response_dicts
 from skysift.inference import service
 from skysift.rpc import server
 from skysift.store import keys, open_store
@@ -74,6 +74,44 @@ def test_key_candids_and_raw_packets_give_the_same_probabilities(client, feature
     assert len(by_key) == len(packets)
     assert by_candids == by_key
     assert by_packets == by_key
+
+
+def test_packed_and_per_alert_forms_give_identical_predictions(client, features_key, packets):
+    pb = service.inference_pb2
+    by_key = client.score_key(features_key, ["galactic"], write=False)
+    tags = ["galactic"]
+    requests = [(client.stub.Score, pb.ScoreRequest(features_key=features_key, skip_write=True, model_tags=tags)),
+                (client.stub.ScoreCandids, pb.ScoreCandidsRequest(candids=[p["candid"] for p in by_key][::-1],
+                                                                  model_tags=tags)),
+                (client.stub.ScoreAlerts, pb.ScoreAlertsRequest(packets=packets, model_tags=tags))]
+    for rpc, request in requests:
+        per_alert = rpc(request)
+        request.packed = True
+        packed = rpc(request)
+        assert len(per_alert.predictions) == len(packets) and not per_alert.packed
+        assert len(packed.packed) == 1 and not packed.predictions
+        assert response_dicts(packed) == response_dicts(per_alert), type(request).__name__
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_bad_requests_are_invalid_argument_in_either_form(client, features_key, packed):
+    pb = service.inference_pb2
+    bad = [(client.stub.ScoreCandids, pb.ScoreCandidsRequest(candids=[], packed=packed)),
+           (client.stub.ScoreCandids, pb.ScoreCandidsRequest(candids=[1], model_tags=["nonesuch"], packed=packed)),
+           (client.stub.Score, pb.ScoreRequest(features_key="not/a/features/key", packed=packed)),
+           (client.stub.ScoreAlerts, pb.ScoreAlertsRequest(packets=[], packed=packed))]
+    for rpc, request in bad:
+        with pytest.raises(grpc.RpcError) as err:
+            rpc(request)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (type(request).__name__, err.value.details())
+
+
+def test_stream_refuses_the_packed_form(client, features_key):
+    request = service.inference_pb2.ScoreRequest(features_key=features_key, skip_write=True, packed=True)
+    with pytest.raises(grpc.RpcError) as err:
+        list(client.stub.StreamScores(request))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "call Score with packed=true" in err.value.details()
 
 
 def test_prediction_names_model_version_and_feature_set(client, features_key, env):

@@ -13,9 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from pydantic import SecretStr
-from skysift.inference import taxonomy as tx
 from skysift.inference.core import InferenceStage, score_table
-from skysift.inference.registry import LoadedModel
 from skysift.inference.settings import (
     CsvSettings,
     InferenceSettings,
@@ -29,34 +27,14 @@ from skysift.inference.sinks.slack import SlackSink
 
 from tests.fakes.skyportal import FakeSkyPortal
 from tests.fakes.slack import FakeSlack
-from tests.inference_support import fink_batch, galactic_target, store_batch
+from tests.inference_support import Loaded, in_memory_model, store_batch
 
 GROUPS = [1959]
 
 
-class Loaded:
-    """A registry holding models already in memory (the MLflow path is covered by the integration tests)."""
-
-    def __init__(self, models):
-        self.models = models
-
-    def get(self, tag):
-        return self.models[tag]
-
-
 @pytest.fixture(scope="module")
 def real():
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
-
-    alerts, features = fink_batch()
-    columns = tuple(c for c in FEATURE_COLUMNS
-                    if not np.isnan(features.column(c).to_numpy(zero_copy_only=False)).all())
-    X = np.column_stack([features.column(c).to_numpy(zero_copy_only=False) for c in columns])
-    estimator = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(X, galactic_target(alerts))
-    model = LoadedModel("galactic", "skysift_galactic", "7", FEATURE_SET_VERSION, columns,
-                        tx.flat(("not_galactic", "galactic")), estimator)
-    return alerts, features, model
+    return in_memory_model()
 
 
 def stage(local_settings, local_store, model, **sinks) -> InferenceStage:

@@ -84,9 +84,9 @@ def _remote(address, key, candids, raw, packet_format, schema_json, tags, enrich
 
 
 def _in_process(settings, key, candids, raw, packet_format, schema_json, tags, enrich, write) -> tuple[list[dict], str]:
-    from skysift.client import prediction_dict
+    from skysift.client import response_dicts
     from skysift.inference.core import InferenceStage
-    from skysift.inference.service import predictions_to_protos
+    from skysift.inference.service import response
     from skysift.store import open_store
 
     stage = InferenceStage(settings, open_store(settings=settings))
@@ -96,4 +96,4 @@ def _in_process(settings, key, candids, raw, packet_format, schema_json, tags, e
         result = stage.score_candids(candids, tags)
     else:
         result = stage.score_alerts(raw, packet_format, schema_json or None, tags, enrich)
-    return [prediction_dict(p) for p in predictions_to_protos(result.predictions, result.models)], result.message
+    return response_dicts(response(result, packed_form=True)), result.message

@@ -1,14 +1,15 @@
 """Inference: score features with the champion model of each model tag, and hand the results to the sinks.
 
-Three ways in, one scoring path (:meth:`InferenceStage.score_table`), so they agree to the last bit:
+Three ways in, one scoring path (:func:`score_rows`), so they agree to the last bit:
 - a stored features batch by key (the hourly poll): predictions are written beside it under ``predictions/``,
   then the configured sinks (CSV, SkyPortal, Slack) run;
 - candids of alerts already through the features stage: rows come from an in-memory index of ``features/``;
 - raw alert packets sent inline: decode → (enrichment) → features in process.
 
 Speed matters for gRPC clients (tens of thousands of alerts/s in batches, a few ms for one alert): models stay
-in memory (:mod:`.registry`), features go to the model as one numpy matrix, and nothing on the hot path talks to
-MLflow or lists the store; that happens in the background poll.
+in memory (:mod:`.registry`), features go to the model as one numpy matrix (for candids, rows of a matrix cached
+per stored batch), results stay numpy arrays (:class:`Scores`) until a response or the predictions table is
+built from them, and nothing on the hot path talks to MLflow or the store; that happens in the background poll.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -35,16 +38,42 @@ from skysift.store.keys import Batch
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Scores:
+    """One model's probabilities for a run of alerts: what both response forms and the predictions table are
+    built from."""
+
+    tag: str
+    model: LoadedModel
+    candid: np.ndarray  # int64 (n,)
+    object_id: np.ndarray  # object (n,): str, or None when unknown
+    probabilities: np.ndarray  # float64 (n, len(model.taxonomy.nodes)), the taxonomy's pre-order
+
+    def __len__(self) -> int:
+        return len(self.candid)
+
+    def rows(self, start: int, stop: int) -> Scores:
+        return Scores(self.tag, self.model, self.candid[start:stop], self.object_id[start:stop],
+                      self.probabilities[start:stop])
+
 
 @dataclass
 class ScoreResult:
-    """Predictions (one row per alert and model tag, ``prob_<class>`` columns in pre-order) and what was written."""
+    """Scores per model tag (in request order) and what was written."""
 
-    predictions: pa.Table
+    scores: list[Scores]
     written: Batch | None = None
     sinks: list[SinkReport] = field(default_factory=list)
-    models: dict[str, LoadedModel] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def models(self) -> dict[str, LoadedModel]:
+        return {s.tag: s.model for s in self.scores}
+
+    @cached_property
+    def predictions(self) -> pa.Table:
+        """One row per alert and model tag, ``prob_<class>`` columns in pre-order (built on first use)."""
+        return predictions_table(self.scores)
 
     @property
     def message(self) -> str:
@@ -112,42 +141,115 @@ def with_object_ids(table: pa.Table, object_id: pa.Array) -> pa.Table:
     return table.append_column("objectId", object_id)
 
 
-def score_table(features: pa.Table, models: dict[str, LoadedModel]) -> pa.Table:
-    """Predictions of ``models`` (tag → model) for ``features`` (with ``candid``, ``objectId``): one row per alert
-    and tag, ``prob_<class>`` columns in each taxonomy's pre-order (a column a tag lacks is null)."""
-    version = batch_feature_set_version(features)
+def score_rows(versions: Iterable[str], candid: np.ndarray, object_id: np.ndarray,
+               matrix: Callable[[tuple[str, ...]], np.ndarray], models: dict[str, LoadedModel]) -> list[Scores]:
+    """The one scoring path: ``models`` (tag → model) on alerts whose features are of ``versions``;
+    ``matrix(columns)`` gives their float64 feature matrix in that column order (asked once per column set)."""
+    versions = set(versions)
     for model in models.values():
-        check_feature_set(model, version)
-    n = features.num_rows
-    candid = features.column("candid").cast(pa.int64())
-    object_id = features.column("objectId") if "objectId" in features.schema.names else pa.nulls(n, pa.string())
+        for version in versions:
+            check_feature_set(model, version)
     matrices: dict[tuple[str, ...], np.ndarray] = {}
-    tables = []
+    out = []
     for tag, model in models.items():
         X = matrices.get(model.feature_columns)
         if X is None:
-            X = matrices[model.feature_columns] = feature_matrix(features, model.feature_columns)
-        probs = model.taxonomy.node_probabilities(model.predict(X)) if n else np.empty((0, len(model.taxonomy.nodes)))
+            X = matrices[model.feature_columns] = matrix(model.feature_columns)
+        n_nodes = len(model.taxonomy.nodes)
+        probs = model.taxonomy.node_probabilities(model.predict(X)) if len(X) else np.empty((0, n_nodes))
+        out.append(Scores(tag, model, candid, object_id, probs))
+    return out
+
+
+def score_features(features: pa.Table, models: dict[str, LoadedModel]) -> list[Scores]:
+    """:func:`score_rows` on a features table (with ``candid``; ``objectId`` when known)."""
+    n = features.num_rows
+    object_id = (features.column("objectId").to_numpy(zero_copy_only=False) if "objectId" in features.schema.names
+                 else np.full(n, None, dtype=object))
+    return score_rows([batch_feature_set_version(features)], features.column("candid").to_numpy().astype(np.int64),
+                      object_id, lambda columns: feature_matrix(features, columns), models)
+
+
+def predictions_table(scores: list[Scores]) -> pa.Table:
+    """One row per alert and tag, ``prob_<class>`` columns in each taxonomy's pre-order (a column a tag lacks is
+    null): what predictions/ parquet and the sinks take."""
+    tables = []
+    for s in scores:
+        n, model = len(s), s.model
         columns = {
-            "candid": candid,
-            "objectId": object_id,
-            "model_tag": pa.array([tag] * n, pa.string()),
+            "candid": pa.array(s.candid, pa.int64()),
+            "objectId": pa.array(s.object_id, pa.string()),
+            "model_tag": pa.array([s.tag] * n, pa.string()),
             "model_name": pa.array([model.name] * n, pa.string()),
             "model_version": pa.array([model.version] * n, pa.string()),
             "feature_set_version": pa.array([model.feature_set_version] * n, pa.string()),
         }
         for j, node in enumerate(model.taxonomy.nodes):
-            columns[node.column] = probs[:, j]
+            columns[node.column] = s.probabilities[:, j]
         tables.append(pa.table(columns))
     table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
     return table.replace_schema_metadata({"skysift.table": "predictions"})
 
 
+def score_table(features: pa.Table, models: dict[str, LoadedModel]) -> pa.Table:
+    """Predictions of ``models`` (tag → model) for ``features`` as a table (see :func:`predictions_table`)."""
+    return predictions_table(score_features(features, models))
+
+
+@dataclass
+class CachedBatch:
+    """A features batch in memory: its table (with objectIds), feature-set version, and a feature matrix per
+    model column set, built on first use, so that a candid lookup is a row gather, not an Arrow take."""
+
+    table: pa.Table
+    version: str
+    object_id: np.ndarray  # object: str, or None when unknown
+    matrices: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, table: pa.Table) -> CachedBatch:
+        return cls(table, batch_feature_set_version(table), table.column("objectId").to_numpy(zero_copy_only=False))
+
+    def matrix(self, columns: tuple[str, ...]) -> np.ndarray:
+        X = self.matrices.get(columns)
+        if X is None:  # two threads may both build it: the same values, one kept
+            X = self.matrices[columns] = feature_matrix(self.table, columns)
+        return X
+
+
+@dataclass
+class FoundRows:
+    """A request's features rows, still in their cached batches: ``parts`` holds (batch, its rows, the positions
+    of those rows in the request)."""
+
+    candid: np.ndarray
+    parts: list[tuple[CachedBatch, np.ndarray, np.ndarray]]
+
+    @property
+    def versions(self) -> set[str]:
+        return {batch.version for batch, _, _ in self.parts}
+
+    def object_id(self) -> np.ndarray:
+        return self._gather(lambda batch: batch.object_id, np.empty(len(self.candid), dtype=object))
+
+    def matrix(self, columns: tuple[str, ...]) -> np.ndarray:
+        return self._gather(lambda batch: batch.matrix(columns), np.empty((len(self.candid), len(columns))))
+
+    def _gather(self, source: Callable[[CachedBatch], np.ndarray], out: np.ndarray) -> np.ndarray:
+        if len(self.parts) == 1:  # one batch: positions are the request's order, no scatter needed
+            batch, rows, _ = self.parts[0]
+            return source(batch)[rows]
+        for batch, rows, positions in self.parts:
+            out[positions] = source(batch)[rows]
+        return out
+
+
 class CandidIndex:
     """Where each candid's features row lives: sorted candids → (batch, row), built from ``features/``.
 
-    Only the candid arrays of every batch are kept (16 bytes a row); the tables themselves sit in a small LRU.
-    Refreshed in the background and once on a miss, so a lookup is a binary search and a ``take``.
+    Only the candid arrays of every batch are kept (16 bytes a row); the batches themselves sit in a small LRU
+    (:class:`CachedBatch`). Refreshed in the background and once on a miss, so a lookup of candids in cached
+    batches is a binary search and a row gather, without touching the store.
     """
 
     def __init__(self, store: ObjectStore, cached_batches: int = 64):
@@ -158,7 +260,7 @@ class CandidIndex:
         self._per_key: list[np.ndarray] = []
         self._sorted = np.empty(0, np.int64)
         self._where = np.empty((0, 2), np.int64)  # (key index, row) per sorted candid
-        self._tables: OrderedDict[str, pa.Table] = OrderedDict()
+        self._batches: OrderedDict[str, CachedBatch] = OrderedDict()
         self._lock = threading.Lock()
 
     def refresh(self, unless_since: float | None = None) -> int:
@@ -173,9 +275,9 @@ class CandidIndex:
             known = set(self._keys)
             new = [k for k in self.store.list_keys("features/") if k.endswith("_features.parquet") and k not in known]
             for key in new:
-                table = self._load(key)
+                batch = self._load(key)
                 self._keys.append(key)
-                self._per_key.append(table.column("candid").to_numpy())
+                self._per_key.append(batch.table.column("candid").to_numpy())
             if new:
                 self._rebuild()
             return len(new)
@@ -189,18 +291,18 @@ class CandidIndex:
         last = np.r_[candids[1:] != candids[:-1], True] if len(candids) else np.empty(0, bool)
         self._sorted, self._where = candids[last], where[last]  # a candid in several batches: the latest indexed
 
-    def _load(self, key: str) -> pa.Table:
-        """A features table with its objectIds, cached (least recently used dropped first)."""
-        table = self._tables.get(key)
-        if table is not None:
-            self._tables.move_to_end(key)
-            return table
+    def _load(self, key: str) -> CachedBatch:
+        """A features batch with its objectIds, cached (least recently used dropped first)."""
+        batch = self._batches.get(key)
+        if batch is not None:
+            self._batches.move_to_end(key)
+            return batch
         table = self.store.read_table(key)
         table = with_object_ids(table, object_ids(self.store, keys.parse_batch(key), table.column("candid")))
-        self._tables[key] = table
-        while len(self._tables) > self.cached_batches:
-            self._tables.popitem(last=False)
-        return table
+        batch = self._batches[key] = CachedBatch.of(table)
+        while len(self._batches) > self.cached_batches:
+            self._batches.popitem(last=False)
+        return batch
 
     def _locate(self, candids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sorted_, where = self._sorted, self._where  # one consistent snapshot
@@ -209,8 +311,8 @@ class CandidIndex:
         found = (sorted_[pos] == candids) if len(sorted_) else np.zeros(len(candids), bool)
         return found, where[pos] if len(sorted_) else np.empty((len(candids), 2), np.int64)
 
-    def rows(self, candids: list[int]) -> pa.Table:
-        """Features rows (objectId included) of ``candids`` in the order given; NotFound names the missing."""
+    def rows(self, candids: list[int]) -> FoundRows:
+        """Features rows of ``candids`` in the order given; NotFound names the missing."""
         started = time.monotonic()
         wanted = np.asarray(candids, dtype=np.int64)
         found, where = self._locate(wanted)
@@ -224,17 +326,16 @@ class CandidIndex:
                 f"{missing[:10].tolist()}{' ...' if len(missing) > 10 else ''} (run the features stage, or send the "
                 "raw packets to ScoreAlerts)"
             )
-        parts, order = [], []
+        key_of = where[:, 0]
         with self._lock:
-            for key_index in np.unique(where[:, 0]):
-                sel = np.flatnonzero(where[:, 0] == key_index)
-                table = self._load(self._keys[key_index])
-                parts.append(table.take(pa.array(where[sel, 1])))
-                order.append(sel)
-        if len(parts) == 1:
-            return parts[0]
-        out = pa.concat_tables(parts, promote_options="default")
-        return out.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
+            if len(key_of) and (key_of == key_of[0]).all():  # the usual case: one batch (and always for one candid)
+                parts = [(self._load(self._keys[key_of[0]]), where[:, 1], np.arange(len(wanted)))]
+            else:
+                parts = []
+                for key_index in np.unique(key_of):
+                    positions = np.flatnonzero(key_of == key_index)
+                    parts.append((self._load(self._keys[key_index]), where[positions, 1], positions))
+        return FoundRows(wanted, parts)
 
 
 class InferenceStage:
@@ -267,29 +368,28 @@ class InferenceStage:
                                   "(SKYSIFT_INFERENCE_MODEL_TAGS)")
         return list(dict.fromkeys(model_tags))
 
-    def score_table(self, features: pa.Table, model_tags: list[str] | None = None) -> tuple[pa.Table, dict[str, LoadedModel]]:
-        """Predictions for a features table that carries ``candid`` and ``objectId``; the one scoring path."""
-        models = {tag: self.registry.get(tag) for tag in self.tags(model_tags)}
-        return score_table(features, models), models
+    def models(self, model_tags: list[str] | None) -> dict[str, LoadedModel]:
+        return {tag: self.registry.get(tag) for tag in self.tags(model_tags)}
 
     def score_batch(self, features_key: str, model_tags: list[str] | None = None, write: bool = True) -> ScoreResult:
         """Score a stored features batch; with ``write``, predictions/ parquet first, then the sinks."""
         batch = keys.parse_batch(features_key, "features")
         features = self.store.read_table(features_key)
         features = with_object_ids(features, object_ids(self.store, batch, features.column("candid")))
-        predictions, models = self.score_table(features, model_tags)
-        if not write:
-            return ScoreResult(predictions, models=models)
-        written = write_predictions(self.store, batch, predictions)
-        reports = run_sinks(self.sinks, Scored(predictions, models, written))
-        return ScoreResult(predictions, written, reports, models)
+        result = ScoreResult(score_features(features, self.models(model_tags)))
+        if write:
+            result.written = write_predictions(self.store, batch, result.predictions)
+            result.sinks = run_sinks(self.sinks, Scored(result.predictions, result.models, result.written))
+        return result
 
     def score_candids(self, candids: list[int], model_tags: list[str] | None = None) -> ScoreResult:
+        """Score alerts already through the features stage; for cached batches nothing is read from the store."""
         if len(candids) == 0:
             raise InvalidArgument("no candids given")
         self.tags(model_tags)  # an unknown tag is the caller's error, before any lookup
-        predictions, models = self.score_table(self.index.rows(candids), model_tags)
-        return ScoreResult(predictions, models=models)
+        found = self.index.rows(candids)
+        return ScoreResult(score_rows(found.versions, found.candid, found.object_id(), found.matrix,
+                                      self.models(model_tags)))
 
     def score_alerts(self, packets: list[bytes], format: str = "auto", schema_json: str | None = None,
                      model_tags: list[str] | None = None, enrich: bool = False) -> ScoreResult:
@@ -305,21 +405,18 @@ class InferenceStage:
         if decoded.dead_letters:
             notes.append(f"{len(decoded.dead_letters)} of {len(packets)} packets could not be decoded: "
                          + _dead_letter_reason(decoded.dead_letters))
-        tables, models = [], {}
+        scores = []
         for survey, alerts in decoded.alerts.items():
             if alerts.num_rows == 0:
                 continue
             enriched = self._enrich(survey, alerts) if enrich else None
             features = compute_features(alerts, enriched)
             features = with_object_ids(features, _align(features.column("candid"), alerts))
-            table, used = self.score_table(features, model_tags)
-            tables.append(table)
-            models.update(used)
-        if not tables:
+            scores += score_features(features, self.models(model_tags))
+        if not scores:
             raise InvalidArgument(f"no alert could be decoded from {len(packets)} packets"
                                   + (f": {notes[0]}" if notes else ""))
-        predictions = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
-        return ScoreResult(predictions, models=models, notes=notes)
+        return ScoreResult(scores, notes=notes)
 
     def _enrich(self, survey: str, alerts: pa.Table) -> pa.Table:
         """The enrichment stage's own computation (Sherlock through its cache, E(B-V)), nothing written."""

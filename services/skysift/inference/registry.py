@@ -50,24 +50,33 @@ class LoadedModel:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Leaf probabilities (n, n_leaves), in the taxonomy's leaf order.
 
-        One OpenMP thread per call: concurrency comes from parallel requests and replicas, and a small batch
-        spread over busy cores waits on the slowest (measured: single-alert p99 ~200 ms with all cores, <1 ms
-        with one). The limit is per calling thread and restored after.
+        With one OpenMP thread (see :func:`one_openmp_thread`): concurrency comes from parallel requests and
+        replicas, and a small batch spread over busy cores waits on the slowest (measured: single-alert p99
+        ~200 ms with all cores, <1 ms with one).
         """
-        with _openmp().limit(limits=1, user_api="openmp"):
-            return self.estimator.predict_proba(X)
+        one_openmp_thread()
+        return self.estimator.predict_proba(X)
 
 
-_CONTROLLER = None
+_PER_THREAD = threading.local()
 
 
-def _openmp():
-    global _CONTROLLER
-    if _CONTROLLER is None:  # built once: inspecting the loaded libraries costs ~ms, a limit then ~20 µs
-        from threadpoolctl import ThreadpoolController
+def one_openmp_thread() -> None:
+    """Cap the calling thread's OpenMP runtime at one thread, once per thread; the cap stays.
 
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER
+    The cap (``omp_set_num_threads``) belongs to the calling thread, and HistGradientBoosting's predict asks
+    ``omp_get_max_threads()`` of the thread that calls it: set where a model loads (the poll thread), it would not
+    reach the gRPC worker threads. Set per call and restored, it cost ~12 % of a 1,000-alert request; set once, a
+    thread keeps it, which suits the threads that score (the trainer sets its own limit around its fits).
+    threadpoolctl only sees runtimes already loaded, so scikit-learn's estimator modules are imported first.
+    """
+    if getattr(_PER_THREAD, "capped", False):
+        return
+    import sklearn.ensemble  # noqa: F401 - loads scikit-learn's OpenMP runtime, so that the cap reaches it
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="openmp")  # not used as a context: left in place for this thread
+    _PER_THREAD.capped = True
 
 
 def _numpy_input(estimator, columns: tuple[str, ...], where: str):

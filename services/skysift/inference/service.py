@@ -1,13 +1,17 @@
-"""gRPC servicer of skysift.v1.Inference: proto ↔ :class:`~skysift.inference.core.InferenceStage` calls."""
+"""gRPC servicer of skysift.v1.Inference: proto ↔ :class:`~skysift.inference.core.InferenceStage` calls.
+
+Two response forms of the same rows in the same order: one ``Prediction`` per alert and model tag (the default,
+what existing clients read), or, when the request sets ``packed``, one ``PackedPredictions`` per model with the
+rows as columns. Building a message per alert in Python was ~25 % of a 1,000-alert request; the packed form is
+a handful of list conversions.
+"""
 
 from __future__ import annotations
 
-import pyarrow as pa
 from skysift import config
 from skysift.config import Settings
-from skysift.errors import FailedPrecondition
-from skysift.inference.core import InferenceStage, ScoreResult
-from skysift.inference.registry import LoadedModel
+from skysift.errors import FailedPrecondition, InvalidArgument
+from skysift.inference.core import InferenceStage, ScoreResult, Scores
 from skysift.inference.settings import InferenceSettings
 from skysift.rpc.errors import grpc_method
 from skysift.v1 import common_pb2, inference_pb2, inference_pb2_grpc
@@ -16,50 +20,46 @@ SERVICE_NAME = "skysift.v1.Inference"
 STREAM_CHUNK = 1000  # rows converted to protos at a time when streaming
 
 
-def add_predictions(container, table: pa.Table, models: dict[str, LoadedModel]) -> None:
-    """Append a row → Prediction for each row of ``table`` to ``container`` (a repeated Prediction field).
+def add_predictions(container, scores: list[Scores]) -> None:
+    """Append one Prediction per row of each of ``scores`` to ``container`` (a repeated Prediction field).
 
     Probabilities follow each model's pre-order walk (parents before children). Built from one template per
-    model tag, copied and filled in place: ~4x faster than constructing each message (2 ms per 1000 alerts).
+    block, copied and filled in place: ~4x faster than constructing each message.
     """
-    if table.num_rows == 0:
-        return
-    candid = table.column("candid").to_pylist()
-    object_id = table.column("objectId").to_pylist()
-    tags = table.column("model_tag").to_pylist()
-    probs = {c: table.column(c).to_pylist() for c in table.column_names if c.startswith("prob_")}
-    templates = {}
-    for tag, m in models.items():
-        nodes = m.taxonomy.nodes
-        template = inference_pb2.Prediction(
-            model_tag=tag, model_name=m.name, model_version=m.version, feature_set_version=m.feature_set_version,
-            probabilities=[inference_pb2.ClassProbability(label=n.label, parent=n.parent) for n in nodes])
-        templates[tag] = (template, [probs[n.column] for n in nodes])
     add = container.add
-    for i, tag in enumerate(tags):
-        template, columns = templates[tag]
-        p = add()
-        p.CopyFrom(template)
-        p.candid = candid[i]
-        p.object_id = object_id[i] or ""
-        out = p.probabilities
-        for j, column in enumerate(columns):
-            out[j].probability = column[i]
+    for s in scores:
+        m = s.model
+        template = inference_pb2.Prediction(
+            model_tag=s.tag, model_name=m.name, model_version=m.version, feature_set_version=m.feature_set_version,
+            probabilities=[inference_pb2.ClassProbability(label=n.label, parent=n.parent) for n in m.taxonomy.nodes])
+        for candid, object_id, row in zip(s.candid.tolist(), s.object_id.tolist(), s.probabilities.tolist()):
+            p = add()
+            p.CopyFrom(template)
+            p.candid = candid
+            p.object_id = object_id or ""
+            for out, value in zip(p.probabilities, row):
+                out.probability = value
 
 
-def predictions_to_protos(table: pa.Table, models: dict[str, LoadedModel]) -> list[inference_pb2.Prediction]:
-    resp = inference_pb2.ScoreResponse()
-    add_predictions(resp.predictions, table, models)
-    return list(resp.predictions)
+def packed(s: Scores) -> inference_pb2.PackedPredictions:
+    """``s`` as columns: ids per row, probabilities row-major, the model and classes once."""
+    m, nodes = s.model, s.model.taxonomy.nodes
+    return inference_pb2.PackedPredictions(
+        model_tag=s.tag, model_name=m.name, model_version=m.version, feature_set_version=m.feature_set_version,
+        classes=[n.label for n in nodes], parents=[n.parent for n in nodes], candids=s.candid.tolist(),
+        object_ids=[o or "" for o in s.object_id.tolist()], probabilities=s.probabilities.ravel().tolist())
 
 
-def response(result: ScoreResult) -> inference_pb2.ScoreResponse:
+def response(result: ScoreResult, packed_form: bool = False) -> inference_pb2.ScoreResponse:
     written = result.written
     resp = inference_pb2.ScoreResponse(
         written=common_pb2.BatchRef(key=written.key, survey=written.survey, rows=written.rows) if written else None,
         message=result.message,
     )
-    add_predictions(resp.predictions, result.predictions, result.models)
+    if packed_form:
+        resp.packed.extend(packed(s) for s in result.scores)
+    else:
+        add_predictions(resp.predictions, result.scores)
     return resp
 
 
@@ -70,24 +70,29 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     @grpc_method
     def Score(self, request, context):
         return response(self.stage.score_batch(request.features_key, list(request.model_tags),
-                                               write=not request.skip_write))
+                                               write=not request.skip_write), request.packed)
 
     @grpc_method
     def ScoreCandids(self, request, context):
-        return response(self.stage.score_candids(list(request.candids), list(request.model_tags)))
+        return response(self.stage.score_candids(list(request.candids), list(request.model_tags)), request.packed)
 
     @grpc_method
     def ScoreAlerts(self, request, context):
         return response(self.stage.score_alerts(list(request.packets), request.format or "auto",
                                                 request.schema_json or None, list(request.model_tags),
-                                                request.enrich))
+                                                request.enrich), request.packed)
 
     @grpc_method
     def StreamScores(self, request, context):
+        if request.packed:
+            raise InvalidArgument("StreamScores streams one Prediction per alert: for the packed form call Score "
+                                  "with packed=true")
         result = self.stage.score_batch(request.features_key, list(request.model_tags), write=not request.skip_write)
-        table = result.predictions
-        for start in range(0, table.num_rows, STREAM_CHUNK):
-            yield from predictions_to_protos(table.slice(start, STREAM_CHUNK), result.models)
+        for s in result.scores:
+            for start in range(0, len(s), STREAM_CHUNK):
+                resp = inference_pb2.ScoreResponse()
+                add_predictions(resp.predictions, [s.rows(start, start + STREAM_CHUNK)])
+                yield from resp.predictions
 
     @grpc_method
     def ListModels(self, request, context):

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from skysift.v1 import common_pb2 as skysift_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1askysift/v1/inference.proto\x12\nskysift.v1\x1a\x17skysift/v1/common.proto\"L\n\x0cScoreRequest\x12\x14\n\x0c\x66\x65\x61tures_key\x18\x01 \x01(\t\x12\x12\n\nmodel_tags\x18\x02 \x03(\t\x12\x12\n\nskip_write\x18\x03 \x01(\x08\":\n\x13ScoreCandidsRequest\x12\x0f\n\x07\x63\x61ndids\x18\x01 \x03(\x03\x12\x12\n\nmodel_tags\x18\x02 \x03(\t\"n\n\x12ScoreAlertsRequest\x12\x0f\n\x07packets\x18\x01 \x03(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x13\n\x0bschema_json\x18\x03 \x01(\t\x12\x12\n\nmodel_tags\x18\x04 \x03(\t\x12\x0e\n\x06\x65nrich\x18\x05 \x01(\x08\"F\n\x10\x43lassProbability\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\x12\x0e\n\x06parent\x18\x03 \x01(\t\"\xbf\x01\n\nPrediction\x12\x0e\n\x06\x63\x61ndid\x18\x01 \x01(\x03\x12\x11\n\tobject_id\x18\x02 \x01(\t\x12\x11\n\tmodel_tag\x18\x03 \x01(\t\x12\x12\n\nmodel_name\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x1b\n\x13\x66\x65\x61ture_set_version\x18\x06 \x01(\t\x12\x33\n\rprobabilities\x18\x07 \x03(\x0b\x32\x1c.skysift.v1.ClassProbability\"t\n\rScoreResponse\x12+\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x16.skysift.v1.Prediction\x12%\n\x07written\x18\x02 \x01(\x0b\x32\x14.skysift.v1.BatchRef\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x13\n\x11ListModelsRequest\"w\n\tModelInfo\x12\x11\n\tmodel_tag\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x1b\n\x13\x66\x65\x61ture_set_version\x18\x04 \x01(\t\x12\x0f\n\x07\x63lasses\x18\x05 \x03(\t\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.skysift.v1.ModelInfo2\xf0\x02\n\tInference\x12<\n\x05Score\x12\x18.skysift.v1.ScoreRequest\x1a\x19.skysift.v1.ScoreResponse\x12J\n\x0cScoreCandids\x12\x1f.skysift.v1.ScoreCandidsRequest\x1a\x19.skysift.v1.ScoreResponse\x12H\n\x0bScoreAlerts\x12\x1e.skysift.v1.ScoreAlertsRequest\x1a\x19.skysift.v1.ScoreResponse\x12\x42\n\x0cStreamScores\x12\x18.skysift.v1.ScoreRequest\x1a\x16.skysift.v1.Prediction0\x01\x12K\n\nListModels\x12\x1d.skysift.v1.ListModelsRequest\x1a\x1e.skysift.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1askysift/v1/inference.proto\x12\nskysift.v1\x1a\x17skysift/v1/common.proto\"\\\n\x0cScoreRequest\x12\x14\n\x0c\x66\x65\x61tures_key\x18\x01 \x01(\t\x12\x12\n\nmodel_tags\x18\x02 \x03(\t\x12\x12\n\nskip_write\x18\x03 \x01(\x08\x12\x0e\n\x06packed\x18\x04 \x01(\x08\"J\n\x13ScoreCandidsRequest\x12\x0f\n\x07\x63\x61ndids\x18\x01 \x03(\x03\x12\x12\n\nmodel_tags\x18\x02 \x03(\t\x12\x0e\n\x06packed\x18\x03 \x01(\x08\"~\n\x12ScoreAlertsRequest\x12\x0f\n\x07packets\x18\x01 \x03(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x13\n\x0bschema_json\x18\x03 \x01(\t\x12\x12\n\nmodel_tags\x18\x04 \x03(\t\x12\x0e\n\x06\x65nrich\x18\x05 \x01(\x08\x12\x0e\n\x06packed\x18\x06 \x01(\x08\"F\n\x10\x43lassProbability\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\x12\x0e\n\x06parent\x18\x03 \x01(\t\"\xbf\x01\n\nPrediction\x12\x0e\n\x06\x63\x61ndid\x18\x01 \x01(\x03\x12\x11\n\tobject_id\x18\x02 \x01(\t\x12\x11\n\tmodel_tag\x18\x03 \x01(\t\x12\x12\n\nmodel_name\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x1b\n\x13\x66\x65\x61ture_set_version\x18\x06 \x01(\t\x12\x33\n\rprobabilities\x18\x07 \x03(\x0b\x32\x1c.skysift.v1.ClassProbability\"\xcc\x01\n\x11PackedPredictions\x12\x11\n\tmodel_tag\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x1b\n\x13\x66\x65\x61ture_set_version\x18\x04 \x01(\t\x12\x0f\n\x07\x63lasses\x18\x05 \x03(\t\x12\x0f\n\x07parents\x18\x06 \x03(\t\x12\x0f\n\x07\x63\x61ndids\x18\x07 \x03(\x03\x12\x12\n\nobject_ids\x18\x08 \x03(\t\x12\x15\n\rprobabilities\x18\t \x03(\x01\"\xa3\x01\n\rScoreResponse\x12+\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x16.skysift.v1.Prediction\x12%\n\x07written\x18\x02 \x01(\x0b\x32\x14.skysift.v1.BatchRef\x12\x0f\n\x07message\x18\x03 \x01(\t\x12-\n\x06packed\x18\x04 \x03(\x0b\x32\x1d.skysift.v1.PackedPredictions\"\x13\n\x11ListModelsRequest\"w\n\tModelInfo\x12\x11\n\tmodel_tag\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x1b\n\x13\x66\x65\x61ture_set_version\x18\x04 \x01(\t\x12\x0f\n\x07\x63lasses\x18\x05 \x03(\t\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.skysift.v1.ModelInfo2\xf0\x02\n\tInference\x12<\n\x05Score\x12\x18.skysift.v1.ScoreRequest\x1a\x19.skysift.v1.ScoreResponse\x12J\n\x0cScoreCandids\x12\x1f.skysift.v1.ScoreCandidsRequest\x1a\x19.skysift.v1.ScoreResponse\x12H\n\x0bScoreAlerts\x12\x1e.skysift.v1.ScoreAlertsRequest\x1a\x19.skysift.v1.ScoreResponse\x12\x42\n\x0cStreamScores\x12\x18.skysift.v1.ScoreRequest\x1a\x16.skysift.v1.Prediction0\x01\x12K\n\nListModels\x12\x1d.skysift.v1.ListModelsRequest\x1a\x1e.skysift.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,23 +33,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skysift.v1.inference_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCOREREQUEST']._serialized_start=67
-  _globals['_SCOREREQUEST']._serialized_end=143
-  _globals['_SCORECANDIDSREQUEST']._serialized_start=145
-  _globals['_SCORECANDIDSREQUEST']._serialized_end=203
-  _globals['_SCOREALERTSREQUEST']._serialized_start=205
-  _globals['_SCOREALERTSREQUEST']._serialized_end=315
-  _globals['_CLASSPROBABILITY']._serialized_start=317
-  _globals['_CLASSPROBABILITY']._serialized_end=387
-  _globals['_PREDICTION']._serialized_start=390
-  _globals['_PREDICTION']._serialized_end=581
-  _globals['_SCORERESPONSE']._serialized_start=583
-  _globals['_SCORERESPONSE']._serialized_end=699
-  _globals['_LISTMODELSREQUEST']._serialized_start=701
-  _globals['_LISTMODELSREQUEST']._serialized_end=720
-  _globals['_MODELINFO']._serialized_start=722
-  _globals['_MODELINFO']._serialized_end=841
-  _globals['_LISTMODELSRESPONSE']._serialized_start=843
-  _globals['_LISTMODELSRESPONSE']._serialized_end=902
-  _globals['_INFERENCE']._serialized_start=905
-  _globals['_INFERENCE']._serialized_end=1273
+  _globals['_SCOREREQUEST']._serialized_end=159
+  _globals['_SCORECANDIDSREQUEST']._serialized_start=161
+  _globals['_SCORECANDIDSREQUEST']._serialized_end=235
+  _globals['_SCOREALERTSREQUEST']._serialized_start=237
+  _globals['_SCOREALERTSREQUEST']._serialized_end=363
+  _globals['_CLASSPROBABILITY']._serialized_start=365
+  _globals['_CLASSPROBABILITY']._serialized_end=435
+  _globals['_PREDICTION']._serialized_start=438
+  _globals['_PREDICTION']._serialized_end=629
+  _globals['_PACKEDPREDICTIONS']._serialized_start=632
+  _globals['_PACKEDPREDICTIONS']._serialized_end=836
+  _globals['_SCORERESPONSE']._serialized_start=839
+  _globals['_SCORERESPONSE']._serialized_end=1002
+  _globals['_LISTMODELSREQUEST']._serialized_start=1004
+  _globals['_LISTMODELSREQUEST']._serialized_end=1023
+  _globals['_MODELINFO']._serialized_start=1025
+  _globals['_MODELINFO']._serialized_end=1144
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1146
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1205
+  _globals['_INFERENCE']._serialized_start=1208
+  _globals['_INFERENCE']._serialized_end=1576
 # @@protoc_insertion_point(module_scope)

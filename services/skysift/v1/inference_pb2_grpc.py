@@ -88,7 +88,7 @@ class InferenceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamScores(self, request, context):
-        """Server-streaming variant of Score for large batches.
+        """Server-streaming variant of Score for large batches (one Prediction per alert; `packed` is refused).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
