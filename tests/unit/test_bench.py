@@ -75,3 +75,5 @@ def test_whole_bench_on_a_few_alerts(tmp_path):
     agreement = {a["case"]: a for a in report.environment["agreement"]}
     assert agreement["end to end"]["product_candids_match"] and agreement["end to end"]["baseline_candids_match"]
     assert any(c.target.startswith("single-alert scoring") for c in report.checks)
+    scored = {r.case.rsplit(",", 1)[0]: r.n for r in report.rows if r.case.startswith("gRPC ScoreCandids")}
+    assert scored["gRPC ScoreCandids packed"] == scored["gRPC ScoreCandids per alert"] > 0  # both answered every alert
