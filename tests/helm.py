@@ -1,4 +1,5 @@
-"""Render the Helm chart offline (Helm v4 as a library, no cluster), for the chart and Job-trigger tests."""
+"""Render the Helm chart offline (Helm v4 as a library, no cluster), validate what it renders against the
+Kubernetes API schemas, and parse its container commands as `skysift` would: for the chart and Job-trigger tests."""
 
 from __future__ import annotations
 
@@ -31,6 +32,35 @@ def _render(values_json: str, name: str, namespace: str) -> tuple[tuple[str, str
 
     with helm_python.Chart.load(CHART) as chart:
         return tuple(chart.render(json.loads(values_json), name=name, namespace=namespace).items())
+
+
+KUBE_VERSION = "1.30.0"
+_VALID: set[str] = set()
+
+
+def validate(doc: dict) -> None:
+    """kubernetes-validate, strict (unknown fields are errors); a document already seen valid is skipped."""
+    import kubernetes_validate
+
+    key = json.dumps(doc, sort_keys=True)
+    if key not in _VALID:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        _VALID.add(key)
+
+
+def parse_skysift(args: list[str]):
+    """Parse a command line the way `skysift` would, without running it; raises click's usage errors.
+
+    (Typer vendors its own click, so groups are told apart by what they can do, not by click's classes.)"""
+    import typer
+    from skysift import cli
+
+    command, name, ctx = typer.main.get_command(cli.app), "skysift", None
+    while True:
+        ctx = command.make_context(name, list(args), parent=ctx)
+        if not hasattr(command, "resolve_command"):
+            return command
+        name, command, args = command.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
 
 
 def objects(values: dict | None = None, name: str = "skysift", namespace: str = "skysift") -> list[dict]:

@@ -78,6 +78,7 @@ def poll(
     keep_cutouts: Optional[bool] = typer.Option(None, "--keep-cutouts/--no-cutouts", help="Keep image stamps in cutouts/."),
     filter_name: Optional[str] = typer.Option(None, "--filter", help="Filter preset, e.g. fink_vra."),
     every: Optional[str] = typer.Option(None, help="Keep polling, one poll per interval (e.g. 0s, 5m), until SIGTERM: the long-lived consumer mode."),
+    drain: bool = typer.Option(False, help="Keep polling until a poll finds no message (the --from path read to its end, or the topic caught up), then exit: a backfill. Implies --every 0s."),
 ) -> None:
     """Poll once through every stage (ingest, enrichment, features, inference) and print what was written where.
 
@@ -91,11 +92,18 @@ def poll(
 
     settings = load_settings()
     stages = pipeline.InProcessStages(settings) if in_process else pipeline.GrpcStages(settings)
-    interval = parse_duration(every) if every is not None else None
+    interval = parse_duration(every) if every is not None else (0.0 if drain else None)
     stop = threading.Event()
     if interval is not None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        if not in_process:  # a poller started beside its ingest server must not fail its first poll
+            from skysift.rpc.channels import wait_serving
+
+            try:
+                wait_serving(settings.ingest_address, timeout=120)
+            except TimeoutError as exc:
+                fail(f"poll failed: {exc}", code=1)
     while not stop.is_set():
         started = time.monotonic()
         try:
@@ -105,7 +113,7 @@ def poll(
             fail(f"poll failed: {exc}", code=1)
         for line in report.lines():
             typer.echo(line)
-        if interval is None:
+        if interval is None or (drain and report.counts["messages"] == 0):
             break
         stop.wait(max(0.0, interval - (time.monotonic() - started)))
 

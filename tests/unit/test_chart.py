@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import re
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
 import helm_python
-import kubernetes_validate
 import pytest
 import skysift
-import typer
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
-from skysift import cli, config
+from skysift import config
 
 from tests import helm
+from tests.helm import KUBE_VERSION, parse_skysift, validate
 
-KUBE_VERSION = "1.30.0"
 OVERLAYS = ["default", "kind", "minikube", "external"]
 SERVICES = list(config.SERVICES)
 ALL_SECRETS_AS_VALUES = {"secrets": {name: {"value": f"value-of-{name}"} for name in (
@@ -44,7 +46,7 @@ def named(objs, kind, name):
 def pod_specs(objs):
     """(object name, pod spec, pod labels) of every workload."""
     for d in objs:
-        if d["kind"] == "Deployment":
+        if d["kind"] in ("Deployment", "Job"):
             template = d["spec"]["template"]
         elif d["kind"] == "CronJob":
             template = d["spec"]["jobTemplate"]["spec"]["template"]
@@ -73,30 +75,7 @@ def env_names(secret: bool) -> set[str]:
     return names
 
 
-def parse_skysift(args: list[str]):
-    """Parse a command line the way `skysift` would, without running it; raises click's usage errors.
-
-    (Typer vendors its own click, so groups are told apart by what they can do, not by click's classes.)"""
-    command, name, ctx = typer.main.get_command(cli.app), "skysift", None
-    while True:
-        ctx = command.make_context(name, list(args), parent=ctx)
-        if not hasattr(command, "resolve_command"):
-            return command
-        name, command, args = command.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
-
-
 # -- Kubernetes API validity ----------------------------------------------------------------------------------
-
-_VALID: set[str] = set()
-
-
-def validate(doc: dict) -> None:
-    """kubernetes-validate, strict (unknown fields are errors); a document already seen valid is skipped."""
-    key = json.dumps(doc, sort_keys=True)
-    if key not in _VALID:
-        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
-        _VALID.add(key)
-
 
 def test_every_manifest_is_valid_for_kubernetes_1_30(rendered):
     _, objs = rendered
@@ -426,3 +405,171 @@ def test_round_and_inference_model_tags_are_known_tags():
         values = chart.merge_values(helm.overlay("external"))
     assert values["round"]["modelTag"] in MODEL_TAGS
     assert set(values["settings"]["inference"]["modelTags"]) <= set(MODEL_TAGS)
+
+
+# -- scaling out: continuous ingest, backfill of archived nights -----------------------------------------------
+
+CONSUMER = {"services": {"ingest": {"replicas": 4, "consumer": {"enabled": True}}}, "poll": {"enabled": False}}
+NIGHTS = ["20240501", "20240502", "20240503"]
+BACKFILL = {"backfill": {"enabled": True, "nights": NIGHTS, "parallelism": 2,
+                         "archive": {"existingClaim": "ztf-archive", "subPath": "ztf/public"}}}
+SCALED_OUT = {**CONSUMER, **BACKFILL, **ALL_SECRETS_AS_VALUES}
+
+
+def containers(objs, name) -> dict[str, dict]:
+    spec = next(spec for n, spec, _ in pod_specs(objs) if n == name)
+    return {c["name"]: c for c in spec["containers"]}
+
+
+def backfill_job(objs) -> dict:
+    (job,) = of_kind(objs, "Job")
+    return job
+
+
+def test_scaled_out_values_render_valid_manifests_that_lint_clean():
+    objs = helm.objects(SCALED_OUT)
+    for doc in objs:
+        validate(doc)
+    report = helm_python.lint(helm.CHART, SCALED_OUT, strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_scaled_out_pods_meet_restricted_pod_security_and_carry_the_recommended_labels():
+    objs = helm.objects(SCALED_OUT)
+    for name, spec, labels in pod_specs(objs):
+        assert restricted_violations(spec) == [], name
+        assert set(RECOMMENDED) - {"helm.sh/chart"} <= set(labels), name
+
+
+def test_consumer_runs_a_real_skysift_poll_loop_beside_each_ingest_server():
+    objs = helm.objects(CONSUMER)
+    ingest = named(objs, "Deployment", "skysift-ingest")
+    assert ingest["spec"]["replicas"] == 4  # one consumer of the group per replica: set to the partitions
+    pod = containers(objs, "skysift-ingest")
+    assert set(pod) == {"ingest", "poller"}
+    serve, poller = pod["ingest"]["args"], pod["poller"]["args"]
+    assert parse_skysift(serve).name == "serve" and parse_skysift(poller).name == "poll"
+    assert poller[:3] == ["poll", "--every", "0s"] and "--in-process" not in poller
+    address = {e["name"]: e["value"] for e in pod["poller"]["env"]}["SKYSIFT_INGEST_ADDRESS"]
+    assert address == f"127.0.0.1:{serve[serve.index('--port') + 1]}"  # its own pod's server, not the Service
+
+
+def test_consumer_uses_the_configured_consumer_group():
+    objs = helm.objects({**CONSUMER, "settings": {"kafka": {"groupId": "astro-night-shift"}}})
+    assert of_kind(objs, "ConfigMap")[0]["data"]["SKYSIFT_KAFKA_GROUP_ID"] == "astro-night-shift"
+    assert "env" not in containers(objs, "skysift-ingest")["ingest"]  # every replica reads the same group id
+
+
+def test_consumer_pods_may_call_the_other_stages_through_the_network_policy():
+    objs = helm.objects(CONSUMER)
+    policy = named(objs, "NetworkPolicy", "skysift-services")
+    grpc_rule = next(r for r in policy["spec"]["ingress"] if r["ports"] == [{"port": "grpc", "protocol": "TCP"}])
+    labels = next(labels for name, _, labels in pod_specs(objs) if name == "skysift-ingest")
+    assert any(selects(peer["podSelector"], labels) for peer in grpc_rule["from"])
+
+
+def test_poller_gets_no_secret_and_ingest_keeps_its_own():
+    objs = helm.objects({**CONSUMER, **ALL_SECRETS_AS_VALUES})
+    pod = containers(objs, "skysift-ingest")
+    assert {m["name"] for m in pod["poller"]["volumeMounts"]} == {"tmp"}
+    assert "secrets" in {m["name"] for m in pod["ingest"]["volumeMounts"]}
+
+
+def test_consumer_and_the_hourly_poll_together_fail_with_what_to_set():
+    with pytest.raises(helm_python.HelmRenderError, match="set poll.enabled=false"):
+        helm.render({"services": {"ingest": {"consumer": {"enabled": True}}}})
+
+
+def test_backfill_is_an_indexed_job_with_one_index_per_night():
+    spec = backfill_job(helm.objects(BACKFILL))["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 2)
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    pod = spec["template"]["spec"]
+    archive = next(v for v in pod["volumes"] if v["name"] == "archive")
+    assert archive["persistentVolumeClaim"] == {"claimName": "ztf-archive", "readOnly": True}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "archive")
+    assert mount == {"name": "archive", "mountPath": "/archive", "subPath": "ztf/public", "readOnly": True}
+
+
+def run_backfill_command(container: dict, index: int, tmp_path) -> tuple[int, list[str], str]:
+    """Run the container's command with /bin/sh as the pod would, Kubernetes' JOB_COMPLETION_INDEX set, and a
+    stand-in `skysift` on PATH that records its arguments instead of polling."""
+    stub = tmp_path / "bin" / "skysift"
+    stub.parent.mkdir(exist_ok=True)
+    stub.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    stub.chmod(0o755)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    env |= {"JOB_COMPLETION_INDEX": str(index), "PATH": f"{stub.parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(container["command"] + container["args"], env=env, capture_output=True, text=True,
+                          timeout=30, check=False)
+    return done.returncode, json.loads(done.stdout) if done.returncode == 0 else [], done.stderr
+
+
+@pytest.mark.parametrize("index", range(len(NIGHTS)))
+def test_each_backfill_index_runs_a_real_skysift_poll_of_its_own_night(index, tmp_path):
+    container = backfill_job(helm.objects(BACKFILL))["spec"]["template"]["spec"]["containers"][0]
+    code, argv, err = run_backfill_command(container, index, tmp_path)
+    assert code == 0, err
+    command = parse_skysift(argv)
+    assert command.name == "poll"
+    params = command.make_context("poll", argv[1:]).params
+    assert params["from_path"] == f"/archive/{NIGHTS[index]}"
+    assert params["in_process"] and params["drain"]
+
+
+def test_backfill_index_without_a_night_fails_saying_so(tmp_path):
+    container = backfill_job(helm.objects(BACKFILL))["spec"]["template"]["spec"]["containers"][0]
+    code, _, err = run_backfill_command(container, len(NIGHTS), tmp_path)
+    assert code == 1 and "no night for index 3" in err
+
+
+def test_backfill_job_name_follows_its_spec():
+    """A Job's pod template is immutable: new nights must make a new Job, unchanged values the same one."""
+    first = backfill_job(helm.objects(BACKFILL))["metadata"]["name"]
+    again = backfill_job(helm.objects({**BACKFILL, "app": {"replicas": 2}}))["metadata"]["name"]
+    more = backfill_job(helm.objects({"backfill": {**BACKFILL["backfill"], "nights": [*NIGHTS, "20240504"]}}))
+    assert first == again and first.startswith("skysift-backfill-")
+    assert more["metadata"]["name"] != first
+    long = helm.objects({**BACKFILL}, name="a-very-long-release-name-for-the-astro-team-cluster")
+    assert len(backfill_job(long)["metadata"]["name"]) <= 53  # room for "-<index>" in the pods' hostnames
+
+
+def test_backfill_gets_the_store_and_lasair_secrets_only_and_posts_to_no_sink():
+    objs = helm.objects({**BACKFILL, **ALL_SECRETS_AS_VALUES})
+    job = backfill_job(objs)["spec"]["template"]["spec"]
+    files = {item["path"] for v in job["volumes"] for s in v.get("projected", {}).get("sources", [])
+             for item in s["secret"]["items"]}
+    assert files == {"skysift_s3_access_key_id", "skysift_s3_secret_access_key", "skysift_enrichment_lasair_token"}
+    env = {e["name"]: e["value"] for e in job["containers"][0]["env"]}
+    assert env["SKYSIFT_SKYPORTAL_URL"] == ""
+
+
+@pytest.mark.parametrize("bad, where", [
+    ({"backfill": {"enabled": True, "archive": {"existingClaim": "a"}}}, "/backfill/nights"),
+    ({"backfill": {"enabled": True, "nights": ["20240501"]}}, "/backfill/archive/existingClaim"),
+    ({"backfill": {"nights": ["../etc"]}}, "/backfill/nights/0"),
+    ({"backfill": {"nights": ["2024 0501"]}}, "/backfill/nights/0"),
+    ({"backfill": {"parallelism": 0}}, "/backfill/parallelism"),
+    ({"services": {"ingest": {"consumer": {"every": "5 minutes"}}}}, "/services/ingest/consumer/every"),
+    ({"services": {"enrichment": {"consumer": {"enabled": True}}}}, "consumer"),
+    ({"poll": {"timeout": "500ms"}}, "/poll/timeout"),
+])
+def test_schema_rejects_broken_scale_out_values_naming_the_key(bad, where):
+    with pytest.raises(helm_python.HelmValuesError, match=where):
+        helm.render(bad)
+
+
+def test_durations_the_schema_accepts_are_durations_the_cli_reads():
+    from skysift.cli import parse_duration
+
+    pattern = json.loads((helm.CHART / "values.schema.json").read_text())["definitions"]["duration"]["pattern"]
+    for text in ("0s", "60s", "5m", "1.5h", "90"):
+        assert re.match(pattern, text) and parse_duration(text) >= 0, text
+
+
+def test_notes_tell_how_to_follow_the_consumers_and_the_backfill():
+    notes = helm.render({**CONSUMER, **BACKFILL}, name="skysift", namespace="astro")["skysift/templates/NOTES.txt"]
+    assert "4 ingest pod(s), each one consumer of the Kafka group \"skysift\"" in notes
+    assert "kubectl -n astro logs -f deploy/skysift-ingest -c poller" in notes
+    assert "Backfill of 3 archived night(s), 2 at a time, from the PVC ztf-archive" in notes
+    assert "kubectl -n astro get jobs,pods -l app.kubernetes.io/instance=skysift,app.kubernetes.io/component=backfill" in notes

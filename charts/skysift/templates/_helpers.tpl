@@ -82,10 +82,10 @@ Each secret: the file name pydantic-settings reads in SKYSIFT_SECRETS_DIR (the v
 and the components that need it. A component never gets a secret it does not use.
 */}}
 {{- define "skysift.secretSpecs" -}}
-s3AccessKeyId: {file: skysift_s3_access_key_id, components: [ingest, enrichment, features, inference, trainer, poll, round, app]}
-s3SecretAccessKey: {file: skysift_s3_secret_access_key, components: [ingest, enrichment, features, inference, trainer, poll, round, app]}
+s3AccessKeyId: {file: skysift_s3_access_key_id, components: [ingest, enrichment, features, inference, trainer, poll, round, app, backfill]}
+s3SecretAccessKey: {file: skysift_s3_secret_access_key, components: [ingest, enrichment, features, inference, trainer, poll, round, app, backfill]}
 kafkaSaslPassword: {file: skysift_kafka_sasl_password, components: [ingest]}
-lasairToken: {file: skysift_enrichment_lasair_token, components: [enrichment]}
+lasairToken: {file: skysift_enrichment_lasair_token, components: [enrichment, backfill]}
 skyportalToken: {file: skysift_skyportal_token, components: [inference, poll]}
 slackWebhookUrl: {file: skysift_slack_webhook_url, components: [inference, poll]}
 slackBotToken: {file: skysift_slack_bot_token, components: [inference, poll]}
@@ -142,7 +142,8 @@ capabilities:
 The pod spec every skysift container shares: one image, settings from the ConfigMap, secrets as files,
 HOME and temporary files on an emptyDir so the root filesystem stays read-only.
 Arguments: root, component, command, args, ports, probes (YAML), env (list), resources, restartPolicy,
-serviceAccountName, automountToken.
+serviceAccountName, automountToken, streamlitSecrets, volumes and volumeMounts (extra, as lists), and sidecar:
+a second skysift container in the pod (name, args, env, resources), which gets no secrets.
 */}}
 {{- define "skysift.podSpec" -}}
 {{- $root := .root }}
@@ -159,45 +160,10 @@ restartPolicy: {{ . }}
 securityContext:
   {{- include "skysift.podSecurityContext" . | nindent 2 }}
 containers:
-  - name: {{ .component }}
-    image: {{ include "skysift.image" $root }}
-    imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-    command: {{ toJson .command }}
-    {{- with .args }}
-    args: {{ toJson . }}
-    {{- end }}
-    envFrom:
-      - configMapRef:
-          name: {{ include "skysift.componentName" (dict "root" $root "component" "config") }}
-    {{- with .env }}
-    env:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
-    {{- with .ports }}
-    ports:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
-    {{- with .probes }}
-    {{- . | nindent 4 }}
-    {{- end }}
-    resources:
-      {{- toYaml .resources | nindent 6 }}
-    securityContext:
-      {{- include "skysift.containerSecurityContext" . | nindent 6 }}
-    volumeMounts:
-      - name: tmp
-        mountPath: /tmp
-      {{- if $sources }}
-      - name: secrets
-        mountPath: /var/run/secrets/skysift
-        readOnly: true
-      {{- end }}
-      {{- with .streamlitSecrets }}{{ if .existingSecret }}
-      - name: streamlit-secrets
-        mountPath: /app/.streamlit/secrets.toml
-        subPath: secrets.toml
-        readOnly: true
-      {{- end }}{{ end }}
+  {{- include "skysift.container" (merge (dict "name" .component "secrets" (not (empty $sources))) .) | nindent 2 }}
+  {{- with .sidecar }}
+  {{- include "skysift.container" (merge (dict "root" $root "command" (list "skysift")) .) | nindent 2 }}
+  {{- end }}
 volumes:
   - name: tmp
     emptyDir: {}
@@ -217,6 +183,9 @@ volumes:
         - key: {{ .key }}
           path: secrets.toml
   {{- end }}{{ end }}
+  {{- with .volumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- with $root.Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -229,6 +198,53 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/* One container of a skysift pod (see skysift.podSpec); secrets: mount the pod's secrets volume. */}}
+{{- define "skysift.container" -}}
+{{- $root := .root -}}
+- name: {{ .name }}
+  image: {{ include "skysift.image" $root }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+  command: {{ toJson .command }}
+  {{- with .args }}
+  args: {{ toJson . }}
+  {{- end }}
+  envFrom:
+    - configMapRef:
+        name: {{ include "skysift.componentName" (dict "root" $root "component" "config") }}
+  {{- with .env }}
+  env:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .ports }}
+  ports:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .probes }}
+  {{- . | nindent 2 }}
+  {{- end }}
+  resources:
+    {{- toYaml .resources | nindent 4 }}
+  securityContext:
+    {{- include "skysift.containerSecurityContext" . | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+    {{- if .secrets }}
+    - name: secrets
+      mountPath: /var/run/secrets/skysift
+      readOnly: true
+    {{- end }}
+    {{- with .streamlitSecrets }}{{ if .existingSecret }}
+    - name: streamlit-secrets
+      mountPath: /app/.streamlit/secrets.toml
+      subPath: secrets.toml
+      readOnly: true
+    {{- end }}{{ end }}
+    {{- with .volumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end }}
 
 {{/* Extra per-component SKYSIFT_* variables as an env list. */}}

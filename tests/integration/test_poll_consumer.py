@@ -1,0 +1,36 @@
+"""The ingest pod's `poller` container (chart: services.ingest.consumer): `skysift poll --every` starts beside its
+ingest server, usually before the server serves, and must wait for it instead of failing its first poll."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from tests import servers
+
+
+def test_poller_started_before_its_ingest_server_waits_for_it(tmp_path):
+    port = servers.free_port()
+    (tmp_path / "night").mkdir()  # nothing to replay: one empty poll, then --drain ends the loop
+    env = {**os.environ, "SKYSIFT_STORE_URL": str(tmp_path / "store"), "SKYSIFT_SECRETS_DIR": str(tmp_path / "none"),
+           "SKYSIFT_INGEST_ADDRESS": f"127.0.0.1:{port}", "SKYSIFT_LOG_JSON": "false"}
+    poller = subprocess.Popen([str(servers.VENV_BIN / "skysift"), "poll", "--every", "0s", "--drain", "--from",
+                               str(tmp_path / "night")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    server = None
+    try:
+        time.sleep(3)  # ample for the poller to reach its first poll; without the wait it has failed by now
+        assert poller.poll() is None, poller.communicate()
+        server = servers.Proc(servers._spawn(
+            [str(servers.VENV_BIN / "skysift"), "serve", "ingest", "--port", str(port), "--metrics-port", "0"],
+            tmp_path / "ingest.log", env=env), port)
+        out, err = poller.communicate(timeout=120)
+    finally:
+        if poller.poll() is None:
+            poller.kill()
+            poller.wait(5)
+        if server is not None:
+            server.stop()
+    assert poller.returncode == 0, err[-2000:]
+    assert out.splitlines()[0].startswith("polled 0 messages")
