@@ -15,18 +15,10 @@ from skysift import errors
 from skysift.config import Settings
 from skysift.rpc.channels import channel
 from skysift.rpc.errors import call
-
-
-@dataclass(frozen=True)
-class QueueItem:
-    candid: int
-    object_id: str
-    rank: int
-    score: float
-    probability: float
-    strategy: str
-    reason: str
-    alerts_key: str
+from skysift.trainer.labels import (
+    LabelEvent as Label,  # the app submits the trainer's own label events
+)
+from skysift.trainer.rounds import QueueItem
 
 
 @dataclass(frozen=True)
@@ -34,21 +26,6 @@ class Queue:
     experiment: str
     round: int
     items: list[QueueItem]
-
-
-@dataclass(frozen=True)
-class Label:
-    candid: int
-    label: str
-    user: str
-    object_id: str = ""
-    model_tag: str = ""
-    source: str = "human"
-    experiment: str = ""
-    round: int | None = None  # the round whose queue the label answers
-    comment: str = ""
-    timestamp: datetime | None = None
-    event_id: str = ""
 
 
 @dataclass(frozen=True)
