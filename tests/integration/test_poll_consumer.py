@@ -14,7 +14,8 @@ def test_poller_started_before_its_ingest_server_waits_for_it(tmp_path):
     port = servers.free_port()
     (tmp_path / "night").mkdir()  # nothing to replay: one empty poll, then --drain ends the loop
     env = {**os.environ, "SKYSIFT_STORE_URL": str(tmp_path / "store"), "SKYSIFT_SECRETS_DIR": str(tmp_path / "none"),
-           "SKYSIFT_INGEST_ADDRESS": f"127.0.0.1:{port}", "SKYSIFT_LOG_JSON": "false"}
+           "SKYSIFT_INGEST_ADDRESS": f"127.0.0.1:{port}", "SKYSIFT_LOG_JSON": "false",
+           "SKYSIFT_INGEST_REPLAY_ROOT": str(tmp_path)}
     poller = subprocess.Popen([str(servers.VENV_BIN / "skysift"), "poll", "--every", "0s", "--drain", "--from",
                                str(tmp_path / "night")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)

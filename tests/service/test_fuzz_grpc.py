@@ -66,6 +66,7 @@ def world(tmp_path_factory):
         mp.setenv("SKYSIFT_MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
         mp.setenv("SKYSIFT_GRPC_MAX_MESSAGE_MB", str(MAX_MB))
         mp.setenv("SKYSIFT_INFERENCE_MODEL_TAGS", "galactic")
+        mp.setenv("SKYSIFT_INGEST_REPLAY_ROOT", str(tmp))
         settings_ = config.load()
         store = open_store(settings=settings_)
         alerts = decode_packets([m.value for m in ap.rubin_v9(3)]).alerts["lsst"]

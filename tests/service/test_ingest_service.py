@@ -7,6 +7,7 @@ import shutil
 import grpc
 import pytest
 
+from skysift.errors import InvalidArgument
 from skysift.ingest.service import register
 from skysift.rpc import server
 from skysift.store import keys
@@ -16,7 +17,8 @@ from tests.servers import free_port
 
 
 @pytest.fixture
-def ingest(local_settings):
+def ingest(local_settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKYSIFT_INGEST_REPLAY_ROOT", str(tmp_path))
     running = server.start("ingest", lambda s: register(s, local_settings), local_settings, free_port())
     with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         yield ingest_pb2_grpc.IngestStub(channel)
@@ -47,3 +49,14 @@ def test_unknown_filter_is_invalid_argument(ingest, tmp_path):
     with pytest.raises(grpc.RpcError) as info:
         ingest.Poll(ingest_pb2.PollRequest(replay_path=str(tmp_path), filter="nope"), timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "fink_vra" in info.value.details()
+
+
+def test_replay_paths_outside_the_replay_root_are_refused(tmp_path):
+    from skysift.ingest.settings import IngestSettings
+
+    settings = IngestSettings(replay_root=str(tmp_path / "archive"))
+    (tmp_path / "archive" / "night=20250101").mkdir(parents=True)
+    assert settings.check_replay_path(str(tmp_path / "archive" / "night=20250101")).endswith("night=20250101")
+    for outside in ("/etc", str(tmp_path / "archive" / ".." / "secrets")):
+        with pytest.raises(InvalidArgument, match="outside the ingest service's replay root"):
+            settings.check_replay_path(outside)

@@ -19,7 +19,8 @@ SERVICE_NAME = "skysift.v1.Ingest"
 
 class IngestServicer(ingest_pb2_grpc.IngestServicer):
     def __init__(self, settings: Settings, store=None, ingest: IngestSettings | None = None):
-        self.stage = IngestStage(settings, store or open_store(settings=settings), ingest or config.load(IngestSettings))
+        self.ingest = ingest or config.load(IngestSettings)
+        self.stage = IngestStage(settings, store or open_store(settings=settings), self.ingest)
         # one poll at a time: two concurrent polls would split one consumer group's partitions between them
         self._lock = threading.Lock()
 
@@ -31,7 +32,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
             result = self.stage.poll(
                 max_alerts=request.max_alerts or None,
                 timeout_s=request.timeout_seconds or None,
-                replay_path=request.replay_path or None,
+                replay_path=self.ingest.check_replay_path(request.replay_path) if request.replay_path else None,
                 keep_cutouts=request.keep_cutouts if request.HasField("keep_cutouts") else None,
                 filter_name=request.filter or None,
             )

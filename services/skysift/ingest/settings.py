@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from skysift.errors import ConfigError
+from skysift.errors import ConfigError, InvalidArgument
 
 DEMO_ALERTS = "demo/alerts"
 PacketFormat = Literal["auto", "avro", "confluent", "schemaless", "parquet"]
@@ -25,6 +25,18 @@ class IngestSettings(BaseSettings):
     keep_cutouts: bool = False
     filter: str | None = None  # a preset of skysift.alerts.filters, e.g. "fink_vra"
     dedup_days: int = 3  # candids of the alerts written in this many past nights are not written again
+    # Over gRPC, replay paths must lie under this directory (default: the service's working directory), so a
+    # client cannot make the service read arbitrary files; the CLI's in-process polls are not restricted.
+    replay_root: str | None = None
+
+    def check_replay_path(self, path: str) -> str:
+        root = Path(self.replay_root or ".").resolve()
+        resolved = Path(path).resolve()
+        if resolved != root and root not in resolved.parents:
+            raise InvalidArgument(
+                f"replay_path {path!r} is outside the ingest service's replay root {str(root)!r} (SKYSIFT_INGEST_REPLAY_ROOT)"
+            )
+        return str(resolved)
 
     def default_replay_path(self) -> str:
         """The configured replay path, else demo/alerts here or in the source checkout."""
