@@ -55,7 +55,8 @@ def register_model(tracking_uri: str, tag: str, features: pa.Table, y: np.ndarra
     experiment = mlflow.set_experiment(f"inference-tests-{tag}")
     with mlflow.start_run(experiment_id=experiment.experiment_id):
         info = mlflow.sklearn.log_model(  # pip_requirements given: inferring them takes tens of seconds
-            model, name="model", pip_requirements=[f"scikit-learn=={sklearn.__version__}"], skops_trusted_types=["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"])
+            model, name="model", pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+            skops_trusted_types=["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"])
     version = mlflow.register_model(info.model_uri, name).version
     tags = {"feature_set_version": feature_set_version or FEATURE_SET_VERSION, "model_tag": tag,
             "feature_columns": json.dumps(columns), **(extra_tags or {})}

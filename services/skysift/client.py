@@ -53,13 +53,11 @@ def packed_dicts(block: inference_pb2.PackedPredictions) -> list[dict]:
     """The rows of one PackedPredictions, as the same dicts as :func:`prediction_dict` gives."""
     classes = list(block.classes)
     parents = dict(zip(classes, block.parents))
-    k = len(classes)
-    probs = list(block.probabilities)
-    model = {"model_tag": block.model_tag, "model_name": block.model_name, "model_version": block.model_version,
-             "feature_set_version": block.feature_set_version}
-    return [{"candid": candid, "objectId": object_id, **model,
-             "probabilities": dict(zip(classes, probs[i * k:(i + 1) * k])), "parents": dict(parents)}
-            for i, (candid, object_id) in enumerate(zip(block.candids, block.object_ids))]
+    tag, name, version, fsv = block.model_tag, block.model_name, block.model_version, block.feature_set_version
+    rows = zip(*[iter(list(block.probabilities))] * len(classes))  # row-major → one tuple per row
+    return [{"candid": candid, "objectId": object_id, "model_tag": tag, "model_name": name, "model_version": version,
+             "feature_set_version": fsv, "probabilities": dict(zip(classes, row)), "parents": parents.copy()}
+            for candid, object_id, row in zip(block.candids, block.object_ids, rows)]
 
 
 def response_dicts(resp: inference_pb2.ScoreResponse) -> list[dict]:

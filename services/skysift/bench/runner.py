@@ -104,7 +104,7 @@ def profile_top(fn, n: int = 6) -> list[str]:
     total = sum(v[2] for v in stats.stats.values()) or 1.0
     top = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:n]
     lines = []
-    for (path, line, name), (_, ncalls, tottime, cumtime, _) in top:
+    for (path, line, name), (_, ncalls, tottime, _, _) in top:
         where = name if path == "~" else f"{name} ({Path(path).parent.name}/{Path(path).name}:{line})"
         lines.append(f"{tottime / total:5.1%} own time  {where}  x{ncalls}")
     return lines
@@ -288,8 +288,8 @@ class Bench:
             inputs = [baselines.rust_floor_input(data.Alerts(self.ztf.schema, chunk), "ztf", cutouts)
                       for chunk in batches(self.ztf.payloads, o.batch)[:FLOOR_BATCHES]]
             seconds, lat, res = timed(lambda args: baselines.rust_floor(*args), inputs)
-            floor[cutouts] = self.report.add(Row("baseline", f"Rust floor (jetliner, one container){', cutouts' if cutouts else ''}",
-                                                 sum(res), seconds, lat))
+            name = f"Rust floor (jetliner, one container){', cutouts' if cutouts else ''}"
+            floor[cutouts] = self.report.add(Row("baseline", name, sum(res), seconds, lat))
         rubin_inputs = [baselines.rust_floor_input(g, "lsst", False) for g in self.rubin]
         seconds, lat, res = timed(lambda args: baselines.rust_floor(*args), rubin_inputs)
         rubin_floor = self.report.add(Row("baseline", "Rust floor, Rubin", sum(res), seconds, lat))
@@ -557,6 +557,8 @@ class Bench:
 
     # -- scoring over gRPC ------------------------------------------------------------------------------------
     def run_inference(self) -> None:
+        import gc
+
         import grpc
 
         from skysift.client import InferenceClient
@@ -572,6 +574,10 @@ class Bench:
         from skysift.v1 import inference_pb2, inference_pb2_grpc
 
         settings = self.e2e_settings
+        # The earlier sections left millions of objects in this process, which a service does not hold: without
+        # this, a full garbage collection triggered by the scoring traverses them all (one 300-400 ms request).
+        gc.collect()
+        gc.freeze()
         candids = []
         for key in sorted(self.e2e_store.list_keys("features/")):
             candids += self.e2e_store.read_table(key, columns=["candid"]).column("candid").to_pylist()
@@ -619,6 +625,7 @@ class Bench:
             size = max(self.o.grpc_requests)
             chunks = [candids[(i * size) % max(1, len(candids) - size):][:size] for i in range(self.o.grpc_requests[size])]
             with InferenceClient(f"127.0.0.1:{port}") as client:
+                client.score_candids(chunks[0], [MODEL_TAG])  # warm: its own channel connects on the first call
                 seconds, lat, res = timed(lambda c: client.score_candids(c, [MODEL_TAG]), chunks)
             self.report.add(Row("inference", f"skysift.client (dicts), batches of {size}", sum(map(len, res)),
                                 seconds, lat, note="score_candids: packed, turned into one dict per alert"))
@@ -632,12 +639,12 @@ class Bench:
                 c.limits = ["server side of one packed 1000-alert request, in process:"] + limits
 
     def score_forms(self, call, chunks: list[list[int]]) -> dict[str, Row]:
-        """The packed and per-alert forms on the same requests, alternating request by request so that both
-        meet the same load on the machine; a row each."""
+        """The packed and per-alert forms on the same requests, alternating request by request (and which goes
+        first) so that both meet the same load on the machine; a row each."""
         forms = {"packed": True, "per alert": False}
         for packed in forms.values():
             call((chunks[0], packed))  # warm
-        requests = [(chunk, packed) for chunk in chunks for packed in forms.values()]
+        requests = [(chunk, packed == (i % 2 == 0)) for i, chunk in enumerate(chunks) for packed in (True, False)]
         _, lat, res = timed(call, requests)
         rows = {}
         for form, packed in forms.items():

@@ -64,7 +64,8 @@ def score(
 
 def _line(p: dict) -> str:
     probs = " ".join(f"{label}={value:.4f}" for label, value in p["probabilities"].items())
-    return f"{p['candid']} {p['objectId']} {p['model_name']} v{p['model_version']} (features v{p['feature_set_version']}): {probs}"
+    model = f"{p['model_name']} v{p['model_version']} (features v{p['feature_set_version']})"
+    return f"{p['candid']} {p['objectId']} {model}: {probs}"
 
 
 def _remote(address, key, candids, raw, packet_format, schema_json, tags, enrich, write) -> tuple[list[dict], str]:

@@ -42,7 +42,8 @@ class SkyPortalSettings(BaseSettings):
     @model_validator(mode="after")
     def _scoped(self):
         if self.url and not self.group_ids:
-            raise ValueError("SKYSIFT_SKYPORTAL_GROUP_IDS must be set with SKYSIFT_SKYPORTAL_URL: without them SkyPortal shares the annotation with "
+            raise ValueError("SKYSIFT_SKYPORTAL_GROUP_IDS must be set with SKYSIFT_SKYPORTAL_URL: without them "
+                             "SkyPortal shares the annotation with "
                              "every group of the token, sitewide (public) included")
         if self.url and self.token is None:
             raise ValueError("SKYSIFT_SKYPORTAL_TOKEN must be set with SKYSIFT_SKYPORTAL_URL (a token with the Annotate ACL)")

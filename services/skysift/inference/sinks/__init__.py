@@ -81,7 +81,8 @@ def run_sinks(sinks: list[Sink], scored: Scored) -> list[SinkReport]:
         return list(pool.map(one, sinks))
 
 
-def class_probabilities(predictions: pa.Table, models: dict[str, LoadedModel]) -> list[tuple[dict, str, list[tuple[str, str, float]]]]:
+def class_probabilities(predictions: pa.Table,
+                        models: dict[str, LoadedModel]) -> list[tuple[dict, str, list[tuple[str, str, float]]]]:
     """Rows as (row dict of the id columns, model tag, [(label, parent, probability) in pre-order]).
 
     The shared view every sink formats from, so the pre-order walk is computed in one place.
