@@ -115,7 +115,7 @@ class InferenceClient:
     def score_packets(self, packets: Iterable[bytes], format: str = "auto", schema_json: str = "",
                       model_tags: Iterable[str] = (), enrich: bool = False) -> list[dict]:
         """Score raw alert packets: Avro container files, Confluent-framed Rubin alerts, or Fink schemaless Avro
-        (``format="fink"`` with the schema JSON from the Kafka key)."""
+        (``format="schemaless"`` with the schema JSON from the Kafka key)."""
         resp = self.stub.ScoreAlerts(inference_pb2.ScoreAlertsRequest(
             packets=list(packets), format=format, schema_json=schema_json, model_tags=list(model_tags),
             enrich=enrich, packed=True), timeout=self.timeout)

@@ -125,8 +125,8 @@ class GrpcStages:
     def score(self, features_key: str) -> StageOutcome:
         from skysift.v1 import inference_pb2
 
-        r = call(self.inference.Score, inference_pb2.ScoreRequest(features_key=features_key))
-        models = sorted({f"{p.model_name} v{p.model_version}" for p in r.predictions})
+        r = call(self.inference.Score, inference_pb2.ScoreRequest(features_key=features_key, packed=True))
+        models = sorted({f"{p.model_name} v{p.model_version}" for p in r.packed})
         return StageOutcome("inference", _batch(r.written) if r.written.key else None, ", ".join(models))
 
 

@@ -126,3 +126,12 @@ def test_predict_leaves_the_calling_thread_with_one_openmp_thread(real):
     worker.start()
     worker.join()
     assert seen == {"before": 2, "after": 1}
+
+
+def test_an_unreadable_features_object_does_not_stop_candid_lookups(real, stage):
+    alerts, features, _ = real
+    store_batch(stage.store.store, alerts, features)
+    stage.store.store.put_bytes("features/survey=ztf/night=20200101/20200101_000000_features.parquet", b"not parquet")
+    candids = features.column("candid").to_pylist()[:3]
+    result = stage.score_candids(candids, ["galactic"])
+    assert sorted(result.predictions.column("candid").to_pylist()) == sorted(candids)

@@ -25,7 +25,7 @@ def score(
                                                                       "(repeat for several)."),
     model_tag: list[str] | None = typer.Option(None, "--model-tag", help="Only this model tag (repeatable; "
                                                                             "default: every served tag)."),
-    packet_format: str = typer.Option("auto", "--format", help="auto, avro-container, confluent, fink."),
+    packet_format: str = typer.Option("auto", "--format", help="auto, avro (container files), confluent (Rubin wire format), schemaless (Fink; needs the schema), parquet."),
     schema: Path | None = typer.Option(None, "--schema", help="Writer schema JSON of schemaless (Fink) packets."),
     enrich: bool = typer.Option(False, "--enrich", help="Enrich raw packets (Sherlock, E(B-V)) before features."),
     write: bool = typer.Option(False, "--write/--no-write", help="With --key: write predictions/ and run the sinks."),

@@ -275,7 +275,11 @@ class CandidIndex:
             known = set(self._keys)
             new = [k for k in self.store.list_keys("features/") if k.endswith("_features.parquet") and k not in known]
             for key in new:
-                batch = self._load(key)
+                try:
+                    batch = self._load(key)
+                except FailedPrecondition as exc:  # one unreadable object must not stop every candid lookup
+                    log.warning("skipping unreadable features batch", extra={"key": key, "error": str(exc)})
+                    continue
                 self._keys.append(key)
                 self._per_key.append(batch.table.column("candid").to_numpy())
             if new:
