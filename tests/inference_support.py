@@ -85,6 +85,10 @@ class Loaded:
         self.models = models
 
     def get(self, tag):
+        from skysift.errors import FailedPrecondition
+
+        if tag not in self.models:
+            raise FailedPrecondition(f"no model yet: run `skysift round` (no champion for {tag})")
         return self.models[tag]
 
 

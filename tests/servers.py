@@ -156,11 +156,11 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
-def start_service(service: str, env: dict, workdir: Path) -> Proc:
+def start_service(service: str, env: dict, workdir: Path, cwd: Path | None = None) -> Proc:
     """One skysift gRPC service as its own process (`skysift serve <service>`)."""
     port = free_port()
     log = workdir / f"{service}.log"
     proc = _spawn([str(VENV_BIN / "skysift"), "serve", service, "--port", str(port), "--metrics-port", "0"], log,
-                  env=env)
+                  env=env, cwd=cwd)
     wait_port(port, 60, proc, service)
     return Proc(proc, port, {f"SKYSIFT_{service.upper()}_ADDRESS": f"127.0.0.1:{port}"}, log)

@@ -29,12 +29,13 @@ def stack(s3_server, tmp_path_factory):
 
     work = tmp_path_factory.mktemp("e2e")
     env = {**os.environ, **s3_server.env, "SKYSIFT_STORE_URL": "s3://e2e/store",
-           "SKYSIFT_MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db"}
+           "SKYSIFT_MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db", "SKYSIFT_INGEST_REPLAY_ROOT": str(REPO),
+           "SKYSIFT_INFERENCE_POLL_SECONDS": "1"}
     S3Store(env["SKYSIFT_STORE_URL"], _settings(env)).ensure_bucket()
     procs = {}
     try:
         for service in SERVICES:
-            procs[service] = servers.start_service(service, env, work)
+            procs[service] = servers.start_service(service, env, work, cwd=work)  # MLflow's ./mlruns lands in work
             env.update(procs[service].env)
         for proc in procs.values():
             wait_serving(f"127.0.0.1:{proc.port}", timeout=60)
@@ -67,6 +68,47 @@ def test_poll_writes_one_file_per_stage_traceable_by_candid(stack):
         assert sorted(enriched.column("candid").to_pylist()) == sorted(alerts.column("candid").to_pylist())
         assert sorted(features.column("candid").to_pylist()) == sorted(alerts.column("candid").to_pylist())
         assert pa.types.is_int64(features.schema.field("candid").type)
+
+
+def test_labels_then_a_round_then_every_alert_is_scored_by_the_new_champion(stack):
+    """The whole loop through the services: oracle labels -> `skysift round` -> champion served without a restart."""
+    import time
+
+    import pandas as pd
+
+    from skysift.trainer.oracle import oracle_labels
+    from skysift.v1 import inference_pb2, inference_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+
+    env, procs = stack
+    store = open_store(env["SKYSIFT_STORE_URL"], _settings(env))
+    features_key = next(k for k in store.list_keys("features/survey=ztf/") if k.endswith("_features.parquet"))
+    polled = set(store.read_table(features_key, columns=["candid"]).column("candid").to_pylist())
+    oracle = oracle_labels(pd.read_csv(REPO / "demo" / "labels_cdsxmatch.csv"))
+    oracle = oracle[oracle["candid"].isin(polled)]
+    assert oracle["label"].nunique() == 2 and len(oracle) >= 40
+    with grpc_channel(procs["trainer"]) as ch:
+        trainer_pb2_grpc.TrainerStub(ch).SubmitLabels(trainer_pb2.SubmitLabelsRequest(labels=[
+            trainer_pb2.LabelEvent(candid=int(r.candid), object_id=r.objectId, label=r.label, user="oracle", source="oracle")
+            for r in oracle.itertuples()]), timeout=60)
+    out = subprocess.run([SKYSIFT, "round", "--experiment", "e2e", "--model-tag", "galactic"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with grpc_channel(procs["inference"]) as ch:
+        stub = inference_pb2_grpc.InferenceStub(ch)
+        deadline = time.monotonic() + 60
+        while not stub.ListModels(inference_pb2.ListModelsRequest(), timeout=10).models and time.monotonic() < deadline:
+            time.sleep(0.5)  # the service polls the registry: no restart
+        resp = stub.Score(inference_pb2.ScoreRequest(features_key=features_key, packed=True), timeout=120)
+    assert resp.written.key == str(keys.parse_batch(features_key).sibling("predictions"))
+    predictions = store.read_table(resp.written.key)
+    assert set(predictions.column("candid").to_pylist()) == polled
+    assert set(predictions.column("model_version").to_pylist()) == {resp.packed[0].model_version}
+
+
+def grpc_channel(proc):
+    import grpc
+
+    return grpc.insecure_channel(f"127.0.0.1:{proc.port}")
 
 
 def test_bad_requests_get_clear_status(stack):

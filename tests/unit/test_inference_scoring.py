@@ -135,3 +135,15 @@ def test_an_unreadable_features_object_does_not_stop_candid_lookups(real, stage)
     candids = features.column("candid").to_pylist()[:3]
     result = stage.score_candids(candids, ["galactic"])
     assert sorted(result.predictions.column("candid").to_pylist()) == sorted(candids)
+
+
+def test_served_tags_without_a_champion_are_noted_not_fatal(real, local_settings, local_store):
+    alerts, features, model = real
+    config = InferenceSettings(model_tags=["galactic", "realbogus"], csv=CsvSettings(path=None),
+                               skyportal=SkyPortalSettings(), slack=SlackSettings())
+    stage = InferenceStage(local_settings, local_store, config, registry=Loaded({"galactic": model}))
+    key = store_batch(local_store, alerts, features)
+    result = stage.score_batch(key)
+    assert set(result.models) == {"galactic"} and "realbogus" in result.message
+    with pytest.raises(FailedPrecondition, match="no model yet"):
+        stage.score_batch(key, ["realbogus"])  # asked for by name: its absence is the answer

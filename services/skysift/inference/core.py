@@ -78,7 +78,7 @@ class ScoreResult:
     @property
     def message(self) -> str:
         """One line for the caller: failed sinks and anything dropped on the way (undecodable packets)."""
-        parts = list(self.notes) + [str(r) for r in self.sinks if not r.ok]
+        parts = list(dict.fromkeys(self.notes)) + [str(r) for r in self.sinks if not r.ok]
         return "; ".join(parts)
 
 
@@ -372,15 +372,31 @@ class InferenceStage:
                                   "(SKYSIFT_INFERENCE_MODEL_TAGS)")
         return list(dict.fromkeys(model_tags))
 
-    def models(self, model_tags: list[str] | None) -> dict[str, LoadedModel]:
-        return {tag: self.registry.get(tag) for tag in self.tags(model_tags)}
+    def models(self, model_tags: list[str] | None, notes: list[str] | None = None) -> dict[str, LoadedModel]:
+        """The loaded model of each tag asked for. Without an explicit list, a served tag that has no champion
+        yet is left out (noted in ``notes``) as long as another tag has one: training one model must not keep
+        the others' predictions from every poll."""
+        if model_tags:
+            return {tag: self.registry.get(tag) for tag in self.tags(model_tags)}
+        loaded, missing = {}, []
+        for tag in self.tags(None):
+            try:
+                loaded[tag] = self.registry.get(tag)
+            except FailedPrecondition as exc:
+                missing.append(exc)
+        if not loaded and missing:
+            raise missing[0]
+        if notes is not None:
+            notes += [str(exc) for exc in missing]
+        return loaded
 
     def score_batch(self, features_key: str, model_tags: list[str] | None = None, write: bool = True) -> ScoreResult:
         """Score a stored features batch; with ``write``, predictions/ parquet first, then the sinks."""
         batch = keys.parse_batch(features_key, "features")
         features = self.store.read_table(features_key)
         features = with_object_ids(features, object_ids(self.store, batch, features.column("candid")))
-        result = ScoreResult(score_features(features, self.models(model_tags)))
+        notes: list[str] = []
+        result = ScoreResult(score_features(features, self.models(model_tags, notes)), notes=notes)
         if write:
             result.written = write_predictions(self.store, batch, result.predictions)
             result.sinks = run_sinks(self.sinks, Scored(result.predictions, result.models, result.written))
@@ -392,8 +408,9 @@ class InferenceStage:
             raise InvalidArgument("no candids given")
         self.tags(model_tags)  # an unknown tag is the caller's error, before any lookup
         found = self.index.rows(candids)
+        notes: list[str] = []
         return ScoreResult(score_rows(found.versions, found.candid, found.object_id(), found.matrix,
-                                      self.models(model_tags)))
+                                      self.models(model_tags, notes)), notes=notes)
 
     def score_alerts(self, packets: list[bytes], format: str = "auto", schema_json: str | None = None,
                      model_tags: list[str] | None = None, enrich: bool = False) -> ScoreResult:
@@ -416,7 +433,7 @@ class InferenceStage:
             enriched = self._enrich(survey, alerts) if enrich else None
             features = compute_features(alerts, enriched)
             features = with_object_ids(features, _align(features.column("candid"), alerts))
-            scores += score_features(features, self.models(model_tags))
+            scores += score_features(features, self.models(model_tags, notes))
         if not scores:
             raise InvalidArgument(f"no alert could be decoded from {len(packets)} packets"
                                   + (f": {notes[0]}" if notes else ""))
