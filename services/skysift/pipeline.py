@@ -81,7 +81,7 @@ class InProcessStages:
 
     def score(self, features_key: str) -> StageOutcome:
         r = self._stage("inference").score_batch(features_key)
-        return StageOutcome("inference", r.written, _models(r.predictions))
+        return StageOutcome("inference", r.written, "; ".join(filter(None, [_models(r.predictions), r.message])))
 
 
 class GrpcStages:
@@ -127,7 +127,8 @@ class GrpcStages:
 
         r = call(self.inference.Score, inference_pb2.ScoreRequest(features_key=features_key, packed=True))
         models = sorted({f"{p.model_name} v{p.model_version}" for p in r.packed})
-        return StageOutcome("inference", _batch(r.written) if r.written.key else None, ", ".join(models))
+        return StageOutcome("inference", _batch(r.written) if r.written.key else None,
+                            "; ".join(filter(None, [", ".join(models), r.message])))
 
 
 def run_poll(stages, **poll_kwargs) -> PollReport:
