@@ -49,7 +49,7 @@ audit: $(STAMP)  ## dependency audit (PyPI's advisory data); fails on any vulner
 	$(VENV)/bin/pip-audit --skip-editable --desc on $(addprefix --ignore-vuln ,$(AUDIT_IGNORE))
 
 lint: $(STAMP)
-	$(PY) -m ruff check services tests || true
+	$(PY) -m ruff check services tests streamlit_app
 
 image:  ## build the container image (needs Docker)
 	docker build -f deploy/Dockerfile -t skysift:dev .

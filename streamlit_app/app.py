@@ -5,6 +5,7 @@ services: ``SKYSIFT_*`` for the store, trainer and MLflow, ``SKYSIFT_APP_*`` for
 """
 
 import streamlit as st
+
 from skysift.app import ui
 
 st.set_page_config(page_title="skysift", page_icon=":material/flare:", layout="wide")

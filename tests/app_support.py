@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+
 from skysift.alerts.decode import decode_packets
 from skysift.store import keys
 
@@ -78,7 +79,6 @@ def label_queue(client, experiment: str, oracle: dict[int, str]) -> int:
 def start_trainer(workdir: Path, env: dict):
     """`skysift serve trainer` as its own process, serving once it answers health checks."""
     from skysift.rpc.channels import wait_serving
-
     from tests import servers
 
     proc = servers.start_service("trainer", env, workdir)

@@ -53,6 +53,7 @@ def parse_skysift(args: list[str]):
 
     (Typer vendors its own click, so groups are told apart by what they can do, not by click's classes.)"""
     import typer
+
     from skysift import cli
 
     command, name, ctx = typer.main.get_command(cli.app), "skysift", None

@@ -8,6 +8,7 @@ from datetime import UTC
 
 import numpy as np
 import pyarrow as pa
+
 from skysift.modeltags import MODEL_TAGS
 from skysift.store import keys
 
@@ -19,7 +20,6 @@ GALACTIC_HINTS = ("*", "Star", "RRLyr", "Mira", "YSO", "LPV", "CV", "Nova", "WD"
 def fink_batch() -> tuple[pa.Table, pa.Table]:
     """Real ZTF alerts (Fink's test parquet) as an alerts table, and their features."""
     from skysift.features.core import compute_features
-
     from tests.fink_parquet import load_fink_alerts
 
     alerts, _ = load_fink_alerts()
@@ -41,6 +41,7 @@ def register_model(tracking_uri: str, tag: str, features: pa.Table, y: np.ndarra
     import sklearn
     from mlflow.tracking import MlflowClient
     from sklearn.ensemble import HistGradientBoostingClassifier
+
     from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
 
     # Columns that are NaN throughout (no enrichment here: sep_arcsec, ebv) cannot be binned: left out, as the
@@ -95,6 +96,7 @@ class Loaded:
 def in_memory_model():
     """Real alerts, their features and a galactic model fitted on them, as a served LoadedModel (no MLflow)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
+
     from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
     from skysift.inference import taxonomy as tx
     from skysift.inference.registry import LoadedModel

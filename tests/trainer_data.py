@@ -17,7 +17,6 @@ SNAD_CSV = DATA / "tabular" / "snad_realbogus" / "akb_obj_features_snad4.csv"
 @lru_cache(maxsize=1)
 def fink_alerts_and_features() -> tuple[pa.Table, pa.Table]:
     from skysift.features.core import compute_features
-
     from tests.fink_parquet import load_fink_alerts
 
     alerts, _ = load_fink_alerts()

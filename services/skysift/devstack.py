@@ -88,7 +88,7 @@ def start_services(stack: Stack, env: dict[str, str], settings: Settings) -> dic
             raise RuntimeError(f"port {port} for {service} is in use: stop the other process or set SKYSIFT_{service.upper()}_ADDRESS")
         stack.spawn(service, [str(BIN / "skysift"), "serve", service, "--port", str(port)], env)
         addresses[service] = f"127.0.0.1:{port}"
-    for service, address in addresses.items():
+    for address in addresses.values():
         wait_serving(address, timeout=120)
     return addresses
 

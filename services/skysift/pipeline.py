@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from skysift.config import Settings
-from skysift.rpc.errors import call
 from skysift.errors import FailedPrecondition
+from skysift.rpc.errors import call
 from skysift.store.keys import Batch
 
 
@@ -89,7 +89,7 @@ class GrpcStages:
 
     def __init__(self, settings: Settings):
         from skysift.rpc.channels import channel
-        from skysift.v1 import (enrichment_pb2_grpc, features_pb2_grpc, inference_pb2_grpc, ingest_pb2_grpc)
+        from skysift.v1 import enrichment_pb2_grpc, features_pb2_grpc, inference_pb2_grpc, ingest_pb2_grpc
 
         self.settings = settings
         self.ingest = ingest_pb2_grpc.IngestStub(channel(settings.ingest_address, settings))

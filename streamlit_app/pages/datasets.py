@@ -4,6 +4,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 import streamlit as st
+
 from skysift import errors
 from skysift.app import ui
 from skysift.modeltags import MODEL_TAGS

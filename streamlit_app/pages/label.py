@@ -2,6 +2,7 @@
 
 import pandas as pd
 import streamlit as st
+
 from skysift import errors
 from skysift.app import alertdata, plots, stamps, ui
 from skysift.app.labelling import LabelSession

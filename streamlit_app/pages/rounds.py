@@ -3,6 +3,7 @@ and "run a round now"."""
 
 import pandas as pd
 import streamlit as st
+
 from skysift import config, k8s
 from skysift.app import rounds, ui
 from skysift.modeltags import MODEL_TAGS, get_tag

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from skysift import config
 from skysift.app.trainer import TrainerClient
 from skysift.modeltags import LABEL_KEYS
 from skysift.store import open_store
 from skysift.trainer.labels import LabelStore
-
 from tests import servers
 from tests.app_support import (
     APP,

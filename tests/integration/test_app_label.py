@@ -5,12 +5,12 @@ from datetime import UTC, datetime
 
 import pytest
 import streamlit as st
+from streamlit.testing.v1 import AppTest
+
 from skysift import config
 from skysift.app.labelling import UNDO_COMMENT, LabelSession
 from skysift.app.trainer import Label, TrainerClient
 from skysift.store import open_store
-from streamlit.testing.v1 import AppTest
-
 from tests.app_support import (
     APP,
     labelling_batch,

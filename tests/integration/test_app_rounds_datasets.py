@@ -6,11 +6,11 @@ from datetime import date
 
 import pytest
 import streamlit as st
+from streamlit.testing.v1 import AppTest
+
 from skysift import config
 from skysift.app.trainer import TrainerClient
 from skysift.store import open_store
-from streamlit.testing.v1 import AppTest
-
 from tests.app_support import (
     APP,
     label_queue,

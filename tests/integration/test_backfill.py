@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from skysift.alerts.decode import decode_packets
 
+from skysift.alerts.decode import decode_packets
 from tests import helm
 from tests.app_support import ZTF_AVRO
 

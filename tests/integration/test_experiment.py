@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from skysift.cli import app
 from typer.testing import CliRunner
 
+from skysift.cli import app
 from tests.trainer_data import DATA, LABELS_CSV
 
 ALERTS = DATA / "alerts" / "ztf" / "fink_labeled"

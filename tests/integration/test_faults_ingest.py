@@ -25,9 +25,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from skysift.errors import Unavailable
 from skysift.store import keys, open_store
-
 from tests import alert_packets as ap
 from tests import servers
 from tests.integration.test_ingest_kafka import make_topics, produce

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from typer.testing import CliRunner
+
 from skysift.errors import FailedPrecondition
 from skysift.inference.core import InferenceStage
 from skysift.inference.registry import ChampionRegistry
 from skysift.inference.settings import InferenceSettings
 from skysift.store import keys, open_store
-from typer.testing import CliRunner
-
 from tests.inference_support import (
     base_model,
     fink_batch,

@@ -10,10 +10,10 @@ import kubernetes_validate
 import pytest
 import streamlit as st
 from kubernetes.config import incluster_config
-from skysift import k8s
-from skysift.errors import FailedPrecondition, NotFound, Unavailable
 from streamlit.testing.v1 import AppTest
 
+from skysift import k8s
+from skysift.errors import FailedPrecondition, NotFound, Unavailable
 from tests import helm
 from tests.app_support import APP
 from tests.fakes.k8s_api import FakeKubeAPI

@@ -14,13 +14,13 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+
 from skysift import config
 from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from skysift.store import open_store
 from skysift.trainer.labels import LabelEvent, LabelStore
 from skysift.trainer.rounds import Trainer
 from skysift.trainer.settings import TrainerSettings
-
 from tests.trainer_data import oracle_table, write_fink_batches
 
 ROUNDS = 4

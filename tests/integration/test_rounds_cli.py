@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from skysift.cli import app
-from skysift.store import open_store
 from typer.testing import CliRunner
 
+from skysift.cli import app
+from skysift.store import open_store
 from tests.trainer_data import write_fink_batches
 
 

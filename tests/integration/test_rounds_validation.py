@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
+
 from skysift.store import open_store
 from skysift.trainer.labels import LabelEvent, LabelStore
 from skysift.trainer.rounds import Trainer
 from skysift.trainer.settings import TrainerSettings
-
 from tests.trainer_data import oracle_table, write_fink_batches
 
 

@@ -18,6 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from skysift import config
 from skysift.rpc import server
 from skysift.store import keys, open_store
@@ -31,7 +32,6 @@ from skysift.v1 import (
     ingest_pb2,
     ingest_pb2_grpc,
 )
-
 from tests import alert_packets as ap
 from tests import servers
 

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
+
 from skysift import config
 from skysift.client import InferenceClient, response_dicts
 from skysift.inference import service
 from skysift.rpc import server
 from skysift.store import keys, open_store
-
 from tests import servers
 from tests.inference_support import base_model, other_model, point_alias, ztf_packets
 

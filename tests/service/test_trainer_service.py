@@ -7,13 +7,13 @@ import threading
 
 import grpc
 import pytest
+
 from skysift import config, errors
 from skysift.rpc import server
 from skysift.rpc.errors import call
 from skysift.store import open_store
 from skysift.trainer import service
 from skysift.v1 import trainer_pb2, trainer_pb2_grpc
-
 from tests.servers import free_port
 from tests.trainer_data import oracle_table, write_fink_batches
 
@@ -113,8 +113,9 @@ def test_collect_list_and_get_a_dataset_of_labelled_alerts(running, stub):
 
 
 def test_cli_round_calls_the_service_by_default(running, monkeypatch):
-    from skysift.cli import app
     from typer.testing import CliRunner
+
+    from skysift.cli import app
 
     monkeypatch.setenv("SKYSIFT_TRAINER_ADDRESS", f"127.0.0.1:{running[0].port}")
     result = CliRunner().invoke(app, ["round", "--experiment", "svc-cli", "--initial-batch-size", "5",

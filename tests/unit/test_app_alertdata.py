@@ -2,11 +2,11 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
+
 from skysift.app.alertdata import BatchCache, facts, links, load_alert
 from skysift.app.trainer import QueueItem
 from skysift.errors import NotFound
 from skysift.store import keys
-
 from tests.app_support import rubin_packets, write_batch, ztf_packets
 
 

@@ -3,9 +3,9 @@ import math
 import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.container import ErrorbarContainer
+
 from skysift.alerts.decode import decode_packets
 from skysift.app.plots import BAND_COLORS, light_curve, light_curve_figure
-
 from tests.app_support import rubin_packets, ztf_packets
 
 

@@ -1,5 +1,6 @@
 import pandas as pd
 import pytest
+
 from skysift.app.rounds import (
     ExperimentRef,
     class_balance,

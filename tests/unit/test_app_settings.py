@@ -1,4 +1,5 @@
 import pytest
+
 from skysift import config
 from skysift.app.settings import AppSettings, login_mode, password_ok
 from skysift.errors import ConfigError

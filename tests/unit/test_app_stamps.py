@@ -5,10 +5,10 @@ import fastavro
 import numpy as np
 import pytest
 from PIL import Image
+
 from skysift.alerts.decode import decode_packets
 from skysift.app.stamps import fits_image, stamp_png
 from skysift.errors import InvalidArgument
-
 from tests.app_support import ZTF_AVRO, rubin_packets
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import fastavro
 import pytest
+
 from skysift.bench import data, runner
 
 ROOT = Path(__file__).resolve().parents[2]

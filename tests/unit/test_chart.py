@@ -14,11 +14,11 @@ from pathlib import Path
 
 import helm_python
 import pytest
-import skysift
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
-from skysift import config
 
+import skysift
+from skysift import config
 from tests import helm
 from tests.helm import KUBE_VERSION, parse_skysift, validate
 
@@ -311,7 +311,7 @@ def restricted_violations(spec: dict) -> list[str]:
             problems.append(f"{c['name']} capabilities.drop")
         if set(sc.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
             problems.append(f"{c['name']} capabilities.add")
-        if not (sc.get("runAsNonRoot", pod.get("runAsNonRoot")) is True):
+        if sc.get("runAsNonRoot", pod.get("runAsNonRoot")) is not True:
             problems.append(f"{c['name']} runAsNonRoot")
         if sc.get("privileged") or sc.get("runAsUser") == 0:
             problems.append(f"{c['name']} privileged/root")

@@ -7,8 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from skysift.enrichment.extinction import (FULL_MAP, HEALPIX_MAP, full_resolution_map, icrs_to_galactic,
-                                           load_extinction_map)
+from skysift.enrichment.extinction import FULL_MAP, HEALPIX_MAP, full_resolution_map, icrs_to_galactic, load_extinction_map
 from tests.fink_parquet import load_fink_alerts
 
 SFD_RA180_DEC45 = 0.01418992  # full-resolution SFD98, no 0.86 factor (finkvra's reference value)

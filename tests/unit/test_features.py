@@ -8,8 +8,14 @@ import pyarrow.compute as pc
 import pytest
 
 from skysift.alerts.schema import ALERTS_SCHEMA
-from skysift.features.core import (FEATURE_COLUMNS, FEATURE_SET_VERSION, FEATURES_SCHEMA, LC_FEATURES,
-                                   compute_features, feature_set_version)
+from skysift.features.core import (
+    FEATURE_COLUMNS,
+    FEATURE_SET_VERSION,
+    FEATURES_SCHEMA,
+    LC_FEATURES,
+    compute_features,
+    feature_set_version,
+)
 from tests.fink_parquet import load_fink_alerts
 
 

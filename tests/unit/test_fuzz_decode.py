@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
+
 from skysift.alerts import avro, lsst
 from skysift.alerts.decode import Packet, decode
 from skysift.features.core import FEATURE_COLUMNS, compute_features
-
 from tests import alert_packets as ap
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,

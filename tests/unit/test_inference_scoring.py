@@ -7,6 +7,7 @@ import threading
 
 import pyarrow as pa
 import pytest
+
 from skysift.client import response_dicts
 from skysift.errors import FailedPrecondition
 from skysift.inference.core import InferenceStage
@@ -17,7 +18,6 @@ from skysift.inference.settings import (
     SkyPortalSettings,
     SlackSettings,
 )
-
 from tests.inference_support import Loaded, in_memory_model, store_batch
 
 

@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from skysift.errors import InvalidArgument
 from skysift.trainer.labels import EVENTS_PREFIX, LabelEvent, LabelStore
 

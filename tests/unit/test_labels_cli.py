@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 
-from skysift.cli import app
 from typer.testing import CliRunner
+
+from skysift.cli import app
 
 
 def test_import_then_export_round_trips_the_prototype_csv(tmp_path, local_settings):

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from pydantic import SecretStr
+
 from skysift.inference.core import InferenceStage, score_table
 from skysift.inference.settings import (
     CsvSettings,
@@ -24,7 +25,6 @@ from skysift.inference.sinks import Scored, run_sinks
 from skysift.inference.sinks.csv import CsvSink
 from skysift.inference.sinks.skyportal import SkyPortalSink
 from skysift.inference.sinks.slack import SlackSink
-
 from tests.fakes.skyportal import FakeSkyPortal
 from tests.fakes.slack import FakeSlack
 from tests.inference_support import Loaded, in_memory_model, store_batch

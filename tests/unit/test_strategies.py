@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from skysift.errors import InvalidArgument
 from skysift.trainer import strategies
 

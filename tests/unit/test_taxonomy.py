@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from skysift.errors import InvalidArgument
 from skysift.inference import taxonomy as tx
 

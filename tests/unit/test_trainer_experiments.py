@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
+
 from skysift.cli import app
 from skysift.errors import InvalidArgument
 from skysift.trainer import experiments as ex
-from typer.testing import CliRunner
-
 from tests.trainer_data import SNAD_CSV
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from skysift.trainer import oracle
 
+from skysift.trainer import oracle
 from tests.trainer_data import LABELS_CSV
 
 

@@ -70,6 +70,7 @@ def _line(p: dict) -> str:
 
 def _remote(address, key, candids, raw, packet_format, schema_json, tags, enrich, write) -> tuple[list[dict], str]:
     import grpc
+
     from skysift.client import InferenceClient
     from skysift.errors import SkysiftError
 

@@ -24,6 +24,7 @@ from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
+
 from skysift import config
 from skysift.config import Settings
 from skysift.errors import FailedPrecondition, InvalidArgument, NotFound

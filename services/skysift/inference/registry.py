@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from skysift.errors import FailedPrecondition, SkysiftError, Unavailable
 from skysift.inference import taxonomy as tx
 from skysift.modeltags import get_tag

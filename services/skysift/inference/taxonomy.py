@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+
 from skysift.errors import InvalidArgument
 
 

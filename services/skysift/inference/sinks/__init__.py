@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import pyarrow as pa
+
 from skysift.inference.registry import LoadedModel
 from skysift.store.keys import Batch
 

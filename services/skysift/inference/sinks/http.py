@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import requests
+
 from skysift.errors import Unavailable
 
 RETRY_AFTER_CAP = 30.0  # seconds; a larger Retry-After is not waited for inside one poll

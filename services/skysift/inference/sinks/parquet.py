@@ -7,6 +7,7 @@ whatever happens to SkyPortal or Slack.
 from __future__ import annotations
 
 import pyarrow as pa
+
 from skysift.store.base import ObjectStore
 from skysift.store.keys import Batch, BatchKey
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import requests
+
 from skysift.errors import ConfigError, SkysiftError
 from skysift.inference.settings import SkyPortalSettings
 from skysift.inference.sinks import Scored, class_probabilities, http

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 
 import requests
+
 from skysift.errors import ConfigError, SkysiftError
 from skysift.inference.settings import SlackSettings
 from skysift.inference.sinks import Scored, class_probabilities, http
