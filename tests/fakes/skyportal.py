@@ -25,6 +25,8 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.fakes.loopback import LoopbackHTTP
+
 PATH = re.compile(r"^/api/sources/(?P<obj>[^/]+)/annotations(?:/(?P<id>[^/]+))?/?$")
 
 
@@ -51,8 +53,9 @@ class Annotation:
                 "author_id": 1, "groups": [{"id": g} for g in self.group_ids]}
 
 
+
 @dataclass
-class FakeSkyPortal:
+class FakeSkyPortal(LoopbackHTTP):
     """Tokens map to (groups the user belongs to, whether the token has the Annotate ACL)."""
 
     tokens: dict[str, tuple[list[int], bool]]
@@ -61,14 +64,6 @@ class FakeSkyPortal:
     faults: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def fail_next(self, *statuses: int) -> None:
-        with self.lock:
-            self.faults.extend(statuses)
 
     def start(self) -> FakeSkyPortal:
         fake = self
@@ -105,14 +100,7 @@ class FakeSkyPortal:
             def do_PUT(self):
                 self._handle("PUT")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        return self.serve(Handler)
 
     def answer(self, method: str, path: str, token: str | None, body: dict | None) -> tuple[int, dict]:
         with self.lock:

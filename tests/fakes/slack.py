@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
+from tests.fakes.loopback import LoopbackHTTP
+
 
 @dataclass
-class FakeSlack:
+class FakeSlack(LoopbackHTTP):
     webhook_path: str = "/services/T000/B000/XXXX"
     bot_token: str = "xoxb-test"
     channels: tuple[str, ...] = ("C0SKYSIFT",)
@@ -32,20 +34,12 @@ class FakeSlack:
     server: ThreadingHTTPServer | None = None
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    @property
     def webhook_url(self) -> str:
         return self.url + self.webhook_path
 
     @property
     def api_url(self) -> str:
         return self.url + "/api"
-
-    def fail_next(self, *statuses: int) -> None:
-        with self.lock:
-            self.faults.extend(statuses)
 
     def start(self) -> FakeSlack:
         fake = self
@@ -66,14 +60,7 @@ class FakeSlack:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        return self.serve(Handler)
 
     def answer(self, path: str, headers: dict, raw: bytes) -> tuple[int, str, bytes, dict]:
         with self.lock:
