@@ -201,22 +201,39 @@ def bench(
         typer.echo(f"results: {out}")
 
 
+UNIT_SETTINGS = (
+    "skysift.ingest.settings:IngestSettings",
+    "skysift.ingest.settings:KafkaSettings",
+    "skysift.enrichment.settings:EnrichmentSettings",
+    "skysift.features.settings:FeaturesSettings",
+    "skysift.inference.settings:InferenceSettings",
+    "skysift.trainer.settings:TrainerSettings",
+    "skysift.app.settings:AppSettings",
+    "skysift.k8s:K8sSettings",
+)
+
+
 @config_app.command("check")
 def config_check() -> None:
-    """Validate every settings class against the environment and print the non-secret values."""
-    settings = load_settings()
-    for name, value in settings.model_dump().items():
-        typer.echo(f"{name} = {'***' if 'secret' in name or 'token' in name or 'password' in name else value}")
+    """Validate the shared settings and every unit's (ingest, Kafka, enrichment, features, inference and its sinks,
+    trainer, app, Kubernetes) against the environment, and print them with secrets masked."""
+    from pydantic import BaseModel, SecretStr
+
+    def show(prefix: str, model: BaseModel) -> None:
+        for name, value in model:
+            if isinstance(value, BaseModel):
+                show(f"{prefix}{name}.", value)
+            else:
+                typer.echo(f"{prefix}{name} = {'***' if isinstance(value, SecretStr) else value}")
+
+    show("", load_settings())
+    for path in UNIT_SETTINGS:
+        module, cls = path.split(":")
+        try:
+            show(f"{cls}.", config.load(getattr(importlib.import_module(module), cls)))
+        except errors.ConfigError as exc:
+            fail(str(exc))
     typer.secho("configuration OK", fg=typer.colors.GREEN)
-
-
-from skysift.inference.cli import score  # noqa: E402 - the command lives beside its unit
-
-app.command("score")(score)
-
-from skysift.trainer import cli as trainer_cli  # noqa: E402 - round, experiment, label import|export
-
-trainer_cli.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -28,3 +28,15 @@ def test_secrets_come_from_mounted_files_and_are_not_printed(tmp_path, monkeypat
     assert "hunter2" not in repr(settings)
     result = CliRunner().invoke(app, ["config", "check"])
     assert result.exit_code == 0 and "hunter2" not in result.output
+
+
+def test_config_check_validates_every_unit_and_masks_their_secrets(monkeypatch):
+    monkeypatch.setenv("SKYSIFT_KAFKA_SASL_PASSWORD", "kafka-pass-123")
+    monkeypatch.setenv("SKYSIFT_ENRICHMENT_LASAIR_TOKEN", "lasair-token-456")
+    result = CliRunner().invoke(app, ["config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "KafkaSettings.sasl_password = ***" in result.output and "TrainerSettings." in result.output
+    assert "kafka-pass-123" not in result.output and "lasair-token-456" not in result.output
+    monkeypatch.setenv("SKYSIFT_INGEST_MAX_ALERTS", "lots")
+    result = CliRunner().invoke(app, ["config", "check"])
+    assert result.exit_code == 2 and "SKYSIFT_INGEST_MAX_ALERTS" in result.output
