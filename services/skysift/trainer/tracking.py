@@ -8,6 +8,7 @@ The ``champion`` alias moves to a new version only if it is not worse than the c
 round's held-out set (both models scored on the same rows, ``champion_metric``, default F1, with an optional
 tolerance). A champion trained on another feature set is replaced (it cannot score these features); with no
 held-out labels there is nothing to compare on and the alias stays where it is (unless there is no champion).
+The alias is moved last, after the round's run has ended: a round that MLflow fails before that leaves it alone.
 Caveat: a champion from another experiment may have trained on some of these held-out rows, which favours it.
 """
 
@@ -160,6 +161,11 @@ def _log_round(r: RoundLog) -> Tracked:
             tracked = _register(mlflow, r, run.info.run_id, cols, metrics)
             tracked_metrics = tracked.metrics
         mlflow.log_metrics({**metrics, **tracked_metrics})
+    if tracked.champion_moved:
+        # The last request of the round, once its run is complete: a round failing before it leaves the champion.
+        from mlflow import MlflowClient
+
+        MlflowClient().set_registered_model_alias(r.tag.registered_name, CHAMPION, tracked.model_version)
     return tracked
 
 
@@ -203,8 +209,6 @@ def _register(mlflow, r: RoundLog, run_id: str, cols: list[str], metrics: dict) 
                        "run_id": run_id}.items():
         client.set_model_version_tag(name, version, key, value)
     moved, message, extra = _champion(mlflow, client, r, name, version, cols, metrics)
-    if moved:
-        client.set_registered_model_alias(name, CHAMPION, version)
     mlflow.set_tag("skysift.champion", message)
     return Tracked(run_id, version, moved, extra, message)
 
