@@ -75,6 +75,13 @@ def test_manifest_reports_balance_quality_and_that_mlflow_was_unreachable(stocke
     assert [x.dataset_id for x in datasets.list()] == [d.dataset_id]
 
 
+def test_a_window_without_alerts_is_an_empty_dataset_reported_as_such(stocked):
+    datasets, _ = stocked
+    d = datasets.collect(DatasetRequest(name="no rubin yet", survey="lsst"))
+    assert d.n_samples == 0 and d.manifest["n_batches"] == 0
+    assert not d.manifest["passed"] and "no samples" in d.quality_issues
+
+
 def test_one_class_dataset_is_reported_not_hidden(stocked):
     datasets, _ = stocked
     d = datasets.collect(DatasetRequest(name="one", prefer_validated=True, max_samples=1))

@@ -188,7 +188,7 @@ class Datasets:
         return [_dataset(json.loads(self.store.get_bytes(k))) for k in found]
 
     def get(self, dataset_id: str) -> Dataset:
-        if not re.match(r"^[a-z0-9-]+$", dataset_id or ""):
+        if not re.fullmatch(r"[a-z0-9-]+", dataset_id or ""):
             raise errors.InvalidArgument(f"invalid dataset id {dataset_id!r}")
         return _dataset(json.loads(self.store.get_bytes(keys.dataset_prefix(dataset_id) + "manifest.json")))
 

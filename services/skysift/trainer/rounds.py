@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -45,7 +46,7 @@ from skysift.trainer.settings import TrainerSettings
 log = logging.getLogger(__name__)
 
 VERSION_METADATA_KEY = b"skysift.feature_set_version"
-EXPERIMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+EXPERIMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would let a final newline in
 DEFAULT_PARAMS = {"learning_rate": 0.1, "max_iter": 100, "l2_regularization": 10.0, "min_samples_leaf": 5,
                   "max_leaf_nodes": 31, "class_weight": None}
 # min_samples_leaf=5 rather than scikit-learn's 20: with the 30-label first batch, 20 allows one split at most.
@@ -85,8 +86,12 @@ def model_params(params: dict | None) -> dict:
             out[name] = PARAM_TYPES[name](value)
         except (TypeError, ValueError):
             raise errors.InvalidArgument(f"model parameter {name}={value!r} is not a {PARAM_TYPES[name].__name__}") from None
+        if not math.isfinite(out[name]):
+            raise errors.InvalidArgument(f"model parameter {name} must be a finite number, got {value!r}")
         if out[name] < 0 or (out[name] == 0 and name != "l2_regularization"):
             raise errors.InvalidArgument(f"model parameter {name} must be positive, got {value!r}")
+        if name == "max_leaf_nodes" and out[name] < 2:
+            raise errors.InvalidArgument(f"model parameter max_leaf_nodes must be at least 2, got {value!r}")
     return out
 
 
@@ -156,7 +161,7 @@ def can_fit(y) -> bool:
 
 
 def check_experiment(name: str) -> str:
-    if not EXPERIMENT_RE.match(name or ""):
+    if not EXPERIMENT_RE.fullmatch(name or ""):
         raise errors.InvalidArgument(
             f"invalid experiment name {name!r}: 1-64 letters, digits, '_', '.', '-', starting with a letter or digit")
     return name
@@ -186,17 +191,23 @@ def load_pool(store, spec: FeatureSpec, threads: int = 8, batch_keys: list[str] 
         return table.append_column("features_key", pa.array([key] * table.num_rows, pa.string()))
 
     if not batch_keys:
-        return pd.DataFrame(columns=["candid", *spec.columns, "features_key"])
+        return _empty_pool(spec)
     with ThreadPoolExecutor(max_workers=min(threads, len(batch_keys))) as pool:
         tables = [t for t in pool.map(read, batch_keys) if t is not None]
     if not tables:
-        return pd.DataFrame(columns=["candid", *spec.columns, "features_key"])
+        return _empty_pool(spec)
     table = pa.concat_tables(tables, promote_options="default")
     df = table.to_pandas()
     # keys sort by night and poll time: keep each candid's last occurrence
     df = df.drop_duplicates("candid", keep="last").reset_index(drop=True)
     df["candid"] = df["candid"].astype("int64")
     return df
+
+
+def _empty_pool(spec: FeatureSpec) -> pd.DataFrame:
+    """No rows, with the dtypes of a read pool: an untyped empty frame cannot be merged on candid."""
+    return pd.DataFrame({"candid": pd.Series(dtype="int64"), **{c: pd.Series(dtype="float64") for c in spec.columns},
+                         "features_key": pd.Series(dtype="object")})
 
 
 def object_ids(store, pool_rows: pd.DataFrame) -> dict[int, tuple[str, str]]:
@@ -341,6 +352,8 @@ class Trainer:
         params = model_params(params)
         if batch_size < 1 or initial_batch_size < 1:
             raise errors.InvalidArgument("batch sizes must be at least 1")
+        if seed < 0:
+            raise errors.InvalidArgument(f"seed must not be negative, got {seed}")
         with self._lock, limited_threads(self.ts.threads):
             return self._run_round(experiment, tag, strategy, int(batch_size), int(initial_batch_size), int(seed),
                                    params, force)

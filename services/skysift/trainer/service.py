@@ -17,8 +17,13 @@ from skysift.v1 import trainer_pb2, trainer_pb2_grpc
 SERVICE = "skysift.v1.Trainer"
 
 
-def _when(ts: Timestamp):
-    return ts.ToDatetime(tzinfo=UTC) if (ts.seconds or ts.nanos) else None
+def _when(ts: Timestamp, name: str):
+    if not (ts.seconds or ts.nanos):
+        return None
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except ValueError as exc:  # seconds or nanos out of a Timestamp's range
+        raise errors.InvalidArgument(f"{name}: {exc}") from None
 
 
 def _timestamp(when) -> Timestamp:
@@ -30,7 +35,8 @@ def _timestamp(when) -> Timestamp:
 
 def event_from_proto(m: trainer_pb2.LabelEvent) -> LabelEvent:
     return LabelEvent(candid=m.candid, label=m.label, user=m.user, object_id=m.object_id, model_tag=m.model_tag,
-                      timestamp=_when(m.timestamp), source=m.source or "human", experiment=m.experiment,
+                      timestamp=_when(m.timestamp, f"timestamp of the label for candid {m.candid}"),
+                      source=m.source or "human", experiment=m.experiment,
                       round=m.round if m.HasField("round") else None, comment=m.comment)
 
 
@@ -107,8 +113,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             raise errors.InvalidArgument("max_samples must not be negative")
         req = DatasetRequest(
             name=request.name, model_tag=request.model_tag or "galactic", survey=request.survey,
-            start=_when(request.start) if request.HasField("start") else None,
-            end=_when(request.end) if request.HasField("end") else None,
+            start=_when(request.start, "start") if request.HasField("start") else None,
+            end=_when(request.end, "end") if request.HasField("end") else None,
             score_threshold=request.score_threshold or 0.9, prefer_validated=request.prefer_validated,
             max_samples=request.max_samples or 1000,
         )
