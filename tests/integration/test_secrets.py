@@ -1,5 +1,12 @@
-"""Secrets never show in logs or error messages: the services and a poll run with known secret values (S3 keys,
-Kafka SASL password, Lasair token) through their failure paths, and every log line and message is scanned."""
+"""Secrets never show in logs, error messages, MLflow or the app's pages. Known secret values are set (S3 keys,
+Kafka SASL password, Lasair and SkyPortal tokens, Slack webhook and bot token, the app's password):
+
+- the services and a poll run through their failure paths, and every log line and message is scanned;
+- a round (with a model) runs in that environment on S3 and the real MLflow server, and its run's params, tags,
+  text artifacts, logged model and registered version are scanned;
+- every page of the Streamlit app (AppTest) is rendered in that environment after signing in with the password,
+  against the trainer and MLflow holding that round, and every element's text is scanned.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +25,15 @@ from tests.fink_parquet import load_fink_alerts
 ALERTS_KEY = "alerts/survey=ztf/night=20240601/20240601_120000_alerts.parquet"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def secrets():
-    token = f"lasair-secret-{uuid.uuid4().hex}"
-    return {"SKYSIFT_S3_SECRET_ACCESS_KEY": servers.S3_SECRET_KEY, "SKYSIFT_KAFKA_SASL_PASSWORD": f"kafka-secret-{uuid.uuid4().hex}",
-            "SKYSIFT_ENRICHMENT_LASAIR_TOKEN": token}
+    def secret(what: str) -> str:
+        return f"{what}-secret-{uuid.uuid4().hex}"
+
+    return {"SKYSIFT_S3_SECRET_ACCESS_KEY": servers.S3_SECRET_KEY, "SKYSIFT_KAFKA_SASL_PASSWORD": secret("kafka"),
+            "SKYSIFT_ENRICHMENT_LASAIR_TOKEN": secret("lasair"), "SKYSIFT_SKYPORTAL_TOKEN": secret("skyportal"),
+            "SKYSIFT_SLACK_WEBHOOK_URL": f"https://hooks.slack.com/services/T0/B0/{secret('webhook')}",
+            "SKYSIFT_SLACK_BOT_TOKEN": f"xoxb-{secret('slack')}", "SKYSIFT_APP_PASSWORD": secret("app")}
 
 
 def leaks(text: str, secrets: dict) -> list[str]:
@@ -70,3 +81,103 @@ def test_services_and_a_poll_never_show_a_secret(kafka, s3_server, s3_settings, 
     assert logs.count("\n") > 5
     assert leaks(logs, secrets) == [], "secret in a service log"
     assert leaks("\n".join(messages), secrets) == [], "secret in an error message or command output"
+
+
+@pytest.fixture(scope="module")
+def round_with_secrets(s3_server, mlflow_server, secrets, tmp_path_factory):
+    """`skysift round` run with every secret in its environment, on S3 and MLflow, over real labelled alerts;
+    then a trainer service in the same environment, for the app."""
+    import json
+
+    from skysift import config
+    from skysift.cli import app
+    from skysift.rpc import server
+    from skysift.store import open_store
+    from skysift.trainer import service
+    from skysift.trainer.datasets import DatasetRequest, Datasets
+    from skysift.trainer.labels import LabelEvent, LabelStore
+    from typer.testing import CliRunner
+
+    from tests.app_support import labelling_batch, oracle_labels
+
+    work = tmp_path_factory.mktemp("secrets-round")
+    env = {**s3_server.env, **mlflow_server.env, **secrets, "SKYSIFT_STORE_URL": f"s3://t-{uuid.uuid4().hex[:12]}/skysift",
+           "SKYSIFT_SECRETS_DIR": str(work / "none"), "SKYSIFT_APP_USER": "", "SKYSIFT_TRAINER_PERMUTATION_REPEATS": "1"}
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        settings = config.load()
+        store = open_store(settings=settings)
+        store.ensure_bucket()
+        _, table = labelling_batch(store, settings)
+        LabelStore(store).submit([LabelEvent(candid=c, label=label, user="oracle", source="oracle")
+                                  for c, label in oracle_labels(table).items()])
+        cli = CliRunner().invoke(app, ["round", "--in-process", "--experiment", "secrets", "--param", "lr=0.2"])
+        assert cli.exit_code == 0, cli.output
+        Datasets(settings, store).collect(DatasetRequest(name="secrets-dataset"))
+        running = server.start("trainer", lambda s: service.register(s, settings), settings, servers.free_port())
+    meta = json.loads(store.get_bytes("rounds/secrets/round=000/meta.json"))
+    try:
+        yield {"env": {**env, "SKYSIFT_TRAINER_ADDRESS": f"127.0.0.1:{running.port}"}, "cli": cli.output,
+               "result": meta["result"], "uri": mlflow_server.env["SKYSIFT_MLFLOW_TRACKING_URI"]}
+    finally:
+        running.stop(0)
+
+
+def text_files(root) -> str:
+    from pathlib import Path
+
+    return "\n".join(p.read_text(errors="replace") for p in sorted(Path(root).rglob("*"))
+                     if p.is_file() and p.suffix not in (".png", ".pkl", ".skops"))
+
+
+def test_a_round_logs_no_secret_to_mlflow(round_with_secrets, secrets, tmp_path):
+    import mlflow
+    from mlflow import MlflowClient
+
+    result, uri = round_with_secrets["result"], round_with_secrets["uri"]
+    assert result["model_version"], result["message"]  # a model was logged and registered: every path ran
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(result["mlflow_run_id"])
+    version = client.get_model_version("skysift_galactic", result["model_version"])
+    mlflow.set_tracking_uri(uri)
+    logged = [mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "run")),
+              mlflow.artifacts.download_artifacts(artifact_uri=f"models:/skysift_galactic/{version.version}",
+                                                  dst_path=str(tmp_path / "model"))]
+    scanned = {"params": str(run.data.params), "tags": str(run.data.tags), "version tags": str(version.tags),
+               "artifacts": "\n".join(text_files(path) for path in logged), "command output": round_with_secrets["cli"]}
+    assert run.data.params["learning_rate"] == "0.2" and "candid" in scanned["artifacts"]  # the scan sees content
+    assert {where: leaks(text, secrets) for where, text in scanned.items()} == {where: [] for where in scanned}
+
+
+def page_text(at) -> str:
+    """Every element's content (its protobuf: text, markdown, tables' cells, widgets' labels and options)."""
+    return "\n".join(str(node.proto) for node in at._tree if getattr(node, "proto", None) is not None)
+
+
+def test_no_page_of_the_app_shows_a_secret(round_with_secrets, secrets, monkeypatch):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app_support import APP
+
+    for name, value in round_with_secrets["env"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SKYSIFT_APP_EXPERIMENT", "secrets")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    pages = {"login": page_text(at)}
+    at.text_input[0].input("reviewer")
+    at.text_input[1].input(secrets["SKYSIFT_APP_PASSWORD"])
+    at.button[0].click().run()
+    for page in ("pages/label.py", "pages/rounds.py", "pages/datasets.py"):
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+        pages[page] = page_text(at)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    # the pages drew real content: an alert of the queue, the round's artifacts, the dataset
+    assert "candid" in pages["pages/label.py"] and "Permutation importance" in pages["pages/rounds.py"]
+    assert "secrets-dataset" in pages["pages/datasets.py"]
+    assert {page: leaks(text, secrets) for page, text in pages.items()} == {page: [] for page in pages}
