@@ -236,6 +236,15 @@ def config_check() -> None:
     typer.secho("configuration OK", fg=typer.colors.GREEN)
 
 
+from skysift.inference.cli import score  # noqa: E402 - the command lives beside its unit
+
+app.command("score")(score)
+
+from skysift.trainer import cli as trainer_cli  # noqa: E402 - round, experiment, label import|export
+
+trainer_cli.register(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
