@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import pytest
 import requests
+
 from skysift.errors import Unavailable
 from skysift.store import open_store
 from skysift.trainer.labels import LabelEvent
 from skysift.trainer.rounds import Trainer
 from skysift.trainer.settings import TrainerSettings
-
 from tests.integration.test_faults_ingest import Relay
 from tests.trainer_data import oracle_table, write_fink_batches
 
@@ -118,11 +118,11 @@ def test_mlflow_gone_during_a_round_fails_it_and_keeps_labels_queue_and_champion
 
 def test_skysift_round_exits_non_zero_while_mlflow_is_down_and_succeeds_once_it_is_back(relayed_mlflow, monkeypatch):
     """Through the trainer service: the round's UNAVAILABLE reaches `skysift round` as a clear error and exit code."""
+    from typer.testing import CliRunner
+
     from skysift.cli import app
     from skysift.rpc import server
     from skysift.trainer import service
-    from typer.testing import CliRunner
-
     from tests import servers
 
     relay, settings = relayed_mlflow

@@ -16,8 +16,8 @@ import uuid
 
 import grpc
 import pytest
-from skysift.v1 import enrichment_pb2, enrichment_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 
+from skysift.v1 import enrichment_pb2, enrichment_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 from tests import servers
 from tests.fakes.lasair import FakeLasair
 from tests.fink_parquet import load_fink_alerts
@@ -89,6 +89,8 @@ def round_with_secrets(s3_server, mlflow_server, secrets, tmp_path_factory):
     then a trainer service in the same environment, for the app."""
     import json
 
+    from typer.testing import CliRunner
+
     from skysift import config
     from skysift.cli import app
     from skysift.rpc import server
@@ -96,8 +98,6 @@ def round_with_secrets(s3_server, mlflow_server, secrets, tmp_path_factory):
     from skysift.trainer import service
     from skysift.trainer.datasets import DatasetRequest, Datasets
     from skysift.trainer.labels import LabelEvent, LabelStore
-    from typer.testing import CliRunner
-
     from tests.app_support import labelling_batch, oracle_labels
 
     work = tmp_path_factory.mktemp("secrets-round")

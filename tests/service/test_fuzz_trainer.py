@@ -13,6 +13,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from skysift import config
 from skysift.modeltags import LABELS, MODEL_TAGS
 from skysift.rpc import server
@@ -22,7 +23,6 @@ from skysift.trainer.labels import SOURCES, LabelEvent, LabelStore
 from skysift.trainer.rounds import PARAM_ALIASES, PARAM_TYPES
 from skysift.trainer.strategies import STRATEGIES
 from skysift.v1 import trainer_pb2, trainer_pb2_grpc
-
 from tests import servers
 from tests.service.test_fuzz_grpc import FUZZ, doubles, int32, outcome
 from tests.trainer_data import write_fink_batches

@@ -127,7 +127,7 @@ def test_bad_packets_are_dead_letters_or_their_own_rows_and_never_touch_the_good
     dead = {p.offset: err for p, (_, err) in zip(result.dead_packets, result.dead_letters)}
     rows = rows_by_packet(result)
     assert len(result.dead_letters) == len(dead) and all(isinstance(e, str) and e for e in dead.values())
-    for i, (base, name, data, _) in enumerate(batch):
+    for i, (base, name, _data, _) in enumerate(batch):
         assert not (i in dead and i in rows), f"packet {i} ({name}) is both rows and a dead letter"
         if name == "none":
             assert i not in dead, dead.get(i)

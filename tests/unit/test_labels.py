@@ -30,6 +30,7 @@ def test_submit_assigns_ids_and_timestamps(local_store):
         (LabelEvent(candid=0, label="bogus", user="u"), "positive integer"),
         (LabelEvent(candid=1, label="bogus", user="u", source="robot"), "unknown label source"),
         (LabelEvent(candid=1, label="bogus", user="u", model_tag="nope"), "unknown model tag"),
+        (LabelEvent(candid=1, label="bogus", user="u", timestamp=datetime.now(UTC) + timedelta(days=1)), "in the future"),
     ],
 )
 def test_invalid_events_are_rejected_and_nothing_is_written(local_store, event, message):

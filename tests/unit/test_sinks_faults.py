@@ -13,9 +13,9 @@ import threading
 import time
 
 import pytest
+
 from skysift.inference.sinks import run_sinks
 from skysift.inference.sinks.skyportal import SkyPortalSink
-
 from tests.integration.test_faults_ingest import Relay
 from tests.unit.test_sinks import real, scored_rows, skyportal, skyportal_settings  # noqa: F401 - fixtures
 

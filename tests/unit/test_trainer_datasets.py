@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from skysift import config
 from skysift.errors import InvalidArgument
 from skysift.features.core import FEATURE_COLUMNS
@@ -15,7 +16,6 @@ from skysift.store import keys
 from skysift.trainer.datasets import DatasetRequest, Datasets
 from skysift.trainer.labels import LabelEvent, LabelStore
 from skysift.trainer.rounds import fit, limited_threads, model_params
-
 from tests.trainer_data import oracle_table, write_fink_batches
 
 JUNE2 = datetime(2025, 6, 2, tzinfo=UTC)

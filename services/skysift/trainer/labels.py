@@ -16,7 +16,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from skysift.errors import InvalidArgument
@@ -26,6 +26,7 @@ from skysift.store import keys
 EVENTS_PREFIX = "labels/events/"
 SOURCES = ("human", "import", "oracle")
 CSV_COLUMNS = ("candid", "objectId", "label", "timestamp")  # the prototype's labels.csv
+FUTURE_TOLERANCE = timedelta(minutes=5)  # clock skew allowed between a labeller's machine and the server
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ def validate(event: LabelEvent) -> LabelEvent:
     ts = event.timestamp or datetime.now(UTC)
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
+    if ts - datetime.now(UTC) > FUTURE_TOLERANCE:  # a future event would stay "latest" and hide every later label
+        raise InvalidArgument(f"label for candid {event.candid} is dated in the future ({ts.isoformat()})")
     return replace(event, user=event.user.strip(), timestamp=ts.astimezone(UTC),
                    event_id=event.event_id or uuid.uuid4().hex)
 
