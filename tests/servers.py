@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,3 +164,23 @@ def start_service(service: str, env: dict, workdir: Path, cwd: Path | None = Non
                   env=env, cwd=cwd)
     wait_port(port, 60, proc, service)
     return Proc(proc, port, {f"SKYSIFT_{service.upper()}_ADDRESS": f"127.0.0.1:{port}"}, log)
+
+
+@contextmanager
+def loopback(name: str, add_servicer, servicer, settings):
+    """One servicer on a real gRPC server on a free loopback port (health, reflection, metrics included);
+    yields an open channel to it and stops the server after."""
+    import grpc
+
+    from skysift.rpc import server
+
+    def register(s):
+        add_servicer(servicer, s)
+        return [f"skysift.v1.{name}"]
+
+    running = server.start(name.lower(), register, settings, port=0)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            yield channel
+    finally:
+        running.stop(0)

@@ -7,10 +7,10 @@ import pytest
 from pydantic import SecretStr
 
 from skysift.enrichment.core import ENRICHED_SCHEMA
-from skysift.enrichment.service import SERVICE_NAME, EnrichmentServicer
+from skysift.enrichment.service import EnrichmentServicer
 from skysift.enrichment.settings import EnrichmentSettings
-from skysift.rpc import server
 from skysift.v1 import enrichment_pb2, enrichment_pb2_grpc
+from tests import servers
 from tests.fakes.lasair import FakeLasair
 from tests.fink_parquet import load_fink_alerts
 
@@ -26,20 +26,14 @@ def lasair():
 
 def _serve(local_settings, local_store, enrichment: EnrichmentSettings):
     local_store.write_table(ALERTS_KEY, load_fink_alerts()[0].slice(0, 12))
-
-    def register(s):
-        enrichment_pb2_grpc.add_EnrichmentServicer_to_server(EnrichmentServicer(local_settings, local_store, enrichment), s)
-        return [SERVICE_NAME]
-
-    return server.start("enrichment", register, local_settings, port=0)
+    servicer = EnrichmentServicer(local_settings, local_store, enrichment)
+    return servers.loopback("Enrichment", enrichment_pb2_grpc.add_EnrichmentServicer_to_server, servicer, local_settings)
 
 
 @pytest.fixture
 def stub(local_settings, local_store):
-    running = _serve(local_settings, local_store, EnrichmentSettings())
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+    with _serve(local_settings, local_store, EnrichmentSettings()) as channel:
         yield enrichment_pb2_grpc.EnrichmentStub(channel), local_store
-    running.stop(0)
 
 
 def test_enrich_without_a_token_writes_nulls_with_their_status(stub):
@@ -52,13 +46,9 @@ def test_enrich_without_a_token_writes_nulls_with_their_status(stub):
 
 def test_enrich_asks_lasair_once_per_object_when_it_has_a_token(local_settings, local_store, lasair):
     settings = EnrichmentSettings(lasair_token=SecretStr(lasair.token), lasair_ztf_url=lasair.url, timeout_seconds=5)
-    running = _serve(local_settings, local_store, settings)
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            resp = enrichment_pb2_grpc.EnrichmentStub(channel).Enrich(
-                enrichment_pb2.EnrichRequest(alerts_key=ALERTS_KEY), timeout=60)
-    finally:
-        running.stop(0)
+    with _serve(local_settings, local_store, settings) as channel:
+        resp = enrichment_pb2_grpc.EnrichmentStub(channel).Enrich(enrichment_pb2.EnrichRequest(alerts_key=ALERTS_KEY),
+                                                                  timeout=60)
     objects = set(local_store.read_table(ALERTS_KEY, columns=["objectId"])["objectId"].to_pylist())
     assert dict(resp.status_counts) == {"ok": 12}
     assert len(lasair.calls()) == len(objects)

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pytest
 
 from skysift.features.core import FEATURE_SET_VERSION, feature_set_version
-from skysift.features.service import SERVICE_NAME, FeaturesServicer
+from skysift.features.service import FeaturesServicer
 from skysift.features.settings import FeaturesSettings
-from skysift.rpc import server
 from skysift.v1 import features_pb2, features_pb2_grpc
+from tests import servers
 from tests.fink_parquet import load_fink_alerts
 
 ALERTS_KEY = "alerts/survey=ztf/night=20240601/20240601_120000_alerts.parquet"
@@ -20,16 +20,9 @@ ENRICHED_KEY = "enriched/survey=ztf/night=20240601/20240601_120000_enriched.parq
 @pytest.fixture
 def stub(local_settings, local_store):
     local_store.write_table(ALERTS_KEY, load_fink_alerts()[0].slice(0, 40))
-
-    def register(s):
-        features_pb2_grpc.add_FeaturesServicer_to_server(
-            FeaturesServicer(local_settings, local_store, FeaturesSettings()), s)
-        return [SERVICE_NAME]
-
-    running = server.start("features", register, local_settings, port=0)
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+    servicer = FeaturesServicer(local_settings, local_store, FeaturesSettings())
+    with servers.loopback("Features", features_pb2_grpc.add_FeaturesServicer_to_server, servicer, local_settings) as channel:
         yield features_pb2_grpc.FeaturesStub(channel), local_store
-    running.stop(0)
 
 
 def test_compute_features_writes_the_versioned_table(stub):
