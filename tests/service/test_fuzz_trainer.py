@@ -188,6 +188,7 @@ def test_a_label_for_a_candid_not_in_the_store_is_kept(world):
     ({"learning_rate": "nan"}, ["learning_rate", "finite"]),
     ({"l2": "inf"}, ["l2_regularization", "finite"]),
     ({"max_leaf_nodes": "1"}, ["max_leaf_nodes", "at least 2"]),
+    ({"max_iter": "100000000"}, ["max_iter", "at most 5000"]),  # would hold the round lock for hours
 ])
 def test_model_parameters_scikit_learn_cannot_fit_are_invalid_arguments(world, params, words):
     request = trainer_pb2.RunRoundRequest(experiment="params", params=params, force=True)

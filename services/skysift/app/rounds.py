@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from skysift import errors
+from skysift.redact import redact_uri
 
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 INT_PARAMS = ("round", "n_train", "n_holdout", "seed", "batch_size", "initial_batch_size")
@@ -39,7 +40,7 @@ def connect(tracking_uri: str):
 
 
 def _unavailable(tracking_uri: str, exc: Exception) -> errors.Unavailable:
-    return errors.Unavailable(f"MLflow at {tracking_uri} cannot be read: {exc}. Check SKYSIFT_MLFLOW_TRACKING_URI.")
+    return errors.Unavailable(f"MLflow at {redact_uri(tracking_uri)} cannot be read: {exc}. Check SKYSIFT_MLFLOW_TRACKING_URI.")
 
 
 def list_experiments(tracking_uri: str, prefix: str = "skysift") -> list[ExperimentRef]:

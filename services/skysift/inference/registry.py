@@ -29,6 +29,7 @@ import numpy as np
 from skysift.errors import FailedPrecondition, SkysiftError, Unavailable
 from skysift.inference import taxonomy as tx
 from skysift.modeltags import get_tag
+from skysift.redact import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class ChampionRegistry:
                 kind = type(error) if isinstance(error, SkysiftError) else Unavailable
                 raise kind(f"no model loaded for {tag}: {error}")
             name = get_tag(tag).registered_name
-            raise FailedPrecondition(f"{NO_MODEL} (no '{self.alias}' alias on {name} in MLflow at {self.tracking_uri})")
+            raise FailedPrecondition(f"{NO_MODEL} (no '{self.alias}' alias on {name} in MLflow at {redact_uri(self.tracking_uri)})")
         return model
 
     def refresh(self) -> dict[str, str]:
@@ -189,9 +190,9 @@ class ChampionRegistry:
                 if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
                     self._errors.pop(tag, None)
                     return "no model"
-                raise Unavailable(f"MLflow at {self.tracking_uri}: {exc}") from None
+                raise Unavailable(f"MLflow at {redact_uri(self.tracking_uri)}: {exc}") from None
             except OSError as exc:
-                raise Unavailable(f"MLflow at {self.tracking_uri} unreachable: {exc}") from None
+                raise Unavailable(f"MLflow at {redact_uri(self.tracking_uri)} unreachable: {exc}") from None
             self._errors.pop(tag, None)
             current = self._models.get(tag)
             if current is not None and current.version == str(mv.version):

@@ -52,6 +52,7 @@ DEFAULT_PARAMS = {"learning_rate": 0.1, "max_iter": 100, "l2_regularization": 10
 # min_samples_leaf=5 rather than scikit-learn's 20: with the 30-label first batch, 20 allows one split at most.
 PARAM_TYPES = {"learning_rate": float, "max_iter": int, "l2_regularization": float, "min_samples_leaf": int,
                "max_leaf_nodes": int, "class_weight": str}
+PARAM_LIMITS = {"max_iter": 5000, "learning_rate": 10.0, "max_leaf_nodes": 4096, "min_samples_leaf": 100_000}
 PARAM_ALIASES = {"l2": "l2_regularization", "iterations": "max_iter", "lr": "learning_rate"}
 
 
@@ -92,6 +93,8 @@ def model_params(params: dict | None) -> dict:
             raise errors.InvalidArgument(f"model parameter {name} must be positive, got {value!r}")
         if name == "max_leaf_nodes" and out[name] < 2:
             raise errors.InvalidArgument(f"model parameter max_leaf_nodes must be at least 2, got {value!r}")
+        if name in PARAM_LIMITS and out[name] > PARAM_LIMITS[name]:  # a round holds the trainer's lock while it fits
+            raise errors.InvalidArgument(f"model parameter {name} must be at most {PARAM_LIMITS[name]}, got {value!r}")
     return out
 
 

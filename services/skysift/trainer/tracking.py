@@ -24,6 +24,7 @@ import pandas as pd
 
 from skysift import errors
 from skysift.modeltags import ModelTag
+from skysift.redact import redact_uri
 from skysift.trainer import evaluation
 
 CHAMPION = "champion"
@@ -43,7 +44,7 @@ def connect(tracking_uri: str):
         try:
             requests.get(tracking_uri.rstrip("/") + "/health", timeout=5).raise_for_status()
         except requests.RequestException as exc:
-            raise errors.Unavailable(f"MLflow tracking server {tracking_uri} is not reachable: {exc}") from None
+            raise errors.Unavailable(f"MLflow tracking server {redact_uri(tracking_uri)} is not reachable: {exc}") from None
     mlflow.set_tracking_uri(tracking_uri)
     return mlflow
 
@@ -118,7 +119,7 @@ def log_round(r: RoundLog) -> Tracked:
         import requests
 
         if isinstance(exc, requests.RequestException) or "Max retries" in str(exc):
-            raise errors.Unavailable(f"MLflow at {r.tracking_uri} failed during round {r.round}: {exc}") from None
+            raise errors.Unavailable(f"MLflow at {redact_uri(r.tracking_uri)} failed during round {r.round}: {exc}") from None
         raise
 
 
