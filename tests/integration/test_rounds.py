@@ -187,3 +187,24 @@ def test_concurrent_label_submissions_on_s3_lose_nothing(settings):
         t.join(60)
     assert len(labels.history()) == base + 50
     assert len(labels.history(user="s3-a")) == 25 and len(labels.history(user="s3-b")) == 25
+
+
+def test_a_round_trains_on_a_collected_dataset_instead_of_the_label_events(settings):
+    from skysift.trainer.datasets import DatasetRequest, Datasets
+
+    own = settings.model_copy(update={"store_url": settings.store_url + "-dataset"})  # same bucket, fresh store
+    store = open_store(settings=own)
+    pool = write_fink_batches(store)
+    oracle = oracle_table()
+    labelled = oracle[oracle["candid"].isin(pool["candid"]) & (oracle["label"] != "skip")].head(60)
+    trainer = Trainer(own, store, TrainerSettings(permutation_repeats=1))
+    trainer.labels.submit([LabelEvent(candid=int(r.candid), label=r.label, user="oracle", source="oracle")
+                           for r in labelled.itertuples()])
+    dataset = Datasets(own, store, trainer.ts).collect(DatasetRequest(name="forty", max_samples=40))
+    result = trainer.run_round("fink-ds", "galactic", strategy="uncertainty", seed=3, dataset_id=dataset.dataset_id)
+    assert result.created and result.n_train + result.n_holdout == dataset.n_samples == 40  # not the 60 labels
+    params = _client(own).get_run(result.mlflow_run_id).data.params
+    assert params["dataset_id"] == dataset.dataset_id and params["n_train"] == str(result.n_train)
+    samples = set(store.read_table(dataset.samples_key, columns=["candid"]).column("candid").to_pylist())
+    trained = set(store.read_table("rounds/fink-ds/round=000/training_ids.parquet").column("candid").to_pylist())
+    assert trained <= samples

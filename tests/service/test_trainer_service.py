@@ -122,3 +122,19 @@ def test_cli_round_calls_the_service_by_default(running, monkeypatch):
                                       "--batch-size", "5"])
     assert result.exit_code == 0, result.output
     assert "round 0 created" in result.output and "queue: 5 alerts in rounds/svc-cli/round=000/" in result.output
+
+
+def test_run_round_refuses_a_dataset_that_failed_its_quality_checks(running, stub):
+    store = running[1]
+    candid = store.read_table(store.list_keys("features/")[0], columns=["candid"]).column("candid")[0].as_py()
+    call(stub.SubmitLabels, trainer_pb2.SubmitLabelsRequest(labels=[_event(candid, "galactic", user="oracle")]))
+    made = call(stub.CollectDataset, trainer_pb2.CollectDatasetRequest(name="one class", model_tag="galactic",
+                                                                         prefer_validated=True, max_samples=1))
+    with pytest.raises(errors.FailedPrecondition, match="failed its quality checks: only one class"):
+        call(stub.RunRound, trainer_pb2.RunRoundRequest(experiment="svc-ds", model_tag="galactic",
+                                                        dataset_id=made.dataset_id))
+
+
+def test_run_round_on_an_unknown_dataset_is_not_found(stub):
+    with pytest.raises(errors.NotFound, match="no dataset 'nope-1'"):
+        call(stub.RunRound, trainer_pb2.RunRoundRequest(experiment="svc-ds", model_tag="galactic", dataset_id="nope-1"))

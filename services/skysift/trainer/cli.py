@@ -51,7 +51,10 @@ def round_command(
     seed: int = typer.Option(0, help="Seed of the random choices (initial batch, ties, held-out split)."),
     param: list[str] = typer.Option([], "--param", help="Model parameter name=value (learning_rate, max_iter, l2, "
                                                         "class_weight=balanced, min_samples_leaf); repeatable."),
-    force: bool = typer.Option(False, help="Run even when no label changed since the last round."),
+    force: bool = typer.Option(False, help="Run even when no label changed since the last round (or on a dataset "
+                                           "that failed its quality checks)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Train on this collected dataset id instead of the "
+                                                                "label events."),
     in_process: bool = typer.Option(False, "--in-process", help="Run here instead of calling the trainer service "
                                                                  "at SKYSIFT_TRAINER_ADDRESS."),
 ) -> None:
@@ -66,7 +69,7 @@ def round_command(
     ts = config.load(TrainerSettings)
     kwargs = {"strategy": strategy or ts.strategy, "batch_size": batch_size or ts.batch_size,
               "initial_batch_size": initial_batch_size or ts.initial_batch_size, "seed": seed,
-              "params": _params(param), "force": force}
+              "params": _params(param), "force": force, "dataset_id": dataset}
     try:
         if in_process:
             from skysift.store import open_store
@@ -93,7 +96,8 @@ def _round_via_grpc(settings, experiment, model_tag, kw) -> list[str]:
     with channel(address, settings) as ch:
         r = call(trainer_pb2_grpc.TrainerStub(ch).RunRound, trainer_pb2.RunRoundRequest(
             experiment=experiment, model_tag=model_tag, strategy=kw["strategy"], batch_size=kw["batch_size"],
-            initial_batch_size=kw["initial_batch_size"], seed=kw["seed"], params=kw["params"], force=kw["force"]),
+            initial_batch_size=kw["initial_batch_size"], seed=kw["seed"], params=kw["params"], force=kw["force"],
+            dataset_id=kw["dataset_id"] or ""),
             timeout=1800)
     return _round_lines(r.created, r.round, r.strategy, r.n_train, r.n_holdout, r.n_pool, r.queue_size, r.queue_key,
                         r.model_version, r.champion_moved, dict(r.metrics), r.message, list(r.quality_issues))

@@ -188,9 +188,33 @@ class Datasets:
         return [_dataset(json.loads(self.store.get_bytes(k))) for k in found]
 
     def get(self, dataset_id: str) -> Dataset:
-        if not re.fullmatch(r"[a-z0-9-]+", dataset_id or ""):
-            raise errors.InvalidArgument(f"invalid dataset id {dataset_id!r}")
-        return _dataset(json.loads(self.store.get_bytes(keys.dataset_prefix(dataset_id) + "manifest.json")))
+        return _dataset(read_manifest(self.store, dataset_id))
+
+
+def read_manifest(store, dataset_id: str) -> dict:
+    if not re.fullmatch(r"[a-z0-9-]+", dataset_id or ""):
+        raise errors.InvalidArgument(f"invalid dataset id {dataset_id!r}")
+    try:
+        return json.loads(store.get_bytes(keys.dataset_prefix(dataset_id) + "manifest.json"))
+    except errors.NotFound:
+        raise errors.NotFound(f"no dataset {dataset_id!r}; ListDatasets shows the collected ones") from None
+
+
+def training_labels(store, dataset_id: str, model_tag: str, force: bool = False) -> dict[int, tuple[str, int]]:
+    """candid -> (label, target) of a dataset's samples, for a round trained on it.
+
+    A dataset that failed its quality checks is refused (``force`` overrides): it was stored to be reported,
+    not silently used. Its targets belong to the model tag it was collected for, so another tag is refused too.
+    """
+    manifest = read_manifest(store, dataset_id)
+    if manifest["params"]["model_tag"] != model_tag:
+        raise errors.InvalidArgument(f"dataset {dataset_id!r} was collected for model tag "
+                                     f"{manifest['params']['model_tag']!r}, not {model_tag!r}")
+    if not manifest["passed"] and not force:
+        raise errors.FailedPrecondition(f"dataset {dataset_id!r} failed its quality checks: "
+                                        f"{'; '.join(manifest['quality_issues'])} (use force to train on it anyway)")
+    samples = store.read_table(manifest["samples_key"], columns=["candid", "label", "target"]).to_pandas()
+    return {int(c): (str(lbl), int(t)) for c, lbl, t in zip(samples["candid"], samples["label"], samples["target"])}
 
 
 def _choose(validated: pd.DataFrame, predicted: pd.DataFrame, req: DatasetRequest) -> pd.DataFrame:

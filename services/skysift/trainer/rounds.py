@@ -8,6 +8,10 @@ put-if-absent: a round exists once its meta.json does, and two concurrent runs c
 Idempotence: a round records a digest of the current labels (the latest event of every candid); a run whose
 digest equals the last round's returns that round instead of making another (``force`` overrides).
 
+A round may train on a collected dataset (``dataset_id``, see :mod:`skysift.trainer.datasets`) instead of the
+label events: its samples' candids and targets are the labelled set, the rest of the round is the same. Its
+digest then covers the dataset id too, and the pool still excludes every labelled candid.
+
 The pool is every ``features/`` batch in the store with the current feature-set version, deduplicated by
 candid (the latest batch wins), minus every candid that has a label (``skip`` included). Memory is linear
 in the pool: one float64 per feature and row (~22 columns: ~180 B a row, ~18 MB per 100k alerts).
@@ -348,7 +352,8 @@ class Trainer:
 
     # -- running a round --------------------------------------------------------------------------
     def run_round(self, experiment: str, model_tag: str, strategy: str = "uncertainty", batch_size=10,
-                  initial_batch_size=30, seed=0, params: dict | None = None, force=False) -> RoundResult:
+                  initial_batch_size=30, seed=0, params: dict | None = None, force=False,
+                  dataset_id: str | None = None) -> RoundResult:
         check_experiment(experiment)
         tag = get_tag(model_tag)
         strategy = strategies.check_strategy(strategy)
@@ -359,7 +364,7 @@ class Trainer:
             raise errors.InvalidArgument(f"seed must not be negative, got {seed}")
         with self._lock, limited_threads(self.ts.threads):
             return self._run_round(experiment, tag, strategy, int(batch_size), int(initial_batch_size), int(seed),
-                                   params, force)
+                                   params, force, dataset_id)
 
     def _split(self, usable: dict[int, int], prev_train: pd.DataFrame, prev_hold: pd.DataFrame, split_seed: int
                ) -> tuple[list[int], list[int]]:
@@ -376,7 +381,8 @@ class Trainer:
                                          self.ts.holdout_fraction, split_seed)
         return kept_train + sorted(c for c in new if c not in held), kept_hold + sorted(held)
 
-    def _run_round(self, experiment, tag: ModelTag, strategy, batch_size, initial_batch_size, seed, params, force):
+    def _run_round(self, experiment, tag: ModelTag, strategy, batch_size, initial_batch_size, seed, params, force,
+                   dataset_id):
         timer = _Timer()
         numbers = self.rounds(experiment)
         prev = self.meta(experiment) if numbers else None
@@ -384,6 +390,13 @@ class Trainer:
             raise errors.InvalidArgument(f"experiment {experiment!r} trains model tag {prev['model_tag']!r}, not {tag.name!r}")
         latest = self.labels.latest()
         digest = labels_digest(latest)
+        if dataset_id:
+            from skysift.trainer.datasets import training_labels
+
+            labelled = training_labels(self.store, dataset_id, tag.name, force)
+            digest = hashlib.sha256(f"dataset={dataset_id};{digest}".encode()).hexdigest()
+        else:
+            labelled = {c: (e.label, tag.target(e.label)) for c, e in latest.items()}
         if prev and not force and prev["labels_digest"] == digest:
             result = RoundResult(**{k: v for k, v in prev["result"].items() if k in RoundResult.__dataclass_fields__})
             result.created = False
@@ -391,8 +404,7 @@ class Trainer:
             return result
         number = prev["round"] + 1 if prev else 0
         split_seed = prev["split_seed"] if prev else seed
-        targets = {c: tag.target(e.label) for c, e in latest.items()}
-        usable = {c: t for c, t in targets.items() if t is not None}
+        usable = {c: t for c, (_, t) in labelled.items() if t is not None}
         prev_train = self._ids(experiment, prev["round"], "training_ids.parquet") if prev else IDS_SCHEMA.empty_table().to_pandas()
         prev_hold = self._ids(experiment, prev["round"], "holdout_ids.parquet") if prev else IDS_SCHEMA.empty_table().to_pandas()
         train_ids, hold_ids = self._split(usable, prev_train, prev_hold, split_seed)
@@ -405,7 +417,7 @@ class Trainer:
         train_df = _labelled_rows(indexed, train_ids, usable, cols)
         hold_df = _labelled_rows(indexed, hold_ids, usable, cols)
         missing = (len(train_ids) - len(train_df)) + (len(hold_ids) - len(hold_df))
-        unlabelled = pool[~pool["candid"].isin(latest.keys())].reset_index(drop=True)
+        unlabelled = pool[~pool["candid"].isin(latest.keys() | labelled.keys())].reset_index(drop=True)
         conflicts = label_conflicts(self.labels.history(), tag)
         quality = evaluation.quality(train_df.reset_index(), cols, conflicts) if len(train_df) else None
         rng = np.random.default_rng([seed, number])
@@ -449,8 +461,8 @@ class Trainer:
             "alerts_key": [where[int(c)][1] for c in queued["candid"]],
         })
         prefix = keys.round_prefix(experiment, number)
-        train_tab = _ids_table(train_ids, usable, latest, prev_train, number)
-        hold_tab = _ids_table(hold_ids, usable, latest, prev_hold, number)
+        train_tab = _ids_table(train_ids, usable, labelled, prev_train, number)
+        hold_tab = _ids_table(hold_ids, usable, labelled, prev_hold, number)
         result = RoundResult(
             experiment=experiment, round=number, created=True, model_tag=tag.name, strategy=used_strategy,
             metrics=metrics, queue_size=len(queue), queue_key=prefix + "queue.parquet", message=message,
@@ -469,6 +481,7 @@ class Trainer:
                 X_train=train_df[cols], y_train=train_df["target"].to_numpy(), X_holdout=hold_df[cols],
                 y_holdout=hold_df["target"].to_numpy(), metrics=metrics, quality=quality, queue=queue,
                 training_ids=train_tab.to_pandas(), holdout_ids=hold_tab.to_pandas(), message=message,
+                dataset_id=dataset_id or "",
             )
         )
         timer.lap("mlflow")
@@ -488,7 +501,7 @@ class Trainer:
             "split_seed": split_seed, "created_at": datetime.now(UTC).isoformat(), "params": params,
             "seed": seed, "batch_size": batch_size, "initial_batch_size": initial_batch_size,
             "feature_set_version": self.spec.version, "feature_columns": cols, "queue_key": result.queue_key,
-            "requested_strategy": strategy, "result": asdict(result),
+            "requested_strategy": strategy, "dataset_id": dataset_id or "", "result": asdict(result),
         }
         if not self.store.put_if_absent(prefix + "meta.json", json.dumps(meta, indent=2).encode()):
             raise errors.FailedPrecondition(f"round {number} of {experiment!r} was created by another run meanwhile")
@@ -504,13 +517,13 @@ def _labelled_rows(indexed_pool: pd.DataFrame, ids: list[int], usable: dict[int,
     return df
 
 
-def _ids_table(ids: list[int], usable: dict[int, int], latest: dict[int, LabelEvent], prev: pd.DataFrame,
+def _ids_table(ids: list[int], usable: dict[int, int], labelled: dict[int, tuple[str, int | None]], prev: pd.DataFrame,
                number: int) -> pa.Table:
     added = dict(zip(prev["candid"].astype("int64"), prev["round_added"].astype("int32")))
     return pa.table({
         "candid": pa.array(ids, pa.int64()),
         "target": pa.array([usable[c] for c in ids], pa.int8()),
-        "label": pa.array([latest[c].label for c in ids], pa.string()),
+        "label": pa.array([labelled[c][0] for c in ids], pa.string()),
         "round_added": pa.array([int(added.get(c, number)) for c in ids], pa.int32()),
     }, schema=IDS_SCHEMA)
 

@@ -103,7 +103,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         result = self.trainer.run_round(
             request.experiment, request.model_tag or "galactic", strategy=request.strategy or ts.strategy,
             batch_size=request.batch_size or ts.batch_size, initial_batch_size=request.initial_batch_size or ts.initial_batch_size,
-            seed=request.seed, params=dict(request.params), force=request.force,
+            seed=request.seed, params=dict(request.params), force=request.force, dataset_id=request.dataset_id or None,
         )
         return round_to_proto(result)
 

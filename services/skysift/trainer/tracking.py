@@ -85,6 +85,7 @@ class RoundLog:
     training_ids: pd.DataFrame
     holdout_ids: pd.DataFrame
     message: str
+    dataset_id: str = ""  # the collected dataset trained on; empty: the label events
 
 
 @dataclass
@@ -143,6 +144,7 @@ def _log_round(r: RoundLog) -> Tracked:
             "experiment": r.experiment, "holdout_fraction": s.holdout_fraction,
             "validation_set": s.validation_key or "split", "champion_metric": s.champion_metric,
             **{k: "none" if v is None else v for k, v in r.params.items()},
+            **({"dataset_id": r.dataset_id} if r.dataset_id else {}),
         })
         mlflow.set_tags({"skysift.message": r.message[:5000], "skysift.quality_issues": "; ".join(r.quality.issues)
                          if r.quality else ""})

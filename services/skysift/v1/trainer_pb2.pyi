@@ -104,7 +104,7 @@ class GetQueueResponse(_message.Message):
     def __init__(self, experiment: _Optional[str] = ..., round: _Optional[int] = ..., items: _Optional[_Iterable[_Union[QueueItem, _Mapping]]] = ...) -> None: ...
 
 class RunRoundRequest(_message.Message):
-    __slots__ = ("experiment", "model_tag", "strategy", "batch_size", "initial_batch_size", "seed", "params", "force")
+    __slots__ = ("experiment", "model_tag", "strategy", "batch_size", "initial_batch_size", "seed", "params", "force", "dataset_id")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,7 @@ class RunRoundRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     model_tag: str
     strategy: str
@@ -128,7 +129,8 @@ class RunRoundRequest(_message.Message):
     seed: int
     params: _containers.ScalarMap[str, str]
     force: bool
-    def __init__(self, experiment: _Optional[str] = ..., model_tag: _Optional[str] = ..., strategy: _Optional[str] = ..., batch_size: _Optional[int] = ..., initial_batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., force: _Optional[bool] = ...) -> None: ...
+    dataset_id: str
+    def __init__(self, experiment: _Optional[str] = ..., model_tag: _Optional[str] = ..., strategy: _Optional[str] = ..., batch_size: _Optional[int] = ..., initial_batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., force: _Optional[bool] = ..., dataset_id: _Optional[str] = ...) -> None: ...
 
 class RunRoundResponse(_message.Message):
     __slots__ = ("experiment", "round", "created", "mlflow_run_id", "model_version", "champion_moved", "metrics", "queue_size", "queue_key", "message", "n_train", "n_holdout", "n_pool", "quality_issues", "strategy", "timings")
