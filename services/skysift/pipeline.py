@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from skysift.config import Settings
 from skysift.errors import FailedPrecondition
+from skysift.rpc.convert import batch_from_ref
 from skysift.rpc.errors import call
 from skysift.store.keys import Batch
 
@@ -67,9 +68,7 @@ class InProcessStages:
 
     def poll(self, **kwargs):
         r = self._stage("ingest").poll(**kwargs)
-        counts = dict(messages=r.n_messages, alerts=r.n_alerts, rejected=r.n_rejected, duplicates=r.n_duplicates,
-                      dead_letters=r.n_dead_letters)
-        return r.alerts, r.cutouts, counts, r.dlq_key
+        return r.alerts, r.cutouts, poll_counts(r), r.dlq_key
 
     def enrich(self, alerts_key: str) -> StageOutcome:
         r = self._stage("enrichment").process(alerts_key)
@@ -80,7 +79,7 @@ class InProcessStages:
         return StageOutcome("features", r.features, f"feature set v{r.feature_set_version}, {r.n_flagged} flagged")
 
     def score(self, features_key: str) -> StageOutcome:
-        r = self._stage("inference").score_batch(features_key)
+        r = self._stage("inference").scorebatch_from_ref(features_key)
         return StageOutcome("inference", r.written, "; ".join(filter(None, [_models(r.predictions), r.message])))
 
 
@@ -105,29 +104,27 @@ class GrpcStages:
         if keep_cutouts is not None:
             req.keep_cutouts = keep_cutouts
         r = call(self.ingest.Poll, req, (timeout_s or 3600) + 120)
-        counts = dict(messages=r.n_messages, alerts=r.n_alerts, rejected=r.n_rejected, duplicates=r.n_duplicates,
-                      dead_letters=r.n_dead_letters)
-        return [_batch(b) for b in r.alerts], [_batch(b) for b in r.cutouts], counts, r.dlq_key or None
+        return [batch_from_ref(b) for b in r.alerts], [batch_from_ref(b) for b in r.cutouts], poll_counts(r), r.dlq_key or None
 
     def enrich(self, alerts_key: str) -> StageOutcome:
         from skysift.v1 import enrichment_pb2
 
         r = call(self.enrichment.Enrich, enrichment_pb2.EnrichRequest(alerts_key=alerts_key))
-        return StageOutcome("enrichment", _batch(r.enriched), _status(dict(r.status_counts)))
+        return StageOutcome("enrichment", batch_from_ref(r.enriched), _status(dict(r.status_counts)))
 
     def features(self, alerts_key: str, enriched_key: str | None) -> StageOutcome:
         from skysift.v1 import features_pb2
 
         r = call(self.featurizer.ComputeFeatures,
                   features_pb2.ComputeFeaturesRequest(alerts_key=alerts_key, enriched_key=enriched_key or ""))
-        return StageOutcome("features", _batch(r.features), f"feature set v{r.feature_set_version}, {r.n_flagged} flagged")
+        return StageOutcome("features", batch_from_ref(r.features), f"feature set v{r.feature_set_version}, {r.n_flagged} flagged")
 
     def score(self, features_key: str) -> StageOutcome:
         from skysift.v1 import inference_pb2
 
         r = call(self.inference.Score, inference_pb2.ScoreRequest(features_key=features_key, packed=True))
         models = sorted({f"{p.model_name} v{p.model_version}" for p in r.packed})
-        return StageOutcome("inference", _batch(r.written) if r.written.key else None,
+        return StageOutcome("inference", batch_from_ref(r.written) if r.written.key else None,
                             "; ".join(filter(None, [", ".join(models), r.message])))
 
 
@@ -150,8 +147,10 @@ def run_poll(stages, **poll_kwargs) -> PollReport:
     return report
 
 
-def _batch(ref) -> Batch:
-    return Batch(ref.key, ref.survey, ref.rows)
+def poll_counts(result) -> dict[str, int]:
+    """The counts of a poll, from a PollResult or a PollResponse (the same field names)."""
+    return dict(messages=result.n_messages, alerts=result.n_alerts, rejected=result.n_rejected,
+                duplicates=result.n_duplicates, dead_letters=result.n_dead_letters)
 
 
 def _status(counts: dict) -> str:

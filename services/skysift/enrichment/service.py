@@ -7,9 +7,10 @@ from skysift.config import Settings
 from skysift.enrichment.core import EnrichmentStage
 from skysift.enrichment.settings import EnrichmentSettings
 from skysift.errors import InvalidArgument
+from skysift.rpc.convert import batch_ref
 from skysift.rpc.errors import grpc_method
 from skysift.store import open_store
-from skysift.v1 import common_pb2, enrichment_pb2, enrichment_pb2_grpc
+from skysift.v1 import enrichment_pb2, enrichment_pb2_grpc
 
 SERVICE_NAME = "skysift.v1.Enrichment"
 
@@ -25,9 +26,7 @@ class EnrichmentServicer(enrichment_pb2_grpc.EnrichmentServicer):
         if not request.alerts_key:
             raise InvalidArgument("alerts_key is required, e.g. 'alerts/survey=ztf/night=20250101/20250101_120000_alerts.parquet'")
         result = self.stage.process(request.alerts_key)
-        b = result.enriched
-        return enrichment_pb2.EnrichResponse(enriched=common_pb2.BatchRef(key=b.key, survey=b.survey, rows=b.rows),
-                                             status_counts=result.status_counts)
+        return enrichment_pb2.EnrichResponse(enriched=batch_ref(result.enriched), status_counts=result.status_counts)
 
 
 def register(server, settings: Settings) -> list[str]:

@@ -7,9 +7,10 @@ from skysift.config import Settings
 from skysift.errors import InvalidArgument
 from skysift.features.core import FeaturesStage
 from skysift.features.settings import FeaturesSettings
+from skysift.rpc.convert import batch_ref
 from skysift.rpc.errors import grpc_method
 from skysift.store import open_store
-from skysift.v1 import common_pb2, features_pb2, features_pb2_grpc
+from skysift.v1 import features_pb2, features_pb2_grpc
 
 SERVICE_NAME = "skysift.v1.Features"
 
@@ -24,9 +25,8 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
         if not request.alerts_key:
             raise InvalidArgument("alerts_key is required, e.g. 'alerts/survey=ztf/night=20250101/20250101_120000_alerts.parquet'")
         result = self.stage.process(request.alerts_key, request.enriched_key or None)
-        b = result.features
         return features_pb2.ComputeFeaturesResponse(
-            features=common_pb2.BatchRef(key=b.key, survey=b.survey, rows=b.rows),
+            features=batch_ref(result.features),
             feature_set_version=result.feature_set_version, n_flagged=result.n_flagged,
         )
 

@@ -13,8 +13,9 @@ from skysift.config import Settings
 from skysift.errors import FailedPrecondition, InvalidArgument
 from skysift.inference.core import InferenceStage, ScoreResult, Scores
 from skysift.inference.settings import InferenceSettings
+from skysift.rpc.convert import batch_ref
 from skysift.rpc.errors import grpc_method
-from skysift.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from skysift.v1 import inference_pb2, inference_pb2_grpc
 
 SERVICE_NAME = "skysift.v1.Inference"
 STREAM_CHUNK = 1000  # rows converted to protos at a time when streaming
@@ -53,7 +54,7 @@ def packed(s: Scores) -> inference_pb2.PackedPredictions:
 def response(result: ScoreResult, packed_form: bool = False) -> inference_pb2.ScoreResponse:
     written = result.written
     resp = inference_pb2.ScoreResponse(
-        written=common_pb2.BatchRef(key=written.key, survey=written.survey, rows=written.rows) if written else None,
+        written=batch_ref(written) if written else None,
         message=result.message,
     )
     if packed_form:

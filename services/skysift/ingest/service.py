@@ -10,9 +10,10 @@ from skysift.config import Settings
 from skysift.errors import InvalidArgument
 from skysift.ingest.core import IngestStage, PollResult
 from skysift.ingest.settings import IngestSettings
+from skysift.rpc.convert import batch_ref
 from skysift.rpc.errors import grpc_method
 from skysift.store import open_store
-from skysift.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
+from skysift.v1 import ingest_pb2, ingest_pb2_grpc
 
 SERVICE_NAME = "skysift.v1.Ingest"
 
@@ -40,9 +41,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
 
 
 def to_response(result: PollResult) -> ingest_pb2.PollResponse:
-    ref = lambda b: common_pb2.BatchRef(key=b.key, survey=b.survey, rows=b.rows)  # noqa: E731
     return ingest_pb2.PollResponse(
-        alerts=[ref(b) for b in result.alerts], cutouts=[ref(b) for b in result.cutouts],
+        alerts=[batch_ref(b) for b in result.alerts], cutouts=[batch_ref(b) for b in result.cutouts],
         n_messages=result.n_messages, n_alerts=result.n_alerts, n_rejected=result.n_rejected,
         n_duplicates=result.n_duplicates, n_dead_letters=result.n_dead_letters, dlq_key=result.dlq_key or "",
     )
