@@ -57,6 +57,8 @@ def test_replay_paths_outside_the_replay_root_are_refused(tmp_path):
     settings = IngestSettings(replay_root=str(tmp_path / "archive"))
     (tmp_path / "archive" / "night=20250101").mkdir(parents=True)
     assert settings.check_replay_path(str(tmp_path / "archive" / "night=20250101")).endswith("night=20250101")
+    with pytest.raises(InvalidArgument, match="not a usable path"):
+        settings.check_replay_path(str(tmp_path / "archive") + "/\x00night")
     for outside in ("/etc", str(tmp_path / "archive" / ".." / "secrets")):
         with pytest.raises(InvalidArgument, match="outside the ingest service's replay root"):
             settings.check_replay_path(outside)

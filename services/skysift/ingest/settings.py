@@ -31,7 +31,10 @@ class IngestSettings(BaseSettings):
 
     def check_replay_path(self, path: str) -> str:
         root = Path(self.replay_root or ".").resolve()
-        resolved = Path(path).resolve()
+        try:
+            resolved = Path(path).resolve()
+        except (ValueError, OSError) as exc:  # e.g. an embedded NUL byte
+            raise InvalidArgument(f"replay_path {path!r} is not a usable path: {exc}") from None
         if resolved != root and root not in resolved.parents:
             raise InvalidArgument(
                 f"replay_path {path!r} is outside the ingest service's replay root {str(root)!r} (SKYSIFT_INGEST_REPLAY_ROOT)"
