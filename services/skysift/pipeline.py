@@ -79,7 +79,7 @@ class InProcessStages:
         return StageOutcome("features", r.features, f"feature set v{r.feature_set_version}, {r.n_flagged} flagged")
 
     def score(self, features_key: str) -> StageOutcome:
-        r = self._stage("inference").scorebatch_from_ref(features_key)
+        r = self._stage("inference").score_batch(features_key)
         return StageOutcome("inference", r.written, "; ".join(filter(None, [_models(r.predictions), r.message])))
 
 
