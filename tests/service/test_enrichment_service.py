@@ -55,7 +55,7 @@ def test_enrich_asks_lasair_once_per_object_when_it_has_a_token(local_settings, 
 
 
 @pytest.mark.parametrize("key,code,message", [
-    ("", grpc.StatusCode.INVALID_ARGUMENT, "alerts_key is required"),
+    ("", grpc.StatusCode.INVALID_ARGUMENT, "the alerts key is required"),
     ("features/survey=ztf/night=20240601/20240601_120000_features.parquet", grpc.StatusCode.INVALID_ARGUMENT,
      "expected a key under alerts/"),
     ("alerts/survey=ztf/night=20240602/20240602_120000_alerts.parquet", grpc.StatusCode.NOT_FOUND, "no object at key"),

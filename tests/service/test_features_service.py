@@ -46,7 +46,7 @@ def test_the_enrichment_key_brings_host_and_extinction(stub):
 
 
 @pytest.mark.parametrize("key,code,message", [
-    ("", grpc.StatusCode.INVALID_ARGUMENT, "alerts_key is required"),
+    ("", grpc.StatusCode.INVALID_ARGUMENT, "the alerts key is required"),
     ("alerts/x.parquet", grpc.StatusCode.INVALID_ARGUMENT, "not a batch key"),
     ("alerts/survey=ztf/night=20240602/20240602_120000_alerts.parquet", grpc.StatusCode.NOT_FOUND, "no object at key"),
 ])

@@ -6,7 +6,6 @@ from skysift import config
 from skysift.config import Settings
 from skysift.enrichment.core import EnrichmentStage
 from skysift.enrichment.settings import EnrichmentSettings
-from skysift.errors import InvalidArgument
 from skysift.rpc.convert import batch_ref
 from skysift.rpc.errors import grpc_method
 from skysift.store import open_store
@@ -23,8 +22,6 @@ class EnrichmentServicer(enrichment_pb2_grpc.EnrichmentServicer):
 
     @grpc_method
     def Enrich(self, request: enrichment_pb2.EnrichRequest, context) -> enrichment_pb2.EnrichResponse:
-        if not request.alerts_key:
-            raise InvalidArgument("alerts_key is required, e.g. 'alerts/survey=ztf/night=20250101/20250101_120000_alerts.parquet'")
         result = self.stage.process(request.alerts_key)
         return enrichment_pb2.EnrichResponse(enriched=batch_ref(result.enriched), status_counts=result.status_counts)
 

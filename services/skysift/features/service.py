@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from skysift import config
 from skysift.config import Settings
-from skysift.errors import InvalidArgument
 from skysift.features.core import FeaturesStage
 from skysift.features.settings import FeaturesSettings
 from skysift.rpc.convert import batch_ref
@@ -22,8 +21,6 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
 
     @grpc_method
     def ComputeFeatures(self, request: features_pb2.ComputeFeaturesRequest, context) -> features_pb2.ComputeFeaturesResponse:
-        if not request.alerts_key:
-            raise InvalidArgument("alerts_key is required, e.g. 'alerts/survey=ztf/night=20250101/20250101_120000_alerts.parquet'")
         result = self.stage.process(request.alerts_key, request.enriched_key or None)
         return features_pb2.ComputeFeaturesResponse(
             features=batch_ref(result.features),

@@ -43,11 +43,12 @@ def new_batch(stage: str, survey: str, when: datetime | None = None) -> BatchKey
 
 def parse_batch(key: str, stage: str | None = None) -> BatchKey:
     """Parse a batch key, with a message that shows the expected shape when it is not one."""
-    m = _BATCH_RE.match(key or "")
+    example = f"'{stage or 'alerts'}/survey=ztf/night=20250101/20250101_120000_{stage or 'alerts'}.parquet'"
+    if not key:
+        raise InvalidArgument(f"the {stage or 'batch'} key is required, e.g. {example}")
+    m = _BATCH_RE.match(key)
     if not m:
-        raise InvalidArgument(
-            f"not a batch key: {key!r}; expected e.g. 'alerts/survey=ztf/night=20250101/20250101_120000_alerts.parquet'"
-        )
+        raise InvalidArgument(f"not a batch key: {key!r}; expected e.g. {example}")
     batch = BatchKey(m["stage"], m["survey"], m["night"], m["stem"])
     if stage and batch.stage != stage:
         raise InvalidArgument(f"expected a key under {stage}/, got one under {batch.stage}/: {key!r}")
