@@ -181,3 +181,19 @@ def test_new_champion_is_served_without_restart(client, features_key, env):
 def test_packets_can_be_enriched_before_features(client, packets):
     enriched = client.score_packets(packets[:5], model_tags=["galactic"], enrich=True)
     assert [p["candid"] for p in enriched] == [p["candid"] for p in client.score_packets(packets[:5], model_tags=["galactic"])]
+
+
+def test_champion_loads_from_its_own_tracking_uri_whatever_mlflow_s_process_default(env, tmp_path, monkeypatch):
+    """A process whose MLflow default points at another server (MLFLOW_TRACKING_URI in its environment, or a
+    ``mlflow.set_tracking_uri`` elsewhere in it) still loads from SKYSIFT_MLFLOW_TRACKING_URI."""
+    import mlflow.tracking._tracking_service.utils as mlflow_default
+
+    from skysift.inference.registry import ChampionRegistry
+
+    uri, alias, _ = env
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
+    monkeypatch.setattr(mlflow_default, "_tracking_uri", elsewhere)
+    registry = ChampionRegistry(uri, ["galactic"], alias=alias)
+    assert registry.refresh_tag("galactic").startswith("loaded v")
+    assert registry.get("galactic").name == "skysift_galactic"

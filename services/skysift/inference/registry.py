@@ -204,14 +204,16 @@ class ChampionRegistry:
         return f"loaded v{model.version}"
 
     def _load_estimator(self, name: str, version: str):
+        """Download through this registry's own client: a ``models:/`` URI would be resolved against MLflow's
+        process-wide registry (``MLFLOW_TRACKING_URI``, or whatever ``mlflow.set_tracking_uri`` last set), which
+        may be another server than ``tracking_uri``."""
         import mlflow.artifacts
         import mlflow.sklearn
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per load garbles JSON logs
+        source = self.client().get_model_version_download_uri(name, version)
         with tempfile.TemporaryDirectory(prefix="skysift-model-") as tmp:
-            path = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}", dst_path=tmp, tracking_uri=self.tracking_uri
-            )
+            path = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=self.tracking_uri)
             return mlflow.sklearn.load_model(path)
 
     def start_polling(self, interval: float, also=None) -> threading.Thread:
