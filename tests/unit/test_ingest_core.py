@@ -74,11 +74,11 @@ def test_redelivered_alerts_are_counted_as_duplicates(local_settings, local_stor
 
 def test_lost_candid_cache_is_rebuilt_from_the_alerts_files(local_settings, local_store, replay_dir, tmp_path):
     s = stage(local_settings, local_store)
-    s.poll(replay_path=str(replay_dir))
+    first = s.poll(replay_path=str(replay_dir))
     for key in local_store.list_keys(core.INDEX_PREFIX):  # as if the poll died right after its alerts files
         local_store.delete(key)
     second = s.poll(replay_path=str(shutil.copytree(replay_dir, tmp_path / "again")))
-    assert second.n_alerts == 0 and len(local_store.list_keys(core.INDEX_PREFIX)) == 2
+    assert second.n_alerts == 0 and len(local_store.list_keys(core.INDEX_PREFIX)) == len(first.alerts)
 
 
 def test_undecodable_files_go_to_the_dlq_and_the_rest_is_written(local_settings, local_store, replay_dir):
@@ -127,7 +127,7 @@ def test_two_polls_in_one_second_get_distinct_files(local_settings, local_store,
     other.mkdir()
     shutil.move(str(replay_dir / "lsst"), other / "lsst")
     a, b = s.poll(replay_path=str(replay_dir)), s.poll(replay_path=str(other))
-    assert len({x.key for x in a.alerts + b.alerts}) == 2
+    assert len({x.key for x in a.alerts + b.alerts}) == len(a.alerts + b.alerts)
     assert all(keys.parse_batch(x.key).stem.startswith("20260327_120000") for x in a.alerts + b.alerts)
 
 

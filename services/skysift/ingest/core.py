@@ -1,18 +1,25 @@
 """The ingest stage: fetch a bounded batch of packets, decode and clean them, filter, deduplicate, write parquet,
 and only then commit the source's offsets.
 
+The bound is on alerts, not messages: a message (a Kafka message, a replayed file) can be an Avro container of
+many alerts, and the poll stops at the message that reaches ``max_alerts``, taken whole (offsets are per message,
+so splitting one would lose or repeat alerts). A poll writes one alerts file per survey and observing night of its
+alerts (:func:`observing_night`), so a backfill of 2019 alerts lands under ``night=2019...``, not today's night.
+
 Delivery is at least once with deduplication, which makes each alert land exactly once in ``alerts/``:
 - every file is written atomically (a reader never sees half of one), the alerts file first;
 - offsets (Kafka) or the replay cursor are committed only after every file of the poll is durable, so a
   crash anywhere before re-delivers the whole poll;
-- a re-delivered alert is dropped because its candid is already in a recent alerts file. The candids of each
-  alerts file are cached in ``state/ingest/candids/`` beside it; a cache entry missing after a crash is rebuilt
-  from the alerts file itself, which stays the source of truth.
+- a re-delivered alert is dropped because its candid is already in an alerts file of its own night (where it
+  was written, whenever that was) or of the last ``dedup_days`` nights. The candids of each alerts file are
+  cached in ``state/ingest/candids/`` beside it; a cache entry missing after a crash is rebuilt from the alerts
+  file itself, which stays the source of truth.
 A store that cannot be reached fails the poll with :class:`~skysift.errors.Unavailable` and commits nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import uuid
@@ -28,6 +35,7 @@ import pyarrow.parquet as pq
 from skysift import config
 from skysift.config import Settings
 from skysift.errors import SkysiftError, Unavailable
+from skysift.ingest.replay import StoredBatch, open_replay, records_in
 from skysift.ingest.settings import IngestSettings, KafkaSettings
 from skysift.store.base import ObjectStore
 from skysift.store.keys import Batch, BatchKey, dlq_key, new_batch
@@ -42,12 +50,29 @@ DLQ_SCHEMA = pa.schema([
 ])
 
 
+JD_UNIX_EPOCH = 2440587.5
+# hours added to UTC before taking the date of an alert's night: ZTF's nights (Palomar) fall within one UTC date,
+# which its archive and Fink name them by; Rubin's (Cerro Pachon) cross UTC midnight and are named by dayObs, the
+# date in UTC-12h
+NIGHT_SHIFT_H = {"ztf": 0.0, "lsst": -12.0}
+
+
+def observing_night(jd: np.ndarray, survey: str, fallback: datetime) -> np.ndarray:
+    """The night (YYYYMMDD) each alert was observed on; ``fallback``'s UTC date where jd is missing."""
+    jd = np.asarray(jd, dtype=np.float64)
+    known = np.isfinite(jd)
+    hours = np.floor(np.where(known, (jd - JD_UNIX_EPOCH) * 24.0 + NIGHT_SHIFT_H.get(survey, 0.0), 0.0))
+    days = hours.astype(np.int64).astype("datetime64[h]").astype("datetime64[D]")
+    nights = np.char.replace(days.astype(str), "-", "")
+    return np.where(known, nights, fallback.astimezone(timezone.utc).strftime("%Y%m%d"))
+
+
 @dataclass
 class PollResult:
     alerts: list[Batch] = field(default_factory=list)
     cutouts: list[Batch] = field(default_factory=list)
     n_messages: int = 0
-    n_alerts: int = 0  # rows written to alerts/
+    n_alerts: int = 0  # rows of the alerts batches: written to alerts/, or passed on again by a store:// replay
     n_rejected: int = 0  # dropped by the filter
     n_duplicates: int = 0  # candids seen earlier in this poll or in a recent one
     n_dead_letters: int = 0
@@ -86,24 +111,64 @@ class CandidIndex:
     def add(self, alerts_key: str, candids: pa.Array) -> None:
         self.store.put_bytes(self.key_for(alerts_key), parquet_bytes(pa.table({"candid": candids})))
 
-    def recent(self, surveys, now: datetime, days: int) -> np.ndarray:
-        nights = sorted({(now - timedelta(days=d)).strftime("%Y%m%d") for d in range(days + 1)})
+    def written(self, survey: str, nights) -> np.ndarray:
+        """Candids in the alerts files of ``survey`` under these nights."""
         parts = [np.empty(0, dtype=np.int64)]
-        for survey in surveys:
-            for night in nights:
-                prefix = f"alerts/survey={survey}/night={night}/"
-                cached = set(self.store.list_keys(INDEX_PREFIX + prefix.removeprefix("alerts/")))
-                for key in self.store.list_keys(prefix):
-                    if not key.endswith("_alerts.parquet"):
-                        continue
-                    index_key = self.key_for(key)
-                    if index_key in cached:
-                        candids = self.store.read_table(index_key).column("candid")
-                    else:  # the poll that wrote it died before caching its candids: rebuild from the file
-                        candids = self.store.read_table(key, columns=["candid"]).column("candid")
-                        self.add(key, candids)
-                    parts.append(candids.to_numpy())
+        for night in sorted(nights):
+            prefix = f"alerts/survey={survey}/night={night}/"
+            cached = set(self.store.list_keys(INDEX_PREFIX + prefix.removeprefix("alerts/")))
+            for key in self.store.list_keys(prefix):
+                if not key.endswith("_alerts.parquet"):
+                    continue
+                index_key = self.key_for(key)
+                if index_key in cached:
+                    candids = self.store.read_table(index_key).column("candid")
+                else:  # the poll that wrote it died before caching its candids: rebuild from the file
+                    candids = self.store.read_table(key, columns=["candid"]).column("candid")
+                    self.add(key, candids)
+                parts.append(candids.to_numpy())
         return np.concatenate(parts)
+
+
+def recent_nights(now: datetime, days: int) -> set[str]:
+    return {(now - timedelta(days=d)).strftime("%Y%m%d") for d in range(days + 1)}
+
+
+def fetch_alerts(source, max_alerts: int, timeout_s: float):
+    """Packets up to the one that brings the alerts to ``max_alerts`` (taken whole); any fetched past it are
+    given back to the source uncommitted, so the next poll starts with them."""
+    packets = source.fetch(max_alerts, timeout_s)
+    n = 0
+    for i, packet in enumerate(packets):
+        n += packet.batch.rows if isinstance(packet, StoredBatch) else records_in(packet.value)
+        if n >= max_alerts and i + 1 < len(packets):
+            source.release(packets[i + 1:])
+            return packets[: i + 1]
+    return packets
+
+
+def take_alerts_tables(packets: list) -> tuple[dict[str, pa.Table], list]:
+    """skysift's own alerts files (replayed from another store or a directory) are clean already: their rows are
+    taken as they are, by survey; the other packets are left to the decoder."""
+    from skysift.alerts.schema import ALERTS_SCHEMA, conform
+
+    tables: dict[str, list[pa.Table]] = {}
+    rest = []
+    for packet in packets:
+        table = None
+        if packet.value.startswith(b"PAR1"):
+            try:
+                pf = pq.ParquetFile(io.BytesIO(packet.value))
+                if (pf.schema_arrow.metadata or {}).get(b"skysift.table") == b"alerts":
+                    table = conform(pf.read(), ALERTS_SCHEMA)
+            except (pa.ArrowException, ValueError, OSError):
+                table = None  # the decoder makes it a dead letter, with its error
+        if table is None:
+            rest.append(packet)
+            continue
+        for survey in pc.unique(table.column("survey")).to_pylist():
+            tables.setdefault(survey, []).append(table.filter(pc.equal(table.column("survey"), survey)))
+    return {s: pa.concat_tables(t) for s, t in tables.items()}, rest
 
 
 def first_occurrences(candids: np.ndarray) -> np.ndarray:
@@ -123,10 +188,8 @@ class IngestStage:
 
     def open_source(self, replay_path: str | None):
         """The replay source when a path is given or configured, else the (long-lived) Kafka consumer."""
-        from skysift.ingest.replay import ReplaySource
-
         if replay_path or self.ingest.source == "replay":
-            return ReplaySource(replay_path or self.ingest.default_replay_path(), self.store)
+            return open_replay(replay_path or self.ingest.default_replay_path(), self.store, self.settings)
         if self._consumer is None:
             from skysift.ingest.kafka import KafkaSource
 
@@ -142,7 +205,7 @@ class IngestStage:
     def poll(self, max_alerts: int | None = None, timeout_s: float | None = None, replay_path: str | None = None,
              keep_cutouts: bool | None = None, filter_name: str | None = None) -> PollResult:
         from skysift.alerts import filters
-        from skysift.alerts.decode import SURVEYS, decode
+        from skysift.alerts.decode import decode
 
         max_alerts = max_alerts or self.ingest.max_alerts
         timeout_s = timeout_s or self.ingest.timeout_s
@@ -151,19 +214,29 @@ class IngestStage:
         source = self.open_source(replay_path)
         failed = True
         try:
-            packets = source.fetch(max_alerts, timeout_s)
+            packets = fetch_alerts(source, max_alerts, timeout_s)
             now = datetime.now(timezone.utc)
-            decoded = decode(packets, keep_cutouts=keep_cutouts, now=now)
+            stored = [p for p in packets if isinstance(p, StoredBatch)]  # filtered when they were first ingested
+            tables, rest = take_alerts_tables([p for p in packets if not isinstance(p, StoredBatch)])
+            decoded = decode(rest, keep_cutouts=keep_cutouts, now=now)
+            for survey, table in tables.items():
+                decoded.alerts[survey] = pa.concat_tables([t for t in (decoded.alerts.get(survey), table) if t is not None])
             result = PollResult(n_messages=len(packets), n_dead_letters=len(decoded.dead_letters))
+            for packet in stored:
+                result.alerts.append(packet.batch)
+                result.n_alerts += packet.batch.rows
             with store_errors(self.store):
-                seen = CandidIndex(self.store).recent(SURVEYS, now, self.ingest.dedup_days) if packets else None
+                index, recent = CandidIndex(self.store), recent_nights(now, self.ingest.dedup_days)
                 for survey, table in sorted(decoded.alerts.items()):
                     if selection is not None:
                         table, rejected = selection.apply(table, survey)
                         result.n_rejected += rejected
-                    kept = self._deduplicate(table, seen, result)
-                    if kept.num_rows:
-                        self._write(survey, kept, decoded.cutouts.get(survey), now, result)
+                    nights = observing_night(table.column("jd").to_numpy(zero_copy_only=False), survey, now)
+                    seen = index.written(survey, recent | set(nights.tolist()))
+                    keep = self._deduplicate(table.column("candid").to_numpy(), seen, result)
+                    for night in sorted(set(nights[keep].tolist())):  # one file per night, rows in arrival order
+                        rows = keep[nights[keep] == night]
+                        self._write(survey, night, table.take(rows), decoded.cutouts.get(survey), now, result)
                 if decoded.dead_letters:
                     result.dlq_key = self._write_dlq(decoded, now)
                 source.commit()
@@ -174,18 +247,19 @@ class IngestStage:
         log.info("poll done", extra={k: v for k, v in vars(result).items() if k.startswith("n_")})
         return result
 
-    def _deduplicate(self, table: pa.Table, seen: np.ndarray | None, result: PollResult) -> pa.Table:
-        candids = table.column("candid").to_numpy()
+    @staticmethod
+    def _deduplicate(candids: np.ndarray, seen: np.ndarray, result: PollResult) -> np.ndarray:
+        """Row indices to write: each candid's first row, unless it was written already."""
         keep = first_occurrences(candids)
-        if seen is not None and seen.size:
+        if seen.size:
             keep = keep[~np.isin(candids[keep], seen)]
-        result.n_duplicates += table.num_rows - keep.size
-        return table.take(keep) if keep.size != table.num_rows else table
+        result.n_duplicates += candids.size - keep.size
+        return keep
 
-    def _write(self, survey: str, alerts: pa.Table, cutouts: pa.Table | None, now: datetime,
+    def _write(self, survey: str, night: str, alerts: pa.Table, cutouts: pa.Table | None, now: datetime,
                result: PollResult) -> None:
         data = parquet_bytes(alerts)
-        key = base = new_batch("alerts", survey, now)
+        key = base = dataclasses.replace(new_batch("alerts", survey, now), night=night)
         while not self.store.put_if_absent(str(key), data):  # two polls in one second: make the stem unique
             key = BatchKey(base.stage, base.survey, base.night, f"{base.stem}_{uuid.uuid4().hex[:8]}")
         result.alerts.append(Batch(str(key), survey, alerts.num_rows))

@@ -122,3 +122,20 @@ class KafkaSource:
 
     def close(self) -> None:
         self.consumer.close()
+
+    def release(self, packets: list[Packet]) -> None:
+        """Give back messages :meth:`fetch` returned that the poll does not keep (past its alert bound): each of their
+        partitions is rewound to the first of them, so :meth:`commit` stops there and the next fetch returns them."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        first: dict[tuple[str, int], int] = {}
+        for p in packets:
+            where = (p.topic, p.partition)
+            first[where] = min(first.get(where, p.offset), p.offset)
+        for where, offset in first.items():
+            self._next[where] = offset
+            self._at_end.discard(where)
+            try:
+                self.consumer.seek(TopicPartition(*where, offset))
+            except KafkaException as exc:  # revoked meanwhile: its next owner starts from the committed offset
+                log.warning("kafka seek back on %s[%s] failed: %s", *where, exc)

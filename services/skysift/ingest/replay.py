@@ -1,6 +1,17 @@
-"""Replay source: alert packets from a file or a directory (Avro containers, Rubin wire packets, parquet).
+"""Replay source: alert packets from a file, a directory, or keys of an object store (Avro containers, Rubin wire
+packets, parquet, skysift's own alerts files).
 
-It behaves like a one-partition topic: files in sorted path order are the messages, and a cursor kept in the
+Replay paths:
+- a file or a directory on this machine (every ``.avro``, ``.parquet`` and ``.bin`` file under it);
+- ``store://<prefix>``: the keys under ``<prefix>`` in the configured store, e.g.
+  ``store://alerts/survey=ztf/night=20250101/``. Its alerts batches are already here, exactly once: they are not
+  written again but passed on as they are, so the later stages (enrichment, features, inference) run on that
+  night again;
+- ``s3://<bucket>/<prefix>``: the keys under ``<prefix>`` in another bucket of the configured S3 endpoint (moving
+  a night between buckets, or importing parquet dumps): ingested like files, filtered and deduplicated.
+Other stages' batch files (``*_features.parquet`` ...) under the path are skipped.
+
+It behaves like a one-partition topic: files (keys) in sorted order are the messages, and a cursor kept in the
 store (``state/ingest/replay/<path hash>.json``) is the committed offset, advanced only after the poll's
 parquet is durable. So successive polls walk through a large directory instead of re-reading its start.
 """
@@ -10,16 +21,33 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from skysift.alerts.avro import MAGIC, FramingError, split_container
 from skysift.alerts.decode import PARQUET_MAGIC, Packet
 from skysift.errors import InvalidArgument, NotFound
 from skysift.store.base import ObjectStore
+from skysift.store.keys import BATCH_STAGES, Batch, parse_batch
 
 SUFFIXES = (".avro", ".parquet", ".bin")
 TOPIC = "replay"
+STORE_SCHEME = "store://"
+S3_SCHEME = "s3://"
+_OTHER_STAGE = re.compile(rf"_({'|'.join(s for s in BATCH_STAGES if s != 'alerts')})\.parquet$")
+
+
+def is_store_path(path: str) -> bool:
+    return path.startswith((STORE_SCHEME, S3_SCHEME))
+
+
+def is_packet_name(name: str) -> bool:
+    """A file (key) that may hold alerts: not hidden, not a temp file, not another stage's batch."""
+    base = name.rsplit("/", 1)[-1]
+    return base.endswith(SUFFIXES) and not base.startswith(".") and not _OTHER_STAGE.search(base)
 
 
 def packet_files(path: str) -> list[Path]:
@@ -27,8 +55,9 @@ def packet_files(path: str) -> list[Path]:
     if p.is_file():
         return [p]
     if p.is_dir():
-        return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in SUFFIXES and not f.name.startswith("."))
-    raise InvalidArgument(f"replay path {path!r} does not exist (expected a file or directory of alert packets)")
+        return sorted(f for f in p.rglob("*") if f.is_file() and is_packet_name(f.name))
+    raise InvalidArgument(f"replay path {path!r} does not exist (expected a file or directory of alert packets, "
+                          f"or {STORE_SCHEME}<prefix> / {S3_SCHEME}<bucket>/<prefix>)")
 
 
 def records_in(data: bytes) -> int:
@@ -45,12 +74,24 @@ def records_in(data: bytes) -> int:
     return 1
 
 
+@dataclass
+class StoredBatch(Packet):
+    """An alerts batch already in the destination store (``store://`` replay): the poll passes it on unchanged."""
+
+    batch: Batch | None = None
+
+
 class ReplaySource:
-    def __init__(self, path: str, store: ObjectStore):
-        self.path = str(Path(path).resolve())
-        self.files = packet_files(path)
+    """Named packets (paths or keys) in sorted order, read one at a time from the committed cursor on."""
+
+    def __init__(self, where: str, names: list[str], read: Callable[[str], bytes], store: ObjectStore,
+                 passes_on: Callable[[str], bool] = lambda name: False):
+        self.where = where
+        self.names = names
+        self.read = read
         self.store = store
-        self.cursor_key = f"state/ingest/replay/{hashlib.sha1(self.path.encode()).hexdigest()[:16]}.json"
+        self.passes_on = passes_on
+        self.cursor_key = f"state/ingest/replay/{hashlib.sha1(where.encode()).hexdigest()[:16]}.json"
         self._next: int | None = None
 
     def _cursor(self) -> int:
@@ -62,20 +103,71 @@ class ReplaySource:
             except NotFound:
                 return 0
 
+    def _packet(self, index: int) -> tuple[Packet, int]:
+        name = self.names[index]
+        data = self.read(name)
+        n = records_in(data)
+        if self.passes_on(name):
+            batch = parse_batch(name, "alerts")
+            return StoredBatch(data, topic=TOPIC, offset=index, source=name, batch=Batch(name, batch.survey, n)), n
+        return Packet(data, topic=TOPIC, offset=index, source=name), n
+
     def fetch(self, max_alerts: int, timeout_s: float) -> list[Packet]:
-        """Whole files from the cursor on until ``max_alerts`` alerts are reached (the last file may overshoot)."""
+        """Whole files from the cursor on until ``max_alerts`` alerts are reached: the file that reaches the bound
+        is taken whole (a file is one message), so nothing is ever given back."""
+        from skysift.ingest.core import store_errors
+
         deadline = time.monotonic() + timeout_s
         start = index = self._cursor()
         packets, n = [], 0
-        while index < len(self.files) and n < max_alerts and time.monotonic() < deadline:
-            data = self.files[index].read_bytes()
-            packets.append(Packet(data, topic=TOPIC, offset=index, source=str(self.files[index])))
-            n += records_in(data)
-            index += 1
+        with store_errors(self.store):
+            while index < len(self.names) and n < max_alerts and time.monotonic() < deadline:
+                packet, alerts = self._packet(index)
+                packets.append(packet)
+                n += alerts
+                index += 1
         self._next = index if index > start else None
         return packets
 
     def commit(self) -> None:
         if self._next is not None:
-            self.store.put_bytes(self.cursor_key, json.dumps({"path": self.path, "next": self._next}).encode())
+            self.store.put_bytes(self.cursor_key, json.dumps({"path": self.where, "next": self._next}).encode())
             self._next = None
+
+
+def _alerts_batch(key: str) -> bool:
+    try:
+        return bool(parse_batch(key, "alerts"))
+    except InvalidArgument:
+        return False
+
+
+def open_replay(path: str, store: ObjectStore, settings) -> ReplaySource:
+    """The replay source for ``path``: a local file or directory, ``store://<prefix>`` or ``s3://<bucket>/<prefix>``.
+
+    An ``s3://`` path inside the configured store is read as the ``store://`` path it is."""
+    from skysift.ingest.core import store_errors
+
+    root = store.url.rstrip("/") + "/"
+    if path.startswith(S3_SCHEME) and store.url.startswith(S3_SCHEME) and path.startswith(root):
+        path = STORE_SCHEME + path.removeprefix(root)
+    if not is_store_path(path):
+        files = [str(f) for f in packet_files(path)]
+        return ReplaySource(str(Path(path).resolve()), files, lambda name: Path(name).read_bytes(), store)
+    passes_on = _alerts_batch
+    if path.startswith(STORE_SCHEME):
+        origin, prefix = store, path.removeprefix(STORE_SCHEME)
+    else:
+        from skysift.store.s3 import S3Store
+
+        bucket, _, prefix = path.removeprefix(S3_SCHEME).partition("/")
+        if not bucket:
+            raise InvalidArgument(f"replay path {path!r} names no bucket: expected {S3_SCHEME}<bucket>/<prefix>")
+        origin, passes_on = S3Store(S3_SCHEME + bucket, settings), lambda key: False
+    if prefix.startswith("/") or ".." in prefix.split("/"):
+        raise InvalidArgument(f"replay path {path!r}: the key prefix must be relative, without '..'")
+    with store_errors(origin):
+        names = [k for k in origin.list_keys(prefix) if is_packet_name(k)]
+    if not names:
+        raise InvalidArgument(f"nothing to replay at {path!r}: no .avro, .parquet or .bin key under that prefix")
+    return ReplaySource(path, names, origin.get_bytes, store, passes_on)

@@ -33,7 +33,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
             result = self.stage.poll(
                 max_alerts=request.max_alerts or None,
                 timeout_s=request.timeout_seconds or None,
-                replay_path=self.ingest.check_replay_path(request.replay_path) if request.replay_path else None,
+                replay_path=(self.ingest.check_replay_path(request.replay_path, self.stage.store.url)
+                             if request.replay_path else None),
                 keep_cutouts=request.keep_cutouts if request.HasField("keep_cutouts") else None,
                 filter_name=request.filter or None,
             )

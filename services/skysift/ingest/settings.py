@@ -28,8 +28,25 @@ class IngestSettings(BaseSettings):
     # Over gRPC, replay paths must lie under this directory (default: the service's working directory), so a
     # client cannot make the service read arbitrary files; the CLI's in-process polls are not restricted.
     replay_root: str | None = None
+    # s3://BUCKET/... replays over gRPC may read these buckets besides the store's own (comma-separated)
+    replay_buckets: Annotated[list[str], NoDecode] = []
 
-    def check_replay_path(self, path: str) -> str:
+    @field_validator("replay_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value):
+        return [b.strip() for b in value.split(",") if b.strip()] if isinstance(value, str) else value
+
+    def check_replay_path(self, path: str, store_url: str = "") -> str:
+        """A replay path a gRPC client may ask for: files under the replay root, any key of the service's own store
+        (``store://``), or an ``s3://`` bucket that is the store's own or listed in SKYSIFT_INGEST_REPLAY_BUCKETS."""
+        if path.startswith("store://"):
+            return path
+        if path.startswith("s3://"):
+            bucket = path.removeprefix("s3://").partition("/")[0]
+            if bucket in self.replay_buckets or store_url.startswith(f"s3://{bucket}/") or store_url == f"s3://{bucket}":
+                return path
+            raise InvalidArgument(f"replay_path {path!r}: bucket {bucket!r} is neither the ingest service's store nor "
+                                  f"in SKYSIFT_INGEST_REPLAY_BUCKETS")
         root = Path(self.replay_root or ".").resolve()
         try:
             resolved = Path(path).resolve()
@@ -68,7 +85,7 @@ class KafkaSettings(BaseSettings):
     schema_path: str | None = None  # writer schema of schemaless topics whose messages carry none in the key
     batch_size: int = 500  # messages per consume() call
     session_timeout_ms: int = 45000  # how soon the group drops a consumer that died without leaving
-    stop_at_end: bool = True  # a poll ends early once every assigned partition is drained
+    stop_at_end: bool = True  # a poll ends early once drained (every partition, see KafkaSource._drained)
 
     @field_validator("topics", mode="before")
     @classmethod

@@ -1,0 +1,154 @@
+"""Replay from an object store (store://), alert-bounded replays of multi-alert containers, and alerts landing under
+their own observing night, over real packets and a real local store."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from skysift.errors import InvalidArgument
+from skysift.ingest import core
+from skysift.ingest.core import IngestStage, observing_night
+from skysift.ingest.settings import IngestSettings
+from skysift.store import keys
+from tests import alert_packets as ap
+
+MULTI = ap.DATA / "ztf" / "fink_labeled" / "avro_more"  # two real containers: 11 alerts (2019-11-01), 31 (2026)
+
+
+def stage(settings, store, **kw) -> IngestStage:
+    return IngestStage(settings, store, IngestSettings(**kw))
+
+
+def jd_of(when: datetime) -> float:
+    return when.timestamp() / 86400.0 + core.JD_UNIX_EPOCH
+
+
+def night_of_record(rec: dict) -> str:
+    """The UTC date of a ZTF alert's detection, computed here with datetime (not with the code under test)."""
+    when = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(days=rec["candidate"]["jd"] - core.JD_UNIX_EPOCH)
+    return when.strftime("%Y%m%d")
+
+
+def alerts_keys(store) -> list[str]:
+    return [k for k in store.list_keys("alerts/") if k.endswith("_alerts.parquet")]
+
+
+def test_observing_night_is_the_utc_date_for_ztf_and_dayobs_for_rubin():
+    poll = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    at = [datetime(2019, 11, 5, 3, 0, tzinfo=timezone.utc), datetime(2019, 11, 5, 23, 59, 59, tzinfo=timezone.utc)]
+    jd = np.array([jd_of(t) for t in at] + [np.nan])
+    assert observing_night(jd, "ztf", poll).tolist() == ["20191105", "20191105", "20260101"]
+    # Rubin's dayObs is the date in UTC-12h: a Chilean night crossing UTC midnight is one night
+    assert observing_night(jd, "lsst", poll).tolist() == ["20191104", "20191105", "20260101"]
+
+
+def test_alerts_land_under_their_own_night_one_file_per_night_with_the_poll_time_as_stem(local_settings, local_store,
+                                                                                         tmp_path, monkeypatch):
+    poll_time = datetime(2026, 3, 27, 12, 0, 0, tzinfo=timezone.utc)
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return poll_time
+
+    monkeypatch.setattr(core, "datetime", Frozen)
+    d = shutil.copytree(ap.DATA / "ztf" / "fink_labeled" / "avro", tmp_path / "archive")
+    recs = [r for p in sorted(d.rglob("*.avro")) for r in ap.records(p)[1]]
+    want: dict[str, set[int]] = {}
+    for rec in recs:
+        want.setdefault(night_of_record(rec), set()).add(rec["candid"])
+    result = stage(local_settings, local_store).poll(replay_path=str(d))
+
+    assert len(want) > 1 and result.n_alerts == len(recs)
+    got = {}
+    for batch in result.alerts:
+        key = keys.parse_batch(batch.key, "alerts")
+        got[key.night] = set(local_store.read_table(batch.key).column("candid").to_pylist())
+        assert key.stem == "20260327_120000"  # the poll's time: stages trace a batch by stem, as before
+    assert got == want
+
+
+def test_a_backfill_replayed_again_a_year_later_is_found_in_its_night_and_not_written_twice(
+        local_settings, local_store, tmp_path, monkeypatch):
+    d = shutil.copytree(MULTI, tmp_path / "archive")
+    first = stage(local_settings, local_store).poll(replay_path=str(d))
+    later = datetime.now(timezone.utc) + timedelta(days=365)  # far past dedup_days of the first poll's date
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return later
+
+    monkeypatch.setattr(core, "datetime", Later)
+    again = stage(local_settings, local_store).poll(replay_path=str(shutil.copytree(d, tmp_path / "again")))
+    assert first.n_alerts == 42 and again.n_alerts == 0 and again.n_duplicates == 42 and again.alerts == []
+
+
+def test_max_alerts_finishes_the_container_that_crosses_it_and_leaves_the_rest_for_the_next_poll(
+        local_settings, local_store, tmp_path):
+    d = shutil.copytree(MULTI, tmp_path / "archive")
+    s = stage(local_settings, local_store)
+    first, second, third = (s.poll(replay_path=str(d), max_alerts=5) for _ in range(3))
+    assert (first.n_messages, first.n_alerts) == (1, 11)  # the 11-alert container, whole
+    assert (second.n_messages, second.n_alerts) == (1, 31)
+    assert third.n_messages == 0
+    assert sorted(c for k in alerts_keys(local_store) for c in local_store.read_table(k)["candid"].to_pylist()) == \
+        sorted(r["candid"] for p in MULTI.glob("*.avro") for r in ap.records(p)[1])
+
+
+def test_store_replay_passes_a_nights_batches_on_unchanged_and_walks_them_with_a_cursor(local_settings, local_store,
+                                                                                       tmp_path):
+    s = stage(local_settings, local_store)
+    s.poll(replay_path=str(shutil.copytree(ap.DATA / "ztf" / "fink_labeled" / "avro", tmp_path / "a")))
+    night = "20211122"
+    before = {k: local_store.get_bytes(k) for k in local_store.list_keys()}
+    prefix = f"alerts/survey=ztf/night={night}/"
+    (stored,) = [k for k in alerts_keys(local_store) if k.startswith(prefix)]
+
+    result = s.poll(replay_path=f"store://{prefix}")
+    assert [b.key for b in result.alerts] == [stored] and result.n_alerts == result.alerts[0].rows == 110
+    assert result.n_messages == 1 and result.n_duplicates == 0 and result.cutouts == []
+    assert before == {k: local_store.get_bytes(k) for k in before}  # nothing rewritten
+    (new,) = set(local_store.list_keys()) - set(before)
+    assert new.startswith("state/ingest/replay/")
+    assert s.poll(replay_path=f"store://{prefix}").n_messages == 0  # the cursor moved past it
+
+
+def test_a_stores_alerts_directory_replayed_into_another_store_keeps_every_row_as_it_was(local_settings, local_store,
+                                                                                         tmp_path):
+    from skysift.store import open_store
+
+    s = stage(local_settings, local_store)
+    s.poll(replay_path=str(shutil.copytree(MULTI, tmp_path / "a")))
+    (source_key,) = [k for k in alerts_keys(local_store) if "night=20191101" in k]
+    other = open_store(str(tmp_path / "other"))
+    result = stage(local_settings, other).poll(replay_path=str(local_store.root / source_key.rsplit("/", 1)[0]))
+
+    (batch,) = result.alerts
+    assert batch.key.startswith("alerts/survey=ztf/night=20191101/") and result.n_dead_letters == 0
+    copied, original = other.read_table(batch.key), local_store.read_table(source_key)
+    assert copied.equals(original)
+    again = stage(local_settings, other).poll(replay_path=str(tmp_path / "store" / "alerts"))
+    assert again.n_duplicates == original.num_rows and again.n_alerts == 31  # the 2026 night was not copied yet
+
+
+def test_other_stages_files_under_a_replayed_directory_are_skipped(local_settings, local_store, tmp_path):
+    d = shutil.copytree(MULTI, tmp_path / "archive")
+    (d / "20260101_000000_features.parquet").write_bytes(core.parquet_bytes(pa.table({"candid": [1]})))
+    result = stage(local_settings, local_store).poll(replay_path=str(d))
+    assert result.n_messages == 2 and result.n_dead_letters == 0 and result.n_alerts == 42
+
+
+@pytest.mark.parametrize("path, message", [
+    ("store://../outside/", "relative, without '..'"),
+    ("store:///etc/", "relative, without '..'"),
+    ("store://alerts/survey=ztf/night=19990101/", "nothing to replay"),
+])
+def test_bad_store_replay_paths_are_invalid_arguments(local_settings, local_store, path, message):
+    with pytest.raises(InvalidArgument, match=message):
+        stage(local_settings, local_store).poll(replay_path=path)
