@@ -71,9 +71,9 @@ def parse_duration(text: str) -> float:
 
 @app.command()
 def poll(
-    max_alerts: Optional[int] = typer.Option(None, help="Stop after this many alerts (default: SKYSIFT_INGEST_MAX_ALERTS, 1000)."),
+    max_alerts: Optional[int] = typer.Option(None, help="Stop at the message (Kafka message, replayed file) that brings the alerts to this many, taken whole: a multi-alert container crossing the bound is finished, never split; the rest waits for the next poll (default: SKYSIFT_INGEST_MAX_ALERTS, 1000)."),
     timeout: Optional[str] = typer.Option(None, help="Stop after this long, e.g. 60s or 5m (default: SKYSIFT_INGEST_TIMEOUT_S)."),
-    from_path: Optional[str] = typer.Option(None, "--from", help="Replay alert packets from this file or directory instead of Kafka."),
+    from_path: Optional[str] = typer.Option(None, "--from", help="Replay instead of Kafka: a file or directory of alert packets; store://PREFIX, keys of the configured store (e.g. store://alerts/survey=ztf/night=20250101/: that night's alerts batches go through enrichment, features and inference again, not rewritten); or s3://BUCKET/PREFIX, another bucket of the same endpoint (copied in, deduplicated)."),
     in_process: bool = typer.Option(False, "--in-process", help="Run the stages in this process, without the gRPC services."),
     keep_cutouts: Optional[bool] = typer.Option(None, "--keep-cutouts/--no-cutouts", help="Keep image stamps in cutouts/."),
     filter_name: Optional[str] = typer.Option(None, "--filter", help="Filter preset, e.g. fink_vra."),
@@ -243,6 +243,10 @@ app.command("score")(score)
 from skysift.trainer import cli as trainer_cli  # noqa: E402 - round, experiment, label import|export
 
 trainer_cli.register(app)
+
+from skysift.ingest import cli as ingest_cli  # noqa: E402 - kafka offsets|reset
+
+ingest_cli.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -152,3 +152,14 @@ def test_other_stages_files_under_a_replayed_directory_are_skipped(local_setting
 def test_bad_store_replay_paths_are_invalid_arguments(local_settings, local_store, path, message):
     with pytest.raises(InvalidArgument, match=message):
         stage(local_settings, local_store).poll(replay_path=path)
+
+
+def test_grpc_replay_paths_may_name_the_store_its_own_bucket_or_listed_buckets_only():
+    settings = IngestSettings(replay_buckets="archive-2019, moved")
+    own = "s3://skysift/prod"
+    assert settings.check_replay_path("store://alerts/survey=ztf/night=20250101/", own).startswith("store://")
+    for path in ("s3://skysift/prod/alerts/", "s3://archive-2019/alerts/", "s3://moved"):
+        assert settings.check_replay_path(path, own) == path
+    for path in ("s3://skysift-other/alerts/", "s3://secrets/keys/"):
+        with pytest.raises(InvalidArgument, match="SKYSIFT_INGEST_REPLAY_BUCKETS"):
+            settings.check_replay_path(path, own)

@@ -1,0 +1,66 @@
+"""`skysift kafka offsets|reset`: where the ingest consumer group stands on its topics, and moving it."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from skysift import config, errors
+
+kafka_app = typer.Typer(help="The ingest consumer group's offsets on its topics (SKYSIFT_KAFKA_*).", no_args_is_help=True)
+
+
+def _settings():
+    from skysift.ingest.settings import KafkaSettings
+
+    return config.load(KafkaSettings)
+
+
+def _table(title: str, rows) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in ("topic", "partition", "committed", "high watermark", "lag"):
+        table.add_column(name, justify="left" if name == "topic" else "right")
+    for r in rows:
+        table.add_row(r.topic, str(r.partition), "-" if r.committed is None else str(r.committed), str(r.high), str(r.lag))
+    Console().print(table)
+    typer.echo(f"total lag: {sum(r.lag for r in rows)}")
+
+
+def _run(fn):
+    from skysift.cli import fail
+
+    try:
+        return fn()
+    except errors.SkysiftError as exc:
+        fail(str(exc), code=2 if isinstance(exc, (errors.ConfigError, errors.InvalidArgument)) else 1)
+
+
+@kafka_app.command("offsets")
+def offsets(topic: Optional[str] = typer.Option(None, help="Only this topic (default: every SKYSIFT_KAFKA_TOPICS).")) -> None:
+    """Per topic and partition: the group's committed offset ('-' if none), the high watermark and the lag."""
+    from skysift.ingest import offsets as core
+
+    settings = _run(_settings)
+    _table(f"group {settings.group_id}", _run(lambda: core.group_offsets(settings, topic)))
+
+
+@kafka_app.command("reset")
+def reset(
+    to: str = typer.Option(..., "--to", help="earliest (re-read what the topic holds), latest (skip the backlog) or "
+                                             "an offset, applied to every partition and clamped to what each holds."),
+    topic: Optional[str] = typer.Option(None, help="Only this topic (default: every SKYSIFT_KAFKA_TOPICS)."),
+) -> None:
+    """Move the group's committed offsets. Refused while the group has live members (stop the pollers first).
+    Re-read alerts are deduplicated by candid, so a reset to earliest adds no alert twice to the store."""
+    from skysift.ingest import offsets as core
+
+    settings = _run(_settings)
+    _table(f"group {settings.group_id} reset to {to}", _run(lambda: core.reset_offsets(settings, to, topic)))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(kafka_app, name="kafka")
