@@ -1,7 +1,9 @@
 """Rounds 0..3 on real Fink alerts with oracle (SIMBAD) labels, against a real S3 server and a real MLflow server.
 
 The rounds run once per module (a labeller answers each queue with the oracle's label, or ``skip`` when the
-SIMBAD type says nothing); each test then checks one aspect of what they left behind.
+SIMBAD type says nothing); each test then checks one aspect of what they left behind. The registered model
+(``skysift_galactic``) and its champion alias are shared by every round of the session, so what the rounds did to
+the alias is read right after them, in the fixture: tests that run rounds of their own may then run in any order.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def run(settings):
     pool = write_fink_batches(store)
     oracle = oracle_table().set_index("candid")["label"]
     trainer = Trainer(settings, store, TrainerSettings(permutation_repeats=2))
-    champion_before = _champion(settings)  # another test module of the session may have registered one
+    champion_before = _champion(settings)  # another test of the session may have registered one
     results, queues = [], []
     for _ in range(ROUNDS):
         result = trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
@@ -59,7 +61,8 @@ def run(settings):
                        source="oracle", experiment="fink-al", round=result.round, model_tag="galactic")
             for i in queue.items
         ])
-    return SimpleNamespace(trainer=trainer, results=results, queues=queues, pool=pool, champion_before=champion_before)
+    return SimpleNamespace(trainer=trainer, results=results, queues=queues, pool=pool, champion_before=champion_before,
+                           champion_after=_champion(settings))
 
 
 def _client(settings):
@@ -68,6 +71,18 @@ def _client(settings):
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     return MlflowClient()
+
+
+def _load_model(settings, version: str):
+    import mlflow.sklearn
+
+    _client(settings)  # points MLflow's default at this server: another module may have pointed it elsewhere
+    return mlflow.sklearn.load_model(f"models:/skysift_galactic/{version}")
+
+
+def _own_store(settings, name: str):
+    """Settings on a fresh store in the same bucket: labels and rounds of their own, not the module's rounds'."""
+    return settings.model_copy(update={"store_url": f"{settings.store_url}-{name}"})
 
 
 def _champion(settings) -> str | None:
@@ -89,10 +104,8 @@ def test_round_zero_queues_a_random_initial_batch_with_alert_keys(run):
 
 
 def test_trained_rounds_queue_the_most_uncertain_pool_alerts_in_order(run, settings):
-    import mlflow.sklearn
-
     last, queue = run.results[-1], run.queues[-1]
-    model = mlflow.sklearn.load_model(f"models:/skysift_galactic/{last.model_version}")
+    model = _load_model(settings, last.model_version)
     labelled_before = {i.candid for q in run.queues[:-1] for i in q.items}
     unlabelled = run.pool[~run.pool["candid"].isin(labelled_before)]
     p = model.predict_proba(unlabelled[FEATURE_COLUMNS])[:, 1]
@@ -106,8 +119,6 @@ def test_trained_rounds_queue_the_most_uncertain_pool_alerts_in_order(run, setti
 
 
 def test_every_trained_round_registers_a_version_with_the_inference_contract(run, settings):
-    import mlflow.sklearn
-
     client = _client(settings)
     versions = [r.model_version for r in run.results[1:]]
     assert all(versions) and len(set(versions)) == len(versions)
@@ -115,7 +126,7 @@ def test_every_trained_round_registers_a_version_with_the_inference_contract(run
         mv = client.get_model_version("skysift_galactic", v)
         assert mv.tags["feature_set_version"] == FEATURE_SET_VERSION and mv.tags["model_tag"] == "galactic"
         assert json.loads(mv.tags["feature_columns"]) == FEATURE_COLUMNS
-    model = mlflow.sklearn.load_model(f"models:/skysift_galactic/{versions[-1]}")
+    model = _load_model(settings, versions[-1])
     assert model.predict_proba(run.pool[FEATURE_COLUMNS].head(5)).shape == (5, 2)
 
 
@@ -127,7 +138,7 @@ def test_champion_alias_moves_only_when_not_worse_on_the_held_out_set(run, setti
     moved = [r.model_version for r in run.results if r.champion_moved]
     if run.champion_before is None:
         assert moved and moved[0] == run.results[1].model_version  # the first model is the first champion
-    assert _champion(settings) == (moved[-1] if moved else run.champion_before)
+    assert run.champion_after == (moved[-1] if moved else run.champion_before)
 
 
 def test_rounds_log_params_held_out_metrics_and_artifacts(run, settings):
@@ -171,9 +182,8 @@ def test_running_again_without_new_labels_creates_no_round(run, settings):
 
 
 def test_concurrent_label_submissions_on_s3_lose_nothing(settings):
-    labels = LabelStore(open_store(settings=settings))
+    labels = LabelStore(open_store(settings=_own_store(settings, "labels")))
     barrier = threading.Barrier(2)
-    base = len(labels.history())
 
     def labeller(user: str, offset: int) -> None:
         barrier.wait()
@@ -185,14 +195,14 @@ def test_concurrent_label_submissions_on_s3_lose_nothing(settings):
         t.start()
     for t in threads:
         t.join(60)
-    assert len(labels.history()) == base + 50
+    assert len(labels.history()) == 50
     assert len(labels.history(user="s3-a")) == 25 and len(labels.history(user="s3-b")) == 25
 
 
 def test_a_round_trains_on_a_collected_dataset_instead_of_the_label_events(settings):
     from skysift.trainer.datasets import DatasetRequest, Datasets
 
-    own = settings.model_copy(update={"store_url": settings.store_url + "-dataset"})  # same bucket, fresh store
+    own = _own_store(settings, "dataset")
     store = open_store(settings=own)
     pool = write_fink_batches(store)
     oracle = oracle_table()
