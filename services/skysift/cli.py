@@ -6,6 +6,8 @@ Heavy libraries (MLflow, scikit-learn) are imported inside commands, so `--help`
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
 from typing import Optional
 
@@ -249,9 +251,29 @@ from skysift.ingest import cli as ingest_cli  # noqa: E402 - kafka offsets|reset
 ingest_cli.register(app)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """Console entry point: run the command, flush, then leave without the interpreter's native teardown.
+
+    By the time a command returns, its work is durable (a poll commits offsets only after its parquet is written).
+    Tearing down native thread pools at interpreter exit can still abort the process with SIGABRT ("terminate called
+    without an active exception", apache/arrow#34314), intermittently; a CronJob would then count a finished poll as
+    failed and run it again. ``os._exit`` after an explicit flush keeps the command's exit code.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said to it
+            pass
+    os._exit(code)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+if __name__ == "__main__":
+    main()

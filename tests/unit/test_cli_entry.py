@@ -1,0 +1,36 @@
+"""The console entry point leaves with os._exit after flushing (skysift.cli.main): the command's exit code and every
+line it printed must still reach the caller through a pipe."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SKYSIFT = str(Path(sys.executable).parent / "skysift")
+
+
+def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SKYSIFT_")}
+    return subprocess.run([SKYSIFT, *args], capture_output=True, text=True, timeout=120, check=False,
+                          env={**base, "SKYSIFT_STORE_URL": str(tmp_path / "store"), **env})
+
+
+def test_a_malformed_setting_exits_2_with_its_message(tmp_path):
+    done = run(["config", "check"], tmp_path, SKYSIFT_GRPC_WORKERS="many")
+    assert done.returncode == 2
+    assert "SKYSIFT_GRPC_WORKERS" in done.stderr + done.stdout
+
+
+def test_a_successful_command_exits_0_with_all_its_output(tmp_path):
+    done = run(["--help"], tmp_path)
+    assert done.returncode == 0
+    assert "Usage: skysift" in done.stdout and "label" in done.stdout  # the last command listed is printed too
+
+
+def test_a_failed_poll_exits_1_so_a_cronjob_retries(tmp_path):
+    done = run(["poll", "--in-process", "--from", str(tmp_path / "no-such-dir")], tmp_path,
+               SKYSIFT_MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert done.returncode == 1, done.stderr
+    assert "poll failed" in done.stderr + done.stdout
