@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from skysift.ingest.core import IngestStage
@@ -68,7 +69,8 @@ def test_every_format_is_polled_with_fields_from_the_packets_and_committed(kafka
     s.close()
 
     assert result.n_messages == len(fink) + len(ztf) + len(rubin) and result.n_dead_letters == 0
-    by_survey = {b.survey: local_store.read_table(b.key) for b in result.alerts}
+    by_survey = {s: pa.concat_tables([local_store.read_table(b.key) for b in result.alerts if b.survey == s])
+                 for s in ("ztf", "lsst")}  # one file per survey and observing night
     for m in fink[:3] + ztf:
         exp = expected_ztf(m.record)
         row = row_by_candid(by_survey["ztf"], exp["candid"])
