@@ -1,11 +1,14 @@
-"""Label page: the current round's queue, one alert at a time, one key per label."""
+"""Label page: the current round's queue, one alert at a time, one key per label; one's own history and how far
+labellers agree."""
+
+import secrets
 
 import pandas as pd
 import streamlit as st
 
 from skysift import errors
-from skysift.app import alertdata, plots, stamps, ui
-from skysift.app.labelling import LabelSession
+from skysift.app import agreement, alertdata, champion, plots, stamps, ui
+from skysift.app.labelling import SORTS, LabelSession
 from skysift.modeltags import LABEL_KEYS, LABELS, MODEL_TAGS
 from skysift.store import keys
 
@@ -34,6 +37,17 @@ def light_curve_image(alerts_key: str, candid: int, upper_limits: bool, flux: bo
     return plots.figure_png(plots.light_curve_figure(curve, upper_limits=upper_limits, flux=flux))
 
 
+@st.cache_data(ttl=60, show_spinner="Scoring the queue with the retrained model…")
+def champion_scores(candids: tuple[int, ...], model_tag: str) -> champion.ChampionScores:
+    base, app = ui.settings()
+    return champion.champion_scores(base, list(candids), model_tag, app.rpc_timeout_s)
+
+
+@st.cache_data(show_spinner=False)
+def round_model(experiment: str, round_number: int) -> tuple[str, str]:
+    return champion.round_model(ui.store(), experiment, round_number)
+
+
 def _guard(action, *args) -> None:
     """Run a session action from a callback; keep its error to show on the next run instead of a traceback."""
     try:
@@ -60,6 +74,43 @@ def on_goto() -> None:
     _guard(st.session_state.label_session.goto, int(st.session_state.goto_number) - 1)
 
 
+def on_review() -> None:
+    st.session_state.label_session.review()
+    st.session_state.show_labelled = True  # the sidebar toggle, drawn after this callback
+
+
+def history_and_agreement(session: LabelSession) -> None:
+    """The labeller's own events and the labellers' agreement; read from the trainer only when opened."""
+    with st.expander(f"Your label history ({session.done} of this round's alerts labelled)"):
+        if st.toggle("Load all my labels from the trainer", key="show_history"):
+            with ui.reported("read your labels from the trainer", stop=False):
+                rows = agreement.history(ui.trainer().labels(history=True, user=user), user)
+                for row in rows:  # as text: Streamlit's table conversion drops a timezone-aware column's zone
+                    row["time"] = f"{row['time']:%Y-%m-%d %H:%M:%S} UTC" if row["time"] else ""
+                st.dataframe(pd.DataFrame(rows, columns=["time", "label", "candid", "objectId", "experiment", "round",
+                                                         "comment"]), hide_index=True)
+
+    with st.expander("Labeller agreement"):
+        scope = st.radio("Alerts", ["this round's queue", "every labelled alert"], horizontal=True, key="agreement_scope")
+        if st.toggle("Compare the labellers", key="show_agreement"):
+            with ui.reported("read the labels from the trainer", stop=False):
+                candids = [i.candid for i in session.items] if scope == "this round's queue" else []
+                found = agreement.agreement(ui.trainer().labels(candids, history=True))
+                st.caption(f"{found.n_shared} alerts labelled by more than one user (skips left out); Cohen's kappa is "
+                           "agreement corrected for chance: 1 perfect, 0 no better than chance, – undefined (a single "
+                           "label between the pair).")
+                st.dataframe(pd.DataFrame([{"labeller": p.user_a, "other labeller": p.user_b, "alerts": p.n,
+                                            "agreed": p.agreed, "agreement %": round(p.percent, 1),
+                                            "Cohen's kappa": None if p.kappa is None else round(p.kappa, 3)}
+                                           for p in found.pairs],
+                                          columns=["labeller", "other labeller", "alerts", "agreed", "agreement %",
+                                                   "Cohen's kappa"]), hide_index=True)
+                st.dataframe(pd.DataFrame([{"candid": str(d["candid"]), "objectId": d["objectId"],
+                                            "labels": " · ".join(f"{u}: {lab}" for u, lab in d["labels"].items())}
+                                           for d in found.disagreements], columns=["candid", "objectId", "labels"]),
+                             hide_index=True)
+
+
 # --- sidebar: what to label and how to show it -------------------------------------------------------------
 with st.sidebar:
     with ui.reported("list experiments in the store"):
@@ -71,6 +122,9 @@ with st.sidebar:
     show_limits = st.toggle("Upper limits", value=True)
     stretch = st.selectbox("Stamp stretch", stamps.STRETCHES, index=0)
     zscale = st.toggle("ZScale (else 0.5–99.5 % cut)", value=True)
+    sort_by = st.selectbox("Sort by", list(SORTS), format_func=SORTS.get, key="sort_by",
+                           help="Random is the control: what labels would look like without a model choosing.")
+    show_labelled = st.toggle("Show alerts I already labelled", key="show_labelled")
     if st.button("Reload queue", icon=":material/refresh:"):
         st.session_state.pop("label_session_key", None)
 
@@ -87,6 +141,7 @@ if st.session_state.get("label_session_key") != key:
     st.session_state.label_session = session
     st.session_state.label_session_key = key
 session: LabelSession = st.session_state.label_session
+session.show_labelled = show_labelled
 
 if "label_error" in st.session_state:
     st.error(f"Label not saved: {st.session_state.label_error}", icon=":material/error:")
@@ -96,6 +151,28 @@ if not session.items:
             f"(`skysift round --experiment {experiment}`).")
     st.stop()
 
+# --- the order: the strategy's rank, the champion's uncertainty now, or a shuffle fixed for this session ------
+seed = st.session_state.setdefault("sort_seed", secrets.randbelow(2**31))
+uncertainty = None
+if sort_by == "retrained":
+    try:
+        scores = champion_scores(tuple(i.candid for i in session.items), model_tag)
+        uncertainty = scores.uncertainty
+        queue_tag, queue_version = round_model(experiment, session.queue.round)
+        if (queue_tag, queue_version) == (model_tag, scores.model_version):
+            st.sidebar.caption(f"The champion is the model that queued this round ({scores.model_name} version "
+                               f"{scores.model_version}): no retrained model yet, this is its uncertainty.")
+        else:
+            st.sidebar.caption(f"Most uncertain first for {scores.model_name} version {scores.model_version}, "
+                               f"the champion now (the queue was ranked by "
+                               f"{f'{queue_tag} version {queue_version}' if queue_version else 'no model'}).")
+    except errors.SkysiftError as exc:
+        st.sidebar.warning(f"Cannot sort by the retrained model: {exc}. Showing the queue order.",
+                           icon=":material/sort:")
+elif sort_by == "random":
+    st.sidebar.caption(f"Random order, seed {seed}: the same for this whole browser session.")
+session.sort(sort_by if sort_by != "retrained" or uncertainty is not None else "queue", seed, uncertainty)
+
 n = len(session.items)
 st.progress(session.done / n, text=f"**{session.progress_text()}** · experiment {experiment}, "
             f"round {session.queue.round} · labelling as {user}")
@@ -104,11 +181,13 @@ item = session.current
 if item is None:
     st.success(f"All {n} alerts of round {session.queue.round} are labelled. Thank you! The next round "
                f"(`skysift round --experiment {experiment}`) will learn from them.")
-    st.button("Review from the first alert", on_click=session.goto, args=(0,))
+    st.button("Review from the first alert", on_click=on_review)
     st.button("Undo the last label", on_click=on_undo, shortcut=NAV_KEYS["undo"], disabled=not session.undo_stack)
+    history_and_agreement(session)
     st.stop()
 
 mine = session.mine.get(item.candid)
+shown = len(session.view)
 
 # --- the buttons, with their keys; the candid is bound now, so a click labels the alert on screen ------------
 with st.container(horizontal=True, gap="small"):
@@ -120,7 +199,7 @@ with st.container(horizontal=True, gap="small"):
     st.button("prev", key="previous", shortcut=NAV_KEYS["previous"], on_click=on_move, args=(-1,),
               disabled=session.position == 0, icon=":material/arrow_back:")
     st.button("next", key="next", shortcut=NAV_KEYS["next"], on_click=on_move, args=(1,),
-              disabled=session.position >= n - 1, icon=":material/arrow_forward:")
+              disabled=session.position >= shown - 1, icon=":material/arrow_forward:")
 legend = " · ".join(f"`{LABEL_KEYS[label]}` {label}" for label in LABELS)
 st.caption(f"Keys: {legend} · `U` undo · `←`/`→` previous/next. Skip (`0`) records that you saw the alert "
            "and chose not to label it.")
@@ -129,7 +208,7 @@ st.caption(f"Keys: {legend} · `U` undo · `←`/`→` previous/next. Skip (`0`)
 with ui.reported(f"read alert {item.candid} from the store"):
     view = alertdata.load_alert(ui.batches(), item.alerts_key, item.candid)
 alert = view.alert
-head = f"#{session.position + 1} of {n} · {alert['objectId']} · candid {alert['candid']}"
+head = f"#{session.position + 1} of {shown} · {alert['objectId']} · candid {alert['candid']}"
 if mine:
     head += f" · your label: **{mine}**"
 st.subheader(head)
@@ -168,9 +247,6 @@ with right:
     st.markdown(" · ".join(f"[{name}]({url})" for name, url in links.items()))
     st.text_input("Comment (optional, saved with your next label of this alert)", key=f"comment_{item.candid}")
     st.session_state.goto_number = session.position + 1
-    st.number_input("Go to alert #", min_value=1, max_value=n, key="goto_number", on_change=on_goto)
+    st.number_input("Go to alert #", min_value=1, max_value=shown, key="goto_number", on_change=on_goto)
 
-with st.expander(f"Your labels in this round ({session.done})"):
-    done = [{"#": i + 1, "candid": str(it.candid), "objectId": it.object_id, "label": session.mine[it.candid]}
-            for i, it in enumerate(session.items) if it.candid in session.mine]
-    st.dataframe(pd.DataFrame(done, columns=["#", "candid", "objectId", "label"]), hide_index=True)
+history_and_agreement(session)

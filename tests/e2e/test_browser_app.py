@@ -136,6 +136,9 @@ def test_keyboard_label_reaches_the_store(app, page):
         screenshot(page, "label-after-key")
     latest = LabelStore(store).latest()
     assert (latest[candid].label, latest[candid].user, latest[candid].source) == ("galactic", USER, "human")
+    # the labelled alert leaves the list (hidden by default): the next one is #1 of the N - 1 left
+    page.locator("h3").filter(has_text=f"#1 of {N - 1} ·").wait_for(timeout=30_000)
+    assert f"candid {candid}" not in page.locator("h3").filter(has_text="candid").first.inner_text()
 
 
 def test_rounds_page_renders(app, page):

@@ -1,6 +1,7 @@
 """The label page (AppTest) against a real trainer process, on a store holding real alerts and their features."""
 
 import os
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -8,9 +9,10 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from skysift import config
-from skysift.app.labelling import UNDO_COMMENT, LabelSession
+from skysift.app.labelling import UNDO_COMMENT, LabelSession, ordered
 from skysift.app.trainer import Label, TrainerClient
 from skysift.store import open_store
+from tests import servers
 from tests.app_support import (
     APP,
     labelling_batch,
@@ -25,8 +27,10 @@ N = 6
 
 def world_env(tmp_path_factory, mlflow_server, name: str):
     work = tmp_path_factory.mktemp(name)
+    # nothing listens at the inference address unless a test starts a server there
     return {**os.environ, "SKYSIFT_STORE_URL": str(work / "store"), **mlflow_server.env,
-            "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false"}, work
+            "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false",
+            "SKYSIFT_INFERENCE_ADDRESS": f"127.0.0.1:{servers.free_port()}"}, work
 
 
 def build_world(tmp_path_factory, mlflow_server, name: str, packets=None, when=None):
@@ -48,11 +52,15 @@ def world(tmp_path_factory, mlflow_server):
     trainer.stop()
 
 
+SERVICE_ENV = ("SKYSIFT_STORE_URL", "SKYSIFT_TRAINER_ADDRESS", "SKYSIFT_MLFLOW_TRACKING_URI", "SKYSIFT_SECRETS_DIR",
+               "SKYSIFT_INFERENCE_ADDRESS")
+
+
 @pytest.fixture
 def page(world, monkeypatch, request):
     """A fresh browser session of the app for one labeller (named after the test, so progress is theirs)."""
     user = request.node.name.removeprefix("test_")[:40]
-    for name in ("SKYSIFT_STORE_URL", "SKYSIFT_TRAINER_ADDRESS", "SKYSIFT_MLFLOW_TRACKING_URI", "SKYSIFT_SECRETS_DIR"):
+    for name in SERVICE_ENV:
         monkeypatch.setenv(name, world["env"][name])
     monkeypatch.setenv("SKYSIFT_APP_USER", user)
     monkeypatch.setenv("SKYSIFT_APP_EXPERIMENT", EXPERIMENT)
@@ -79,6 +87,18 @@ def events_of(world, user):
 
 def progress(at) -> str:
     return at.get("progress")[0].proto.text
+
+
+def shown(at) -> str:
+    return at.subheader[0].value
+
+
+def table_with(at, column: str):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def show_labelled(at):
+    return at.toggle(key="show_labelled").set_value(True).run()
 
 
 def test_first_queued_alert_is_shown_with_light_curve_stamps_facts_and_links(page, world):
@@ -113,7 +133,7 @@ def test_label_is_visible_after_a_reload(page, world):
     st.cache_resource.clear()
     again = AppTest.from_file(str(APP), default_timeout=60).run()  # a new session: state comes from the trainer only
     assert f"1 of {N} this round" in progress(again)
-    again.button(key="previous").click().run()
+    show_labelled(again).button(key="previous").click().run()
     assert f"candid {first.candid} · your label: **extragalactic**" in again.subheader[0].value
 
 
@@ -131,7 +151,7 @@ def test_undo_takes_the_label_back_and_returns_to_the_alert(page, world):
 def test_undo_of_a_relabel_restores_the_earlier_label(page, world):
     at, user = page
     at.button(key="label_bogus").click().run()
-    at.button(key="previous").click().run()
+    show_labelled(at).button(key="previous").click().run()
     at.button(key="label_real").click().run()
     at.button(key="undo").click().run()
     first = queue_items(world)[0]
@@ -175,6 +195,134 @@ def test_labels_of_other_labellers_are_shown_not_counted(world):
     assert session.done == 0
 
 
+def test_labelled_alerts_are_hidden_until_asked_for(page, world):
+    at, _ = page
+    first, second = queue_items(world)[:2]
+    at.button(key="label_galactic").click().run()
+    assert shown(at).startswith(f"#1 of {N - 1} · ") and f"candid {second.candid}" in shown(at)
+    assert at.button(key="previous").disabled  # the labelled alert is not in the list
+    show_labelled(at)
+    assert shown(at).startswith(f"#2 of {N} · ")
+    at.button(key="previous").click().run()
+    assert f"candid {first.candid} · your label: **galactic**" in shown(at)
+    at.toggle(key="show_labelled").set_value(False).run()  # the alert on screen stays until one moves on
+    assert f"candid {first.candid}" in shown(at)
+    at.button(key="next").click().run()
+    assert shown(at).startswith(f"#1 of {N - 1} · ") and f"candid {second.candid}" in shown(at)
+
+
+def test_whole_queue_labelled_then_review_shows_every_alert(page, world):
+    at, _ = page
+    for _ in range(N):
+        at.button(key="label_skip").click().run()
+    next(b for b in at.button if b.label == "Review from the first alert").click().run()
+    assert at.toggle(key="show_labelled").value is True
+    assert shown(at).startswith(f"#1 of {N} · ") and "your label: **skip**" in shown(at)
+
+
+def test_random_order_is_seeded_per_session_and_stays_put(page, world):
+    at, _ = page
+    at.selectbox(key="sort_by").set_value("random").run()
+    assert not at.exception
+    seed = at.session_state["sort_seed"]
+    expected = [i.candid for i in ordered(queue_items(world), "random", seed)]
+    assert f"candid {expected[0]}" in shown(at)
+    assert any(f"seed {seed}" in c.value for c in at.sidebar.caption)
+    at.run()
+    at.run()  # reruns keep the order and the place in it
+    assert f"candid {expected[0]}" in shown(at)
+    at.button(key="label_agn").click().run()
+    assert f"candid {expected[1]}" in shown(at)
+    at.selectbox(key="sort_by").set_value("queue").run()  # another order starts from its first unlabelled alert
+    first_open = next(i.candid for i in queue_items(world) if i.candid != expected[0])
+    assert f"candid {first_open}" in shown(at)
+
+
+def test_retrained_order_without_the_inference_service_says_so_and_keeps_the_queue(page, world):
+    at, _ = page
+    at.selectbox(key="sort_by").set_value("retrained").run()
+    assert not at.exception and not at.error
+    (warning,) = at.sidebar.warning
+    assert f"the inference service at {world['env']['SKYSIFT_INFERENCE_ADDRESS']} is unreachable" in warning.value
+    assert f"candid {queue_items(world)[0].candid}" in shown(at)
+
+
+@pytest.fixture(scope="module")
+def inference(world, mlflow_server):
+    """The inference service on loopback over the world's store, serving a real galactic model under its own alias."""
+    from skysift.client import InferenceClient
+    from skysift.inference import service
+    from skysift.rpc import server
+    from tests.inference_support import base_model, point_alias
+
+    uri = mlflow_server.env["SKYSIFT_MLFLOW_TRACKING_URI"]
+    alias = f"app{uuid.uuid4().hex[:8]}"
+    version = base_model(uri)
+    point_alias(uri, "galactic", alias, version)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKYSIFT_STORE_URL", world["env"]["SKYSIFT_STORE_URL"])
+        mp.setenv("SKYSIFT_MLFLOW_TRACKING_URI", uri)
+        mp.setenv("SKYSIFT_INFERENCE_ALIAS", alias)
+        mp.setenv("SKYSIFT_INFERENCE_MODEL_TAGS", "galactic")
+        settings = config.load()
+        running = server.start("inference", lambda s: service.register(s, settings), settings, servers.free_port())
+    address = f"127.0.0.1:{running.port}"
+    with InferenceClient(address) as c:
+        c.wait_ready(30)
+        yield address, c, version
+    running.stop(1)
+
+
+def test_retrained_order_is_the_champions_uncertainty(page, world, inference, monkeypatch):
+    address, inference_client, version = inference
+    monkeypatch.setenv("SKYSIFT_INFERENCE_ADDRESS", address)
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    items = queue_items(world)
+    rank = {i.candid: i.rank for i in items}
+    p = {r["candid"]: r["probabilities"]["galactic"] for r in inference_client.score_candids(rank, ["galactic"])}
+    expected = sorted(rank, key=lambda c: (abs(p[c] - 0.5), rank[c]))  # two classes: nearest 0.5 is least sure
+    assert expected != [i.candid for i in items]  # else this test could not tell the orders apart
+    at.selectbox(key="sort_by").set_value("retrained").run()
+    assert not at.exception and not at.sidebar.warning
+    assert [i.candid for i in at.session_state["label_session"].order] == expected
+    assert f"candid {expected[0]}" in shown(at)
+    assert any(f"version {version}, the champion now (the queue was ranked by no model)" in c.value
+               for c in at.sidebar.caption)
+
+
+def test_my_history_lists_my_labels_latest_first(page, world):
+    at, _ = page
+    first, second = queue_items(world)[:2]
+    at.button(key="label_galactic").click().run()
+    at.button(key="label_agn").click().run()
+    at.button(key="undo").click().run()
+    at.toggle(key="show_history").set_value(True).run()
+    assert not at.exception
+    table = table_with(at, "comment")
+    assert table[["candid", "label"]].values.tolist() == [[str(second.candid), "undo"], [str(second.candid), "agn"],
+                                                          [str(first.candid), "galactic"]]
+    assert (table["experiment"] == EXPERIMENT).all() and table["time"].is_monotonic_decreasing
+
+
+def test_agreement_of_two_labellers_on_the_page(page, world):
+    at, _ = page
+    items = queue_items(world)
+    c = client(world)
+    c.submit([Label(candid=i.candid, label=lab, user="zz-ann", experiment=EXPERIMENT, object_id=i.object_id)
+              for i, lab in zip(items[:4], ["galactic", "galactic", "agn", "agn"])])
+    c.submit([Label(candid=i.candid, label=lab, user="zz-bob", experiment=EXPERIMENT, object_id=i.object_id)
+              for i, lab in zip(items[:4], ["galactic", "agn", "agn", "agn"])])
+    at.toggle(key="show_agreement").set_value(True).run()
+    assert not at.exception
+    pairs = table_with(at, "Cohen's kappa")
+    row = pairs[(pairs["labeller"] == "zz-ann") & (pairs["other labeller"] == "zz-bob")].iloc[0]
+    assert (row["alerts"], row["agreed"], row["agreement %"], row["Cohen's kappa"]) == (4, 3, 75.0, 0.5)
+    disagreements = table_with(at, "labels")
+    assert "zz-ann: galactic · zz-bob: agn" in disagreements.loc[disagreements["candid"] == str(items[1].candid),
+                                                                  "labels"].iloc[0]
+
+
 @pytest.fixture(scope="module")
 def rubin_world(tmp_path_factory, mlflow_server):
     env, _, trainer, table, queue = build_world(tmp_path_factory, mlflow_server, "rubin", rubin_packets(2),
@@ -194,6 +342,9 @@ def test_rubin_alert_shows_bands_fluxes_and_stamps(rubin_world, monkeypatch):
     assert not at.exception and not at.error
     facts = dict(zip(at.dataframe[0].value["fact"], at.dataframe[0].value["value"]))
     assert facts["survey"] == "lsst" and facts["reliability"] != "–"
+    links = " ".join(m.value for m in at.markdown)
+    assert f"(https://lasair.lsst.ac.uk/objects/{facts['objectId']}/)" in links
+    assert f"(https://lsst.fink-portal.org/{facts['objectId']})" in links
     assert at.toggle(key="flux").value is False  # the flux view is offered for Rubin rows
     at.toggle(key="flux").set_value(True).run()
     assert not at.exception and [img.captions[0] for img in at.image][1:] == ["science", "template", "difference"]

@@ -93,5 +93,13 @@ def test_ztf_links_go_to_the_brokers_and_finders():
     assert "Coord=150.100000+-2.500000" in out["SIMBAD (5 arcsec)"]
 
 
-def test_rubin_links_only_use_coordinates():
-    assert sorted(links("313875416793743402", "lsst", 10.0, 5.0)) == ["Legacy Survey viewer", "SIMBAD (5 arcsec)"]
+def test_rubin_links_go_to_the_brokers_lsst_sites_by_dia_object_id():
+    out = links("313875416793743402", "lsst", 10.0, 5.0)
+    assert out["Lasair"] == "https://lasair.lsst.ac.uk/objects/313875416793743402/"
+    assert out["Fink"] == "https://lsst.fink-portal.org/313875416793743402"
+    assert out["ALeRCE"] == "https://lsst.alerce.online/object/313875416793743402?survey=lsst"
+    assert "ra=10.000000&dec=5.000000" in out["Legacy Survey viewer"]
+
+
+def test_rubin_solar_system_source_without_dia_object_only_has_finders():
+    assert sorted(links("ss21474836480", "lsst", 10.0, 5.0)) == ["Legacy Survey viewer", "SIMBAD (5 arcsec)"]
