@@ -81,10 +81,10 @@ def test_labels_then_a_round_then_every_alert_is_scored_by_the_new_champion(stac
 
     env, procs = stack
     store = open_store(env["SKYSIFT_STORE_URL"], _settings(env))
-    features_key = next(k for k in store.list_keys("features/survey=ztf/") if k.endswith("_features.parquet"))
-    polled = set(store.read_table(features_key, columns=["candid"]).column("candid").to_pylist())
+    polled = {k: set(store.read_table(k, columns=["candid"]).column("candid").to_pylist())
+              for k in store.list_keys("features/survey=ztf/") if k.endswith("_features.parquet")}  # one per night
     oracle = oracle_labels(pd.read_csv(REPO / "demo" / "labels_cdsxmatch.csv"))
-    oracle = oracle[oracle["candid"].isin(polled)]
+    oracle = oracle[oracle["candid"].isin(set().union(*polled.values()))]
     assert oracle["label"].nunique() == 2 and len(oracle) >= 40
     with grpc_channel(procs["trainer"]) as ch:
         trainer_pb2_grpc.TrainerStub(ch).SubmitLabels(trainer_pb2.SubmitLabelsRequest(labels=[
@@ -98,11 +98,14 @@ def test_labels_then_a_round_then_every_alert_is_scored_by_the_new_champion(stac
         deadline = time.monotonic() + 60
         while not stub.ListModels(inference_pb2.ListModelsRequest(), timeout=10).models and time.monotonic() < deadline:
             time.sleep(0.5)  # the service polls the registry: no restart
-        resp = stub.Score(inference_pb2.ScoreRequest(features_key=features_key, packed=True), timeout=120)
-    assert resp.written.key == str(keys.parse_batch(features_key).sibling("predictions"))
-    predictions = store.read_table(resp.written.key)
-    assert set(predictions.column("candid").to_pylist()) == polled
-    assert set(predictions.column("model_version").to_pylist()) == {resp.packed[0].model_version}
+        scored = {k: stub.Score(inference_pb2.ScoreRequest(features_key=k, packed=True), timeout=120) for k in polled}
+    champion = {resp.packed[0].model_version for resp in scored.values()}
+    assert len(champion) == 1
+    for features_key, resp in scored.items():
+        assert resp.written.key == str(keys.parse_batch(features_key).sibling("predictions"))
+        predictions = store.read_table(resp.written.key)
+        assert set(predictions.column("candid").to_pylist()) == polled[features_key]
+        assert set(predictions.column("model_version").to_pylist()) == champion
 
 
 def grpc_channel(proc):
