@@ -78,6 +78,12 @@ def _said(result, start: str) -> bool:
     return any(line.startswith(start) for line in result.output.splitlines())
 
 
+def _versions(collected) -> int:
+    from mlflow import MlflowClient
+
+    return len(MlflowClient(collected.settings.mlflow_tracking_uri).search_model_versions("name='skysift_galactic'"))
+
+
 def _meta(store, experiment: str, number: int) -> dict:
     return json.loads(store.get_bytes(f"rounds/{experiment}/round={number:03d}/meta.json"))
 
@@ -102,11 +108,12 @@ def test_the_same_dataset_again_returns_its_round_until_forced(collected, round_
     first = round_cli(*args)
     assert first.exit_code == 0 and _said(first, "round 0 created"), first.output
     version = _meta(collected.store, "cli-ds-again", 0)["result"]["model_version"]
+    registered = _versions(collected)
     again = round_cli(*args)
     assert again.exit_code == 0, again.output
     assert _said(again, "round 0 unchanged") and "no new labels since round 0" in again.output
     assert f"model version {version}" in again.output
-    assert not collected.store.list_keys("rounds/cli-ds-again/round=001/")
+    assert not collected.store.list_keys("rounds/cli-ds-again/round=001/") and _versions(collected) == registered
     forced = round_cli(*args, "--force")
     assert forced.exit_code == 0 and _said(forced, "round 1 created"), forced.output
     assert _meta(collected.store, "cli-ds-again", 1)["dataset_id"] == collected.passed.dataset_id
