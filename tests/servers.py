@@ -51,13 +51,20 @@ class Proc:
             self.proc.wait(5)
 
 
+def inherited_env() -> dict[str, str]:
+    """This process's environment for a child, without MLflow's process default: ``mlflow.set_tracking_uri``
+    (called by in-process trainers and test helpers) writes ``MLFLOW_TRACKING_URI`` into ``os.environ``, and a
+    child would otherwise talk to whichever server an earlier test set."""
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
 def _spawn(cmd: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         cmd,
         stdout=open(log_path, "wb"),
         stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env={**inherited_env(), **(env or {})},
         cwd=cwd,
         start_new_session=True,
     )
