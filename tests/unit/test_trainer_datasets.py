@@ -94,3 +94,26 @@ def test_bad_requests_are_rejected(stocked):
         datasets.collect(DatasetRequest(name="x", score_threshold=0.2))
     with pytest.raises(InvalidArgument, match="start is after end"):
         datasets.collect(DatasetRequest(name="x", start=JUNE2.replace(day=3), end=JUNE2))
+
+
+def test_dataset_cli_collects_lists_and_shows(stocked, monkeypatch):
+    from typer.testing import CliRunner
+
+    from skysift import cli
+
+    datasets, n_confident = stocked
+    monkeypatch.setenv("SKYSIFT_STORE_URL", datasets.store.url)
+    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    runner = CliRunner()
+    collected = runner.invoke(cli.app, ["dataset", "collect", "june", "--start", "2025-06-01", "--max-samples", "500"])
+    assert collected.exit_code == 0, collected.output
+    dataset_id = collected.output.split()[0]
+    assert f"{60 + n_confident} samples" in collected.output
+    listed = runner.invoke(cli.app, ["dataset", "list"])
+    assert listed.exit_code == 0 and listed.output.startswith(f"{dataset_id}  {60 + n_confident} samples")
+    shown = runner.invoke(cli.app, ["dataset", "show", dataset_id])
+    assert shown.exit_code == 0 and '"n_validated": 60' in shown.output
+    missing = runner.invoke(cli.app, ["dataset", "show", "nope-1"])
+    assert missing.exit_code == 2 and "skysift dataset list" in missing.output
+    bad = runner.invoke(cli.app, ["dataset", "collect", "x", "--start", "June"])
+    assert bad.exit_code == 2 and "--start expects an ISO date" in bad.output

@@ -1,4 +1,5 @@
-"""`skysift round`, `skysift experiment` and `skysift label import|export`, registered on the main app.
+"""`skysift round`, `skysift experiment`, `skysift label import|export` and `skysift dataset collect|list|show`,
+registered on the main app.
 
 Imported when the CLI starts, so everything heavy (MLflow, scikit-learn, gRPC stubs) is imported inside commands.
 """
@@ -10,6 +11,8 @@ from pathlib import Path
 import typer
 
 label_app = typer.Typer(help="Import or export labels (the prototype's labels.csv columns).", no_args_is_help=True)
+dataset_app = typer.Typer(help="Collect, list and inspect training datasets (alerts of a time window with labels, "
+                               "quality-checked); `skysift round --dataset ID` trains on one.", no_args_is_help=True)
 
 
 def _settings():
@@ -227,7 +230,92 @@ def label_export(path: Path = typer.Argument(..., dir_okay=False, help="Where to
     typer.echo(f"exported {n} labels to {path}")
 
 
+def _datasets():
+    from skysift.store import open_store
+    from skysift.trainer.datasets import Datasets
+
+    settings = _settings()
+    return Datasets(settings, open_store(settings=settings))
+
+
+def _dataset_lines(d) -> list[str]:
+    balance = ", ".join(f"{k} {v}" for k, v in sorted(d.class_counts.items()))
+    verdict = "passed" if d.manifest.get("passed", not d.quality_issues) else "FAILED: rounds refuse it without --force"
+    lines = [f"{d.dataset_id}  {d.n_samples} samples ({balance}), quality {d.quality_score:.2f} {verdict}"]
+    lines.extend(f"  quality: {issue}" for issue in d.quality_issues)
+    return lines
+
+
+def _when(text: str | None, option: str):
+    from datetime import UTC, datetime
+
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} expects an ISO date or time (2025-06-01 or 2025-06-01T12:00:00+00:00), got {text!r}")
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@dataset_app.command("collect")
+def dataset_collect(
+    name: str = typer.Argument(..., help="A name for the dataset (its id is the name plus a short suffix)."),
+    model_tag: str = typer.Option("galactic", help="Model tag whose labels and predictions are used."),
+    survey: str = typer.Option("", help="Only this survey (ztf, lsst); default every survey."),
+    start: str | None = typer.Option(None, help="First poll time to include, ISO (UTC when no zone is given)."),
+    end: str | None = typer.Option(None, help="Last poll time to include, ISO (UTC when no zone is given)."),
+    score_threshold: float = typer.Option(0.9, help="Confidence a champion prediction needs to fill in as a label."),
+    prefer_validated: bool = typer.Option(True, help="Every human/oracle label goes in before any prediction."),
+    max_samples: int = typer.Option(1000, min=1, help="Largest number of samples."),
+    seed: int = typer.Option(0, help="Seed of the choice among equally ranked candidates (reproducible datasets)."),
+) -> None:
+    """Collect a dataset from the store (after AstrID's collector) and print its counts and quality report.
+
+    A dataset that fails its quality checks is still stored, marked failed; rounds refuse it without --force.
+    """
+    from skysift import errors
+    from skysift.trainer.datasets import DatasetRequest
+
+    req = DatasetRequest(name=name, model_tag=model_tag, survey=survey, start=_when(start, "--start"),
+                         end=_when(end, "--end"), score_threshold=score_threshold, prefer_validated=prefer_validated,
+                         max_samples=max_samples, seed=seed)
+    try:
+        d = _datasets().collect(req)
+    except errors.SkysiftError as exc:
+        _fail(str(exc))
+    for line in _dataset_lines(d):
+        typer.echo(line)
+    typer.echo(f"  samples in {d.samples_key}")
+
+
+@dataset_app.command("list")
+def dataset_list() -> None:
+    """Every collected dataset with its sample count, class balance and quality."""
+    found = _datasets().list()
+    if not found:
+        typer.echo("no datasets yet: `skysift dataset collect NAME` makes one")
+    for d in sorted(found, key=lambda d: d.dataset_id):
+        for line in _dataset_lines(d):
+            typer.echo(line)
+
+
+@dataset_app.command("show")
+def dataset_show(dataset_id: str = typer.Argument(..., help="The id printed by `skysift dataset list`.")) -> None:
+    """A dataset's manifest: parameters, counts, class balance and the whole quality report, as JSON."""
+    import json
+
+    from skysift import errors
+
+    try:
+        d = _datasets().get(dataset_id)
+    except errors.SkysiftError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(d.manifest, indent=2, sort_keys=True, default=str))
+
+
 def register(app: typer.Typer) -> None:
     app.command("round")(round_command)
     app.command("experiment")(experiment_command)
     app.add_typer(label_app, name="label")
+    app.add_typer(dataset_app, name="dataset")

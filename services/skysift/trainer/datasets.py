@@ -197,7 +197,7 @@ def read_manifest(store, dataset_id: str) -> dict:
     try:
         return json.loads(store.get_bytes(keys.dataset_prefix(dataset_id) + "manifest.json"))
     except errors.NotFound:
-        raise errors.NotFound(f"no dataset {dataset_id!r}; ListDatasets shows the collected ones") from None
+        raise errors.NotFound(f"no dataset {dataset_id!r}; `skysift dataset list` (ListDatasets over gRPC) shows the collected ones") from None
 
 
 def training_labels(store, dataset_id: str, model_tag: str, force: bool = False) -> dict[int, tuple[str, int]]:
