@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -162,3 +163,52 @@ def test_sigkill_mid_poll_then_restart_finds_every_alert_exactly_once(kafka, tmp
     assert second.returncode == 0, second.stderr
     got = candids(store)
     assert sorted(got) == sorted(expected_ztf(m.record)["candid"] for m in made)  # all, each exactly once
+
+
+# Another member of the group, in its own process so that it can die without leaving: prints each assignment.
+MEMBER = """
+import sys
+from confluent_kafka import Consumer
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "session.timeout.ms": int(sys.argv[4]),
+              "enable.auto.commit": False, "auto.offset.reset": "latest"})
+c.subscribe([sys.argv[3]], on_assign=lambda _, parts: print(sorted(p.partition for p in parts), flush=True))
+for _ in range(3000):
+    c.poll(0.1)
+"""
+
+
+def test_partitions_of_a_member_killed_mid_poll_are_drained_by_the_same_poll(kafka, local_settings, local_store):
+    """The poll's consumer joins a live member, gets half the topic, and the member is SIGKILLed right then: the poll
+    must not end once its half is drained (the other half would wait for the next poll, or on Tansu for a later
+    join), but go on until the group hands it the dead member's partition, and deliver the whole topic."""
+    bs = kafka.env["bootstrap.servers"]
+    topic = f"orphan-{uuid.uuid4().hex[:6]}"
+    make_topics(bs, topic)
+    made = ap.fink_packets(ap.FINK_CONTAINERS)[:8]
+    produce(bs, topic, made)
+    ks = KafkaSettings(bootstrap_servers=bs, topics=[topic], group_id=f"g-{uuid.uuid4().hex[:8]}", session_timeout_ms=3000)
+    member = subprocess.Popen([sys.executable, "-c", MEMBER, bs, ks.group_id, topic, str(ks.session_timeout_ms)],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    killed_holding: list[str] = []
+
+    def kill_once_it_holds_one_partition():
+        for line in member.stdout:  # ends when the member exits
+            if line.count(",") == 0 and line.strip() != "[]":
+                os.killpg(member.pid, signal.SIGKILL)
+                killed_holding.append(line.strip())
+
+    try:
+        assert member.stdout.readline().strip() == "[0, 1]"  # alone in the group first
+        killer = threading.Thread(target=kill_once_it_holds_one_partition, daemon=True)
+        killer.start()
+        s = stage(local_settings, local_store, ks)
+        result = s.poll(timeout_s=60)
+        s.close()
+    finally:
+        if member.poll() is None:
+            os.killpg(member.pid, signal.SIGKILL)
+        member.wait(10)
+    killer.join(10)
+    assert killed_holding, "the member was never given half the topic, so it was not killed holding it"
+    assert result.n_alerts == len(made)  # its own half may come twice (refetched after the rebalance): stored once
+    assert sorted(candids(local_store)) == sorted(expected_ztf(m.record)["candid"] for m in made)

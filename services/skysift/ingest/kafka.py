@@ -4,6 +4,14 @@ The consumer never auto-commits: :meth:`KafkaSource.commit` is called by the ing
 parquet files are durable, so a crash before that re-delivers every message of the poll (at least once;
 the stage deduplicates by candid). Fink puts the writer schema (JSON) in the message key: it is passed on
 with the value and the decoder caches it by its bytes.
+
+A poll ends early (``stop_at_end``) only when the consumer's partitions are drained *and* it can tell that no
+other partition is left behind: it holds every partition of its topics, or it has held its share for longer
+than a dead member could keep the rest (a session timeout and two heartbeats: by then the coordinator has
+evicted such a member and the group has rebalanced its partitions to the live ones). Without the second
+condition, a consumer given a partial assignment right after an ingest was killed (Tansu hands a killed
+member's partitions out on the next join, until its session expires) reported "drained" and stopped, leaving
+the dead member's partitions unconsumed; see docs/guarantees.md.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ log = logging.getLogger(__name__)
 
 LIST_TIMEOUT_S = 10.0
 POLL_STEP_S = 0.5
+HEARTBEAT_MS = 3000  # librdkafka's default, lowered to a third of a shorter session timeout
 
 
 class KafkaSource:
@@ -32,10 +41,17 @@ class KafkaSource:
         self.schema = Path(settings.schema_path).read_bytes() if settings.schema_path else None
         self._fatal: list[str] = []
         conf = settings.consumer_config()
-        conf.update({"error_cb": self._on_error, "session.timeout.ms": settings.session_timeout_ms})
+        heartbeat_ms = min(HEARTBEAT_MS, settings.session_timeout_ms // 3)
+        conf.update({"error_cb": self._on_error, "session.timeout.ms": settings.session_timeout_ms,
+                     "heartbeat.interval.ms": heartbeat_ms})
         self.consumer = Consumer(conf)
         self._subscribed = False
+        # A partial assignment held this long is all this consumer gets: a member that died holding the other
+        # partitions has been evicted by then (session timeout), and our next heartbeat would have rebalanced.
+        self._settle_s = (settings.session_timeout_ms + 2 * heartbeat_ms) / 1000
+        self._partitions: set[tuple[str, int]] = set()  # every partition of the subscribed topics
         self._assigned: set[tuple[str, int]] = set()
+        self._assigned_at = 0.0  # monotonic time of the last assignment change
         self._at_end: set[tuple[str, int]] = set()
         self._next: dict[tuple[str, int], int] = {}  # offset to commit per partition: last fetched + 1
 
@@ -50,11 +66,13 @@ class KafkaSource:
 
     def _on_assign(self, consumer, partitions) -> None:
         self._assigned.update((p.topic, p.partition) for p in partitions)
+        self._assigned_at = time.monotonic()
 
     def _on_revoke(self, consumer, partitions) -> None:
         for p in partitions:
             self._assigned.discard((p.topic, p.partition))
             self._at_end.discard((p.topic, p.partition))
+        self._assigned_at = time.monotonic()
 
     def _check_topics(self, timeout_s: float) -> None:
         from confluent_kafka import KafkaException
@@ -66,6 +84,7 @@ class KafkaSource:
         missing = [t for t in self.settings.topics if t not in metadata.topics]
         if missing:
             raise FailedPrecondition(f"Kafka topics not found on {self.settings.bootstrap_servers}: {', '.join(missing)}")
+        self._partitions = {(t, p) for t in self.settings.topics for p in metadata.topics[t].partitions}
 
     def fetch(self, max_messages: int, timeout_s: float) -> list[Packet]:
         """Up to ``max_messages`` messages within ``timeout_s`` (sooner when every partition is drained)."""
@@ -82,9 +101,15 @@ class KafkaSource:
             want = min(self.settings.batch_size, max_messages - len(packets))
             for msg in self.consumer.consume(num_messages=want, timeout=step):
                 self._take(msg, packets)
-            if self.settings.stop_at_end and self._assigned and self._assigned <= self._at_end:
+            if self.settings.stop_at_end and self._drained():
                 break
         return packets
+
+    def _drained(self) -> bool:
+        """Every partition this consumer holds is at its end, and no other partition can be waiting for it."""
+        if not self._assigned or not self._assigned <= self._at_end:
+            return False
+        return self._assigned >= self._partitions or time.monotonic() - self._assigned_at >= self._settle_s
 
     def _take(self, msg, packets: list[Packet]) -> None:
         from confluent_kafka import KafkaError
