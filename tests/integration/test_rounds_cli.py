@@ -111,7 +111,7 @@ def test_the_same_dataset_again_returns_its_round_until_forced(collected, round_
     registered = _versions(collected)
     again = round_cli(*args)
     assert again.exit_code == 0, again.output
-    assert _said(again, "round 0 unchanged") and "no new labels since round 0" in again.output
+    assert _said(again, "round 0 unchanged") and f"same dataset {collected.passed.dataset_id!r} and labels as round 0" in again.output
     assert f"model version {version}" in again.output
     assert not collected.store.list_keys("rounds/cli-ds-again/round=001/") and _versions(collected) == registered
     forced = round_cli(*args, "--force")

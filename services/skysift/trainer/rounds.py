@@ -400,7 +400,8 @@ class Trainer:
         if prev and not force and prev["labels_digest"] == digest:
             result = RoundResult(**{k: v for k, v in prev["result"].items() if k in RoundResult.__dataclass_fields__})
             result.created = False
-            result.message = f"no new labels since round {prev['round']}: returning it (use force to run anyway)"
+            what = f"same dataset {dataset_id!r} and labels as" if dataset_id else "no new labels since"
+            result.message = f"{what} round {prev['round']}: returning it (use force to run anyway)"
             return result
         number = prev["round"] + 1 if prev else 0
         split_seed = prev["split_seed"] if prev else seed
