@@ -168,16 +168,17 @@ def _decode_group(group: _Group, packets: list[Packet], dead: dict[int, str], ke
             dead[i] = error if not fields else str(exc)
         return None, None, None
     columns = _columns(survey, fields, keep_cutouts)
+    stamps = trailing_stamps(survey, fields) if not keep_cutouts and group.codec == "null" else frozenset()
 
     members = group.members
     try:
-        df = _read(group, members, columns)
+        df = _read(group, members, columns, stamps)
     except BaseException as exc:  # noqa: BLE001 - includes the Rust reader's PanicException on garbage
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         members = _isolate(group, members, dead)
         try:
-            df = _read(group, members, columns)
+            df = _read(group, members, columns, stamps)
         except BaseException as again:  # noqa: BLE001
             if isinstance(again, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -229,10 +230,45 @@ def _columns(survey: str, names, keep_cutouts: bool) -> list[str]:
     return [c for c in wanted if c in names]
 
 
-def _read(group: _Group, members, columns: list[str]) -> pl.DataFrame:
+def trailing_stamps(survey: str, fields) -> frozenset[str]:
+    """The stamp fields when they end the schema (as in every ZTF and Rubin schema), else none: only then
+    can they be cut off unread."""
+    stamps = set(SURVEYS[survey].CUTOUTS.values())
+    first = next((i for i, name in enumerate(fields) if name in stamps), None)
+    return frozenset(fields[first:]) if first is not None and stamps.issuperset(fields[first:]) else frozenset()
+
+
+def _read(group: _Group, members, columns: list[str], stamps: frozenset[str] = frozenset()) -> pl.DataFrame:
+    """Decode the members in one call; with trailing ``stamps`` (not kept), these are cut off first where
+    they are found (see avro.without_stamps), falling back to the whole payloads when that fails."""
     blocks = [b for _, bs in members for b in bs]
+    if stamps:
+        try:
+            return _read_cut(group, blocks, columns, stamps)
+        except BaseException as exc:  # noqa: BLE001 - includes the Rust reader's PanicException
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+    return _read_blocks(avro.inlined(group.schema), group.codec, blocks, columns)
+
+
+def _read_cut(group: _Group, blocks, columns: list[str], stamps: frozenset[str]) -> pl.DataFrame:
+    """The cut blocks read without the stamp fields, the others (stamps not found) whole, rows in block order."""
+    cut = avro.without_stamps(blocks)
+    whole = [b for b, c in zip(blocks, cut) if c is None]
+    if len(whole) == len(blocks):
+        return _read_blocks(avro.inlined(group.schema), group.codec, blocks, columns)
+    df = _read_blocks(avro.inlined(group.schema, stamps), group.codec, [c for c in cut if c is not None], columns)
+    if not whole:
+        return df
+    df = pl.concat([df, _read_blocks(avro.inlined(group.schema), group.codec, whole, columns)], how="vertical_relaxed")
+    was_cut = np.repeat(np.array([c is not None for c in cut]), [count for count, _ in blocks])
+    order = np.concatenate([np.flatnonzero(was_cut), np.flatnonzero(~was_cut)])  # row i of df is record order[i]
+    return df[np.argsort(order, kind="stable")]
+
+
+def _read_blocks(schema: bytes, codec: str, blocks, columns: list[str]) -> pl.DataFrame:
     expected = sum(c for c, _ in blocks)
-    df = avro.read_container(avro.frame_parts(avro.inlined(group.schema), group.codec, blocks), columns)
+    df = avro.read_container(avro.frame_parts(schema, codec, blocks), columns)
     if df.height != expected:
         raise ValueError(f"decoded {df.height} records, expected {expected}")
     return df

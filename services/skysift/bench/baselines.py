@@ -13,7 +13,8 @@
 - Bare fastavro: per-message decode to Python dicts, nothing else (``schemaless_reader`` with a cached schema,
   ``fastavro.reader`` per container file).
 - The Rust batch-decode floor: jetliner on ONE in-memory container holding every payload, projected on the
-  columns the cleaner reads; decode only, no cleaning.
+  columns the cleaner reads, the stamps cut off when they are not kept (as the product does); decode only,
+  no cleaning.
 """
 
 from __future__ import annotations
@@ -52,13 +53,18 @@ def fastavro_records(packets: list[bytes], schema: bytes | None = None, skip: in
 
 def rust_floor_input(alerts: Alerts, survey: str, keep_cutouts: bool) -> tuple[bytes, list[str]]:
     """The one container jetliner reads, and the projected columns (the same the product's decoder asks for)."""
-    from skysift.alerts.decode import SURVEYS
+    from skysift.alerts.decode import SURVEYS, trailing_stamps
 
     module = SURVEYS[survey]
     names = avro.top_level_fields(alerts.schema)
     wanted = module.COLUMNS + (list(module.CUTOUTS.values()) if keep_cutouts else [])
-    data = avro.frame(avro.inlined(alerts.schema), "null", [(1, p) for p in alerts.payloads])
-    return data, [c for c in wanted if c in names]
+    schema, blocks = avro.inlined(alerts.schema), [(1, p) for p in alerts.payloads]
+    stamps = frozenset() if keep_cutouts else trailing_stamps(survey, names)
+    if stamps:  # the product cuts off the stamps it does not keep: so does its floor
+        cut = avro.without_stamps(blocks)
+        if all(c is not None for c in cut):
+            schema, blocks = avro.inlined(alerts.schema, stamps), cut
+    return avro.frame(schema, "null", blocks), [c for c in wanted if c in names]
 
 
 def rust_floor(data: bytes, columns: list[str]) -> int:
