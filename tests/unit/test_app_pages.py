@@ -78,6 +78,19 @@ def test_cluster_without_login_shows_only_the_refusal(app_env, monkeypatch):
     assert not at.title  # no page ran
 
 
+def test_cluster_with_an_incomplete_oidc_section_refuses_to_start(app_env, monkeypatch):
+    monkeypatch.setenv("SKYSIFT_APP_CLUSTER", "true")
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.secrets["auth"] = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "c" * 32,
+                          "client_id": "skysift"}
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "The app will not start: the [auth] section of .streamlit/secrets.toml lacks client_secret, "
+        "server_metadata_url"]
+    assert not at.button  # no "Log in" that could only fail
+
+
 def test_wrong_password_is_refused(app_env, monkeypatch):
     monkeypatch.setenv("SKYSIFT_APP_CLUSTER", "true")
     monkeypatch.setenv("SKYSIFT_APP_PASSWORD", "correct horse")

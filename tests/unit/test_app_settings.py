@@ -1,7 +1,7 @@
 import pytest
 
 from skysift import config
-from skysift.app.settings import AppSettings, login_mode, password_ok
+from skysift.app.settings import AppSettings, login_mode, oidc_configured, password_ok
 from skysift.errors import ConfigError
 
 
@@ -28,6 +28,26 @@ def test_cluster_with_password_uses_the_password_form(monkeypatch):
 
 def test_oidc_takes_precedence_when_configured(monkeypatch):
     assert login_mode(app_settings(monkeypatch, cluster="true", password="s3cret"), oidc_configured=True) == "oidc"
+
+
+AUTH = {"redirect_uri": "https://skysift.example.org/oauth2callback", "cookie_secret": "c" * 32,
+        "client_id": "skysift", "client_secret": "s3cret", "server_metadata_url":
+        "https://idp.example.org/.well-known/openid-configuration"}
+
+
+def test_oidc_configured_by_the_auth_section_or_its_default_provider():
+    assert oidc_configured(AUTH)
+    client = {k: AUTH[k] for k in ("client_id", "client_secret", "server_metadata_url")}
+    assert oidc_configured({"redirect_uri": AUTH["redirect_uri"], "cookie_secret": "c" * 32, "default": client})
+    assert not oidc_configured(None) and not oidc_configured({})
+
+
+def test_incomplete_auth_section_refuses_to_start():
+    """An [auth] section that st.login cannot use must not pass for a login (nor fall back to none)."""
+    with pytest.raises(ConfigError, match="lacks client_secret, server_metadata_url"):
+        oidc_configured({k: v for k, v in AUTH.items() if k not in ("client_secret", "server_metadata_url")})
+    with pytest.raises(ConfigError, match="lacks cookie_secret"):
+        oidc_configured({**AUTH, "cookie_secret": ""})
 
 
 def test_laptop_needs_no_login(monkeypatch):

@@ -9,6 +9,7 @@ mounted secret file) or Streamlit's OIDC login (an ``[auth]`` section in ``.stre
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,20 @@ class AppSettings(BaseSettings):
     model_tag: str = DEFAULT_MODEL_TAG
     rpc_timeout_s: float = Field(15.0, gt=0)
     round_timeout_s: float = Field(1800.0, gt=0)  # "run a round now": training on a large pool takes minutes
+
+
+def oidc_configured(auth: Mapping | None) -> bool:
+    """Whether secrets.toml's ``[auth]`` section configures the OIDC login the app starts (``st.login()``, i.e.
+    Streamlit's default provider: ``[auth.default]`` or the client keys in ``[auth]`` itself). Raise ConfigError
+    when the section is there but incomplete: a login that cannot work must stop the app, not fall back to none."""
+    if not auth:
+        return False
+    provider = auth.get("default") or auth
+    missing = [k for k in ("redirect_uri", "cookie_secret") if not auth.get(k)] + [
+        k for k in ("client_id", "client_secret", "server_metadata_url") if not provider.get(k)]
+    if missing:
+        raise ConfigError(f"the [auth] section of .streamlit/secrets.toml lacks {', '.join(missing)}")
+    return True
 
 
 def login_mode(settings: AppSettings, oidc_configured: bool) -> str:

@@ -5,12 +5,13 @@ Everything here is thin; the logic it calls lives in the other modules of :mod:`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 import streamlit as st
 
 from skysift import config, errors
-from skysift.app.settings import AppSettings, login_mode, password_ok
+from skysift.app.settings import AppSettings, login_mode, oidc_configured, password_ok
 
 
 @st.cache_resource
@@ -54,28 +55,30 @@ def reported(what: str, stop: bool = True):
             st.stop()
 
 
-def oidc_configured() -> bool:
-    """True when ``.streamlit/secrets.toml`` has an ``[auth]`` section, so ``st.login`` can be used."""
+def auth_secrets() -> Mapping | None:
+    """The ``[auth]`` section of ``.streamlit/secrets.toml`` (what ``st.login`` reads), None without one."""
     try:
-        return "auth" in st.secrets
+        return st.secrets.get("auth")
     except Exception:  # noqa: BLE001 - no secrets file at all: Streamlit raises, which means "not configured"
-        return False
+        return None
 
 
 def current_user() -> str:
     """The labeller's name: from the OIDC identity, the password form, or the sidebar; stops the page until known."""
     try:
         _, app = settings()
-        mode = login_mode(app, oidc_configured())
+        mode = login_mode(app, oidc_configured(auth_secrets()))
     except errors.ConfigError as exc:
         st.error(f"The app will not start: {exc}", icon=":material/lock:")
         st.stop()
     if mode == "oidc":
         if not st.user.is_logged_in:
-            st.button("Log in", on_click=st.login, type="primary")
+            _oidc_gate()
             st.stop()
+        user = str(st.user.get("email") or st.user.get("name") or st.user.get("sub"))
+        st.sidebar.caption(f"Signed in as **{user}**")
         st.sidebar.button("Log out", on_click=st.logout)
-        return str(st.user.get("email") or st.user.get("name") or st.user.get("sub"))
+        return user
     if mode == "password":
         if not st.session_state.get("user"):
             _password_form(app)
@@ -93,6 +96,16 @@ def current_user() -> str:
 
 def _rename() -> None:
     st.session_state.user_name = st.session_state.user_name_input.strip()
+
+
+def _oidc_gate() -> None:
+    # A refused or failed login (an error from the provider, a rejected client secret) brings the browser back
+    # here with nothing to tell it apart from a first visit: Streamlit only logs why, so say where to look.
+    st.title("skysift")
+    st.write("Log in with your organisation's account: labels are attributed to it.")
+    st.button("Log in", on_click=st.login, type="primary")
+    st.caption("Back here after logging in? The login did not complete (refused by the identity provider, or the "
+               "app's OIDC client is misconfigured); the app's log says why.")
 
 
 def _password_form(app: AppSettings) -> None:
