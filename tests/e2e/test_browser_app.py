@@ -4,9 +4,6 @@ check the label reached the store, and save a screenshot of each page to test-ar
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,47 +12,20 @@ from skysift.app.trainer import TrainerClient
 from skysift.modeltags import LABEL_KEYS
 from skysift.store import open_store
 from skysift.trainer.labels import LabelStore
-from tests import servers
 from tests.app_support import (
-    APP,
     label_queue,
     labelling_batch,
     oracle_labels,
     run_round,
     start_trainer,
 )
+from tests.e2e.browser import MARKS, idle, screenshot, start_streamlit
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 EXPERIMENT = "browser"
 USER = "browser-labeller"
 N = 5
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
-                                                     "(`make system-deps` installs it)"),
-]
-
-
-def start_streamlit(env: dict, workdir: Path) -> servers.Proc:
-    port = servers.free_port()
-    log = workdir / "streamlit.log"
-    cmd = [str(Path(sys.executable).parent / "streamlit"), "run", str(APP), "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env, cwd=workdir,
-                            start_new_session=True)
-    running = servers.Proc(proc, port, log_path=log)
-    try:
-        servers.wait_port(port, 60, proc, "streamlit")
-        servers._wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc, 60)
-    except Exception:
-        running.stop()
-        raise
-    return running
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
@@ -85,37 +55,6 @@ def app(tmp_path_factory, mlflow_server):
             streamlit.stop()
     finally:
         trainer.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1100})
-    yield context.new_page()
-    context.close()
-
-
-def idle(page) -> None:
-    """Wait until the script run is over and every element is drawn (Streamlit shows a status widget while it
-    runs, and skeletons while an element's code is loading)."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')"
-                           " && !document.querySelector('[data-testid^=stSkeleton]')", timeout=60_000)
-
-
-def screenshot(page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def test_keyboard_label_reaches_the_store(app, page):
