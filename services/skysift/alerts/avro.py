@@ -189,14 +189,13 @@ def _long_before(data: bytes, pos: int) -> int | None:
     last = pos - 1
     if last < 0 or data[last] & 0x80:
         return None
-    first = last
-    while first > 0 and data[first - 1] & 0x80 and last - first < 9:
+    value, first = data[last], last
+    while first > 0 and data[first - 1] & 0x80:
         first -= 1
-    try:
-        value, stop = _read_long(data, first)
-    except FramingError:
-        return None
-    return value if stop == pos else None
+        if last - first > 9:
+            return None
+        value = (value << 7) | (data[first] & 0x7F)
+    return (value >> 1) ^ -(value & 1)
 
 
 def frame(schema: bytes, codec: str, blocks: list[tuple[int, bytes]]) -> bytes:

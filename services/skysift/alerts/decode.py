@@ -309,11 +309,14 @@ def _plausible() -> pl.Expr:
             & pl.col("ra").is_between(0.0, 360.0) & pl.col("dec").is_between(-90.0, 90.0)).fill_null(False)
 
 
-def _meta(packets: list[Packet], origin: pl.Series, now: datetime) -> list[pl.Series]:
+def _meta(packets: list[Packet], origin: pl.Series, now: datetime) -> list[pl.Series | pl.Expr]:
+    """Where each row came from: one value per packet, gathered by the rows' packet index."""
     idx = origin.to_numpy()
-    pick = lambda attr, dtype: pl.Series(attr, [getattr(packets[i], attr) for i in idx], dtype=dtype)  # noqa: E731
+
+    def pick(attr: str, dtype: pl.DataType) -> pl.Series:
+        return pl.Series(attr, [getattr(p, attr) for p in packets], dtype=dtype).gather(idx)
     return [pick("topic", pl.String), pick("partition", pl.Int32), pick("offset", pl.Int64), pick("source", pl.String),
-            pl.Series("ingest_time", [now] * len(idx), dtype=pl.Datetime("ms", "UTC"))]
+            pl.lit(now, dtype=pl.Datetime("ms", "UTC")).alias("ingest_time")]
 
 
 def _to_arrow(df: pl.DataFrame) -> pa.Table:

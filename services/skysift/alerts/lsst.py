@@ -118,20 +118,21 @@ def clean(df: pl.DataFrame, version: str | None = None) -> pl.DataFrame:
 
     current_jd = src("midpointMjdTai", F64) + MJD_TO_JD
     prv = explode_history(df, "prvDiaSources", current_jd)
-    prv = prv.filter(in_window(col(prv, "midpointMjdTai", F64) + MJD_TO_JD))
-    prv = prv.select(ROW, *_source_columns(prv, lambda n, t: col(prv, n, t)), col(prv, "visit", I64).alias("_visit"))
+    prv = prv.select(ROW, "_cur_jd", *_source_columns(prv, lambda n, t: col(prv, n, t)),  # the fields used, then
+                     col(prv, "visit", I64).alias("_visit")).filter(in_window(pl.col("jd"))).drop("_cur_jd")  # the window
     current = base.select(ROW, "jd", "band", "magpsf", "sigmapsf", "isdiffpos", "candid", "psfflux", "psffluxerr",
                           "_visit")
     detections = pl.concat([current, prv])
 
     forced = explode_history(df, "prvDiaForcedSources", current_jd)
-    forced = forced.filter(in_window(col(forced, "midpointMjdTai", F64) + MJD_TO_JD)).select(
+    forced = forced.select(
         ROW,
+        "_cur_jd",
         (col(forced, "midpointMjdTai", F64) + MJD_TO_JD).alias("jd"),
         col(forced, "band", STR).alias("band"),
         (-2.5 * (UL_SIGMA * col(forced, "psfFluxErr", F64)).log10() + AB_ZEROPOINT_NJY).alias("diffmaglim"),
         col(forced, "visit", I64).alias("_visit"),
-    )
+    ).filter(in_window(pl.col("jd"))).drop("_cur_jd")
     upper_limits = forced.join(detections.select(ROW, "_visit"), on=[ROW, "_visit"], how="anti")
     return assemble(base.drop("_visit"), detections.drop("_visit"), upper_limits.drop("_visit"),
                     det_columns=[*DET_COLUMNS, "psfflux", "psffluxerr"])
