@@ -72,6 +72,19 @@ def test_redelivered_alerts_are_counted_as_duplicates(local_settings, local_stor
     assert second.n_alerts == 0 and second.alerts == [] and second.n_duplicates == first.n_alerts
 
 
+def test_a_stage_remembers_its_candids_and_still_sees_another_replicas_files(local_settings, local_store, replay_dir,
+                                                                             tmp_path, monkeypatch):
+    mine, other = stage(local_settings, local_store), stage(local_settings, local_store)
+    first = mine.poll(replay_path=str(replay_dir / "ztf"))
+    other.poll(replay_path=str(replay_dir / "lsst"))
+    read = []
+    real_read = local_store.read_table
+    monkeypatch.setattr(local_store, "read_table", lambda key, **kw: read.append(key) or real_read(key, **kw))
+    again = mine.poll(replay_path=str(shutil.copytree(replay_dir, tmp_path / "again")))
+    assert again.n_alerts == 0 and again.n_duplicates == first.n_alerts + len(expected_candids(replay_dir / "lsst"))
+    assert read and all("survey=lsst" in key for key in read)  # its own files' candids came from memory
+
+
 def test_lost_candid_cache_is_rebuilt_from_the_alerts_files(local_settings, local_store, replay_dir, tmp_path):
     s = stage(local_settings, local_store)
     first = s.poll(replay_path=str(replay_dir))

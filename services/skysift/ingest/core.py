@@ -99,21 +99,28 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 
 class CandidIndex:
-    """Candids already written to ``alerts/`` in the last few nights (for deduplication across polls)."""
+    """Candids already written to ``alerts/`` in the last few nights (for deduplication across polls).
+
+    An alerts file never changes once written, so its candids are also kept in memory between polls (for
+    the nights the last poll looked at): a poll reads only the index files written since, by whichever
+    replica, instead of every file of the night again.
+    """
 
     def __init__(self, store: ObjectStore):
         self.store = store
+        self._known: dict[str, np.ndarray] = {}  # index key -> candids
 
     @staticmethod
     def key_for(alerts_key: str) -> str:
         return INDEX_PREFIX + alerts_key.removeprefix("alerts/")
 
-    def add(self, alerts_key: str, candids: pa.Array) -> None:
+    def add(self, alerts_key: str, candids: pa.Array | pa.ChunkedArray) -> None:
         self.store.put_bytes(self.key_for(alerts_key), parquet_bytes(pa.table({"candid": candids})))
+        self._known[self.key_for(alerts_key)] = candids.to_numpy()
 
     def written(self, survey: str, nights) -> np.ndarray:
         """Candids in the alerts files of ``survey`` under these nights."""
-        parts = [np.empty(0, dtype=np.int64)]
+        used: dict[str, np.ndarray] = {}
         for night in sorted(nights):
             prefix = f"alerts/survey={survey}/night={night}/"
             cached = set(self.store.list_keys(INDEX_PREFIX + prefix.removeprefix("alerts/")))
@@ -121,13 +128,18 @@ class CandidIndex:
                 if not key.endswith("_alerts.parquet"):
                     continue
                 index_key = self.key_for(key)
+                if index_key in cached and index_key in self._known:
+                    used[index_key] = self._known[index_key]
+                    continue
                 if index_key in cached:
                     candids = self.store.read_table(index_key).column("candid")
                 else:  # the poll that wrote it died before caching its candids: rebuild from the file
                     candids = self.store.read_table(key, columns=["candid"]).column("candid")
                     self.add(key, candids)
-                parts.append(candids.to_numpy())
-        return np.concatenate(parts)
+                used[index_key] = candids.to_numpy()
+        mine = INDEX_PREFIX + f"survey={survey}/"  # forget this survey's nights that were not asked for
+        self._known = {k: v for k, v in self._known.items() if not k.startswith(mine)} | used
+        return np.concatenate([np.empty(0, dtype=np.int64), *used.values()])
 
 
 def recent_nights(now: datetime, days: int) -> set[str]:
@@ -185,6 +197,7 @@ class IngestStage:
         self.ingest = ingest or config.load(IngestSettings)
         self._kafka = kafka
         self._consumer = None  # kept across polls: joining the consumer group again each time costs seconds
+        self._index = CandidIndex(store)  # kept across polls: it remembers the candids of the files it read
 
     def open_source(self, replay_path: str | None):
         """The replay source when a path is given or configured, else the (long-lived) Kafka consumer."""
@@ -226,7 +239,7 @@ class IngestStage:
                 result.alerts.append(packet.batch)
                 result.n_alerts += packet.batch.rows
             with store_errors(self.store):
-                index, recent = CandidIndex(self.store), recent_nights(now, self.ingest.dedup_days)
+                index, recent = self._index, recent_nights(now, self.ingest.dedup_days)
                 for survey, table in sorted(decoded.alerts.items()):
                     if selection is not None:
                         table, rejected = selection.apply(table, survey)
@@ -270,7 +283,7 @@ class IngestStage:
             cut_key = str(key.sibling("cutouts"))
             self.store.write_table(cut_key, cutouts)
             result.cutouts.append(Batch(cut_key, survey, cutouts.num_rows))
-        CandidIndex(self.store).add(str(key), alerts.column("candid"))
+        self._index.add(str(key), alerts.column("candid"))
 
     def _write_dlq(self, decoded, now: datetime) -> str:
         packets = decoded.dead_packets
