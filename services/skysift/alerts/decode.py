@@ -213,12 +213,12 @@ def _clean(survey: str, df: pl.DataFrame, origin: np.ndarray, version: str | Non
     module = SURVEYS[survey]
     cleaned = lsst.clean(df, version) if survey == "lsst" else ztf.clean(df)
     cleaned = cleaned.with_columns(pl.Series("_packet", origin))
-    implausible = cleaned.filter(~_plausible())
-    for i in implausible.get_column("_packet").unique().to_list():
+    for i in cleaned.select(pl.col("_packet").filter(~_plausible()).unique()).to_series().to_list():
         dead[i] = "decoded values are implausible (missing ids, jd or coordinates out of range): wrong schema?"
     keep = ~pl.col("_packet").is_in(list(dead))
     cut = module.cutouts(df, cleaned).with_columns(pl.Series("_packet", origin)).filter(keep) if keep_cutouts else None
-    cleaned = cleaned.filter(keep)
+    if dead:  # else every row is kept: no copy of the table
+        cleaned = cleaned.filter(keep)
     cleaned = cleaned.with_columns(_meta(packets, cleaned.get_column("_packet"), now))
     return cleaned.drop(ROW, "_packet"), cut.drop("_packet") if cut is not None else None
 
