@@ -164,3 +164,15 @@ def test_store_down_fails_the_poll_with_unavailable(replay_dir, monkeypatch):
     settings = config.load()
     with pytest.raises(Unavailable, match="unreachable|unavailable"):
         stage(settings, S3Store(settings.store_url, settings)).poll(replay_path=str(replay_dir))
+
+
+def test_alerts_files_use_dictionaries_for_text_columns_only(local_settings, local_store, replay_dir, tmp_path):
+    import pyarrow.parquet as pq
+
+    batch = stage(local_settings, local_store).poll(replay_path=str(replay_dir)).alerts[0]
+    path = tmp_path / "alerts.parquet"
+    path.write_bytes(local_store.get_bytes(batch.key))
+    row_group = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {row_group.column(i).path_in_schema: row_group.column(i).encodings for i in range(row_group.num_columns)}
+    assert any("DICTIONARY" in e for e in encodings["band"])
+    assert not any("DICTIONARY" in e for e in encodings["candid"] + encodings["det_jd.list.element"])

@@ -93,9 +93,17 @@ def store_errors(store: ObjectStore):
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
+    """zstd, with dictionaries for text columns only: on ids and magnitudes a dictionary is tried, outgrows its
+    page and is dropped, which made a poll's alerts file ~30 % slower to write and ~30 % larger (measured)."""
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", use_dictionary=[f.name for f in table.schema if _is_text(f.type)])
     return sink.getvalue()
+
+
+def _is_text(dtype: pa.DataType) -> bool:
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        return _is_text(dtype.value_type)
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
 
 
 class CandidIndex:
