@@ -117,3 +117,17 @@ def test_dataset_cli_collects_lists_and_shows(stocked, monkeypatch):
     assert missing.exit_code == 2 and "skysift dataset list" in missing.output
     bad = runner.invoke(cli.app, ["dataset", "collect", "x", "--start", "June"])
     assert bad.exit_code == 2 and "--start expects an ISO date" in bad.output
+
+
+def test_dataset_list_with_the_store_down_is_a_clear_error(monkeypatch):
+    from typer.testing import CliRunner
+
+    from skysift import cli
+    from tests.servers import free_port
+
+    monkeypatch.setenv("SKYSIFT_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("SKYSIFT_STORE_URL", "s3://down/store")
+    monkeypatch.setenv("SKYSIFT_S3_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("SKYSIFT_S3_SECRET_ACCESS_KEY", "test")
+    listed = CliRunner().invoke(cli.app, ["dataset", "list"])
+    assert listed.exit_code == 2 and "error: S3 endpoint unreachable" in listed.output, listed.output

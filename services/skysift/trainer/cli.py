@@ -292,7 +292,12 @@ def dataset_collect(
 @dataset_app.command("list")
 def dataset_list() -> None:
     """Every collected dataset with its sample count, class balance and quality."""
-    found = _datasets().list()
+    from skysift import errors
+
+    try:
+        found = _datasets().list()
+    except errors.SkysiftError as exc:
+        _fail(str(exc))
     if not found:
         typer.echo("no datasets yet: `skysift dataset collect NAME` makes one")
     for d in sorted(found, key=lambda d: d.dataset_id):
