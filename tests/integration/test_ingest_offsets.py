@@ -151,3 +151,15 @@ def test_offsets_of_a_missing_topic_are_not_found(kafka):
     ks = kafka_settings(kafka.env["bootstrap.servers"], f"absent-{uuid.uuid4().hex[:6]}")
     with pytest.raises(NotFound, match="not found"):
         offsets.group_offsets(ks)
+
+
+def test_offsets_and_reset_with_no_broker_are_unavailable(monkeypatch):
+    from skysift.errors import Unavailable
+    from tests.servers import free_port
+
+    monkeypatch.setattr(offsets, "TIMEOUT_S", 1.0)
+    ks = kafka_settings(f"127.0.0.1:{free_port()}", "alerts")
+    with pytest.raises(Unavailable, match="reading offsets failed"):
+        offsets.group_offsets(ks)
+    with pytest.raises(Unavailable, match="resetting offsets failed"):  # the group's state is asked first
+        offsets.reset_offsets(ks, "earliest")

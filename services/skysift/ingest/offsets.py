@@ -33,7 +33,8 @@ class PartitionOffsets:
 
 @contextmanager
 def _consumer(settings: KafkaSettings, what: str):
-    """A consumer of the group that never subscribes (it only reads offsets); broker errors are Unavailable."""
+    """A consumer of the group that never subscribes (it only reads offsets); broker errors are Unavailable, and so
+    is an admin request that gets no answer in time (its future raises a bare TimeoutError)."""
     from confluent_kafka import Consumer, KafkaException
 
     consumer = Consumer({**settings.consumer_config(), "enable.partition.eof": False})
@@ -41,6 +42,9 @@ def _consumer(settings: KafkaSettings, what: str):
         yield consumer
     except KafkaException as exc:
         raise Unavailable(f"{what} failed on Kafka {settings.bootstrap_servers}: {exc}") from None
+    except TimeoutError:
+        raise Unavailable(f"{what} failed: Kafka {settings.bootstrap_servers} did not answer within {TIMEOUT_S:g}s"
+                          ) from None
     finally:
         consumer.close()
 
