@@ -3,6 +3,7 @@ their own observing night, over real packets and a real local store."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import datetime, timedelta, timezone
 
@@ -142,6 +143,19 @@ def test_other_stages_files_under_a_replayed_directory_are_skipped(local_setting
     (d / "20260101_000000_features.parquet").write_bytes(core.parquet_bytes(pa.table({"candid": [1]})))
     result = stage(local_settings, local_store).poll(replay_path=str(d))
     assert result.n_messages == 2 and result.n_dead_letters == 0 and result.n_alerts == 42
+
+
+def test_a_replayed_file_that_cannot_be_read_is_named_in_the_error_not_the_store(local_settings, local_store, tmp_path):
+    from skysift.errors import Unavailable
+    from skysift.ingest.replay import open_replay
+
+    d = shutil.copytree(MULTI, tmp_path / "archive")
+    source = open_replay(str(d), local_store, local_settings)
+    gone = sorted(d.rglob("*.avro"))[0]
+    gone.unlink()  # between the listing and the read, e.g. moved away by an archiver
+    with pytest.raises(Unavailable, match=re.escape(f"replay source {d} unavailable: FileNotFoundError")) as failed:
+        source.fetch(1000, 30)
+    assert "object store" not in str(failed.value)
 
 
 @pytest.mark.parametrize("path, message", [

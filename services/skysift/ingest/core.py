@@ -80,8 +80,10 @@ class PollResult:
 
 
 @contextmanager
-def store_errors(store: ObjectStore):
-    """Any failure to reach the store is :class:`Unavailable` (the poll exits non-zero; the CronJob retries)."""
+def store_errors(store: ObjectStore, reading: str | None = None):
+    """Any failure to reach the store is :class:`Unavailable` (the poll exits non-zero; the CronJob retries).
+    ``reading`` names what is read when it is not ``store`` (a replay's files or another bucket), so the message
+    points at what failed."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -89,7 +91,7 @@ def store_errors(store: ObjectStore):
     except SkysiftError:
         raise
     except (OSError, BotoCoreError, ClientError) as exc:
-        raise Unavailable(f"object store {store.url} unavailable: {type(exc).__name__}: {exc}") from None
+        raise Unavailable(f"{reading or f'object store {store.url}'} unavailable: {type(exc).__name__}: {exc}") from None
 
 
 def parquet_bytes(table: pa.Table) -> bytes:

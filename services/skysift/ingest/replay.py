@@ -120,7 +120,7 @@ class ReplaySource:
         deadline = time.monotonic() + timeout_s
         start = index = self._cursor()
         packets, n = [], 0
-        with store_errors(self.store):
+        with store_errors(self.store, reading=f"replay source {self.where}"):
             while index < len(self.names) and n < max_alerts and time.monotonic() < deadline:
                 packet, alerts = self._packet(index)
                 packets.append(packet)
