@@ -41,6 +41,17 @@ def stage(settings, store, **kw) -> IngestStage:
     return IngestStage(settings, store, IngestSettings(**kw))
 
 
+def freeze_poll_time(monkeypatch, when: datetime) -> None:
+    """Polls read the clock through ``core.datetime``: make every poll happen at ``when``."""
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return when
+
+    monkeypatch.setattr(core, "datetime", Frozen)
+
+
 def all_candids(store) -> list[int]:
     return [c for k in store.list_keys("alerts/") for c in store.read_table(k, columns=["candid"]).column("candid").to_pylist()]
 
@@ -127,14 +138,7 @@ def test_cutouts_are_written_beside_the_alerts_when_asked(local_settings, local_
 
 
 def test_two_polls_in_one_second_get_distinct_files(local_settings, local_store, replay_dir, tmp_path, monkeypatch):
-    fixed = datetime(2026, 3, 27, 12, 0, 0, tzinfo=timezone.utc)
-
-    class Frozen(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return fixed
-
-    monkeypatch.setattr(core, "datetime", Frozen)
+    freeze_poll_time(monkeypatch, datetime(2026, 3, 27, 12, 0, 0, tzinfo=timezone.utc))
     s = stage(local_settings, local_store)
     other = tmp_path / "other"
     other.mkdir()

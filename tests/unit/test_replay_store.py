@@ -13,16 +13,13 @@ import pytest
 
 from skysift.errors import InvalidArgument
 from skysift.ingest import core
-from skysift.ingest.core import IngestStage, observing_night
+from skysift.ingest.core import observing_night
 from skysift.ingest.settings import IngestSettings
 from skysift.store import keys
 from tests import alert_packets as ap
+from tests.unit.test_ingest_core import freeze_poll_time, stage
 
 MULTI = ap.DATA / "ztf" / "fink_labeled" / "avro_more"  # two real containers: 11 alerts (2019-11-01), 31 (2026)
-
-
-def stage(settings, store, **kw) -> IngestStage:
-    return IngestStage(settings, store, IngestSettings(**kw))
 
 
 def jd_of(when: datetime) -> float:
@@ -50,14 +47,7 @@ def test_observing_night_is_the_utc_date_for_ztf_and_dayobs_for_rubin():
 
 def test_alerts_land_under_their_own_night_one_file_per_night_with_the_poll_time_as_stem(local_settings, local_store,
                                                                                          tmp_path, monkeypatch):
-    poll_time = datetime(2026, 3, 27, 12, 0, 0, tzinfo=timezone.utc)
-
-    class Frozen(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return poll_time
-
-    monkeypatch.setattr(core, "datetime", Frozen)
+    freeze_poll_time(monkeypatch, datetime(2026, 3, 27, 12, 0, 0, tzinfo=timezone.utc))
     d = shutil.copytree(ap.DATA / "ztf" / "fink_labeled" / "avro", tmp_path / "archive")
     recs = [r for p in sorted(d.rglob("*.avro")) for r in ap.records(p)[1]]
     want: dict[str, set[int]] = {}
