@@ -74,7 +74,7 @@ class PollResult:
     n_messages: int = 0
     n_alerts: int = 0  # rows of the alerts batches: written to alerts/, or passed on again by a store:// replay
     n_rejected: int = 0  # dropped by the filter
-    n_duplicates: int = 0  # candids seen earlier in this poll or in a recent one
+    n_duplicates: int = 0  # candids seen earlier in this poll, or in an alerts file of their night or a recent one
     n_dead_letters: int = 0
     dlq_key: str | None = None
 

@@ -87,7 +87,7 @@ class KafkaSource:
         self._partitions = {(t, p) for t in self.settings.topics for p in metadata.topics[t].partitions}
 
     def fetch(self, max_messages: int, timeout_s: float) -> list[Packet]:
-        """Up to ``max_messages`` messages within ``timeout_s`` (sooner when every partition is drained)."""
+        """Up to ``max_messages`` messages within ``timeout_s`` (sooner once drained, see :meth:`_drained`)."""
         deadline = time.monotonic() + timeout_s
         self._check_topics(timeout_s)
         if not self._subscribed:
