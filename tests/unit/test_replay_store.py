@@ -135,6 +135,21 @@ def test_other_stages_files_under_a_replayed_directory_are_skipped(local_setting
     assert result.n_messages == 2 and result.n_dead_letters == 0 and result.n_alerts == 42
 
 
+def test_an_alerts_file_of_an_unknown_survey_is_a_dead_letter_and_the_replay_moves_on(local_settings, local_store,
+                                                                                      tmp_path):
+    written = stage(local_settings, local_store).poll(replay_path=str(MULTI)).alerts[0]
+    table = local_store.read_table(written.key)
+    d = tmp_path / "odd"
+    d.mkdir()
+    for name, survey in (("a.parquet", "../../x"), ("b.parquet", "ZTF")):  # not a key part, not a survey of skysift
+        odd = table.set_column(table.column_names.index("survey"), table.schema.field("survey"),
+                               pa.array([survey] * table.num_rows))
+        (d / name).write_bytes(core.parquet_bytes(odd))
+    result = stage(local_settings, local_store).poll(replay_path=str(d))
+    assert result.n_alerts == 0 and result.n_dead_letters == 2 and result.dlq_key
+    assert stage(local_settings, local_store).poll(replay_path=str(d)).n_messages == 0  # the cursor moved past them
+
+
 def test_a_replayed_file_that_cannot_be_read_is_named_in_the_error_not_the_store(local_settings, local_store, tmp_path):
     from skysift.errors import Unavailable
     from skysift.ingest.replay import open_replay

@@ -171,7 +171,10 @@ def fetch_alerts(source, max_alerts: int, timeout_s: float):
 
 def take_alerts_tables(packets: list) -> tuple[dict[str, pa.Table], list]:
     """skysift's own alerts files (replayed from another store or a directory) are clean already: their rows are
-    taken as they are, by survey; the other packets are left to the decoder."""
+    taken as they are, by survey; the other packets are left to the decoder. So is a file naming a survey skysift
+    does not know: its rows could not be written (the survey is part of the key), which would fail every poll of
+    the source on the same packet, where a dead letter lets the source move on."""
+    from skysift.alerts.decode import SURVEYS
     from skysift.alerts.schema import ALERTS_SCHEMA, conform
 
     tables: dict[str, list[pa.Table]] = {}
@@ -185,6 +188,8 @@ def take_alerts_tables(packets: list) -> tuple[dict[str, pa.Table], list]:
                     table = conform(pf.read(), ALERTS_SCHEMA)
             except (pa.ArrowException, ValueError, OSError):
                 table = None  # the decoder makes it a dead letter, with its error
+            if table is not None and not set(pc.unique(table.column("survey")).to_pylist()) <= SURVEYS.keys():
+                table = None
         if table is None:
             rest.append(packet)
             continue
