@@ -182,3 +182,28 @@ def test_grpc_replay_paths_may_name_the_store_its_own_bucket_or_listed_buckets_o
     for path in ("s3://skysift-other/alerts/", "s3://secrets/keys/"):
         with pytest.raises(InvalidArgument, match="SKYSIFT_INGEST_REPLAY_BUCKETS"):
             settings.check_replay_path(path, own)
+
+
+def test_a_file_added_before_the_cursor_between_polls_is_read_and_none_twice(local_settings, local_store, tmp_path):
+    """A backfill writes into an old night's folder: the new file sorts before what was read already."""
+    d = tmp_path / "archive"
+    (d / "night=2").mkdir(parents=True)
+    first, second = sorted(MULTI.rglob("*.avro"))
+    shutil.copy(second, d / "night=2" / second.name)
+    s = stage(local_settings, local_store)
+    assert s.poll(replay_path=str(d)).n_messages == 1
+    (d / "night=1").mkdir()
+    shutil.copy(first, d / "night=1" / first.name)
+    again = s.poll(replay_path=str(d))
+    assert again.n_messages == 1 and again.n_alerts == len(ap.records(first)[1])
+    assert s.poll(replay_path=str(d)).n_messages == 0
+
+
+def test_a_store_replay_skips_bookkeeping_and_dead_letters(local_settings, local_store):
+    from skysift.ingest.replay import open_replay
+
+    stage(local_settings, local_store).poll(replay_path=str(MULTI))
+    local_store.put_bytes("dlq/ingest/night=20260101/x.parquet", b"PAR1")
+    assert any(k.startswith("state/") for k in local_store.list_keys(""))
+    names = open_replay("store://", local_store, local_settings).names
+    assert names and all(k.startswith("alerts/") for k in names)

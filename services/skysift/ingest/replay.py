@@ -13,7 +13,9 @@ Other stages' batch files (``*_features.parquet`` ...) under the path are skippe
 
 It behaves like a one-partition topic: files (keys) in sorted order are the messages, and a cursor kept in the
 store (``state/ingest/replay/<path hash>.json``) is the committed offset, advanced only after the poll's
-parquet is durable. So successive polls walk through a large directory instead of re-reading its start.
+parquet is durable. So successive polls walk through a large directory instead of re-reading its start. The cursor
+holds the names already read, not a position: a file added between polls (a backfill writing into an old night's
+folder) sorts anywhere in the listing, and a position would then skip a file or read one twice.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ SUFFIXES = (".avro", ".parquet", ".bin")
 TOPIC = "replay"
 STORE_SCHEME = "store://"
 S3_SCHEME = "s3://"
+NOT_ALERTS = ("state/", "dlq/")  # a store's bookkeeping and dead letters: parquet, but no alert packets
 _OTHER_STAGE = re.compile(rf"_({'|'.join(s for s in BATCH_STAGES if s != 'alerts')})\.parquet$")
 
 
@@ -92,16 +95,18 @@ class ReplaySource:
         self.store = store
         self.passes_on = passes_on
         self.cursor_key = f"state/ingest/replay/{hashlib.sha1(where.encode()).hexdigest()[:16]}.json"
-        self._next: int | None = None
+        self._done: set[str] = set()  # names read by committed polls
+        self._fetched: list[str] = []  # names read by this poll, committed with it
 
-    def _cursor(self) -> int:
+    def _committed(self) -> set[str]:
         from skysift.ingest.core import store_errors
 
         with store_errors(self.store):
             try:
-                return int(json.loads(self.store.get_bytes(self.cursor_key))["next"])
+                cursor = json.loads(self.store.get_bytes(self.cursor_key))
             except NotFound:
-                return 0
+                return set()
+        return set(cursor["done"])
 
     def _packet(self, index: int) -> tuple[Packet, int]:
         name = self.names[index]
@@ -118,21 +123,24 @@ class ReplaySource:
         from skysift.ingest.core import store_errors
 
         deadline = time.monotonic() + timeout_s
-        start = index = self._cursor()
+        self._done, self._fetched = self._committed(), []
+        pending = (i for i, name in enumerate(self.names) if name not in self._done)
         packets, n = [], 0
         with store_errors(self.store, reading=f"replay source {self.where}"):
-            while index < len(self.names) and n < max_alerts and time.monotonic() < deadline:
+            for index in pending:
+                if n >= max_alerts or time.monotonic() >= deadline:
+                    break
                 packet, alerts = self._packet(index)
                 packets.append(packet)
+                self._fetched.append(self.names[index])
                 n += alerts
-                index += 1
-        self._next = index if index > start else None
         return packets
 
     def commit(self) -> None:
-        if self._next is not None:
-            self.store.put_bytes(self.cursor_key, json.dumps({"path": self.where, "next": self._next}).encode())
-            self._next = None
+        if self._fetched:
+            done = sorted(self._done.union(self._fetched))
+            self.store.put_bytes(self.cursor_key, json.dumps({"path": self.where, "done": done}).encode())
+            self._done, self._fetched = set(done), []
 
 
 def _alerts_batch(key: str) -> bool:
@@ -167,7 +175,7 @@ def open_replay(path: str, store: ObjectStore, settings) -> ReplaySource:
     if prefix.startswith("/") or ".." in prefix.split("/"):
         raise InvalidArgument(f"replay path {path!r}: the key prefix must be relative, without '..'")
     with store_errors(origin):
-        names = [k for k in origin.list_keys(prefix) if is_packet_name(k)]
+        names = [k for k in origin.list_keys(prefix) if is_packet_name(k) and not k.startswith(NOT_ALERTS)]
     if not names:
         raise InvalidArgument(f"nothing to replay at {path!r}: no .avro, .parquet or .bin key under that prefix")
     return ReplaySource(path, names, origin.get_bytes, store, passes_on)
