@@ -131,3 +131,16 @@ def test_dataset_list_with_the_store_down_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SKYSIFT_S3_SECRET_ACCESS_KEY", "test")
     listed = CliRunner().invoke(cli.app, ["dataset", "list"])
     assert listed.exit_code == 2 and "error: S3 endpoint unreachable" in listed.output, listed.output
+
+
+def test_dataset_cli_end_date_alone_includes_that_whole_day(stocked, monkeypatch):
+    from typer.testing import CliRunner
+
+    from skysift import cli
+
+    datasets, n_confident = stocked  # both polls are on 2025-06-02, in the afternoon
+    monkeypatch.setenv("SKYSIFT_STORE_URL", datasets.store.url)
+    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    day = CliRunner().invoke(cli.app, ["dataset", "collect", "day", "--start", "2025-06-02", "--end", "2025-06-02"])
+    assert day.exit_code == 0, day.output
+    assert f"{60 + n_confident} samples" in day.output

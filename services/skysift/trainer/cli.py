@@ -246,8 +246,9 @@ def _dataset_lines(d) -> list[str]:
     return lines
 
 
-def _when(text: str | None, option: str):
-    from datetime import UTC, datetime
+def _when(text: str | None, option: str, end_of_day: bool = False):
+    """An ISO date or time, UTC unless it says otherwise; a bare date as an end bound means that whole day."""
+    from datetime import UTC, datetime, time
 
     if not text:
         return None
@@ -255,6 +256,8 @@ def _when(text: str | None, option: str):
         when = datetime.fromisoformat(text)
     except ValueError:
         _fail(f"{option} expects an ISO date or time (2025-06-01 or 2025-06-01T12:00:00+00:00), got {text!r}")
+    if end_of_day and len(text.strip()) <= 10:  # a date without a time: 2025-06-30 or 20250630
+        when = datetime.combine(when.date(), time.max)
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -264,7 +267,8 @@ def dataset_collect(
     model_tag: str = typer.Option("galactic", help="Model tag whose labels and predictions are used."),
     survey: str = typer.Option("", help="Only this survey (ztf, lsst); default every survey."),
     start: str | None = typer.Option(None, help="First poll time to include, ISO (UTC when no zone is given)."),
-    end: str | None = typer.Option(None, help="Last poll time to include, ISO (UTC when no zone is given)."),
+    end: str | None = typer.Option(None, help="Last poll time to include, ISO (UTC when no zone is given); a date "
+                                              "alone includes that whole day."),
     score_threshold: float = typer.Option(0.9, help="Confidence a champion prediction needs to fill in as a label."),
     prefer_validated: bool = typer.Option(True, help="Every human/oracle label goes in before any prediction."),
     max_samples: int = typer.Option(1000, min=1, help="Largest number of samples."),
@@ -278,7 +282,7 @@ def dataset_collect(
     from skysift.trainer.datasets import DatasetRequest
 
     req = DatasetRequest(name=name, model_tag=model_tag, survey=survey, start=_when(start, "--start"),
-                         end=_when(end, "--end"), score_threshold=score_threshold, prefer_validated=prefer_validated,
+                         end=_when(end, "--end", end_of_day=True), score_threshold=score_threshold, prefer_validated=prefer_validated,
                          max_samples=max_samples, seed=seed)
     try:
         d = _datasets().collect(req)
