@@ -4,6 +4,7 @@ import threading
 
 import pyarrow as pa
 import pytest
+from pydantic import SecretStr
 
 from skysift.errors import InvalidArgument, NotFound
 from skysift.store import open_store
@@ -66,3 +67,24 @@ def test_readers_never_see_partial_objects(store):
     stop.set()
     reader.join()
     assert seen and all(b in versions for b in seen)
+
+
+def test_s3_refusing_the_credentials_is_a_clear_failed_precondition(s3_settings):
+    from skysift.errors import FailedPrecondition
+
+    wrong = s3_settings.model_copy(update={"s3_secret_access_key": SecretStr("not-the-secret-0123456789")})
+    with pytest.raises(FailedPrecondition) as info:
+        open_store(settings=wrong).get_bytes("labels/events/x.json")
+    assert "SignatureDoesNotMatch" in str(info.value) and "not-the-secret" not in str(info.value)
+
+
+def test_s3_without_credentials_says_which_settings_are_missing(s3_settings, monkeypatch):
+    from skysift.errors import FailedPrecondition
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    none = s3_settings.model_copy(update={"s3_access_key_id": None, "s3_secret_access_key": None})
+    with pytest.raises(FailedPrecondition, match="SKYSIFT_S3_ACCESS_KEY_ID"):
+        open_store(settings=none).list_keys("alerts/")

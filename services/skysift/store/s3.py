@@ -7,14 +7,26 @@ Append-only records use a conditional put (``If-None-Match: *``) where the serve
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
 
-from skysift.errors import NotFound, Unavailable
+from skysift.errors import FailedPrecondition, NotFound, Unavailable
 from skysift.store.base import ObjectStore, check_key
+
+# Answers that no retry will change: the deployment's credentials or bucket are wrong.
+REFUSED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "403"}
 
 
 class S3Store(ObjectStore):
@@ -39,15 +51,32 @@ class S3Store(ObjectStore):
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _call(self, fn, **kwargs):
+    @contextmanager
+    def _errors(self, bucket_may_be_missing: bool = False):
+        """S3 failures as skysift errors with the store named (never a credential): unreachable is UNAVAILABLE
+        (a CronJob retries), missing or refused credentials and a missing bucket FAILED_PRECONDITION."""
         try:
-            return fn(Bucket=self.bucket, **kwargs)
-        except EndpointConnectionError as exc:
+            yield
+        except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError) as exc:
             raise Unavailable(f"S3 endpoint unreachable for {self.url}: {exc}") from None
+        except (NoCredentialsError, PartialCredentialsError):
+            raise FailedPrecondition(f"no S3 credentials for {self.url}: set SKYSIFT_S3_ACCESS_KEY_ID and "
+                                     "SKYSIFT_S3_SECRET_ACCESS_KEY (or their files in SKYSIFT_SECRETS_DIR)") from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in REFUSED and not bucket_may_be_missing:
+                raise FailedPrecondition(f"S3 refused the request for {self.url}: {code} "
+                                         f"(check the bucket and the S3 credentials)") from None
+            raise
+
+    def _call(self, fn, **kwargs):
+        with self._errors():
+            return fn(Bucket=self.bucket, **kwargs)
 
     def ensure_bucket(self) -> None:
         try:
-            self._call(self.client.head_bucket)
+            with self._errors(bucket_may_be_missing=True):
+                self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
             self._call(self.client.create_bucket)
 
@@ -95,11 +124,9 @@ class S3Store(ObjectStore):
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
-        try:
+        with self._errors():
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
                 keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
-        except EndpointConnectionError as exc:
-            raise Unavailable(f"S3 endpoint unreachable for {self.url}: {exc}") from None
         return sorted(keys)
 
     def delete(self, key: str) -> None:
