@@ -291,6 +291,24 @@ def test_retrained_order_is_the_champions_uncertainty(page, world, inference, mo
                for c in at.sidebar.caption)
 
 
+def test_retrained_order_stands_when_the_rounds_meta_cannot_be_read(page, world, inference, monkeypatch):
+    from skysift import errors
+    from skysift.app import champion
+
+    def unreadable(store, experiment, round_number):
+        raise errors.NotFound("no object at key 'rounds/.../meta.json'")
+
+    address, _, version = inference
+    monkeypatch.setenv("SKYSIFT_INFERENCE_ADDRESS", address)
+    monkeypatch.setattr(champion, "round_model", unreadable)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.selectbox(key="sort_by").set_value("retrained").run()
+    assert not at.exception and not at.sidebar.warning  # the scores arrived: the sort is not refused
+    assert any(c.value.endswith(f"version {version}, the champion now.") for c in at.sidebar.caption)
+
+
 def test_my_history_lists_my_labels_latest_first(page, world):
     at, _ = page
     first, second = queue_items(world)[:2]
