@@ -21,6 +21,9 @@ from tests.app_support import (
 )
 
 STRATEGIES = {"al-uncertainty": "uncertainty", "al-random": "random"}
+# The MLflow server is the session's: other modules log skysift/galactic/... experiments to it (the trainer's
+# fuzzing trains rounds with any strategy), and the page compares every experiment under its prefix.
+PREFIX = "skysift-app-rounds"
 BATCH_DAY = date(2024, 5, 1)  # the poll time of the batch in its key (see app_support.write_batch)
 
 
@@ -29,7 +32,8 @@ def world(tmp_path_factory, mlflow_server):
     """Per strategy: round 0 queues 30 alerts, the oracle labels them, round 1 trains and queues 10, and so on."""
     work = tmp_path_factory.mktemp("rounds")
     env = {**os.environ, **mlflow_server.env, "SKYSIFT_STORE_URL": str(work / "store"),
-           "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false"}
+           "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false",
+           "SKYSIFT_TRAINER_MLFLOW_EXPERIMENT_PREFIX": PREFIX}
     settings = config.Settings(store_url=env["SKYSIFT_STORE_URL"])
     _, table = labelling_batch(open_store(settings=settings), settings)
     oracle = oracle_labels(table)
@@ -43,14 +47,31 @@ def world(tmp_path_factory, mlflow_server):
                 r = run_round(trainer.env["SKYSIFT_TRAINER_ADDRESS"], experiment, strategy, initial=30, batch=10)
                 rounds.setdefault(experiment, []).append(r)
                 label_queue(client, experiment, oracle)
+        unfinished_runs(env["SKYSIFT_MLFLOW_TRACKING_URI"], rounds)
         yield {"env": env, "rounds": rounds}
     finally:
         trainer.stop()
 
 
+def unfinished_runs(uri: str, rounds: dict) -> None:
+    """Next to each experiment's rounds, a run as a round leaves it while it is being written (RUNNING) or after
+    MLflow failed it (FAILED; the round was not created): params and a held-out metric, and no round behind it."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    for experiment, status in zip(STRATEGIES, ("RUNNING", "FAILED")):
+        run_id = client.create_run(client.get_experiment_by_name(f"{PREFIX}/galactic/{experiment}").experiment_id).info.run_id
+        for key, value in {"round": rounds[experiment][-1].round + 1, "strategy": "margin", "n_train": 999}.items():
+            client.log_param(run_id, key, value)
+        client.log_metric(run_id, "holdout_f1", 0.5)
+        if status == "FAILED":
+            client.set_terminated(run_id, status)
+
+
 @pytest.fixture
 def at(world, monkeypatch):
-    for name in ("SKYSIFT_STORE_URL", "SKYSIFT_TRAINER_ADDRESS", "SKYSIFT_MLFLOW_TRACKING_URI", "SKYSIFT_SECRETS_DIR"):
+    for name in ("SKYSIFT_STORE_URL", "SKYSIFT_TRAINER_ADDRESS", "SKYSIFT_MLFLOW_TRACKING_URI", "SKYSIFT_SECRETS_DIR",
+                 "SKYSIFT_TRAINER_MLFLOW_EXPERIMENT_PREFIX"):
         monkeypatch.setenv(name, world["env"][name])
     monkeypatch.setenv("SKYSIFT_APP_USER", "reviewer")
     monkeypatch.setenv("SKYSIFT_APP_EXPERIMENT", "al-uncertainty")
@@ -87,6 +108,8 @@ def test_strategies_are_compared_as_learning_curves(at, world):
     page = rounds_page(at)
     curves = frame(page, {"strategy", "mean", "min", "max"})
     assert set(curves["strategy"]) == set(STRATEGIES.values())
+    evaluated = {(r.strategy, r.n_train) for rs in world["rounds"].values() for r in rs if "holdout_f1" in r.metrics}
+    assert set(zip(curves["strategy"], curves["n_train"].astype(int))) == evaluated  # no unfinished run among them
     assert (curves["min"] <= curves["mean"]).all() and (curves["mean"] <= curves["max"]).all()
 
 

@@ -60,12 +60,17 @@ def list_experiments(tracking_uri: str, prefix: str = "skysift") -> list[Experim
 
 def search_runs(tracking_uri: str, experiments: list[ExperimentRef]) -> pd.DataFrame:
     """One row per finished round: run_id, experiment, model_tag, the params as numbers where they are, and
-    the metrics under their plain names (``holdout_f1`` ...)."""
+    the metrics under their plain names (``holdout_f1`` ...).
+
+    Only FINISHED runs: a round logs its params first and its metrics last, so a run still RUNNING (a round being
+    written, or one whose trainer died mid-way) or FAILED (MLflow failed during the round, which was then not
+    created) would show as a round with gaps, or twice under one round number."""
     if not experiments:
         return pd.DataFrame(columns=["run_id", "experiment", "model_tag", "round"])
     mlflow = connect(tracking_uri)
     try:
-        raw = mlflow.search_runs(experiment_ids=[e.experiment_id for e in experiments], output_format="pandas")
+        raw = mlflow.search_runs(experiment_ids=[e.experiment_id for e in experiments],
+                                 filter_string="attributes.status = 'FINISHED'", output_format="pandas")
     except Exception as exc:  # noqa: BLE001
         raise _unavailable(tracking_uri, exc) from None
     return tidy_runs(raw, experiments)
