@@ -165,6 +165,8 @@ def test_store_down_fails_the_poll_with_unavailable(replay_dir, monkeypatch):
 
     monkeypatch.setenv("SKYSIFT_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("SKYSIFT_STORE_URL", "s3://down/store")
+    monkeypatch.setenv("SKYSIFT_S3_ACCESS_KEY_ID", "skysift-test-access")  # credentials set: only the server is gone
+    monkeypatch.setenv("SKYSIFT_S3_SECRET_ACCESS_KEY", "skysift-test-secret")
     settings = config.load()
     with pytest.raises(Unavailable, match="unreachable|unavailable"):
         stage(settings, S3Store(settings.store_url, settings)).poll(replay_path=str(replay_dir))
