@@ -230,12 +230,18 @@ def label_export(path: Path = typer.Argument(..., dir_okay=False, help="Where to
     typer.echo(f"exported {n} labels to {path}")
 
 
-def _datasets():
+def _on_datasets(call):
+    """``call`` on the configured store's datasets; a skysift error (store down, unknown id) is the command's
+    one-line failure, as in ``skysift round``."""
+    from skysift import errors
     from skysift.store import open_store
     from skysift.trainer.datasets import Datasets
 
     settings = _settings()
-    return Datasets(settings, open_store(settings=settings))
+    try:
+        return call(Datasets(settings, open_store(settings=settings)))
+    except errors.SkysiftError as exc:
+        _fail(str(exc))
 
 
 def _dataset_lines(d) -> list[str]:
@@ -278,16 +284,12 @@ def dataset_collect(
 
     A dataset that fails its quality checks is still stored, marked failed; rounds refuse it without --force.
     """
-    from skysift import errors
     from skysift.trainer.datasets import DatasetRequest
 
     req = DatasetRequest(name=name, model_tag=model_tag, survey=survey, start=_when(start, "--start"),
-                         end=_when(end, "--end", end_of_day=True), score_threshold=score_threshold, prefer_validated=prefer_validated,
-                         max_samples=max_samples, seed=seed)
-    try:
-        d = _datasets().collect(req)
-    except errors.SkysiftError as exc:
-        _fail(str(exc))
+                         end=_when(end, "--end", end_of_day=True), score_threshold=score_threshold,
+                         prefer_validated=prefer_validated, max_samples=max_samples, seed=seed)
+    d = _on_datasets(lambda datasets: datasets.collect(req))
     for line in _dataset_lines(d):
         typer.echo(line)
     typer.echo(f"  samples in {d.samples_key}")
@@ -296,12 +298,7 @@ def dataset_collect(
 @dataset_app.command("list")
 def dataset_list() -> None:
     """Every collected dataset with its sample count, class balance and quality."""
-    from skysift import errors
-
-    try:
-        found = _datasets().list()
-    except errors.SkysiftError as exc:
-        _fail(str(exc))
+    found = _on_datasets(lambda datasets: datasets.list())
     if not found:
         typer.echo("no datasets yet: `skysift dataset collect NAME` makes one")
     for d in sorted(found, key=lambda d: d.dataset_id):
@@ -314,12 +311,7 @@ def dataset_show(dataset_id: str = typer.Argument(..., help="The id printed by `
     """A dataset's manifest: parameters, counts, class balance and the whole quality report, as JSON."""
     import json
 
-    from skysift import errors
-
-    try:
-        d = _datasets().get(dataset_id)
-    except errors.SkysiftError as exc:
-        _fail(str(exc))
+    d = _on_datasets(lambda datasets: datasets.get(dataset_id))
     typer.echo(json.dumps(d.manifest, indent=2, sort_keys=True, default=str))
 
 
