@@ -162,21 +162,17 @@ if sort_by == "retrained":
         st.sidebar.warning(f"Cannot sort by the retrained model: {exc}. Showing the queue order.",
                            icon=":material/sort:")
     if uncertainty is not None:
+        champion_now = f"{scores.model_name} version {scores.model_version}"
         try:
-            queued_by = round_model(experiment, session.queue.round)
-        except errors.SkysiftError:
-            queued_by = None  # the sort stands; only the comparison with the queue's model is left out
-        if queued_by == (model_tag, scores.model_version):
-            st.sidebar.caption(f"The champion is the model that queued this round ({scores.model_name} version "
-                               f"{scores.model_version}): no retrained model yet, this is its uncertainty.")
-        elif queued_by is None:
-            st.sidebar.caption(f"Most uncertain first for {scores.model_name} version {scores.model_version}, "
-                               f"the champion now.")
+            queue_tag, queue_version = round_model(experiment, session.queue.round)
+            ranked_by = f" (the queue was ranked by {f'{queue_tag} version {queue_version}' if queue_version else 'no model'})"
+        except errors.SkysiftError:  # the sort stands; only the comparison with the queue's model is left out
+            queue_tag = queue_version = ranked_by = ""
+        if (queue_tag, queue_version) == (model_tag, scores.model_version):
+            st.sidebar.caption(f"The champion is the model that queued this round ({champion_now}): no retrained "
+                               f"model yet, this is its uncertainty.")
         else:
-            queue_tag, queue_version = queued_by
-            st.sidebar.caption(f"Most uncertain first for {scores.model_name} version {scores.model_version}, "
-                               f"the champion now (the queue was ranked by "
-                               f"{f'{queue_tag} version {queue_version}' if queue_version else 'no model'}).")
+            st.sidebar.caption(f"Most uncertain first for {champion_now}, the champion now{ranked_by}.")
 elif sort_by == "random":
     st.sidebar.caption(f"Random order, seed {seed}: the same for this whole browser session.")
 session.sort(sort_by if sort_by != "retrained" or uncertainty is not None else "queue", seed, uncertainty)
