@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests import servers
+
+os.environ.update(servers.auth_env())  # every service started by a test requires these tokens, every client sends one
 
 DATA = Path(__file__).parent / "data"
 ALERTS = DATA / "alerts"

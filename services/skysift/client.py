@@ -20,12 +20,19 @@ and turn it into those dicts; for numpy, read ``resp.packed[i].probabilities`` (
 row) from ``client.stub`` directly. Errors arrive as ``grpc.RpcError`` with the server's
 status (FAILED_PRECONDITION when there is no model yet, NOT_FOUND for unknown candids, ...). From a shell,
 grpcurl works through reflection: ``grpcurl -plaintext 127.0.0.1:50054 list``.
+
+Every call but health needs a token with the ``scorer`` (or ``operator``) role: pass ``token=``, or set
+``SKYSIFT_AUTH_TOKEN``, or ``SKYSIFT_AUTH_TOKEN_FILE`` naming a file that holds it (a mounted Secret);
+UNAUTHENTICATED or PERMISSION_DENIED otherwise. For TLS pass ``root_certificates`` (PEM bytes of the CA).
 """
 
 from __future__ import annotations
 
+import collections
+import os
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -65,12 +72,52 @@ def response_dicts(resp: inference_pb2.ScoreResponse) -> list[dict]:
     return [prediction_dict(p) for p in resp.predictions] + [d for b in resp.packed for d in packed_dicts(b)]
 
 
+class _Details(collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials",
+                                                     "wait_for_ready", "compression")), grpc.ClientCallDetails):
+    pass
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds ``authorization: Bearer <token>`` to every call of a channel (plaintext or TLS alike)."""
+
+    def __init__(self, token: str):
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details):
+        metadata = [*(details.metadata or ()), self._header]
+        return _Details(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready,
+                        details.compression)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._with_token(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._with_token(client_call_details), request)
+
+    def __repr__(self) -> str:  # never the token
+        return "BearerToken(***)"
+
+
+def token_from_environment() -> str | None:
+    """SKYSIFT_AUTH_TOKEN, else the file SKYSIFT_AUTH_TOKEN_FILE names, else the mounted secret
+    ``$SKYSIFT_SECRETS_DIR/SKYSIFT_AUTH_TOKEN`` (the layout skysift's own settings read)."""
+    if os.environ.get("SKYSIFT_AUTH_TOKEN", "").strip():
+        return os.environ["SKYSIFT_AUTH_TOKEN"].strip()
+    mounted = Path(os.environ.get("SKYSIFT_SECRETS_DIR", "/var/run/secrets/skysift")) / "SKYSIFT_AUTH_TOKEN"
+    path = os.environ.get("SKYSIFT_AUTH_TOKEN_FILE") or (str(mounted) if mounted.is_file() else None)
+    return (Path(path).read_text().strip() or None) if path else None
+
+
 class InferenceClient:
-    def __init__(self, address: str, timeout: float = 60.0, max_message_mb: int = 64):
+    def __init__(self, address: str, timeout: float = 60.0, max_message_mb: int = 64, token: str | None = None,
+                 root_certificates: bytes | None = None):
         size = max_message_mb * 1024 * 1024
-        self.channel = grpc.insecure_channel(
-            address, options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)])
-        self.stub = inference_pb2_grpc.InferenceStub(self.channel)
+        options = [("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
+        channel = (grpc.insecure_channel(address, options=options) if root_certificates is None else
+                   grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates), options=options))
+        token = token or token_from_environment()
+        self.channel = grpc.intercept_channel(channel, BearerToken(token)) if token else channel
+        self.stub = inference_pb2_grpc.InferenceStub(self.channel)  # every call through it sends the token
         self.timeout = timeout
 
     def __enter__(self) -> InferenceClient:
@@ -103,8 +150,7 @@ class InferenceClient:
     def score_key(self, features_key: str, model_tags: Iterable[str] = (), write: bool = True) -> list[dict]:
         """Score a stored features batch (written to predictions/ unless ``write`` is False)."""
         resp = self.stub.Score(inference_pb2.ScoreRequest(
-            features_key=features_key, model_tags=list(model_tags), skip_write=not write, packed=True),
-            timeout=self.timeout)
+            features_key=features_key, model_tags=list(model_tags), skip_write=not write, packed=True), timeout=self.timeout)
         return response_dicts(resp)
 
     def score_candids(self, candids: Iterable[int], model_tags: Iterable[str] = ()) -> list[dict]:

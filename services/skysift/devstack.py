@@ -17,6 +17,8 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skysift import config
+from skysift.access import AuthSettings, new_token, write_private
 from skysift.config import SERVICES, Settings
 
 BIN = Path(sys.executable).parent
@@ -64,6 +66,24 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+
+
+def local_token(workdir: Path, env: dict[str, str]) -> Path | None:
+    """Make (once, then reuse) a local token for the dev stack and put it in ``env``: a table at
+    ``<workdir>/auth/tokens`` with one identity, ``dev`` (operator and app: the CLI and the Streamlit app both use
+    it), and the token alone in ``<workdir>/auth/token``, readable by its owner only. Returns that file, or None
+    when a token table is already configured (then the caller's own tokens are used)."""
+    configured = config.load(AuthSettings)
+    if configured.tokens is not None or configured.tokens_file is not None:
+        return None
+    token_file, table_file = workdir / "auth" / "token", workdir / "auth" / "tokens"
+    if not (token_file.is_file() and table_file.is_file()):
+        token = new_token()
+        write_private(table_file, f"# skysift dev: TOKEN IDENTITY ROLES (docs/auth.md)\n{token} dev operator,app\n")
+        write_private(token_file, token + "\n")
+    env.pop("SKYSIFT_AUTH_TOKEN", None)  # the file below is the dev stack's token, not one from the shell
+    env.update({"SKYSIFT_AUTH_TOKENS_FILE": str(table_file), "SKYSIFT_AUTH_TOKEN_FILE": str(token_file)})
+    return token_file
 
 
 def start_mlflow(stack: Stack, port: int, env: dict[str, str]) -> str:

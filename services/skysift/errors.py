@@ -23,3 +23,15 @@ class Unavailable(SkysiftError):
 
 class ConfigError(SkysiftError):
     """Settings are missing or malformed; raised at start-up so services fail fast."""
+
+
+class Unauthenticated(SkysiftError):
+    """The caller presented no credentials, or credentials skysift does not know."""
+
+
+class PermissionDenied(SkysiftError):
+    """The caller is known but its roles do not allow this call (or this user)."""
+
+
+class ResourceExhausted(SkysiftError):
+    """The caller exceeded a limit (calls per second, labels per call); retrying later may work."""

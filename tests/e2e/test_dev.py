@@ -25,3 +25,10 @@ def test_dev_once_serves_everything_and_polls_the_demo_alerts(tmp_path):
         files = sorted(store.glob(f"{stage}/survey=*/night=*/*_{stage}.parquet"))
         assert {f.parent.parent.name for f in files} == {"survey=ztf", "survey=lsst"}, stage
     assert "stopping" in out.stdout
+    # the poll above went through the services with a local token made for the stack, shown by path only
+    token_file = tmp_path / "auth" / "token"
+    token = token_file.read_text().strip()
+    assert f"export SKYSIFT_AUTH_TOKEN_FILE={token_file}" in out.stdout
+    assert token_file.stat().st_mode & 0o777 == 0o600 and (tmp_path / "auth" / "tokens").stat().st_mode & 0o777 == 0o600
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*.log"))
+    assert token not in out.stdout + out.stderr + logs

@@ -89,7 +89,7 @@ def test_labels_then_a_round_then_every_alert_is_scored_by_the_new_champion(stac
     with grpc_channel(procs["trainer"]) as ch:
         trainer_pb2_grpc.TrainerStub(ch).SubmitLabels(trainer_pb2.SubmitLabelsRequest(labels=[
             trainer_pb2.LabelEvent(candid=int(r.candid), object_id=r.objectId, label=r.label, user="oracle", source="oracle")
-            for r in oracle.itertuples()]), timeout=60)
+            for r in oracle.itertuples()]), timeout=60, metadata=servers.as_user("oracle"))
     out = subprocess.run([SKYSIFT, "round", "--experiment", "e2e", "--model-tag", "galactic"], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -109,9 +109,8 @@ def test_labels_then_a_round_then_every_alert_is_scored_by_the_new_champion(stac
 
 
 def grpc_channel(proc):
-    import grpc
 
-    return grpc.insecure_channel(f"127.0.0.1:{proc.port}")
+    return servers.channel(proc.port)
 
 
 def test_bad_requests_get_clear_status(stack):
@@ -120,12 +119,12 @@ def test_bad_requests_get_clear_status(stack):
     from skysift.v1 import features_pb2, features_pb2_grpc, inference_pb2, inference_pb2_grpc
 
     env, procs = stack
-    with grpc.insecure_channel(f"127.0.0.1:{procs['features'].port}") as ch:
+    with servers.channel(procs['features'].port) as ch:
         with pytest.raises(grpc.RpcError) as info:
             features_pb2_grpc.FeaturesStub(ch).ComputeFeatures(
                 features_pb2.ComputeFeaturesRequest(alerts_key="alerts/survey=ztf/night=20200101/20200101_000000_alerts.parquet"))
         assert info.value.code() == grpc.StatusCode.NOT_FOUND and "20200101_000000_alerts.parquet" in info.value.details()
-    with grpc.insecure_channel(f"127.0.0.1:{procs['inference'].port}") as ch:
+    with servers.channel(procs['inference'].port) as ch:
         with pytest.raises(grpc.RpcError) as info:
             inference_pb2_grpc.InferenceStub(ch).ScoreCandids(inference_pb2.ScoreCandidsRequest(candids=[]))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and info.value.details()

@@ -1,5 +1,5 @@
 """Secrets never show in logs, error messages, MLflow or the app's pages. Known secret values are set (S3 keys,
-Kafka SASL password, Lasair and SkyPortal tokens, Slack webhook and bot token, the app's password):
+Kafka SASL password, Lasair and SkyPortal tokens, Slack webhook and bot token, the app's password, the gRPC token):
 
 - the services and a poll run through their failure paths, and every log line and message is scanned;
 - a round (with a model) runs in that environment on S3 and the real MLflow server, and its run's params, tags,
@@ -33,7 +33,8 @@ def secrets():
     return {"SKYSIFT_S3_SECRET_ACCESS_KEY": servers.S3_SECRET_KEY, "SKYSIFT_KAFKA_SASL_PASSWORD": secret("kafka"),
             "SKYSIFT_ENRICHMENT_LASAIR_TOKEN": secret("lasair"), "SKYSIFT_SKYPORTAL_TOKEN": secret("skyportal"),
             "SKYSIFT_SLACK_WEBHOOK_URL": f"https://hooks.slack.com/services/T0/B0/{secret('webhook')}",
-            "SKYSIFT_SLACK_BOT_TOKEN": f"xoxb-{secret('slack')}", "SKYSIFT_APP_PASSWORD": secret("app")}
+            "SKYSIFT_SLACK_BOT_TOKEN": f"xoxb-{secret('slack')}", "SKYSIFT_APP_PASSWORD": secret("app"),
+            "SKYSIFT_AUTH_TOKEN": servers.TOKENS["operator"]}  # the gRPC bearer token every call here sends
 
 
 def leaks(text: str, secrets: dict) -> list[str]:
@@ -56,11 +57,11 @@ def test_services_and_a_poll_never_show_a_secret(kafka, s3_server, s3_settings, 
     enrichment = servers.start_service("enrichment", env, tmp_path)
     messages = []
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{ingest.port}") as channel:
+        with servers.channel(ingest.port) as channel:
             with pytest.raises(grpc.RpcError) as failed:
                 ingest_pb2_grpc.IngestStub(channel).Poll(ingest_pb2.PollRequest(), timeout=60)
             messages.append(failed.value.details())
-        with grpc.insecure_channel(f"127.0.0.1:{enrichment.port}") as channel:
+        with servers.channel(enrichment.port) as channel:
             resp = enrichment_pb2_grpc.EnrichmentStub(channel).Enrich(enrichment_pb2.EnrichRequest(alerts_key=ALERTS_KEY),
                                                                      timeout=60)
             messages.append(str(resp))

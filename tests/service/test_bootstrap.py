@@ -11,6 +11,7 @@ from skysift import config, errors
 from skysift.rpc import server
 from skysift.rpc.errors import call, grpc_method
 from skysift.v1 import enrichment_pb2, enrichment_pb2_grpc
+from tests import servers
 from tests.servers import free_port
 
 
@@ -38,13 +39,13 @@ def running():
 
 
 def test_health_reports_serving_for_the_service(running):
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+    with servers.channel(running.port) as ch:
         resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="skysift.v1.Enrichment"))
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_reflection_lists_the_service(running):
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+    with servers.channel(running.port) as ch:
         stub = reflection_pb2_grpc.ServerReflectionStub(ch)
         responses = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
     names = {s.name for s in responses[0].list_services_response.service}
@@ -53,13 +54,13 @@ def test_reflection_lists_the_service(running):
 
 @pytest.mark.parametrize("key,expected", [("bad", errors.InvalidArgument), ("missing", errors.NotFound)])
 def test_core_errors_map_to_status_codes_and_back(running, key, expected):
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+    with servers.channel(running.port) as ch:
         with pytest.raises(expected):
             call(enrichment_pb2_grpc.EnrichmentStub(ch).Enrich, enrichment_pb2.EnrichRequest(alerts_key=key))
 
 
 def test_unexpected_errors_are_internal_without_details(running):
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+    with servers.channel(running.port) as ch:
         with pytest.raises(grpc.RpcError) as info:
             enrichment_pb2_grpc.EnrichmentStub(ch).Enrich(enrichment_pb2.EnrichRequest(alerts_key="x"))
     assert info.value.code() == grpc.StatusCode.INTERNAL
@@ -67,7 +68,7 @@ def test_unexpected_errors_are_internal_without_details(running):
 
 
 def test_metrics_count_requests(running):
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+    with servers.channel(running.port) as ch:
         with pytest.raises(grpc.RpcError):
             enrichment_pb2_grpc.EnrichmentStub(ch).Enrich(enrichment_pb2.EnrichRequest(alerts_key="bad"))
     body = urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=5).read().decode()

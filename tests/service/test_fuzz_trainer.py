@@ -28,6 +28,7 @@ from tests.service.test_fuzz_grpc import FUZZ, doubles, int32, outcome
 from tests.trainer_data import write_fink_batches
 
 EXPERIMENT = "fuzzed"
+CALLER = "test-operator"  # the identity of the test token: a label's user is the caller's
 int64 = st.integers(-(2**63), 2**63 - 1)
 
 
@@ -41,10 +42,10 @@ def world(tmp_path_factory, mlflow_server):
     candids = pool["candid"].astype(int).tolist()
     LabelStore(store).submit([LabelEvent(candid=c, label="galactic", user="seed") for c in candids[:20]])
     running = server.start("trainer", lambda s: service.register(s, settings), settings, servers.free_port())
-    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    channel = servers.channel(running.port)
     stub = trainer_pb2_grpc.TrainerStub(channel)
     stub.RunRound(trainer_pb2.RunRoundRequest(experiment=EXPERIMENT, initial_batch_size=5), timeout=120)
-    yield {"stub": stub, "candids": candids, "store": store}
+    yield {"stub": stub, "candids": candids, "store": store, "channel": channel}
     channel.close()
     running.stop(0)
 
@@ -66,17 +67,18 @@ def test_fuzzed_label_submissions_get_a_clear_status(world, data):
         round_ = data.draw(st.one_of(st.none(), int32))
         return trainer_pb2.LabelEvent(
             candid=data.draw(st.one_of(st.sampled_from(world["candids"]), int64)), label=data.draw(words(LABELS)),
-            user=data.draw(st.one_of(st.just("ana"), st.text(max_size=10))), model_tag=data.draw(words(MODEL_TAGS)),
+            user=data.draw(st.one_of(st.sampled_from(["", CALLER]), st.text(max_size=10))), model_tag=data.draw(words(MODEL_TAGS)),
             source=data.draw(words(SOURCES)), timestamp=data.draw(st.one_of(st.just(Timestamp()), timestamps())),
             object_id=data.draw(st.text(max_size=20)), experiment=data.draw(st.text(max_size=20)),
             comment=data.draw(st.text(max_size=50)), **({} if round_ is None else {"round": round_}))
 
     labels = [event() for _ in range(data.draw(st.integers(0, 3)))]
     result = outcome(lambda: world["stub"].SubmitLabels(trainer_pb2.SubmitLabelsRequest(labels=labels), timeout=30))
+    others = [e for e in labels if e.user not in ("", CALLER)]  # naming another user than the caller's identity
     if result is None:
-        assert all(e.candid > 0 and e.label in LABELS and e.user.strip() for e in labels)
+        assert all(e.candid > 0 and e.label in LABELS for e in labels) and not others
     else:
-        assert result[0] == grpc.StatusCode.INVALID_ARGUMENT
+        assert result[0] in ({grpc.StatusCode.PERMISSION_DENIED} if others else set()) | {grpc.StatusCode.INVALID_ARGUMENT}
 
 
 @FUZZ
@@ -144,7 +146,7 @@ def test_the_trainer_still_serves_after_the_fuzzing(world):
     """Run after the fuzzing (pytest keeps file order): labels, queue and round still work."""
     stub = world["stub"]
     ids = stub.SubmitLabels(trainer_pb2.SubmitLabelsRequest(
-        labels=[trainer_pb2.LabelEvent(candid=world["candids"][-1], label="galactic", user="after")]), timeout=30)
+        labels=[trainer_pb2.LabelEvent(candid=world["candids"][-1], label="galactic")]), timeout=30)
     assert len(ids.event_ids) == 1
     assert stub.GetQueue(trainer_pb2.GetQueueRequest(experiment=EXPERIMENT, round=0), timeout=30).items
     assert stub.RunRound(trainer_pb2.RunRoundRequest(experiment=EXPERIMENT), timeout=120).round >= 0
@@ -157,20 +159,28 @@ def expect_invalid(call, *words: str) -> str:
 
 
 @pytest.mark.parametrize("event,words", [
-    (trainer_pb2.LabelEvent(candid=1, label="supernova", user="ana"), ["unknown label 'supernova'", "galactic"]),
-    (trainer_pb2.LabelEvent(candid=0, label="bogus", user="ana"), ["candid must be a positive integer"]),
-    (trainer_pb2.LabelEvent(candid=-5, label="bogus", user="ana"), ["candid must be a positive integer", "-5"]),
-    (trainer_pb2.LabelEvent(candid=1, label="bogus", user=""), ["no user"]),
-    (trainer_pb2.LabelEvent(candid=1, label="bogus", user=" \t"), ["no user"]),
-    (trainer_pb2.LabelEvent(candid=7, label="bogus", user="ana", timestamp=Timestamp(seconds=2**40)),
+    (trainer_pb2.LabelEvent(candid=1, label="supernova"), ["unknown label 'supernova'", "galactic"]),
+    (trainer_pb2.LabelEvent(candid=0, label="bogus"), ["candid must be a positive integer"]),
+    (trainer_pb2.LabelEvent(candid=-5, label="bogus"), ["candid must be a positive integer", "-5"]),
+    (trainer_pb2.LabelEvent(candid=7, label="bogus", timestamp=Timestamp(seconds=2**40)),
      ["timestamp of the label for candid 7", "must be in range"]),
-], ids=["unknown-label", "zero-candid", "negative-candid", "empty-user", "blank-user", "timestamp-out-of-range"])
+], ids=["unknown-label", "zero-candid", "negative-candid", "timestamp-out-of-range"])
 def test_bad_labels_are_refused_with_a_message_naming_the_problem_and_nothing_is_written(world, event, words):
     """A batch with one bad event writes none of it (a good event beside it included)."""
     before = len(world["store"].list_keys("labels/events/"))
-    good = trainer_pb2.LabelEvent(candid=world["candids"][0], label="galactic", user="ana")
+    good = trainer_pb2.LabelEvent(candid=world["candids"][0], label="galactic")
     expect_invalid(lambda: world["stub"].SubmitLabels(trainer_pb2.SubmitLabelsRequest(labels=[good, event]), timeout=30),
                    *words)
+    assert len(world["store"].list_keys("labels/events/")) == before
+
+
+def test_a_label_naming_another_user_is_refused_and_nothing_is_written(world):
+    before = len(world["store"].list_keys("labels/events/"))
+    good = trainer_pb2.LabelEvent(candid=world["candids"][0], label="galactic")
+    other = trainer_pb2.LabelEvent(candid=world["candids"][1], label="galactic", user="ana")
+    code, details = outcome(lambda: world["stub"].SubmitLabels(trainer_pb2.SubmitLabelsRequest(labels=[good, other]),
+                                                               timeout=30))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "'ana'" in details and CALLER in details
     assert len(world["store"].list_keys("labels/events/")) == before
 
 
@@ -179,8 +189,7 @@ def test_a_label_for_a_candid_not_in_the_store_is_kept(world):
     labelled candids it has no features for."""
     stub = world["stub"]
     absent = max(world["candids"]) + 12345
-    stub.SubmitLabels(trainer_pb2.SubmitLabelsRequest(labels=[trainer_pb2.LabelEvent(candid=absent, label="bogus",
-                                                                                     user="ana")]), timeout=30)
+    stub.SubmitLabels(trainer_pb2.SubmitLabelsRequest(labels=[trainer_pb2.LabelEvent(candid=absent, label="bogus")]), timeout=30)
     assert [e.candid for e in stub.GetLabels(trainer_pb2.GetLabelsRequest(candids=[absent]), timeout=30).labels] == [absent]
 
 

@@ -13,6 +13,7 @@ from skysift.rpc import server
 from skysift.store import keys
 from skysift.v1 import ingest_pb2, ingest_pb2_grpc
 from tests import alert_packets as ap
+from tests import servers
 from tests.servers import free_port
 
 
@@ -20,7 +21,7 @@ from tests.servers import free_port
 def ingest(local_settings, tmp_path, monkeypatch):
     monkeypatch.setenv("SKYSIFT_INGEST_REPLAY_ROOT", str(tmp_path))
     running = server.start("ingest", lambda s: register(s, local_settings), local_settings, free_port())
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+    with servers.channel(running.port) as channel:
         yield ingest_pb2_grpc.IngestStub(channel)
     running.stop(0)
 

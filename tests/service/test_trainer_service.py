@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 
-import grpc
 import pytest
 
 from skysift import config, errors
@@ -14,6 +13,7 @@ from skysift.rpc.errors import call
 from skysift.store import open_store
 from skysift.trainer import service
 from skysift.v1 import trainer_pb2, trainer_pb2_grpc
+from tests import servers
 from tests.servers import free_port
 from tests.trainer_data import oracle_table, write_fink_batches
 
@@ -31,7 +31,7 @@ def running(tmp_path_factory, mlflow_server):
 
 @pytest.fixture
 def stub(running):
-    with grpc.insecure_channel(f"127.0.0.1:{running[0].port}") as ch:
+    with servers.channel(running[0].port) as ch:
         yield trainer_pb2_grpc.TrainerStub(ch)
 
 
@@ -39,9 +39,14 @@ def _event(candid, label, user="ana", **kw):
     return trainer_pb2.LabelEvent(candid=candid, label=label, user=user, **kw)
 
 
+def _submit(stub, *events):
+    """SubmitLabels as the app does it: the labels' user named in the header (the test token has the app role)."""
+    return call(stub.SubmitLabels, trainer_pb2.SubmitLabelsRequest(labels=events), metadata=servers.as_user(events[0].user))
+
+
 def test_submitted_labels_come_back_latest_and_in_history(stub):
-    call(stub.SubmitLabels, trainer_pb2.SubmitLabelsRequest(labels=[_event(101, "galactic", round=0)]))
-    ids = call(stub.SubmitLabels, trainer_pb2.SubmitLabelsRequest(labels=[_event(101, "bogus", user="ben")])).event_ids
+    _submit(stub, _event(101, "galactic", round=0))
+    ids = _submit(stub, _event(101, "bogus", user="ben")).event_ids
     latest = call(stub.GetLabels, trainer_pb2.GetLabelsRequest(candids=[101])).labels
     assert [(e.label, e.user, e.event_id) for e in latest] == [("bogus", "ben", ids[0])]
     history = call(stub.GetLabels, trainer_pb2.GetLabelsRequest(candids=[101], history=True)).labels
@@ -51,7 +56,7 @@ def test_submitted_labels_come_back_latest_and_in_history(stub):
 
 def test_unknown_label_is_invalid_argument_naming_it(stub):
     with pytest.raises(errors.InvalidArgument, match="unknown label 'star'"):
-        call(stub.SubmitLabels, trainer_pb2.SubmitLabelsRequest(labels=[_event(102, "star")]))
+        _submit(stub, _event(102, "star"))
 
 
 def test_two_labellers_submitting_at_once_lose_nothing(running, stub):
@@ -59,11 +64,11 @@ def test_two_labellers_submitting_at_once_lose_nothing(running, stub):
     barrier = threading.Barrier(2)
 
     def labeller(user):
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        with servers.channel(port) as ch:
             s = trainer_pb2_grpc.TrainerStub(ch)
             barrier.wait()
             for i in range(20):
-                call(s.SubmitLabels, trainer_pb2.SubmitLabelsRequest(labels=[_event(5000 + i, "real", user=user)]))
+                _submit(s, _event(5000 + i, "real", user=user))
 
     threads = [threading.Thread(target=labeller, args=(u,)) for u in ("grpc-a", "grpc-b")]
     for t in threads:
@@ -100,8 +105,7 @@ def test_collect_list_and_get_a_dataset_of_labelled_alerts(running, stub):
     oracle = oracle_table()
     pool = store.read_table(store.list_keys("features/")[0], columns=["candid"]).column("candid").to_pylist()
     chosen = oracle[oracle["candid"].isin(pool)].head(40)
-    call(stub.SubmitLabels, trainer_pb2.SubmitLabelsRequest(labels=[
-        _event(int(r.candid), r.label, user="oracle", source="oracle") for r in chosen.itertuples()]))
+    _submit(stub, *[_event(int(r.candid), r.label, user="oracle", source="oracle") for r in chosen.itertuples()])
     made = call(stub.CollectDataset, trainer_pb2.CollectDatasetRequest(name="June 2nd", model_tag="galactic",
                                                                          prefer_validated=True, max_samples=25))
     assert made.n_samples == 25 and sum(made.class_counts.values()) == 25 and made.samples_key.endswith("samples.parquet")
@@ -127,7 +131,7 @@ def test_cli_round_calls_the_service_by_default(running, monkeypatch):
 def test_run_round_refuses_a_dataset_that_failed_its_quality_checks(running, stub):
     store = running[1]
     candid = store.read_table(store.list_keys("features/")[0], columns=["candid"]).column("candid")[0].as_py()
-    call(stub.SubmitLabels, trainer_pb2.SubmitLabelsRequest(labels=[_event(candid, "galactic", user="oracle")]))
+    _submit(stub, _event(candid, "galactic", user="oracle"))
     made = call(stub.CollectDataset, trainer_pb2.CollectDatasetRequest(name="one class", model_tag="galactic",
                                                                          prefer_validated=True, max_samples=1))
     with pytest.raises(errors.FailedPrecondition, match="failed its quality checks: only one class"):

@@ -90,6 +90,8 @@ skyportalToken: {file: skysift_skyportal_token, components: [inference, poll]}
 slackWebhookUrl: {file: skysift_slack_webhook_url, components: [inference, poll]}
 slackBotToken: {file: skysift_slack_bot_token, components: [inference, poll]}
 appPassword: {file: skysift_app_password, components: [app]}
+authTokens: {file: skysift_auth_tokens, components: [ingest, enrichment, features, inference, trainer]}
+authToken: {file: skysift_auth_token, components: [ingest, poll, round, app]}
 {{- end }}
 
 {{/* The Secret (name, key) a secrets entry points at, or nothing when the entry is unset. */}}

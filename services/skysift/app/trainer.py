@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from skysift import errors
+from skysift.access import USER_HEADER
 from skysift.config import Settings
 from skysift.rpc.channels import channel
 from skysift.rpc.errors import call
@@ -73,9 +74,9 @@ class TrainerClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: str, request, timeout: float | None = None):
+    def _call(self, method: str, request, timeout: float | None = None, metadata=None):
         try:
-            return call(getattr(self._stub, method), request, timeout=timeout or self.timeout)
+            return call(getattr(self._stub, method), request, timeout=timeout or self.timeout, metadata=metadata)
         except errors.Unavailable as exc:
             raise errors.Unavailable(f"the trainer at {self.address} is unreachable ({exc}); start it with "
                                      "`skysift serve trainer` or set SKYSIFT_TRAINER_ADDRESS") from None
@@ -92,8 +93,13 @@ class TrainerClient:
         return Queue(resp.experiment or experiment, resp.round, sorted(items, key=lambda i: i.rank))
 
     def submit(self, labels: list[Label]) -> list[str]:
+        """Submit the signed-in user's labels: the user goes in the x-skysift-user header, which the trainer
+        accepts only from a token with the app role (anyone else labels as its own identity)."""
         from skysift.v1 import trainer_pb2
 
+        users = {lab.user for lab in labels}
+        if len(users) != 1:
+            raise errors.InvalidArgument(f"one call submits one user's labels, got {len(users)} users")
         events = []
         for lab in labels:
             event = trainer_pb2.LabelEvent(candid=lab.candid, object_id=lab.object_id, label=lab.label,
@@ -104,7 +110,8 @@ class TrainerClient:
             if lab.timestamp is not None:
                 event.timestamp.FromDatetime(lab.timestamp)
             events.append(event)
-        return list(self._call("SubmitLabels", trainer_pb2.SubmitLabelsRequest(labels=events)).event_ids)
+        return list(self._call("SubmitLabels", trainer_pb2.SubmitLabelsRequest(labels=events),
+                               metadata=((USER_HEADER, users.pop()),)).event_ids)
 
     def labels(self, candids=(), history: bool = False, user: str = "") -> list[Label]:
         from skysift.v1 import trainer_pb2

@@ -561,6 +561,7 @@ class Bench:
 
         import grpc
 
+        from skysift.access import AuthSettings, new_token
         from skysift.client import InferenceClient
         from skysift.inference import service as inference_service
         from skysift.inference.core import InferenceStage
@@ -599,15 +600,19 @@ class Bench:
                                 sum(map(len, chunks)), seconds, lat, note="score_candids + packed response, no transport"))
 
         port = _free_port()
-        running = rpc_server.start("inference", lambda s: inference_service.register(s, settings), settings, port, None)
+        token = new_token()  # the server checks it on every call, as deployed; no rate limit on the measurement
+        auth = AuthSettings(tokens=f"{token} bench scorer", calls_per_second=1e9, burst=10**9)
+        running = rpc_server.start("inference", lambda s: inference_service.register(s, settings), settings, port, None,
+                                   auth=auth)
         try:
             channel = grpc.insecure_channel(f"127.0.0.1:{port}")
             stub = inference_pb2_grpc.InferenceStub(channel)
+            bearer = (("authorization", f"Bearer {token}"),)
 
             def call(request):
                 chunk, packed = request
                 return stub.ScoreCandids(inference_pb2.ScoreCandidsRequest(
-                    candids=chunk, model_tags=[MODEL_TAG], packed=packed), timeout=60)
+                    candids=chunk, model_tags=[MODEL_TAG], packed=packed), timeout=60, metadata=bearer)
 
             _wait_until_served(call, (candids[:1], True))
             checks = []
@@ -624,7 +629,7 @@ class Bench:
                                                     ">=", 50_000, "alerts/s"))
             size = max(self.o.grpc_requests)
             chunks = [candids[(i * size) % max(1, len(candids) - size):][:size] for i in range(self.o.grpc_requests[size])]
-            with InferenceClient(f"127.0.0.1:{port}") as client:
+            with InferenceClient(f"127.0.0.1:{port}", token=token) as client:
                 client.score_candids(chunks[0], [MODEL_TAG])  # warm: its own channel connects on the first call
                 seconds, lat, res = timed(lambda c: client.score_candids(c, [MODEL_TAG]), chunks)
             self.report.add(Row("inference", f"skysift.client (dicts), batches of {size}", sum(map(len, res)),

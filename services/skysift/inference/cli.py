@@ -71,10 +71,14 @@ def _line(p: dict) -> str:
 def _remote(address, key, candids, raw, packet_format, schema_json, tags, enrich, write) -> tuple[list[dict], str]:
     import grpc
 
+    from skysift import config
+    from skysift.access import AuthSettings
     from skysift.client import InferenceClient
     from skysift.errors import SkysiftError
 
-    with InferenceClient(address) as client:
+    auth = config.load(AuthSettings)
+    ca = auth.tls_ca_file.read_bytes() if auth.tls_ca_file else None
+    with InferenceClient(address, token=auth.bearer(), root_certificates=ca) as client:
         try:
             if key:
                 return client.score_key(key, tags, write=write), ""

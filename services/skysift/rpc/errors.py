@@ -17,6 +17,9 @@ STATUS = {
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.ConfigError: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -75,10 +78,10 @@ def _is_generator(fn) -> bool:
     return inspect.isgeneratorfunction(fn)
 
 
-def call(method, request, timeout: float = 600):
+def call(method, request, timeout: float = 600, metadata=None):
     """Invoke a unary RPC from a client, turning its status back into the core error it stands for."""
     try:
-        return method(request, timeout=timeout)
+        return method(request, timeout=timeout, metadata=metadata)
     except grpc.RpcError as exc:
         code = exc.code()
         cls = next((c for c, s in STATUS.items() if s == code and c is not errors.ConfigError), errors.SkysiftError)

@@ -15,7 +15,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
+from skysift import config
+from skysift.access import AuthSettings
 from skysift.config import Settings
+from skysift.rpc.auth import AuthInterceptor, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +76,27 @@ def start(
     settings: Settings,
     port: int,
     metrics_port: int | None = None,
+    auth: AuthSettings | None = None,
 ) -> Running:
-    """Build and start a server; ``register`` adds the servicers and returns their full service names."""
+    """Build and start a server; ``register`` adds the servicers and returns their full service names.
+
+    Every call but health and reflection needs a token of the table in ``auth`` (default: from the environment);
+    with no table the server does not start (ConfigError), so authentication is never silently off."""
+    auth = auth or config.load(AuthSettings)
+    gate = AuthInterceptor.from_settings(auth)
+    credentials = server_credentials(auth)
     max_bytes = settings.grpc_max_message_mb * 1024 * 1024
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix=service),
-        interceptors=[MetricsInterceptor(service)],
+        interceptors=[MetricsInterceptor(service), gate],
         options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)],
     )
     names = register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{settings.host}:{port}")
+    address = f"{settings.host}:{port}"
+    bound = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
     if bound == 0:
         raise OSError(f"{service}: cannot bind {settings.host}:{port}")
     if metrics_port is not None:
@@ -93,7 +104,8 @@ def start(
     server.start()
     for name in [*names, ""]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving", extra={"service": service, "address": f"{settings.host}:{bound}", "metrics_port": metrics_port})
+    log.info("serving", extra={"service": service, "address": f"{settings.host}:{bound}", "metrics_port": metrics_port,
+                               "tls": credentials is not None})
     return Running(server, bound, metrics_port, health_servicer)
 
 

@@ -8,6 +8,7 @@ from datetime import UTC
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from skysift import errors
+from skysift.rpc import auth
 from skysift.rpc.errors import grpc_method
 from skysift.trainer.datasets import Dataset, DatasetRequest, Datasets
 from skysift.trainer.labels import LabelEvent
@@ -33,8 +34,12 @@ def _timestamp(when) -> Timestamp:
     return ts
 
 
-def event_from_proto(m: trainer_pb2.LabelEvent) -> LabelEvent:
-    return LabelEvent(candid=m.candid, label=m.label, user=m.user, object_id=m.object_id, model_tag=m.model_tag,
+def event_from_proto(m: trainer_pb2.LabelEvent, user: str) -> LabelEvent:
+    """The event as ``user`` (the authenticated caller) gave it; a different ``user`` in the message is refused,
+    never recorded: who labelled is the credential's, not the request's, to say."""
+    if m.user and m.user != user:
+        raise errors.PermissionDenied(f"a label for candid {m.candid} names user {m.user!r}, but the caller is {user!r}")
+    return LabelEvent(candid=m.candid, label=m.label, user=user, object_id=m.object_id, model_tag=m.model_tag,
                       timestamp=_when(m.timestamp, f"timestamp of the label for candid {m.candid}"),
                       source=m.source or "human", experiment=m.experiment,
                       round=m.round if m.HasField("round") else None, comment=m.comment)
@@ -75,7 +80,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
 
     @grpc_method
     def SubmitLabels(self, request, context):
-        ids = self.trainer.labels.submit([event_from_proto(m) for m in request.labels])
+        user = auth.principal().user
+        ids = self.trainer.labels.submit([event_from_proto(m, user) for m in request.labels])
         return trainer_pb2.SubmitLabelsResponse(event_ids=ids)
 
     @grpc_method
