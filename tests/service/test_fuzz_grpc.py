@@ -10,6 +10,8 @@ the report of issue 10.)
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 
@@ -172,6 +174,65 @@ def test_fuzzed_inference_requests_get_a_clear_status(world, data):
     outcome(lambda: stub.ScoreAlerts(inference_pb2.ScoreAlertsRequest(
         packets=packets, format=fmt, schema_json=schema, model_tags=tags, enrich=False), timeout=60))
     assert outcome(lambda: stub.ListModels(inference_pb2.ListModelsRequest(), timeout=60)) is None
+
+
+class Records(logging.Handler):
+    """Every log record of this process while installed (the servers under test run in it)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def tracebacks(self) -> list[str]:
+        return [r.getMessage() for r in self.records if r.exc_info or "Exception deserializing" in r.getMessage()]
+
+
+@contextlib.contextmanager
+def recorded_logs():
+    handler, root = Records(), logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+
+
+def raw_methods(channel, *modules) -> dict[str, object]:
+    """Each method of the services in ``modules`` (generated *_pb2), called with raw bytes as its request."""
+    calls = {}
+    for module in modules:
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                path = f"/{service.full_name}/{method.name}"
+                if method.server_streaming:
+                    calls[path] = lambda raw, path=path: list(channel.unary_stream(path)(raw, timeout=60))
+                else:
+                    calls[path] = lambda raw, path=path: channel.unary_unary(path)(raw, timeout=60)
+    return calls
+
+
+# no message parses these: an invalid wire type, a truncated length, an unterminated varint, a string cut short
+NOT_A_MESSAGE = [b"\xff", b"\x0a\xff\xff", b"\x08\x80\x80\x80", b"\x12\x05ab"]
+
+
+def check_random_bytes(calls: dict, data) -> None:
+    """Garbage is INVALID_ARGUMENT saying so; bytes that happen to parse get a clear status; no traceback logged."""
+    with recorded_logs() as logs:
+        for path, send in calls.items():
+            for raw in NOT_A_MESSAGE:
+                code, details = outcome(lambda: send(raw))
+                assert code == grpc.StatusCode.INVALID_ARGUMENT and "not a valid" in details, (path, raw, details)
+            outcome(lambda: send(data.draw(st.binary(max_size=200), label=path)))
+    assert logs.tracebacks() == []
+
+
+@FUZZ
+@given(data=st.data())
+def test_random_bytes_as_the_request_of_every_method_are_invalid_argument_without_a_traceback(world, data):
+    check_random_bytes(raw_methods(world["channel"], ingest_pb2, enrichment_pb2, features_pb2, inference_pb2), data)
 
 
 def test_the_server_still_serves_after_the_fuzzing(world):

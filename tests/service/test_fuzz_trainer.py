@@ -24,7 +24,7 @@ from skysift.trainer.rounds import PARAM_ALIASES, PARAM_TYPES
 from skysift.trainer.strategies import STRATEGIES
 from skysift.v1 import trainer_pb2, trainer_pb2_grpc
 from tests import servers
-from tests.service.test_fuzz_grpc import FUZZ, doubles, int32, outcome
+from tests.service.test_fuzz_grpc import FUZZ, check_random_bytes, doubles, int32, outcome, raw_methods
 from tests.trainer_data import write_fink_batches
 
 EXPERIMENT = "fuzzed"
@@ -140,6 +140,12 @@ def test_fuzzed_dataset_ids_are_invalid_or_not_found(world, dataset_id):
     code, details = outcome(lambda: stub.GetDataset(trainer_pb2.GetDatasetRequest(dataset_id=dataset_id), timeout=30))
     assert code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
     assert outcome(lambda: stub.ListDatasets(trainer_pb2.ListDatasetsRequest(), timeout=30)) is None
+
+
+@FUZZ
+@given(data=st.data())
+def test_random_bytes_as_the_request_of_every_trainer_method_are_invalid_argument_without_a_traceback(world, data):
+    check_random_bytes(raw_methods(world["channel"], trainer_pb2), data)
 
 
 def test_the_trainer_still_serves_after_the_fuzzing(world):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import threading
 
-from skysift import config
+from skysift import config, validation
 from skysift.config import Settings
-from skysift.errors import InvalidArgument
 from skysift.ingest.core import IngestStage, PollResult
 from skysift.ingest.settings import IngestSettings
 from skysift.rpc.convert import batch_ref
@@ -27,8 +25,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
 
     @grpc_method
     def Poll(self, request: ingest_pb2.PollRequest, context) -> ingest_pb2.PollResponse:
-        if request.max_alerts < 0 or not math.isfinite(request.timeout_seconds) or request.timeout_seconds < 0:
-            raise InvalidArgument("max_alerts and timeout_seconds must be finite and >= 0 (0: the configured default)")
+        validation.check_count(request.max_alerts, "max_alerts")
+        validation.check_timeout(request.timeout_seconds)
         with self._lock:
             result = self.stage.poll(
                 max_alerts=request.max_alerts or None,

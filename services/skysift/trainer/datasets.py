@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from skysift import errors
+from skysift import errors, validation
 from skysift.modeltags import get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation
@@ -122,8 +122,8 @@ class Datasets:
         return self._spec
 
     def collect(self, req: DatasetRequest) -> Dataset:
-        if not req.name.strip():
-            raise errors.InvalidArgument("a dataset needs a name")
+        validation.check_dataset_name(req.name)
+        validation.check_survey(req.survey)
         if req.max_samples < 1:
             raise errors.InvalidArgument(f"max_samples must be at least 1, got {req.max_samples}")
         if not 0.5 <= req.score_threshold <= 1.0:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from skysift import validation
 from skysift.errors import InvalidArgument
 from skysift.modeltags import LABELS, MODEL_TAGS
 from skysift.store import keys
@@ -67,6 +68,11 @@ def validate(event: LabelEvent) -> LabelEvent:
         raise InvalidArgument(f"unknown label source {event.source!r}; expected one of {', '.join(SOURCES)}")
     if event.model_tag and event.model_tag not in MODEL_TAGS:
         raise InvalidArgument(f"unknown model tag {event.model_tag!r}; expected one of {', '.join(MODEL_TAGS)}")
+    if event.experiment:  # the queue the label answers, when it answers one: the rules GetQueue applies
+        validation.check_experiment(event.experiment)
+    validation.check_round(event.round)
+    validation.check_object_id(event.object_id)
+    validation.check_comment(event.comment)
     ts = event.timestamp or datetime.now(UTC)
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)

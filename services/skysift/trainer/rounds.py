@@ -46,11 +46,11 @@ from skysift.store import keys
 from skysift.trainer import evaluation, strategies
 from skysift.trainer.labels import LabelEvent, LabelStore
 from skysift.trainer.settings import TrainerSettings
+from skysift.validation import check_experiment, check_round
 
 log = logging.getLogger(__name__)
 
 VERSION_METADATA_KEY = b"skysift.feature_set_version"
-EXPERIMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would let a final newline in
 DEFAULT_PARAMS = {"learning_rate": 0.1, "max_iter": 100, "l2_regularization": 10.0, "min_samples_leaf": 5,
                   "max_leaf_nodes": 31, "class_weight": None}
 # min_samples_leaf=5 rather than scikit-learn's 20: with the 30-label first batch, 20 allows one split at most.
@@ -165,13 +165,6 @@ def limited_threads(n: int):
 def can_fit(y) -> bool:
     y = np.asarray(y)
     return len(y) > 0 and len(np.unique(y)) == 2
-
-
-def check_experiment(name: str) -> str:
-    if not EXPERIMENT_RE.fullmatch(name or ""):
-        raise errors.InvalidArgument(
-            f"invalid experiment name {name!r}: 1-64 letters, digits, '_', '.', '-', starting with a letter or digit")
-    return name
 
 
 def feature_batches(store) -> list[str]:
@@ -329,6 +322,7 @@ class Trainer:
         return sorted(found)
 
     def meta(self, experiment: str, round_number: int | None = None) -> dict:
+        check_round(round_number)
         numbers = self.rounds(experiment)
         if not numbers:
             raise errors.NotFound(f"experiment {experiment!r} has no round yet; run `skysift round --experiment {experiment}`")

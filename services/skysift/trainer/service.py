@@ -7,7 +7,7 @@ from datetime import UTC
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from skysift import errors
+from skysift import errors, validation
 from skysift.rpc import auth
 from skysift.rpc.errors import grpc_method
 from skysift.trainer.datasets import Dataset, DatasetRequest, Datasets
@@ -80,6 +80,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
 
     @grpc_method
     def SubmitLabels(self, request, context):
+        validation.check_labels_per_call(len(request.labels))
         user = auth.principal().user
         ids = self.trainer.labels.submit([event_from_proto(m, user) for m in request.labels])
         return trainer_pb2.SubmitLabelsResponse(event_ids=ids)
@@ -115,8 +116,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
 
     @grpc_method
     def CollectDataset(self, request, context):
-        if request.max_samples < 0:
-            raise errors.InvalidArgument("max_samples must not be negative")
+        validation.check_count(request.max_samples, "max_samples")
         req = DatasetRequest(
             name=request.name, model_tag=request.model_tag or "galactic", survey=request.survey,
             start=_when(request.start, "start") if request.HasField("start") else None,
