@@ -58,6 +58,7 @@ def serve(
     except (errors.SkysiftError, OSError) as exc:
         fail(f"{service} failed to start: {exc}")
     server.serve_forever(running, settings.shutdown_grace_seconds)
+    getattr(module, "close", lambda: None)()  # a service holding a connection (ingest's consumer) lets go of it
 
 
 def parse_duration(text: str) -> float:
@@ -106,18 +107,23 @@ def poll(
                 wait_serving(settings.ingest_address, timeout=120)
             except TimeoutError as exc:
                 fail(f"poll failed: {exc}", code=1)
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            report = pipeline.run_poll(stages, max_alerts=max_alerts, timeout_s=parse_duration(timeout) if timeout else None,
-                                       replay_path=from_path, keep_cutouts=keep_cutouts, filter_name=filter_name)
-        except errors.SkysiftError as exc:
-            fail(f"poll failed: {exc}", code=1)
-        for line in report.lines():
-            typer.echo(line)
-        if interval is None or (drain and report.counts["messages"] == 0):
-            break
-        stop.wait(max(0.0, interval - (time.monotonic() - started)))
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                report = pipeline.run_poll(stages, max_alerts=max_alerts,
+                                           timeout_s=parse_duration(timeout) if timeout else None, replay_path=from_path,
+                                           keep_cutouts=keep_cutouts, filter_name=filter_name)
+            except errors.SkysiftError as exc:
+                fail(f"poll failed: {exc}", code=1)
+            for line in report.lines():
+                typer.echo(line)
+            if interval is None or (drain and report.counts["messages"] == 0):
+                break
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+    finally:
+        if in_process:  # leave the consumer group on every way out, so the next poll gets its partitions at once
+            stages.close()
 
 
 @app.command()

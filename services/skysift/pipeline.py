@@ -66,6 +66,11 @@ class InProcessStages:
             self._stages[name] = getattr(importlib.import_module(module), cls)(self.settings, self.store)
         return self._stages[name]
 
+    def close(self) -> None:
+        """Close the ingest stage's Kafka consumer, if one was opened."""
+        if "ingest" in self._stages:
+            self._stages["ingest"].close()
+
     def poll(self, **kwargs):
         r = self._stage("ingest").poll(**kwargs)
         return r.alerts, r.cutouts, poll_counts(r), r.dlq_key

@@ -212,3 +212,94 @@ def test_partitions_of_a_member_killed_mid_poll_are_drained_by_the_same_poll(kaf
     assert killed_holding, "the member was never given half the topic, so it was not killed holding it"
     assert result.n_alerts == len(made)  # its own half may come twice (refetched after the rebalance): stored once
     assert sorted(candids(local_store)) == sorted(expected_ztf(m.record)["candid"] for m in made)
+
+
+def test_rubin_packets_with_a_json_key_are_decoded_by_their_schema_id(kafka, local_settings, local_store):
+    """A Confluent-framed value whose schema id skysift has wins over a key that merely starts with '{' (they all
+    went to the dead letters, the key taken for a Fink schema)."""
+    bs = kafka.env["bootstrap.servers"]
+    topic = f"rubin-key-{uuid.uuid4().hex[:6]}"
+    make_topics(bs, topic, partitions=1)
+    made = [ap.Made(m.value, m.record, b'{"alertId": %d}' % i) for i, m in enumerate(ap.rubin_v9(3))]
+    produce(bs, topic, made, partitions=1)
+    s = stage(local_settings, local_store, kafka_settings(bs, [topic]))
+    result = s.poll()
+    s.close()
+    assert result.n_dead_letters == 0 and result.n_alerts == len(made)
+    assert sorted(candids(local_store)) == sorted(expected_lsst(m.record)["candid"] for m in made)
+
+
+def test_dead_letters_keep_the_kafka_key_and_headers(kafka, local_settings, local_store):
+    """A Fink message carries its schema in the key: a dead letter without it could never be decoded again."""
+    from confluent_kafka import Producer
+
+    bs = kafka.env["bootstrap.servers"]
+    topic = f"dlq-key-{uuid.uuid4().hex[:6]}"
+    make_topics(bs, topic, partitions=1)
+    fink = ap.fink_packets(ap.FINK_CONTAINERS[:1])[0]
+    truncated = fink.value[: len(fink.value) // 3]
+    producer = Producer({"bootstrap.servers": bs})
+    producer.produce(topic, value=truncated, key=fink.key, headers=[("origin", b"fink"), ("empty", b"")])
+    producer.produce(topic, value=truncated)  # no key, no headers
+    assert producer.flush(30) == 0
+    s = stage(local_settings, local_store, kafka_settings(bs, [topic]))
+    result = s.poll()
+    s.close()
+    dlq = local_store.read_table(result.dlq_key).to_pylist()
+    assert [(d["key"], d["headers"]) for d in dlq] == [
+        (fink.key, [{"key": "origin", "value": b"fink"}, {"key": "empty", "value": b""}]), (None, [])]
+
+
+def test_an_in_process_poll_leaves_the_group_and_a_reset_is_allowed_right_after(kafka, tmp_path):
+    """`skysift poll --in-process` closed no consumer: the group stayed STABLE (Tansu never lists members) until
+    its session expired, the next poll waited for its partitions and `kafka reset` refused."""
+    from typer.testing import CliRunner
+
+    from skysift.cli import app
+    from skysift.ingest import offsets
+
+    bs = kafka.env["bootstrap.servers"]
+    topic = f"close-{uuid.uuid4().hex[:6]}"
+    make_topics(bs, topic, partitions=1)
+    made = ap.fink_packets(ap.FINK_CONTAINERS[:2])
+    produce(bs, topic, made, partitions=1)
+    group = f"close-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "SKYSIFT_STORE_URL": str(tmp_path / "store"), "SKYSIFT_INGEST_SOURCE": "kafka",
+           "SKYSIFT_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "SKYSIFT_INGEST_TIMEOUT_S": "20", "SKYSIFT_KAFKA_BOOTSTRAP_SERVERS": bs, "SKYSIFT_KAFKA_TOPICS": topic,
+           "SKYSIFT_KAFKA_GROUP_ID": group, "SKYSIFT_KAFKA_SESSION_TIMEOUT_MS": "6000", "SKYSIFT_LOG_LEVEL": "WARNING"}
+    polled = subprocess.run([str(Path(sys.executable).parent / "skysift"), "poll", "--in-process"], env=env, cwd=REPO,
+                            timeout=120, capture_output=True, text=True)
+    assert polled.returncode == 0 and polled.stdout.startswith(f"polled {len(made)} messages"), polled.stdout + polled.stderr
+    settings = kafka_settings(bs, [topic])
+    assert offsets.group_state(offsets._admin(settings), group)[0] == "EMPTY"  # left; not STABLE until evicted
+    reset = CliRunner().invoke(app, ["kafka", "reset", "--to", "earliest"], env={
+        k: v for k, v in env.items() if k.startswith("SKYSIFT_KAFKA_")})
+    assert reset.exit_code == 0, reset.output
+
+
+def test_a_stopped_ingest_service_leaves_the_group(kafka, tmp_path):
+    """SIGTERM to `skysift serve ingest` after a poll: its long-lived consumer leaves the group on the way out."""
+    from skysift.ingest import offsets
+    from skysift.v1 import ingest_pb2, ingest_pb2_grpc
+    from tests import servers
+
+    bs = kafka.env["bootstrap.servers"]
+    topic, group = (f"{what}-{uuid.uuid4().hex[:6]}" for what in ("served", "served"))
+    make_topics(bs, topic, partitions=1)
+    made = ap.fink_packets(ap.FINK_CONTAINERS[:1])
+    produce(bs, topic, made, partitions=1)
+    env = {"SKYSIFT_STORE_URL": str(tmp_path / "store"), "SKYSIFT_INGEST_SOURCE": "kafka",
+           "SKYSIFT_KAFKA_BOOTSTRAP_SERVERS": bs, "SKYSIFT_KAFKA_TOPICS": topic, "SKYSIFT_KAFKA_GROUP_ID": group,
+           "SKYSIFT_KAFKA_SESSION_TIMEOUT_MS": "6000", "SKYSIFT_SHUTDOWN_GRACE_SECONDS": "1"}
+    ingest = servers.start_service("ingest", env, tmp_path)
+    try:
+        with servers.channel(ingest.port) as channel:
+            polled = ingest_pb2_grpc.IngestStub(channel).Poll(ingest_pb2.PollRequest(timeout_seconds=20), timeout=60)
+        assert polled.n_messages == len(made)
+        settings = kafka_settings(bs, [topic])
+        assert offsets.group_state(offsets._admin(settings), group)[0] == "STABLE"  # the consumer stays between polls
+    finally:
+        ingest.stop()
+    assert ingest.proc.returncode == 0
+    assert offsets.group_state(offsets._admin(settings), group)[0] == "EMPTY"  # left; not STABLE until evicted

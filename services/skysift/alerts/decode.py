@@ -43,6 +43,8 @@ class Packet:
     partition: int | None = None
     offset: int | None = None
     source: str | None = None
+    key: bytes | None = None  # the Kafka key and headers, kept so a dead letter can be decoded again as it came
+    headers: list[tuple[str, bytes]] | None = None
 
 
 @dataclass

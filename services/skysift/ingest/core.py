@@ -47,6 +47,8 @@ DLQ_SCHEMA = pa.schema([
     pa.field("raw", pa.binary()), pa.field("error", pa.string()), pa.field("topic", pa.string()),
     pa.field("partition", pa.int32()), pa.field("offset", pa.int64()), pa.field("source", pa.string()),
     pa.field("ingest_time", pa.timestamp("ms", tz="UTC")),
+    pa.field("key", pa.binary()),  # Kafka's (Fink's writer schema travels there)
+    pa.field("headers", pa.list_(pa.struct([pa.field("key", pa.string()), pa.field("value", pa.binary())]))),
 ])
 
 
@@ -310,6 +312,9 @@ class IngestStage:
             "offset": [p.offset for p in packets],
             "source": [p.source for p in packets],
             "ingest_time": [now] * len(packets),
+            "key": [p.key for p in packets],
+            "headers": [[{"key": k, "value": v} for k, v in p.headers] if p.headers is not None else None
+                        for p in packets],
         }, schema=DLQ_SCHEMA)
         key = dlq_key("ingest", now)
         self.store.write_table(key, table)

@@ -31,6 +31,26 @@ POLL_STEP_S = 0.5
 HEARTBEAT_MS = 3000  # librdkafka's default, lowered to a third of a shorter session timeout
 
 
+def key_schema(key: bytes | None, value: bytes) -> bytes | None:
+    """The writer schema a Kafka key carries (Fink puts its schema JSON there), or None.
+
+    A value in Confluent wire format whose schema id is one skysift has (Rubin's) is decoded by that id, whatever
+    its key: a key that merely starts with '{' (a JSON key on a Rubin topic) is not a schema.
+    """
+    from skysift.alerts import lsst
+    from skysift.alerts.decode import CONFLUENT_MAGIC
+
+    if not key or key.lstrip()[:1] not in (b"{", b"["):
+        return None
+    if len(value) > 5 and value[:1] == CONFLUENT_MAGIC:
+        try:
+            lsst.schema_for_id(int.from_bytes(value[1:5], "big"))
+            return None
+        except KeyError:
+            pass  # not an id we know: the key's schema is the better guess
+    return key
+
+
 class KafkaSource:
     """One consumer in the configured group, subscribed to the configured topics."""
 
@@ -125,11 +145,11 @@ class KafkaSource:
                 log.warning("kafka message error on %s[%s]: %s", *where, err)
             return
         self._at_end.discard(where)
-        key = msg.key()
-        schema = key if key and key.lstrip()[:1] in (b"{", b"[") else self.schema  # Fink: schema JSON as key
-        packets.append(Packet(msg.value() or b"", schema=schema, format=self.settings.topic_format(msg.topic()),
-                              topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
-                              source=f"kafka:{msg.topic()}"))
+        key, value = msg.key(), msg.value() or b""
+        packets.append(Packet(value, schema=key_schema(key, value) or self.schema,
+                              format=self.settings.topic_format(msg.topic()), topic=msg.topic(),
+                              partition=msg.partition(), offset=msg.offset(), source=f"kafka:{msg.topic()}",
+                              key=key, headers=[(k, v or b"") for k, v in msg.headers() or []]))
         self._next[where] = max(self._next.get(where, 0), msg.offset() + 1)
 
     def commit(self) -> None:

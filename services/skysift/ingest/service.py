@@ -47,6 +47,18 @@ def to_response(result: PollResult) -> ingest_pb2.PollResponse:
     )
 
 
+_SERVED: list[IngestServicer] = []  # what close() closes when `skysift serve ingest` stops
+
+
 def register(server, settings: Settings) -> list[str]:
-    ingest_pb2_grpc.add_IngestServicer_to_server(IngestServicer(settings), server)
+    servicer = IngestServicer(settings)
+    ingest_pb2_grpc.add_IngestServicer_to_server(servicer, server)
+    _SERVED.append(servicer)
     return [SERVICE_NAME]
+
+
+def close() -> None:
+    """Leave the Kafka consumer group now (called once the server has drained): a consumer left to time out keeps
+    its partitions from the next poller for a whole session timeout."""
+    while _SERVED:
+        _SERVED.pop().stage.close()
