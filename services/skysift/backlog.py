@@ -10,6 +10,7 @@ grace period are left to the poll that is writing them.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -31,8 +32,17 @@ class Behind:
 
 @dataclass(frozen=True)
 class Backlog:
-    behind: list[Behind]  # the oldest ``limit`` of them
-    total: int  # all batches behind in the window, including those left for later polls
+    behind_all: list[Behind]  # every batch behind in the window, oldest first
+    limit: int
+
+    @property
+    def behind(self) -> list[Behind]:
+        """The oldest ``limit``: what one poll takes on."""
+        return self.behind_all[: self.limit]
+
+    @property
+    def total(self) -> int:
+        return len(self.behind_all)
 
 
 def stem_time(batch: BatchKey) -> datetime:
@@ -67,7 +77,31 @@ def find_behind(listing: dict[str, Iterable[str]], now: datetime, window: timede
             # a stage's output is rebuilt from its input: once one is missing, every later one is redone
             first = LATER_STAGES.index(missing[0])
             behind.append(Behind(str(batch), batch.survey, LATER_STAGES[first:]))
-    return Backlog(behind[:limit], len(behind))
+    return Backlog(behind, limit)
+
+
+@dataclass(frozen=True)
+class NightStatus:
+    """Batches of one survey and observing night at each stage, and how many alerts batches are behind."""
+
+    survey: str
+    night: str
+    batches: dict[str, int]  # stage -> batch files
+    behind: int
+
+
+def night_status(listing: dict[str, Iterable[str]], now: datetime, window: timedelta) -> list[NightStatus]:
+    """Per survey and night, the batches written within ``window`` at every stage (what `skysift status` shows)."""
+    parsed = {stage: [b for b in parse_keys(listing.get(stage, ())) if now - window <= stem_time(b)]
+              for stage in ("alerts", *LATER_STAGES)}
+    behind = Counter((b.survey, b.night) for b in (parse_batch(x.alerts_key) for x in
+                                                   find_behind(listing, now, window, timedelta(0), 0).behind_all))
+    counts: dict[tuple[str, str], Counter] = {}
+    for stage, batches in parsed.items():
+        for b in batches:
+            counts.setdefault((b.survey, b.night), Counter())[stage] += 1
+    return [NightStatus(survey, night, {s: counts[(survey, night)][s] for s in parsed}, behind[(survey, night)])
+            for survey, night in sorted(counts)]
 
 
 def list_stages(store) -> dict[str, list[str]]:

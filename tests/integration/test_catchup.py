@@ -28,6 +28,16 @@ def candids_by_stage(store) -> dict[str, Counter]:
     return out
 
 
+def status() -> str:
+    from typer.testing import CliRunner
+
+    from skysift.cli import app
+
+    out = CliRunner().invoke(app, ["status"])
+    assert out.exit_code == 0, out.output
+    return out.output
+
+
 def test_a_batch_stranded_between_stages_and_one_polled_before_any_model_are_caught_up(tmp_path, monkeypatch):
     from skysift import config, pipeline
     from tests.inference_support import fink_batch, galactic_target, register_model
@@ -54,6 +64,8 @@ def test_a_batch_stranded_between_stages_and_one_polled_before_any_model_are_cau
         relay.target = s3.port
         stranded = candids_by_stage(store)
         assert stranded["alerts"] and not stranded["enriched"]  # ingest committed, nothing after it ran
+        n_batches = len(store.list_keys("alerts/"))
+        assert f"behind: {n_batches} alerts batches" in status()
 
         report = pipeline.run_poll(stages, replay_path=str(packets))  # the replay has nothing new: catch-up only
         assert report.counts["alerts"] == 0 and report.n_behind == len(store.list_keys("alerts/")) > 0
@@ -71,6 +83,8 @@ def test_a_batch_stranded_between_stages_and_one_polled_before_any_model_are_cau
         assert set(final["alerts"].values()) == {1}
 
         assert pipeline.run_poll(stages, replay_path=str(packets)).n_behind == 0  # nothing left behind
+        shown = status()
+        assert "behind: 0 alerts batches" in shown and "dead letters: 0 files" in shown
     finally:
         relay.down()
         s3.stop()
