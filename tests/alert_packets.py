@@ -20,7 +20,7 @@ from pathlib import Path
 import fastavro
 import pyarrow as pa
 
-from skysift.alerts import lsst
+from skysift.alerts.surveys import lsst
 from skysift.alerts.schema import HISTORY_DAYS
 
 DATA = Path(__file__).parent / "data" / "alerts"

@@ -59,7 +59,7 @@ LC_FEATURES = (
     "median",
     "median_absolute_deviation",
 )
-FEATURE_BANDS = ("g", "r")
+FEATURE_BANDS = ("g", "r")  # version 1's bands: every survey observes them (checked against the survey registry)
 
 FEATURE_COLUMNS: list[str] = [
     "ra", "dec", "drb", "ndets", "nnondets", "dets_median", "dets_std", "sep_arcsec",

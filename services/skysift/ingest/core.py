@@ -33,6 +33,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skysift import config
+from skysift.alerts import surveys
+from skysift.alerts.schema import conform
 from skysift.config import Settings
 from skysift.errors import SkysiftError, Unavailable
 from skysift.ingest.replay import StoredBatch, open_replay, records_in
@@ -51,17 +53,15 @@ DLQ_SCHEMA = pa.schema([
 
 
 JD_UNIX_EPOCH = 2440587.5
-# hours added to UTC before taking the date of an alert's night: ZTF's nights (Palomar) fall within one UTC date,
-# which its archive and Fink name them by; Rubin's (Cerro Pachon) cross UTC midnight and are named by dayObs, the
-# date in UTC-12h
-NIGHT_SHIFT_H = {"ztf": 0.0, "lsst": -12.0}
 
 
 def observing_night(jd: np.ndarray, survey: str, fallback: datetime) -> np.ndarray:
-    """The night (YYYYMMDD) each alert was observed on; ``fallback``'s UTC date where jd is missing."""
+    """The night (YYYYMMDD) each alert was observed on, by the survey's rule (the hours its night names are
+    shifted from UTC); ``fallback``'s UTC date where jd is missing."""
+    shift = surveys.get(survey).night_shift_hours
     jd = np.asarray(jd, dtype=np.float64)
     known = np.isfinite(jd)
-    hours = np.floor(np.where(known, (jd - JD_UNIX_EPOCH) * 24.0 + NIGHT_SHIFT_H.get(survey, 0.0), 0.0))
+    hours = np.floor(np.where(known, (jd - JD_UNIX_EPOCH) * 24.0 + shift, 0.0))
     days = hours.astype(np.int64).astype("datetime64[h]").astype("datetime64[D]")
     nights = np.char.replace(days.astype(str), "-", "")
     return np.where(known, nights, fallback.astimezone(timezone.utc).strftime("%Y%m%d"))
@@ -174,9 +174,6 @@ def take_alerts_tables(packets: list) -> tuple[dict[str, pa.Table], list]:
     taken as they are, by survey; the other packets are left to the decoder. So is a file naming a survey skysift
     does not know: its rows could not be written (the survey is part of the key), which would fail every poll of
     the source on the same packet, where a dead letter lets the source move on."""
-    from skysift.alerts.decode import SURVEYS
-    from skysift.alerts.schema import ALERTS_SCHEMA, conform
-
     tables: dict[str, list[pa.Table]] = {}
     rest = []
     for packet in packets:
@@ -185,10 +182,10 @@ def take_alerts_tables(packets: list) -> tuple[dict[str, pa.Table], list]:
             try:
                 pf = pq.ParquetFile(io.BytesIO(packet.value))
                 if (pf.schema_arrow.metadata or {}).get(b"skysift.table") == b"alerts":
-                    table = conform(pf.read(), ALERTS_SCHEMA)
+                    table = conform(pf.read(), surveys.alerts_schema())
             except (pa.ArrowException, ValueError, OSError):
                 table = None  # the decoder makes it a dead letter, with its error
-            if table is not None and not set(pc.unique(table.column("survey")).to_pylist()) <= SURVEYS.keys():
+            if table is not None and not set(pc.unique(table.column("survey")).to_pylist()) <= set(surveys.names()):
                 table = None
         if table is None:
             rest.append(packet)

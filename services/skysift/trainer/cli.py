@@ -1,7 +1,8 @@
 """`skysift round`, `skysift experiment`, `skysift label import|export` and `skysift dataset collect|list|show`,
 registered on the main app.
 
-Imported when the CLI starts, so everything heavy (MLflow, scikit-learn, gRPC stubs) is imported inside commands.
+Imported when the CLI starts, so everything heavy (MLflow, scikit-learn, gRPC stubs) is imported inside commands;
+the survey registry is not, as ``--survey``'s help lists its names.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+
+from skysift.alerts import surveys
 
 label_app = typer.Typer(help="Import or export labels (the prototype's labels.csv columns).", no_args_is_help=True)
 dataset_app = typer.Typer(help="Collect, list and inspect training datasets (alerts of a time window with labels, "
@@ -271,7 +274,7 @@ def _when(text: str | None, option: str, end_of_day: bool = False):
 def dataset_collect(
     name: str = typer.Argument(..., help="A name for the dataset (its id is the name plus a short suffix)."),
     model_tag: str = typer.Option("galactic", help="Model tag whose labels and predictions are used."),
-    survey: str = typer.Option("", help="Only this survey (ztf, lsst); default every survey."),
+    survey: str = typer.Option("", help=f"Only this survey ({', '.join(surveys.names())}); default every survey."),
     start: str | None = typer.Option(None, help="First poll time to include, ISO (UTC when no zone is given)."),
     end: str | None = typer.Option(None, help="Last poll time to include, ISO (UTC when no zone is given); a date "
                                               "alone includes that whole day."),
