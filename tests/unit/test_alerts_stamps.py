@@ -13,8 +13,8 @@ import pytest
 
 import skysift.alerts.decode as decoder
 from skysift.alerts import avro, surveys
-from skysift.alerts.surveys import lsst
 from skysift.alerts.decode import Packet, decode
+from skysift.alerts.surveys import lsst
 from tests import alert_packets as ap
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
