@@ -76,11 +76,16 @@ class _Dead(Exception):
     pass
 
 
-def decode_packets(packets: list[bytes], format: str = "auto", schema_json: str | None = None,
+def packets_of(packets: list[bytes], format: str = "auto", schema_json: str | bytes | None = None) -> list[Packet]:
+    """Raw packets of one format as :class:`Packet` (``schema_json``: the writer schema of schemaless payloads)."""
+    schema = schema_json.encode() if isinstance(schema_json, str) else schema_json
+    return [Packet(p, schema=schema, format=format) for p in packets]
+
+
+def decode_packets(packets: list[bytes], format: str = "auto", schema_json: str | bytes | None = None,
                    keep_cutouts: bool = False) -> DecodeResult:
     """Decode raw packets of one format (``schema_json``: the writer schema of schemaless payloads)."""
-    schema = schema_json.encode() if isinstance(schema_json, str) else schema_json
-    return decode([Packet(p, schema=schema, format=format) for p in packets], keep_cutouts=keep_cutouts)
+    return decode(packets_of(packets, format, schema_json), keep_cutouts=keep_cutouts)
 
 
 def decode(packets: list[Packet], keep_cutouts: bool = False, now: datetime | None = None) -> DecodeResult:
