@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from skysift import config, errors
+from skysift.cliutil import exit_code, fail
 
 kafka_app = typer.Typer(help="The ingest consumer group's offsets on its topics (SKYSIFT_KAFKA_*).", no_args_is_help=True)
 
@@ -31,12 +32,10 @@ def _table(title: str, rows) -> None:
 
 
 def _run(fn):
-    from skysift.cli import fail
-
     try:
         return fn()
     except errors.SkysiftError as exc:
-        fail(str(exc), code=2 if isinstance(exc, (errors.ConfigError, errors.InvalidArgument)) else 1)
+        fail(str(exc), code=exit_code(exc))
 
 
 @kafka_app.command("offsets")

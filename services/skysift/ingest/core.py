@@ -23,7 +23,6 @@ import dataclasses
 import io
 import logging
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -36,10 +35,9 @@ from skysift import config
 from skysift.alerts import surveys
 from skysift.alerts.schema import conform
 from skysift.config import Settings
-from skysift.errors import SkysiftError, Unavailable
 from skysift.ingest.replay import StoredBatch, open_replay, records_in
 from skysift.ingest.settings import IngestSettings, KafkaSettings
-from skysift.store.base import ObjectStore
+from skysift.store.base import ObjectStore, store_errors
 from skysift.store.keys import Batch, BatchKey, dlq_key, new_batch
 
 log = logging.getLogger(__name__)
@@ -77,21 +75,6 @@ class PollResult:
     n_duplicates: int = 0  # candids seen earlier in this poll, or in an alerts file of their night or a recent one
     n_dead_letters: int = 0
     dlq_key: str | None = None
-
-
-@contextmanager
-def store_errors(store: ObjectStore, reading: str | None = None):
-    """Any failure to reach the store is :class:`Unavailable` (the poll exits non-zero; the CronJob retries).
-    ``reading`` names what is read when it is not ``store`` (a replay's files or another bucket), so the message
-    points at what failed."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except SkysiftError:
-        raise
-    except (OSError, BotoCoreError, ClientError) as exc:
-        raise Unavailable(f"{reading or f'object store {store.url}'} unavailable: {type(exc).__name__}: {exc}") from None
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
