@@ -14,11 +14,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from skysift.backlog import Behind
+from skysift.chain import through_stages
 from skysift.config import Settings
+from skysift.enrichment.core import EnrichmentStage
 from skysift.errors import FailedPrecondition
+from skysift.features.core import FeaturesStage
+from skysift.inference.core import InferenceStage
+from skysift.ingest.core import IngestStage
+from skysift.rpc.channels import channel
 from skysift.rpc.convert import batch_from_ref
 from skysift.rpc.errors import call
+from skysift.store import open_store
 from skysift.store.keys import Batch, parse_batch
+from skysift.v1 import (
+    enrichment_pb2,
+    enrichment_pb2_grpc,
+    features_pb2,
+    features_pb2_grpc,
+    inference_pb2,
+    inference_pb2_grpc,
+    ingest_pb2,
+    ingest_pb2_grpc,
+)
 
 
 @dataclass
@@ -71,39 +88,30 @@ class InProcessStages:
     (a Kafka consumer stays in its group, a loaded model stays loaded)."""
 
     def __init__(self, settings: Settings, store=None):
-        from skysift.store import open_store
-
         self.settings = settings
         self.store = store or open_store(settings=settings)
-        self._stages: dict[str, object] = {}
+        self._stages: dict[type, object] = {}
 
-    def _stage(self, name: str):
-        if name not in self._stages:
-            import importlib
-
-            module, cls = {
-                "ingest": ("skysift.ingest.core", "IngestStage"),
-                "enrichment": ("skysift.enrichment.core", "EnrichmentStage"),
-                "features": ("skysift.features.core", "FeaturesStage"),
-                "inference": ("skysift.inference.core", "InferenceStage"),
-            }[name]
-            self._stages[name] = getattr(importlib.import_module(module), cls)(self.settings, self.store)
-        return self._stages[name]
+    def _stage(self, cls: type):
+        """The stage of class ``cls``, built on first use (a poll with no alerts never loads a dust map or a model)."""
+        if cls not in self._stages:
+            self._stages[cls] = cls(self.settings, self.store)
+        return self._stages[cls]
 
     def poll(self, **kwargs) -> Polled:
-        r = self._stage("ingest").poll(**kwargs)
+        r = self._stage(IngestStage).poll(**kwargs)
         return Polled(r.alerts, r.cutouts, poll_counts(r), r.dlq_key, r.behind, r.n_behind)
 
     def enrich(self, alerts_key: str) -> StageOutcome:
-        r = self._stage("enrichment").process(alerts_key)
+        r = self._stage(EnrichmentStage).process(alerts_key)
         return StageOutcome("enrichment", r.enriched, _status(r.status_counts))
 
     def features(self, alerts_key: str, enriched_key: str | None) -> StageOutcome:
-        r = self._stage("features").process(alerts_key, enriched_key)
+        r = self._stage(FeaturesStage).process(alerts_key, enriched_key)
         return StageOutcome("features", r.features, f"feature set v{r.feature_set_version}, {r.n_flagged} flagged")
 
     def score(self, features_key: str) -> StageOutcome:
-        r = self._stage("inference").score_batch(features_key)
+        r = self._stage(InferenceStage).score_batch(features_key)
         return StageOutcome("inference", r.written, "; ".join(filter(None, [_models(r.predictions), r.message])))
 
 
@@ -111,9 +119,6 @@ class GrpcStages:
     """The same calls through the five services' gRPC APIs."""
 
     def __init__(self, settings: Settings):
-        from skysift.rpc.channels import channel
-        from skysift.v1 import enrichment_pb2_grpc, features_pb2_grpc, inference_pb2_grpc, ingest_pb2_grpc
-
         self.settings = settings
         self.ingest = ingest_pb2_grpc.IngestStub(channel(settings.ingest_address, settings))
         self.enrichment = enrichment_pb2_grpc.EnrichmentStub(channel(settings.enrichment_address, settings))
@@ -121,8 +126,6 @@ class GrpcStages:
         self.inference = inference_pb2_grpc.InferenceStub(channel(settings.inference_address, settings))
 
     def poll(self, max_alerts=None, timeout_s=None, replay_path=None, keep_cutouts=None, filter_name=None):
-        from skysift.v1 import ingest_pb2
-
         req = ingest_pb2.PollRequest(max_alerts=max_alerts or 0, timeout_seconds=timeout_s or 0,
                                      replay_path=replay_path or "", filter=filter_name or "")
         if keep_cutouts is not None:
@@ -133,21 +136,15 @@ class GrpcStages:
                       r.dlq_key or None, behind, r.n_behind)
 
     def enrich(self, alerts_key: str) -> StageOutcome:
-        from skysift.v1 import enrichment_pb2
-
         r = call(self.enrichment.Enrich, enrichment_pb2.EnrichRequest(alerts_key=alerts_key))
         return StageOutcome("enrichment", batch_from_ref(r.enriched), _status(dict(r.status_counts)))
 
     def features(self, alerts_key: str, enriched_key: str | None) -> StageOutcome:
-        from skysift.v1 import features_pb2
-
         r = call(self.featurizer.ComputeFeatures,
                   features_pb2.ComputeFeaturesRequest(alerts_key=alerts_key, enriched_key=enriched_key or ""))
         return StageOutcome("features", batch_from_ref(r.features), f"feature set v{r.feature_set_version}, {r.n_flagged} flagged")
 
     def score(self, features_key: str) -> StageOutcome:
-        from skysift.v1 import inference_pb2
-
         r = call(self.inference.Score, inference_pb2.ScoreRequest(features_key=features_key, packed=True))
         models = sorted({f"{p.model_name} v{p.model_version}" for p in r.packed})
         return StageOutcome("inference", batch_from_ref(r.written) if r.written.key else None,
@@ -162,12 +159,10 @@ def run_poll(stages, **poll_kwargs) -> PollReport:
     catch_up(stages, polled.behind, report)
     for batch in polled.cutouts:
         report.outcomes.append(StageOutcome("cutouts", batch))
-    for batch in polled.alerts:
-        report.outcomes.append(StageOutcome("alerts", batch, f"survey={batch.survey}"))
-        enriched = stages.enrich(batch.key)
-        report.outcomes.append(enriched)
-        feats = stages.features(batch.key, enriched.batch.key if enriched.batch else None)
-        report.outcomes.append(feats)
+    for batch, enriched, feats in through_stages(
+            polled.alerts, lambda batch: stages.enrich(batch.key),
+            lambda batch, enriched: stages.features(batch.key, enriched.batch.key if enriched.batch else None)):
+        report.outcomes += [StageOutcome("alerts", batch, f"survey={batch.survey}"), enriched, feats]
         try:
             report.outcomes.append(stages.score(feats.batch.key))
         except FailedPrecondition as exc:

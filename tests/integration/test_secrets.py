@@ -10,6 +10,7 @@ Kafka SASL password, Lasair and SkyPortal tokens, Slack webhook and bot token, t
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -54,7 +55,7 @@ def test_services_and_a_poll_never_show_a_secret(kafka, s3_server, s3_settings, 
            "SKYSIFT_INGEST_SOURCE": "kafka", "SKYSIFT_KAFKA_BOOTSTRAP_SERVERS": kafka.env["bootstrap.servers"],
            "SKYSIFT_KAFKA_TOPICS": "secrets", "SKYSIFT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
            "SKYSIFT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "SKYSIFT_KAFKA_SASL_USERNAME": "skysift",
-           "SKYSIFT_INGEST_TIMEOUT_S": "1", "SKYSIFT_ENRICHMENT_LASAIR_ZTF_URL": lasair.url,
+           "SKYSIFT_INGEST_TIMEOUT_S": "1", "SKYSIFT_ENRICHMENT_LASAIR_URLS": json.dumps({"ztf": lasair.url}),
            "SKYSIFT_ENRICHMENT_TIMEOUT_SECONDS": "2"}
     ingest = servers.start_service("ingest", env, tmp_path)
     enrichment = servers.start_service("enrichment", env, tmp_path)

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from skysift import config, errors
+from skysift.cliutil import exit_code, fail, load_settings
 
 kafka_app = typer.Typer(help="The ingest consumer group's offsets on its topics (SKYSIFT_KAFKA_*).", no_args_is_help=True)
 
@@ -32,12 +33,10 @@ def _table(title: str, rows) -> None:
 
 
 def _run(fn):
-    from skysift.cli import fail
-
     try:
         return fn()
     except errors.SkysiftError as exc:
-        fail(str(exc), code=2 if isinstance(exc, (errors.ConfigError, errors.InvalidArgument)) else 1)
+        fail(str(exc), code=exit_code(exc))
 
 
 @kafka_app.command("offsets")
@@ -73,7 +72,6 @@ def status(days: float = typer.Option(30.0, help="Batches written by the polls o
     from rich.table import Table
 
     from skysift import backlog
-    from skysift.cli import load_settings
     from skysift.ingest import offsets as core
     from skysift.ingest.settings import IngestSettings
     from skysift.store import open_store

@@ -23,7 +23,6 @@ import dataclasses
 import io
 import logging
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -33,12 +32,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skysift import config
+from skysift.alerts import surveys
+from skysift.alerts.schema import conform
 from skysift.backlog import Behind, find_behind, list_stages
 from skysift.config import Settings
-from skysift.errors import SkysiftError, Unavailable
 from skysift.ingest.replay import StoredBatch, open_replay, records_in
 from skysift.ingest.settings import IngestSettings, KafkaSettings
-from skysift.store.base import ObjectStore
+from skysift.store.base import ObjectStore, store_errors
 from skysift.store.keys import Batch, BatchKey, dlq_key, new_batch
 
 log = logging.getLogger(__name__)
@@ -52,17 +52,15 @@ DLQ_SCHEMA = pa.schema([
 
 
 JD_UNIX_EPOCH = 2440587.5
-# hours added to UTC before taking the date of an alert's night: ZTF's nights (Palomar) fall within one UTC date,
-# which its archive and Fink name them by; Rubin's (Cerro Pachon) cross UTC midnight and are named by dayObs, the
-# date in UTC-12h
-NIGHT_SHIFT_H = {"ztf": 0.0, "lsst": -12.0}
 
 
 def observing_night(jd: np.ndarray, survey: str, fallback: datetime) -> np.ndarray:
-    """The night (YYYYMMDD) each alert was observed on; ``fallback``'s UTC date where jd is missing."""
+    """The night (YYYYMMDD) each alert was observed on, by the survey's rule (the hours its night names are
+    shifted from UTC); ``fallback``'s UTC date where jd is missing."""
+    shift = surveys.get(survey).night_shift_hours
     jd = np.asarray(jd, dtype=np.float64)
     known = np.isfinite(jd)
-    hours = np.floor(np.where(known, (jd - JD_UNIX_EPOCH) * 24.0 + NIGHT_SHIFT_H.get(survey, 0.0), 0.0))
+    hours = np.floor(np.where(known, (jd - JD_UNIX_EPOCH) * 24.0 + shift, 0.0))
     days = hours.astype(np.int64).astype("datetime64[h]").astype("datetime64[D]")
     nights = np.char.replace(days.astype(str), "-", "")
     return np.where(known, nights, fallback.astimezone(timezone.utc).strftime("%Y%m%d"))
@@ -80,21 +78,6 @@ class PollResult:
     dlq_key: str | None = None
     behind: list[Behind] = field(default_factory=list)  # earlier batches lacking a later stage (oldest first)
     n_behind: int = 0  # all such batches in the catch-up window, ``behind`` being the oldest of them
-
-
-@contextmanager
-def store_errors(store: ObjectStore, reading: str | None = None):
-    """Any failure to reach the store is :class:`Unavailable` (the poll exits non-zero; the CronJob retries).
-    ``reading`` names what is read when it is not ``store`` (a replay's files or another bucket), so the message
-    points at what failed."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except SkysiftError:
-        raise
-    except (OSError, BotoCoreError, ClientError) as exc:
-        raise Unavailable(f"{reading or f'object store {store.url}'} unavailable: {type(exc).__name__}: {exc}") from None
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -177,9 +160,6 @@ def take_alerts_tables(packets: list) -> tuple[dict[str, pa.Table], list]:
     taken as they are, by survey; the other packets are left to the decoder. So is a file naming a survey skysift
     does not know: its rows could not be written (the survey is part of the key), which would fail every poll of
     the source on the same packet, where a dead letter lets the source move on."""
-    from skysift.alerts.decode import SURVEYS
-    from skysift.alerts.schema import ALERTS_SCHEMA, conform
-
     tables: dict[str, list[pa.Table]] = {}
     rest = []
     for packet in packets:
@@ -188,10 +168,10 @@ def take_alerts_tables(packets: list) -> tuple[dict[str, pa.Table], list]:
             try:
                 pf = pq.ParquetFile(io.BytesIO(packet.value))
                 if (pf.schema_arrow.metadata or {}).get(b"skysift.table") == b"alerts":
-                    table = conform(pf.read(), ALERTS_SCHEMA)
+                    table = conform(pf.read(), surveys.alerts_schema())
             except (pa.ArrowException, ValueError, OSError):
                 table = None  # the decoder makes it a dead letter, with its error
-            if table is not None and not set(pc.unique(table.column("survey")).to_pylist()) <= SURVEYS.keys():
+            if table is not None and not set(pc.unique(table.column("survey")).to_pylist()) <= set(surveys.names()):
                 table = None
         if table is None:
             rest.append(packet)
