@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from skysift.bench.report import Report, Row
+from bench.report import Report, Row
 
 # One core means one thread everywhere; polars reads its variable when first imported.
 THREAD_ENV = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -44,10 +44,13 @@ def single_thread_env() -> None:
         os.environ.setdefault(name, value)
 
 
+CHECKOUT = Path(__file__).resolve().parents[1]  # bench/ is a top-level directory of the checkout
+
+
 @dataclass
 class Options:
-    root: Path = Path(".")  # the checkout holding tests/data/alerts
-    out: Path | None = Path("bench/results.json")
+    root: Path = CHECKOUT  # the checkout holding tests/data/alerts
+    out: Path | None = CHECKOUT / "bench" / "results.json"
     n_alerts: int = 10_000  # ZTF alerts per product case
     batch: int = 1_000  # alerts per poll (the prototype's hourly poll)
     n_rubin: int = 2_000
@@ -199,7 +202,7 @@ class Bench:
 
     # -- data -------------------------------------------------------------------------------------------------
     def load_data(self) -> None:
-        from skysift.bench import data
+        from bench import data
 
         t0 = time.perf_counter()
         self.ztf = data.ztf(self.o.root, self.o.n_alerts)
@@ -214,7 +217,7 @@ class Bench:
 
     # -- ingest -----------------------------------------------------------------------------------------------
     def run_ingest(self) -> None:
-        from skysift.bench import baselines, data
+        from bench import baselines, data
 
         o = self.o
         n_polls = max(1, -(-len(self.ztf.payloads) // o.batch))
@@ -320,7 +323,7 @@ class Bench:
 
     # -- enrichment and features ------------------------------------------------------------------------------
     def run_features(self) -> None:
-        from skysift.bench import baselines
+        from bench import baselines
         from skysift.enrichment.core import enrich
         from skysift.enrichment.extinction import healpix_map
         from skysift.features.core import compute_features
@@ -374,8 +377,8 @@ class Bench:
         """Fink's labelled alerts through the product's decoder and features, with oracle labels (SIMBAD types)."""
         import pyarrow as pa
 
+        from bench import data
         from skysift.alerts.decode import packets_of
-        from skysift.bench import data
         from skysift.chain import features_of_packets
         from skysift.trainer.oracle import oracle_labels
 
@@ -521,7 +524,7 @@ class Bench:
         return settings, store, poll
 
     def run_e2e(self) -> None:
-        from skysift.bench import baselines
+        from bench import baselines
 
         o = self.o
         packets = _fink_packets(self.ztf)

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.data import Alerts
 from skysift.alerts import avro
-from skysift.bench.data import Alerts
 
 LC_NAMES = ("amplitude", "linear_fit_reduced_chi2", "linear_fit_slope", "linear_fit_slope_sigma", "median",
             "median_absolute_deviation")
