@@ -1,5 +1,9 @@
 """The hourly poll, orchestrated: Ingest.Poll, then Enrich, ComputeFeatures and Score for each batch.
 
+Level-triggered: Ingest.Poll also names earlier alerts batches that lack a later stage's file (a poll that failed
+after ingest committed, alerts polled before any model existed; see :mod:`skysift.backlog`), and the poll runs what
+those lack first, then its own batches.
+
 The same sequence runs over gRPC (`skysift poll`, the CronJob) or in one process with the stage classes
 (`skysift poll --in-process`, for backfills and debugging). Both paths return a :class:`PollReport` so the CLI
 prints one thing; only object-store keys travel between stages.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from skysift.backlog import Behind
 from skysift.chain import through_stages
 from skysift.config import Settings
 from skysift.enrichment.core import EnrichmentStage
@@ -20,7 +25,7 @@ from skysift.rpc.channels import channel
 from skysift.rpc.convert import batch_from_ref
 from skysift.rpc.errors import call
 from skysift.store import open_store
-from skysift.store.keys import Batch
+from skysift.store.keys import Batch, parse_batch
 from skysift.v1 import (
     enrichment_pb2,
     enrichment_pb2_grpc,
@@ -41,10 +46,24 @@ class StageOutcome:
 
 
 @dataclass
+class Polled:
+    """What Ingest.Poll hands on: its batches, its counts, and the earlier batches that are behind."""
+
+    alerts: list[Batch]
+    cutouts: list[Batch]
+    counts: dict[str, int]
+    dlq_key: str | None
+    behind: list[Behind] = field(default_factory=list)
+    n_behind: int = 0
+
+
+@dataclass
 class PollReport:
     counts: dict[str, int]
     dlq_key: str | None
     outcomes: list[StageOutcome] = field(default_factory=list)
+    caught_up: list[str] = field(default_factory=list)  # one line per earlier batch the poll brought up to date
+    n_behind: int = 0
 
     def lines(self) -> list[str]:
         c = self.counts
@@ -53,6 +72,11 @@ class PollReport:
             f"{c['duplicates']} duplicates, {c['dead_letters']} dead letters"
             + (f" (in {self.dlq_key})" if self.dlq_key else "")
         ]
+        if self.n_behind:
+            left = self.n_behind - len(self.caught_up)
+            out.append(f"caught up {len(self.caught_up)} earlier batches that lacked a stage"
+                       + (f" ({left} more left for the next polls)" if left else ""))
+            out += [f"  {line}" for line in self.caught_up]
         for o in self.outcomes:
             where = f"{o.batch.rows:>6} rows -> {o.batch.key}" if o.batch else ""
             out.append(f"  {o.stage:<11} {where}{'  ' if where and o.detail else ''}{o.detail}")
@@ -74,9 +98,9 @@ class InProcessStages:
             self._stages[cls] = cls(self.settings, self.store)
         return self._stages[cls]
 
-    def poll(self, **kwargs):
+    def poll(self, **kwargs) -> Polled:
         r = self._stage(IngestStage).poll(**kwargs)
-        return r.alerts, r.cutouts, poll_counts(r), r.dlq_key
+        return Polled(r.alerts, r.cutouts, poll_counts(r), r.dlq_key, r.behind, r.n_behind)
 
     def enrich(self, alerts_key: str) -> StageOutcome:
         r = self._stage(EnrichmentStage).process(alerts_key)
@@ -107,7 +131,9 @@ class GrpcStages:
         if keep_cutouts is not None:
             req.keep_cutouts = keep_cutouts
         r = call(self.ingest.Poll, req, (timeout_s or 3600) + 120)
-        return [batch_from_ref(b) for b in r.alerts], [batch_from_ref(b) for b in r.cutouts], poll_counts(r), r.dlq_key or None
+        behind = [Behind(b.alerts_key, b.survey, tuple(b.missing)) for b in r.behind]
+        return Polled([batch_from_ref(b) for b in r.alerts], [batch_from_ref(b) for b in r.cutouts], poll_counts(r),
+                      r.dlq_key or None, behind, r.n_behind)
 
     def enrich(self, alerts_key: str) -> StageOutcome:
         r = call(self.enrichment.Enrich, enrichment_pb2.EnrichRequest(alerts_key=alerts_key))
@@ -126,13 +152,15 @@ class GrpcStages:
 
 
 def run_poll(stages, **poll_kwargs) -> PollReport:
-    """One poll through every stage; a missing model is reported, not an error (the pipeline still ran)."""
-    alerts, cutouts, counts, dlq_key = stages.poll(**poll_kwargs)
-    report = PollReport(counts, dlq_key)
-    for batch in cutouts:
+    """One poll through every stage, earlier batches that are behind first; a missing model is reported, not an
+    error (the pipeline still ran)."""
+    polled = stages.poll(**poll_kwargs)
+    report = PollReport(polled.counts, polled.dlq_key, n_behind=polled.n_behind)
+    catch_up(stages, polled.behind, report)
+    for batch in polled.cutouts:
         report.outcomes.append(StageOutcome("cutouts", batch))
     for batch, enriched, feats in through_stages(
-            alerts, lambda batch: stages.enrich(batch.key),
+            polled.alerts, lambda batch: stages.enrich(batch.key),
             lambda batch, enriched: stages.features(batch.key, enriched.batch.key if enriched.batch else None)):
         report.outcomes += [StageOutcome("alerts", batch, f"survey={batch.survey}"), enriched, feats]
         try:
@@ -140,6 +168,29 @@ def run_poll(stages, **poll_kwargs) -> PollReport:
         except FailedPrecondition as exc:
             report.outcomes.append(StageOutcome("inference", None, str(exc)))
     return report
+
+
+def catch_up(stages, behind: list[Behind], report: PollReport) -> None:
+    """Run what each earlier batch lacks, in stage order; once scoring finds no model, the rest wait for one."""
+    no_model = ""
+    for item in behind:
+        batch = parse_batch(item.alerts_key, "alerts")
+        enriched_key, done = str(batch.sibling("enriched")), []
+        if "enriched" in item.missing:
+            enriched = stages.enrich(item.alerts_key)
+            enriched_key = enriched.batch.key if enriched.batch else None
+            done.append("enriched")
+        if "features" in item.missing:
+            stages.features(item.alerts_key, enriched_key)
+            done.append("features")
+        if not no_model:
+            try:
+                stages.score(str(batch.sibling("features")))
+                done.append("predictions")
+            except FailedPrecondition as exc:
+                no_model = str(exc)
+        waiting = f" (predictions wait: {no_model})" if "predictions" not in done else ""
+        report.caught_up.append(f"{item.alerts_key}: {', '.join(done) or 'nothing'} written{waiting}")
 
 
 def poll_counts(result) -> dict[str, int]:

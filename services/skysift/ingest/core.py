@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from skysift import config
 from skysift.alerts import surveys
 from skysift.alerts.schema import conform
+from skysift.backlog import Behind, find_behind, list_stages
 from skysift.config import Settings
 from skysift.ingest.replay import StoredBatch, open_replay, records_in
 from skysift.ingest.settings import IngestSettings, KafkaSettings
@@ -75,6 +76,8 @@ class PollResult:
     n_duplicates: int = 0  # candids seen earlier in this poll, or in an alerts file of their night or a recent one
     n_dead_letters: int = 0
     dlq_key: str | None = None
+    behind: list[Behind] = field(default_factory=list)  # earlier batches lacking a later stage (oldest first)
+    n_behind: int = 0  # all such batches in the catch-up window, ``behind`` being the oldest of them
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -219,6 +222,8 @@ class IngestStage:
         timeout_s = timeout_s or self.ingest.timeout_s
         keep_cutouts = self.ingest.keep_cutouts if keep_cutouts is None else keep_cutouts
         selection = filters.get(filter_name or self.ingest.filter)
+        with store_errors(self.store):  # before any fetch: a store that cannot be listed fails the poll early
+            backlog = self.backlog(datetime.now(timezone.utc))
         source = self.open_source(replay_path)
         failed = True
         try:
@@ -229,7 +234,9 @@ class IngestStage:
             decoded = decode(rest, keep_cutouts=keep_cutouts, now=now)
             for survey, table in tables.items():
                 decoded.alerts[survey] = pa.concat_tables([t for t in (decoded.alerts.get(survey), table) if t is not None])
-            result = PollResult(n_messages=len(packets), n_dead_letters=len(decoded.dead_letters))
+            result = PollResult(n_messages=len(packets), n_dead_letters=len(decoded.dead_letters), n_behind=backlog.total)
+            passed_on = {packet.batch.key for packet in stored}  # a store:// replay runs these through every stage
+            result.behind = [b for b in backlog.behind if b.alerts_key not in passed_on]
             for packet in stored:
                 result.alerts.append(packet.batch)
                 result.n_alerts += packet.batch.rows
@@ -254,6 +261,11 @@ class IngestStage:
                 self.close()  # start the next poll from the committed offsets with a fresh consumer
         log.info("poll done", extra={k: v for k, v in vars(result).items() if k.startswith("n_")})
         return result
+
+    def backlog(self, now: datetime):
+        """Earlier alerts batches that lack a later stage's file (see :mod:`skysift.backlog`)."""
+        return find_behind(list_stages(self.store), now, timedelta(days=self.ingest.catchup_days),
+                           timedelta(seconds=self.ingest.catchup_grace_s), self.ingest.catchup_batches)
 
     @staticmethod
     def _deduplicate(candids: np.ndarray, seen: np.ndarray, result: PollResult) -> np.ndarray:
