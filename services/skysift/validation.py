@@ -42,11 +42,11 @@ def check_round(number: int | None) -> int | None:
 
 def check_survey(name: str, allow_all: bool = True) -> str:
     """A survey skysift knows (``""`` means every survey where ``allow_all``)."""
-    from skysift.alerts.decode import SURVEYS
+    from skysift.alerts import surveys
 
-    if (name == "" and allow_all) or name in SURVEYS:
+    if (name == "" and allow_all) or name in surveys.names():
         return name
-    raise InvalidArgument(f"unknown survey {_quoted(name)}; expected one of {', '.join(sorted(SURVEYS))}"
+    raise InvalidArgument(f"unknown survey {_quoted(name)}; expected one of {', '.join(sorted(surveys.names()))}"
                           + (" (or empty for all)" if allow_all else ""))
 
 

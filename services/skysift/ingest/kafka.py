@@ -37,14 +37,14 @@ def key_schema(key: bytes | None, value: bytes) -> bytes | None:
     A value in Confluent wire format whose schema id is one skysift has (Rubin's) is decoded by that id, whatever
     its key: a key that merely starts with '{' (a JSON key on a Rubin topic) is not a schema.
     """
-    from skysift.alerts import lsst
+    from skysift.alerts import surveys
     from skysift.alerts.decode import CONFLUENT_MAGIC
 
     if not key or key.lstrip()[:1] not in (b"{", b"["):
         return None
     if len(value) > 5 and value[:1] == CONFLUENT_MAGIC:
         try:
-            lsst.schema_for_id(int.from_bytes(value[1:5], "big"))
+            surveys.wire_schema(int.from_bytes(value[1:5], "big"))
             return None
         except KeyError:
             pass  # not an id we know: the key's schema is the better guess
