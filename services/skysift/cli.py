@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from skysift import config, errors
-from skysift.cliutil import fail, load_settings
+from skysift.cliutil import exit_code, fail, load_settings
 
 app = typer.Typer(
     help="skysift: active learning on astronomical alert streams (ZTF, Rubin/LSST).",
@@ -44,8 +44,8 @@ def serve(
     module = importlib.import_module(f"skysift.{service}.service")
     try:
         running = server.start(service, lambda s: module.register(s, settings), settings, port, metrics_port)
-    except (errors.SkysiftError, OSError) as exc:
-        fail(f"{service} failed to start: {exc}")
+    except (errors.SkysiftError, OSError) as exc:  # a port taken (OSError) is a runtime failure, not bad input
+        fail(f"{service} failed to start: {exc}", code=exit_code(exc) if isinstance(exc, errors.SkysiftError) else 1)
     server.serve_forever(running, settings.shutdown_grace_seconds)
     getattr(module, "close", lambda: None)()  # a service holding a connection (ingest's consumer) lets go of it
 
@@ -104,7 +104,7 @@ def poll(
                                            timeout_s=parse_duration(timeout) if timeout else None, replay_path=from_path,
                                            keep_cutouts=keep_cutouts, filter_name=filter_name)
             except errors.SkysiftError as exc:
-                fail(f"poll failed: {exc}", code=1)
+                fail(f"poll failed: {exc}", code=exit_code(exc))
             for line in report.lines():
                 typer.echo(line)
             if interval is None or (drain and report.counts["messages"] == 0):

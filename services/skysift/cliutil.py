@@ -19,8 +19,9 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def exit_code(exc: errors.SkysiftError) -> int:
-    """2 when the command was given something wrong (configuration, arguments), 1 when it failed doing it."""
-    return 2 if isinstance(exc, (errors.ConfigError, errors.InvalidArgument)) else 1
+    """Every command's convention: 2 when it was given something wrong (configuration, arguments, a name that
+    does not exist), 1 when it failed doing it (a store, broker or service down, a state that refuses it)."""
+    return 2 if isinstance(exc, (errors.ConfigError, errors.InvalidArgument, errors.NotFound)) else 1
 
 
 def load_settings() -> config.Settings:

@@ -138,7 +138,7 @@ def test_skysift_round_exits_non_zero_while_mlflow_is_down_and_succeeds_once_it_
         back = CliRunner().invoke(app, args)
     finally:
         running.stop(0)
-    assert down.exit_code != 0
+    assert down.exit_code == 1  # a runtime failure (MLflow down), not bad input
     assert f"MLflow tracking server {settings.mlflow_tracking_uri} is not reachable" in down.output
     assert after_down == []
     assert back.exit_code == 0, back.output

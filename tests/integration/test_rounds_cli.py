@@ -121,7 +121,7 @@ def test_the_same_dataset_again_returns_its_round_until_forced(collected, round_
 
 def test_a_dataset_that_failed_its_quality_checks_is_refused_without_force(collected, round_cli):
     result = round_cli("--experiment", "cli-ds-failed", "--dataset", collected.failed.dataset_id)
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # refused by the dataset's state (FAILED_PRECONDITION), not a malformed request
     assert f"dataset '{collected.failed.dataset_id}' failed its quality checks: only one class" in result.output
     assert "use force to train on it anyway" in result.output
     assert not collected.store.list_keys("rounds/cli-ds-failed/")

@@ -30,7 +30,15 @@ def test_a_successful_command_exits_0_with_all_its_output(tmp_path):
 
 
 def test_a_failed_poll_exits_1_so_a_cronjob_retries(tmp_path):
-    done = run(["poll", "--in-process", "--from", str(tmp_path / "no-such-dir")], tmp_path,
-               SKYSIFT_MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert done.returncode == 1, done.stderr
-    assert "poll failed" in done.stderr + done.stdout
+    """A runtime failure (the store's S3 endpoint down) is 1; a poll given a path that does not exist is bad input, 2."""
+    from tests.servers import free_port
+
+    demo = str(Path(__file__).resolve().parents[2] / "demo" / "alerts")
+    down = run(["poll", "--in-process", "--from", demo], tmp_path, SKYSIFT_STORE_URL="s3://down/store",
+               SKYSIFT_S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", SKYSIFT_S3_ACCESS_KEY_ID="test",
+               SKYSIFT_S3_SECRET_ACCESS_KEY="test", SKYSIFT_MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert down.returncode == 1, down.stderr
+    assert "poll failed" in down.stderr + down.stdout
+    bad = run(["poll", "--in-process", "--from", str(tmp_path / "no-such-dir")], tmp_path,
+              SKYSIFT_MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert bad.returncode == 2 and "does not exist" in bad.stderr, bad.stderr

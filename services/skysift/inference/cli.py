@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from skysift.cliutil import fail
+from skysift.cliutil import exit_code, fail
 
 
 def score(
@@ -52,7 +52,7 @@ def score(
     except OSError as exc:
         fail(f"cannot read input: {exc}")
     except errors.SkysiftError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=exit_code(exc))
     for p in predictions:
         typer.echo(json.dumps(p) if as_json else _line(p))
     if message:

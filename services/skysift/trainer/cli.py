@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from skysift.alerts import surveys
-from skysift.cliutil import fail, load_settings
+from skysift.cliutil import exit_code, fail, load_settings
 
 label_app = typer.Typer(help="Import or export labels (the prototype's labels.csv columns).", no_args_is_help=True)
 dataset_app = typer.Typer(help="Collect, list and inspect training datasets (alerts of a time window with labels, "
@@ -77,7 +77,7 @@ def round_command(
         else:
             lines = _round_via_grpc(settings, experiment, model_tag, kwargs)
     except errors.SkysiftError as exc:
-        fail(str(exc))
+        fail(str(exc), code=exit_code(exc))
     for line in lines:
         typer.echo(line)
 
@@ -165,7 +165,7 @@ def experiment_command(
         with tqdm(total=len(configs) * seeds, desc="learning curves", unit="curve") as bar:
             points = ex.run(data, configs, list(range(seeds)), max_labels, holdout_fraction, progress=bar.update)
     except errors.SkysiftError as exc:
-        fail(str(exc))
+        fail(str(exc), code=exit_code(exc))
     summary, auc = ex.summarise(points), ex.area_under_curves(points)
     verdict = ex.verdict(auc, points=points)
     png = ex.plot(summary, f"{name}: {data.describe()}")
@@ -190,7 +190,7 @@ def experiment_command(
             run_id = tracking.log_experiment(settings.mlflow_tracking_uri, config.load(TrainerSettings).mlflow_experiment_prefix,
                                              model_tag, name, params, points, summary, auc, png, verdict)
         except errors.SkysiftError as exc:
-            fail(f"{exc} (the results above are saved in {out}; use --no-mlflow to skip MLflow)")
+            fail(f"{exc} (the results above are saved in {out}; use --no-mlflow to skip MLflow)", code=exit_code(exc))
         typer.echo(f"logged to MLflow run {run_id}")
 
 
@@ -208,7 +208,7 @@ def label_import(
     try:
         ids = LabelStore(open_store(settings=load_settings())).import_csv(path, user=user, source=source)
     except errors.SkysiftError as exc:
-        fail(str(exc))
+        fail(str(exc), code=exit_code(exc))
     typer.echo(f"imported {len(ids)} labels from {path}")
 
 
@@ -233,7 +233,7 @@ def _on_datasets(call):
     try:
         return call(Datasets(settings, open_store(settings=settings)))
     except errors.SkysiftError as exc:
-        fail(str(exc))
+        fail(str(exc), code=exit_code(exc))
 
 
 def _dataset_lines(d) -> list[str]:
