@@ -9,6 +9,7 @@ available to the servicer as :func:`principal` while it runs. Nothing here logs 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 
@@ -39,6 +40,16 @@ def principal() -> Principal:
     if current is None:
         raise errors.PermissionDenied("this call carries no authenticated caller")
     return current
+
+
+@contextlib.contextmanager
+def _serving(caller: Principal):
+    """``caller`` is :func:`principal` while the servicer runs (the thread serving the call)."""
+    token = _CURRENT.set(caller)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
@@ -77,11 +88,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
             def unary(raw, context):
                 caller, request = admit(raw, context)
-                token = _CURRENT.set(caller)
-                try:
+                with _serving(caller):
                     return inner(request, context)
-                finally:
-                    _CURRENT.reset(token)
 
             return grpc.unary_unary_rpc_method_handler(unary, response_serializer=handler.response_serializer)
         if handler.unary_stream is not None:
@@ -89,11 +97,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
             def stream(raw, context):
                 caller, request = admit(raw, context)
-                token = _CURRENT.set(caller)
-                try:
+                with _serving(caller):
                     yield from inner_stream(request, context)
-                finally:
-                    _CURRENT.reset(token)
 
             return grpc.unary_stream_rpc_method_handler(stream, response_serializer=handler.response_serializer)
         raise RuntimeError(f"{method}: client-streaming methods are not served behind the auth interceptor")
