@@ -250,6 +250,10 @@ from skysift.ingest import cli as ingest_cli  # noqa: E402 - kafka offsets|reset
 
 ingest_cli.register(app)
 
+from skysift.enrichment import cli as enrichment_cli  # noqa: E402 - catalogs install|show
+
+enrichment_cli.register(app)
+
 
 def main() -> None:
     """Console entry point: run the command, flush, then leave without the interpreter's native teardown.

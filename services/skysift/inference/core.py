@@ -441,12 +441,12 @@ class InferenceStage:
         return ScoreResult(scores, notes=notes)
 
     def _enrich(self, survey: str, alerts: pa.Table) -> pa.Table:
-        """The enrichment stage's own computation (Sherlock through its cache, E(B-V)), nothing written."""
-        from skysift.enrichment.core import EnrichmentStage, enrich
+        """The enrichment stage's own computation (Sherlock through its cache, E(B-V), catalogues), nothing written."""
+        from skysift.enrichment.core import EnrichmentStage
 
         if self._enrichment is None:
             self._enrichment = EnrichmentStage(self.settings, self.store)
-        return enrich(alerts, self._enrichment.sherlock_for(survey), self._enrichment.extinction)
+        return self._enrichment.enrich(alerts, survey)
 
 
 def _align(candids: pa.ChunkedArray, alerts: pa.Table) -> pa.Array:
