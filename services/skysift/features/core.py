@@ -226,7 +226,10 @@ class FeaturesStage:
 
         self.settings = settings
         self.store = store
+        from skysift.features.sets import feature_set
+
         self.features_settings = features_settings or config.load(FeaturesSettings)
+        self.feature_set = feature_set(self.features_settings.version)
 
     def process(self, alerts_key: str, enriched_key: str | None = None) -> FeaturesResult:
         batch = keys.parse_batch(alerts_key, stage="alerts")
@@ -235,24 +238,26 @@ class FeaturesStage:
             enriched_batch = keys.parse_batch(enriched_key, stage="enriched")
             if enriched_batch != batch.sibling("enriched"):
                 raise InvalidArgument(f"enriched key {enriched_key!r} is not the enrichment of {alerts_key!r}")
-            enriched = self.store.read_table(enriched_key, columns=["candid", "sherlock_separation_arcsec", "ebv"])
-        alerts = self._read_alerts(alerts_key)
-        table = compute_features(alerts, enriched, threads=self.features_settings.threads)
+            enriched = self._read(enriched_key, self.feature_set.enriched_columns, ("candid",), "enrichment")
+        alerts = self._read(alerts_key, self.feature_set.alert_columns, REQUIRED_ALERT_COLUMNS, "alerts table")
+        table = self.feature_set.compute(alerts, enriched, threads=self.features_settings.threads)
         flagged = table.column("no_positive_detection")
         n_flagged = int(pc.sum(flagged).as_py() or 0)
         if self.features_settings.drop_no_positive_detection:
             table = table.filter(pc.invert(flagged))
         key = str(batch.sibling("features"))
         self.store.write_table(key, table)
+        version = self.feature_set.version
         log.info("features written", extra={"key": key, "rows": table.num_rows, "flagged": n_flagged,
-                                            "feature_set_version": FEATURE_SET_VERSION})
-        return FeaturesResult(Batch(key, batch.survey, table.num_rows), FEATURE_SET_VERSION, n_flagged)
+                                            "feature_set_version": version})
+        return FeaturesResult(Batch(key, batch.survey, table.num_rows), version, n_flagged)
 
-    def _read_alerts(self, key: str) -> pa.Table:
+    def _read(self, key: str, wanted: tuple[str, ...], required: tuple[str, ...], what: str) -> pa.Table:
+        """The ``wanted`` columns the file has (one written before a column existed lacks it), one fetch."""
         data = self.store.get_bytes(key)
         with parquet_errors(key, self.store.url):
             schema = pq.read_schema(io.BytesIO(data))
-            missing = [c for c in REQUIRED_ALERT_COLUMNS if c not in schema.names]
+            missing = [c for c in required if c not in schema.names]
             if missing:
-                raise InvalidArgument(f"{key} is not an alerts table: it lacks {', '.join(missing)}")
-            return pq.read_table(io.BytesIO(data), columns=list(REQUIRED_ALERT_COLUMNS))
+                raise InvalidArgument(f"{key} is not an {what}: it lacks {', '.join(missing)}")
+            return pq.read_table(io.BytesIO(data), columns=[c for c in wanted if c in schema.names])

@@ -84,9 +84,9 @@ class ScoreResult:
 
 
 def current_feature_set_version() -> str:
-    from skysift.features.core import FEATURE_SET_VERSION
+    from skysift.features.sets import configured
 
-    return FEATURE_SET_VERSION
+    return configured().version
 
 
 def batch_feature_set_version(table: pa.Table) -> str:
@@ -417,7 +417,7 @@ class InferenceStage:
                      model_tags: list[str] | None = None, enrich: bool = False) -> ScoreResult:
         """Decode raw packets, compute their features (with enrichment if asked) and score them; nothing written."""
         from skysift.alerts.decode import decode_packets
-        from skysift.features.core import compute_features
+        from skysift.features.sets import configured
 
         if len(packets) == 0:
             raise InvalidArgument("no packets given")
@@ -432,7 +432,7 @@ class InferenceStage:
             if alerts.num_rows == 0:
                 continue
             enriched = self._enrich(survey, alerts) if enrich else None
-            features = compute_features(alerts, enriched)
+            features = configured().compute(alerts, enriched)
             features = with_object_ids(features, _align(features.column("candid"), alerts))
             scores += score_features(features, self.models(model_tags, notes))
         if not scores:

@@ -69,9 +69,11 @@ class FeatureSpec:
 
     @classmethod
     def current(cls) -> FeatureSpec:
-        from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
+        """The feature set this deployment computes (SKYSIFT_FEATURES_VERSION)."""
+        from skysift.features.sets import configured
 
-        return cls(tuple(FEATURE_COLUMNS), FEATURE_SET_VERSION)
+        feature_set = configured()
+        return cls(tuple(feature_set.columns), feature_set.version)
 
 
 def model_params(params: dict | None) -> dict:
