@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skysift.errors import FailedPrecondition
@@ -79,7 +78,7 @@ class SkyIndex:
         from scipy.spatial import cKDTree
 
         self.size = len(ra_deg)
-        self.tree = cKDTree(unit_vectors(ra_deg, dec_deg), balanced_tree=False, compact_nodes=False)
+        self.tree = cKDTree(unit_vectors(ra_deg, dec_deg), balanced_tree=False)  # ~2x faster to build, as fast to query
 
     def nearest(self, ra_deg: np.ndarray, dec_deg: np.ndarray, radius_arcsec: float) -> tuple[np.ndarray, np.ndarray]:
         """(row of the nearest entry or -1, separation in arcsec or NaN) per position; NaN positions match nothing."""
@@ -115,18 +114,24 @@ class OfflineCatalogs:
         g_row, g_sep = self.galaxy_index.nearest(ra, dec, host_radius_arcsec)
         v_row, v_sep = self.varstar_index.nearest(ra, dec, varstar_radius_arcsec)
         g_hit, v_hit = g_row >= 0, v_row >= 0
-        galaxies = self.galaxies.take(pa.array(np.where(g_hit, g_row, 0)))  # row 0 stands in where none: masked below
-        varstars = self.varstars.take(pa.array(np.where(v_hit, v_row, 0)))
-        g_mask, v_mask = pa.array(~g_hit), pa.array(~v_hit)
-        ang_dist = galaxies.column("ang_dist_mpc").combine_chunks().to_numpy(zero_copy_only=False)
+        # take() with null indices gives nulls where nothing matched; the tables are one chunk each (see load)
+        g_take, v_take = pa.array(g_row, mask=~g_hit), pa.array(v_row, mask=~v_hit)
+
+        def galaxy(column: str) -> pa.Array:
+            return self.galaxies.column(column).chunk(0).take(g_take)
+
+        def varstar(column: str) -> pa.Array:
+            return self.varstars.column(column).chunk(0).take(v_take)
+
+        ang_dist = galaxy("ang_dist_mpc").to_numpy(zero_copy_only=False)
         offset_kpc = g_sep * ARCSEC * ang_dist * 1000.0
         return {
-            "host_name": pc.if_else(g_mask, None, galaxies.column("name").combine_chunks()),
+            "host_name": galaxy("name"),
             "host_separation_arcsec": pa.array(g_sep, pa.float64(), mask=~g_hit),
-            "host_distance_mpc": pc.if_else(g_mask, None, galaxies.column("lum_dist_mpc").combine_chunks()),
+            "host_distance_mpc": galaxy("lum_dist_mpc"),
             "host_offset_kpc": pa.array(offset_kpc, pa.float64(), mask=~(g_hit & np.isfinite(offset_kpc))),
-            "varstar_catalogue": pc.if_else(v_mask, None, varstars.column("catalogue").combine_chunks()),
-            "varstar_type": pc.if_else(v_mask, None, varstars.column("type").combine_chunks()),
+            "varstar_catalogue": varstar("catalogue"),
+            "varstar_type": varstar("type"),
             "varstar_separation_arcsec": pa.array(v_sep, pa.float64(), mask=~v_hit),
             "offline_catalogs": pa.array([self.source] * n, pa.string()),
         }
@@ -166,7 +171,8 @@ def load_catalogs(directory: str | Path | None = None) -> OfflineCatalogs | None
                                                                                   pa.string()))
                 for name, file in VARSTAR_FILES.items()
             )
-            galaxies = pq.read_table(path / GALAXY_FILE)
+            galaxies = pq.read_table(path / GALAXY_FILE).combine_chunks()
+            varstars = varstars.combine_chunks()
         except (OSError, ValueError, pa.ArrowInvalid) as exc:
             raise FailedPrecondition(f"offline catalogues in {path} cannot be read ({exc}): reinstall them with "
                                      f"`skysift catalogs install --dir {path}`") from exc
