@@ -71,20 +71,12 @@ def _per_alert_features(alerts) -> int:
     return done
 
 
-def _timed_batches(fn, tables) -> tuple[float, list[float], list]:
-    lat, out = [], []
-    for table in tables:
-        t0 = time.perf_counter()
-        out.append(fn(table))
-        lat.append(time.perf_counter() - t0)
-    return sum(lat), lat, out
-
-
 def run(bench) -> None:
     """Rows and targets of issue 18 in the bench report (after ``run_features``, which ingested the ZTF alerts)."""
     import pyarrow as pa
 
     from skysift.alerts.decode import decode_packets
+    from skysift.bench.runner import timed
     from skysift.enrichment.catalogs import load_catalogs
     from skysift.enrichment.core import enrich
     from skysift.enrichment.extinction import healpix_map
@@ -106,13 +98,13 @@ def run(bench) -> None:
     def enrich_batch(table):
         return enrich(table, None, ebv_map, catalogs)
 
-    seconds, lat, enriched = _timed_batches(enrich_batch, tables)
+    seconds, lat, enriched = timed(enrich_batch, tables)
     if catalogs is not None:
         xmatch_row = report.add(Row("enrich", "E(B-V) + offline cross-match, no Sherlock", n, seconds, lat))
         galaxies, varstars = _sky(catalogs.galaxies), _sky(catalogs.varstars)
         _per_alert_xmatch(tables[0].slice(0, 1), galaxies, varstars)  # astropy builds its trees once, untimed
         sample = tables[0].slice(0, N_BASELINE_XMATCH)
-        seconds, lat, _ = _timed_batches(lambda t: _per_alert_xmatch(t, galaxies, varstars), [sample])
+        seconds, lat, _ = timed(lambda t: _per_alert_xmatch(t, galaxies, varstars), [sample])
         base = report.add(Row("baseline", "per-alert astropy cross-match (same catalogues)", sample.num_rows, seconds, lat))
         xmatch_row.ratios = {"per-alert astropy": xmatch_row.rate / base.rate}
         report.check("enrichment with the offline cross-match >= 20,000 alerts/s per core", xmatch_row.rate, ">=",
@@ -126,12 +118,12 @@ def run(bench) -> None:
     rubin_enriched = [enrich_batch(t) for t in rubin_tables]
     for survey, alerts, context in (("ZTF", tables, enriched), ("Rubin", rubin_tables, rubin_enriched)):
         v2.compute_features(alerts[0].slice(0, 10), context[0])  # imports and first-call setup, as a service's start
-        seconds, lat, _ = _timed_batches(lambda te: v2.compute_features(*te), list(zip(alerts, context)))
+        seconds, lat, _ = timed(lambda te: v2.compute_features(*te), list(zip(alerts, context)))
         row = report.add(Row("features", f"feature set 2, {survey} (all bands, context)",
                              sum(t.num_rows for t in alerts), seconds, lat))
         sample = pa.concat_tables(alerts)
         sample = sample.slice(0, min(N_BASELINE_FEATURES, sample.num_rows))
-        seconds, lat, _ = _timed_batches(_per_alert_features, [sample])
+        seconds, lat, _ = timed(_per_alert_features, [sample])
         base = report.add(Row("baseline", f"per-alert light-curve features, {survey}", sample.num_rows, seconds, lat))
         row.ratios = {"per-alert": row.rate / base.rate}
         if survey == "ZTF":

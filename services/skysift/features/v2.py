@@ -36,15 +36,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skysift.alerts.lsst import AB_ZEROPOINT_NJY, MAG_ERR
-from skysift.errors import InvalidArgument
 from skysift.features.core import (
     FLAG_COLUMNS,
-    REQUIRED_ALERT_COLUMNS,
     VERSION_METADATA_KEY,
-    _flat,
+    Detections,
     _join_enriched,
     _light_curves,
     _list_array,
+    flatten_detections,
 )
 
 FEATURE_SET_VERSION = "2"
@@ -98,13 +97,13 @@ def _numeric(alerts: pa.Table, name: str) -> np.ndarray:
     return _list_array(alerts.column(name)).cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
 
 
-def _fluxes(alerts: pa.Table, m: np.ndarray, sigma: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fluxes(alerts: pa.Table, p: Detections) -> tuple[np.ndarray, np.ndarray]:
     """Difference flux and error in nJy per detection: Rubin's psfFlux where given, else from magpsf signed by isdiffpos."""
     with np.errstate(over="ignore", invalid="ignore"):
-        flux = np.where(positive, 1.0, -1.0) * 10.0 ** (-0.4 * (m - AB_ZEROPOINT_NJY))
-        err = np.abs(flux) * sigma / MAG_ERR
+        flux = np.where(p.positive, 1.0, -1.0) * 10.0 ** (-0.4 * (p.m - AB_ZEROPOINT_NJY))
+        err = np.abs(flux) * p.sigma / MAG_ERR
     if all(c in alerts.column_names for c in FLUX_ALERT_COLUMNS):
-        given, given_err = _flat(alerts.column("det_psfflux")), _flat(alerts.column("det_psffluxerr"))
+        given, given_err = p.flat(alerts, "det_psfflux"), p.flat(alerts, "det_psffluxerr")
         if len(given) == len(flux):
             has = np.isfinite(given)
             flux, err = np.where(has, given, flux), np.where(has, given_err, err)
@@ -204,25 +203,9 @@ def compute_features(alerts: pa.Table, enriched: pa.Table | None = None, *, thre
     from one ``Extractor.many`` call over the alerts observed in it. ``threads`` is accepted for the same call
     signature; the light-curve package runs on one thread here (a replica is one core).
     """
-    missing = [c for c in REQUIRED_ALERT_COLUMNS if c not in alerts.column_names]
-    if missing:
-        raise InvalidArgument(f"alerts table lacks column(s) {', '.join(missing)}: is it an alerts/ batch?")
-    n = alerts.num_rows
-    candid = _list_array(alerts.column("candid")).cast(pa.int64())
-    det_jd = _list_array(alerts.column("det_jd"))
-    parent = pc.list_parent_indices(det_jd).to_numpy(zero_copy_only=False).astype(np.int64)
-    t = _flat(det_jd)
-    m = _flat(alerts.column("det_magpsf"))
-    sigma = _flat(alerts.column("det_sigmapsf"))
-    positive = _flat(alerts.column("det_isdiffpos"))
-    band_values = pc.list_flatten(_list_array(alerts.column("det_band"))).fill_null("").to_numpy(zero_copy_only=False)
-    if not (len(m) == len(sigma) == len(positive) == len(band_values) == len(t)):
-        raise InvalidArgument("det_* list columns are not aligned element by element")
-    flux, err = _fluxes(alerts, m, sigma, positive)
-    if len(t) > 1 and np.any((np.diff(t) < 0) & (np.diff(parent) == 0)):  # the contract says sorted; make sure
-        order = np.lexsort((t, parent))
-        t, m, sigma, positive, parent = t[order], m[order], sigma[order], positive[order], parent[order]
-        flux, err, band_values = flux[order], err[order], band_values[order]
+    p = flatten_detections(alerts)
+    n, candid, parent, t, m, band_values = p.n, p.candid, p.parent, p.t, p.m, p.band
+    flux, err = _fluxes(alerts, p)
     with np.errstate(invalid="ignore", divide="ignore"):
         usable = np.isfinite(t) & np.isfinite(flux) & np.isfinite(err) & (err > 0)
         mag = np.where(flux > 0, -2.5 * np.log10(np.where(flux > 0, flux, 1.0)) + AB_ZEROPOINT_NJY, np.nan)
@@ -250,7 +233,7 @@ def compute_features(alerts: pa.Table, enriched: pa.Table | None = None, *, thre
             columns[f"colour_{a}_{b}_latest"] = np.where(np.abs(ta - tb) <= COLOUR_MAX_GAP_DAYS, ma - mb, np.nan)
         columns[f"colour_{a}_{b}_peak"] = at[a]["peak"][1] - at[b]["peak"][1]
     columns.update(_context_columns(candid, enriched, n))
-    flags = {"no_positive_detection": np.bincount(parent[np.isfinite(m) & positive.astype(bool)], minlength=n) == 0}
+    flags = {"no_positive_detection": np.bincount(parent[np.isfinite(m) & p.positive], minlength=n) == 0}
     arrays = ([candid] + [pa.array(columns[c], pa.float64()) for c in FEATURE_COLUMNS]
               + [pa.array(flags[c]) for c in FLAG_COLUMNS])
     return pa.Table.from_arrays(arrays, schema=FEATURES_SCHEMA)
