@@ -25,6 +25,8 @@ from skysift.features import core, v2
 from skysift.features.core import FeaturesStage, feature_set_version
 from skysift.features.sets import configured, feature_set
 from skysift.features.settings import FeaturesSettings
+from skysift.inference.core import current_feature_set_version
+from skysift.trainer.rounds import FeatureSpec
 from tests.unit.test_features import _same
 
 DATA = Path(__file__).parents[1] / "data" / "alerts"
@@ -190,6 +192,9 @@ def test_the_version_is_a_setting_and_version_1_stays_computable(monkeypatch, lo
     assert configured().version == "1"  # default: the models already trained keep serving
     monkeypatch.setenv("SKYSIFT_FEATURES_VERSION", "2")
     assert configured() is feature_set("2")
+    # the trainer trains on it, and inference expects it of features files that do not say
+    assert FeatureSpec.current() == FeatureSpec(tuple(v2.FEATURE_COLUMNS), "2")
+    assert current_feature_set_version() == "2"
     local_store.write_table(ALERTS_KEY, alerts)
     result = FeaturesStage(local_settings, local_store).process(ALERTS_KEY)
     written = local_store.read_table(result.features.key)
