@@ -143,35 +143,56 @@ def _many(extractor, t, flux, err, parent, mask, n) -> np.ndarray:
     return out
 
 
-def _band_columns(band, t, flux, err, mag, usable, band_values, parent, n, extractors) -> tuple[dict, dict]:
-    """The per-band columns, and the (time, magnitude) of the band's latest and peak positive detection."""
+def _curve_columns(t, flux, err, mag, curve, n_curves, extractors) -> dict[str, np.ndarray]:
+    """Per light curve (``curve``: its id per point, points sorted by curve then time): the BAND_STEMS columns, and
+    the time and magnitude of the latest and of the peak positive detection (``t_last``, ``m_last``, ...)."""
     basic, periodogram = extractors
-    in_band = usable & (band_values == band)
-    counts = np.bincount(parent[in_band], minlength=n)
-    columns = {f"ndet_{band}": counts.astype(np.float64)}
-    values = _many(basic, t, flux, err, parent, in_band, n)
+    everything = np.ones(len(t), bool)
+    counts = np.bincount(curve, minlength=n_curves)
+    columns = {"ndet": counts.astype(np.float64)}
+    values = _many(basic, t, flux, err, curve, everything, n_curves)
     for i, name in enumerate(basic.names):
         stem, points = LC_FEATURES[name]
-        columns[f"{stem}_{band}"] = np.where(counts >= points, values[:, i], np.nan)
+        columns[stem] = np.where(counts >= points, values[:, i], np.nan)
     # the periodogram needs distinct times: a repeated time (the same visit sent twice) is kept once
-    repeat = np.zeros_like(in_band)
-    idx = np.flatnonzero(in_band)
-    repeat[idx[1:]] = (parent[idx[1:]] == parent[idx[:-1]]) & (t[idx[1:]] == t[idx[:-1]])
-    distinct = in_band & ~repeat
-    enough = np.bincount(parent[distinct], minlength=n) >= PERIODOGRAM_MIN_POINTS
-    values = _many(periodogram, t, flux, err, parent, distinct & enough[parent], n)
+    distinct = np.ones(len(t), bool)
+    distinct[1:] = (curve[1:] != curve[:-1]) | (t[1:] != t[:-1])
+    enough = np.bincount(curve[distinct], minlength=n_curves) >= PERIODOGRAM_MIN_POINTS
+    values = _many(periodogram, t, flux, err, curve, distinct & enough[curve], n_curves)
     for i, name in enumerate(periodogram.names):
-        columns[f"{PERIODOGRAM_FEATURES[name]}_{band}"] = values[:, i]
+        columns[PERIODOGRAM_FEATURES[name]] = values[:, i]
 
-    _, _, peak_any = _first_last_peak(t, flux, parent, in_band, n)
-    columns[f"peak_flux_{band}"] = _take(flux, peak_any)
-    first, last, peak = _first_last_peak(t, flux, parent, in_band & (flux > 0), n)
-    t_first, t_last, t_peak = _take(t, first), _take(t, last), _take(t, peak)
-    m_first, m_last, m_peak = _take(mag, first), _take(mag, last), _take(mag, peak)
+    _, _, peak_any = _first_last_peak(t, flux, curve, everything, n_curves)
+    columns["peak_flux"] = _take(flux, peak_any)
+    first, last, peak = _first_last_peak(t, flux, curve, flux > 0, n_curves)
+    t_first, m_first = _take(t, first), _take(mag, first)
+    columns |= {"t_last": _take(t, last), "m_last": _take(mag, last), "t_peak": _take(t, peak), "m_peak": _take(mag, peak)}
     with np.errstate(invalid="ignore", divide="ignore"):
-        columns[f"rise_rate_{band}"] = np.where(t_peak > t_first, (m_first - m_peak) / (t_peak - t_first), np.nan)
-        columns[f"decline_rate_{band}"] = np.where(t_last > t_peak, (m_last - m_peak) / (t_last - t_peak), np.nan)
-    return columns, {"latest": (t_last, m_last), "peak": (t_peak, m_peak)}
+        columns["rise_rate"] = np.where(columns["t_peak"] > t_first,
+                                        (m_first - columns["m_peak"]) / (columns["t_peak"] - t_first), np.nan)
+        columns["decline_rate"] = np.where(columns["t_last"] > columns["t_peak"],
+                                           (columns["m_last"] - columns["m_peak"]) / (columns["t_last"] - columns["t_peak"]),
+                                           np.nan)
+    return columns
+
+
+def _band_columns(p: Detections, flux, err, mag, usable) -> dict[str, np.ndarray]:
+    """The per-band columns of every alert, ``<stem>_<band>`` (plus ``t_last_<band>`` etc. for the colours).
+
+    Each (band, alert) light curve is one curve of one batched computation: the points are put in curve order
+    once, so every extractor runs once for all bands, not once per band.
+    """
+    n = p.n
+    code = np.full(len(p.t), -1)
+    for i, band in enumerate(BANDS):
+        code[p.band == band] = i
+    chosen = np.flatnonzero(usable & (code >= 0))
+    curve_of = code[chosen] * n + p.parent[chosen]
+    order = chosen[np.argsort(curve_of, kind="stable")]  # stable: time order within each curve is kept
+    curve = code[order] * n + p.parent[order]
+    per_curve = _curve_columns(p.t[order], flux[order], err[order], mag[order], curve, len(BANDS) * n, _extractors())
+    return {f"{stem}_{band}": values[i * n:(i + 1) * n]
+            for stem, values in per_curve.items() for i, band in enumerate(BANDS)}
 
 
 def _context_columns(candid: pa.Array, enriched: pa.Table | None, n: int) -> dict[str, np.ndarray]:
@@ -204,7 +225,7 @@ def compute_features(alerts: pa.Table, enriched: pa.Table | None = None, *, thre
     signature; the light-curve package runs on one thread here (a replica is one core).
     """
     p = flatten_detections(alerts)
-    n, candid, parent, t, m, band_values = p.n, p.candid, p.parent, p.t, p.m, p.band
+    n, candid, parent, t, m = p.n, p.candid, p.parent, p.t, p.m
     flux, err = _fluxes(alerts, p)
     with np.errstate(invalid="ignore", divide="ignore"):
         usable = np.isfinite(t) & np.isfinite(flux) & np.isfinite(err) & (err > 0)
@@ -222,16 +243,12 @@ def compute_features(alerts: pa.Table, enriched: pa.Table | None = None, *, thre
         .to_numpy(zero_copy_only=False).astype(np.float64),
         "time_since_first_days": np.where(np.isfinite(first_t), last_t - first_t, np.nan),
     }
-    extractors = _extractors()
-    at: dict[str, dict] = {}
-    for band in BANDS:
-        band_columns, at[band] = _band_columns(band, t, flux, err, mag, usable, band_values, parent, n, extractors)
-        columns.update(band_columns)
+    columns |= _band_columns(p, flux, err, mag, usable)
     for a, b in COLOUR_PAIRS:
-        (ta, ma), (tb, mb) = at[a]["latest"], at[b]["latest"]
         with np.errstate(invalid="ignore"):
-            columns[f"colour_{a}_{b}_latest"] = np.where(np.abs(ta - tb) <= COLOUR_MAX_GAP_DAYS, ma - mb, np.nan)
-        columns[f"colour_{a}_{b}_peak"] = at[a]["peak"][1] - at[b]["peak"][1]
+            near = np.abs(columns[f"t_last_{a}"] - columns[f"t_last_{b}"]) <= COLOUR_MAX_GAP_DAYS
+        columns[f"colour_{a}_{b}_latest"] = np.where(near, columns[f"m_last_{a}"] - columns[f"m_last_{b}"], np.nan)
+        columns[f"colour_{a}_{b}_peak"] = columns[f"m_peak_{a}"] - columns[f"m_peak_{b}"]
     columns.update(_context_columns(candid, enriched, n))
     flags = {"no_positive_detection": np.bincount(parent[np.isfinite(m) & p.positive], minlength=n) == 0}
     arrays = ([candid] + [pa.array(columns[c], pa.float64()) for c in FEATURE_COLUMNS]
