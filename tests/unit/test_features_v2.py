@@ -25,7 +25,7 @@ from skysift.features import core, v2
 from skysift.features.core import FeaturesStage, feature_set_version
 from skysift.features.sets import configured, feature_set
 from skysift.features.settings import FeaturesSettings
-from skysift.inference.core import current_feature_set_version
+from skysift.inference.scoring import batch_feature_set_version
 from skysift.trainer.rounds import FeatureSpec
 from tests.unit.test_features import _same
 
@@ -192,9 +192,9 @@ def test_the_version_is_a_setting_and_version_1_stays_computable(monkeypatch, lo
     assert configured().version == "1"  # default: the models already trained keep serving
     monkeypatch.setenv("SKYSIFT_FEATURES_VERSION", "2")
     assert configured() is feature_set("2")
-    # the trainer trains on it, and inference expects it of features files that do not say
+    # the trainer trains on it, and inference takes it for features files that do not say
     assert FeatureSpec.current() == FeatureSpec(tuple(v2.FEATURE_COLUMNS), "2")
-    assert current_feature_set_version() == "2"
+    assert batch_feature_set_version(pa.table({"candid": [1]})) == "2"
     local_store.write_table(ALERTS_KEY, alerts)
     result = FeaturesStage(local_settings, local_store).process(ALERTS_KEY)
     written = local_store.read_table(result.features.key)
@@ -216,3 +216,10 @@ def test_version_2_reads_an_enrichment_written_before_the_offline_columns(local_
     stage = FeaturesStage(local_settings, local_store, FeaturesSettings(version="2"))
     rows = local_store.read_table(stage.process(ALERTS_KEY, enriched_key).features.key).to_pylist()
     assert all(r["sep_arcsec"] == 2.5 and math.isnan(r["varstar_match"]) for r in rows)
+
+
+def test_the_columns_cover_every_band_of_every_registered_survey():
+    from skysift.alerts import surveys
+
+    for name in surveys.names():
+        assert set(surveys.get(name).bands) <= set(v2.BANDS), name

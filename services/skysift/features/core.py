@@ -32,18 +32,18 @@ they were trained on and inference refuses a mismatch.
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from skysift import config
+from skysift.alerts.batches import read_alerts
 from skysift.errors import InvalidArgument
+from skysift.features.settings import FeaturesSettings
 from skysift.store import keys
-from skysift.store.base import parquet_errors
 from skysift.store.keys import Batch
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ LC_FEATURES = (
     "median",
     "median_absolute_deviation",
 )
-FEATURE_BANDS = ("g", "r")
+FEATURE_BANDS = ("g", "r")  # version 1's bands: every survey observes them (checked against the survey registry)
 
 FEATURE_COLUMNS: list[str] = [
     "ra", "dec", "drb", "ndets", "nnondets", "dets_median", "dets_std", "sep_arcsec",
@@ -227,6 +227,11 @@ def compute_features(alerts: pa.Table, enriched: pa.Table | None = None, *, thre
     return pa.Table.from_arrays(arrays, schema=FEATURES_SCHEMA)
 
 
+def feature_batches(store) -> list[str]:
+    """Keys of every stored features batch."""
+    return [k for k in store.list_keys("features/") if k.endswith("_features.parquet")]
+
+
 def feature_set_version(schema: pa.Schema) -> str | None:
     """The feature-set version recorded in a features file's schema metadata (None if absent)."""
     value = (schema.metadata or {}).get(VERSION_METADATA_KEY.encode())
@@ -244,12 +249,9 @@ class FeaturesStage:
     """Read an alerts batch (and its enrichment), write its features next to it under ``features/``."""
 
     def __init__(self, settings, store, features_settings=None):
-        from skysift import config
-        from skysift.features.settings import FeaturesSettings
-
         self.settings = settings
         self.store = store
-        from skysift.features.sets import feature_set
+        from skysift.features.sets import feature_set  # sets imports this module
 
         self.features_settings = features_settings or config.load(FeaturesSettings)
         self.feature_set = feature_set(self.features_settings.version)
@@ -261,8 +263,9 @@ class FeaturesStage:
             enriched_batch = keys.parse_batch(enriched_key, stage="enriched")
             if enriched_batch != batch.sibling("enriched"):
                 raise InvalidArgument(f"enriched key {enriched_key!r} is not the enrichment of {alerts_key!r}")
-            enriched = self._read(enriched_key, self.feature_set.enriched_columns, ("candid",), "enrichment")
-        alerts = self._read(alerts_key, self.feature_set.alert_columns, REQUIRED_ALERT_COLUMNS, "alerts table")
+            enriched = self.store.read_table(enriched_key)  # a few small columns: one fetch, then the ones wanted
+            enriched = enriched.select([c for c in self.feature_set.enriched_columns if c in enriched.column_names])
+        alerts = read_alerts(self.store, alerts_key, REQUIRED_ALERT_COLUMNS, self.feature_set.optional_alert_columns)
         table = self.feature_set.compute(alerts, enriched, threads=self.features_settings.threads)
         flagged = table.column("no_positive_detection")
         n_flagged = int(pc.sum(flagged).as_py() or 0)
@@ -275,12 +278,3 @@ class FeaturesStage:
                                             "feature_set_version": version})
         return FeaturesResult(Batch(key, batch.survey, table.num_rows), version, n_flagged)
 
-    def _read(self, key: str, wanted: tuple[str, ...], required: tuple[str, ...], what: str) -> pa.Table:
-        """The ``wanted`` columns the file has (one written before a column existed lacks it), one fetch."""
-        data = self.store.get_bytes(key)
-        with parquet_errors(key, self.store.url):
-            schema = pq.read_schema(io.BytesIO(data))
-            missing = [c for c in required if c not in schema.names]
-            if missing:
-                raise InvalidArgument(f"{key} is not an {what}: it lacks {', '.join(missing)}")
-            return pq.read_table(io.BytesIO(data), columns=[c for c in wanted if c in schema.names])

@@ -23,17 +23,15 @@ class FeatureSet:
     columns: list[str]  # the model's inputs, in order
     schema: pa.Schema
     compute: Callable[..., pa.Table]  # (alerts, enriched=None, *, threads=1) -> features table
-    alert_columns: tuple[str, ...]  # read from the alerts batch (those absent from an older file are skipped)
-    enriched_columns: tuple[str, ...]  # read from the enrichment, likewise
+    optional_alert_columns: tuple[str, ...]  # read from the alerts batch beside the required ones, when present
+    enriched_columns: tuple[str, ...]  # read from the enrichment, when present (an older file lacks newer columns)
 
 
 FEATURE_SETS = {
     core.FEATURE_SET_VERSION: FeatureSet(core.FEATURE_SET_VERSION, core.FEATURE_COLUMNS, core.FEATURES_SCHEMA,
-                                         core.compute_features, core.REQUIRED_ALERT_COLUMNS,
-                                         ("candid", "sherlock_separation_arcsec", "ebv")),
+                                         core.compute_features, (), ("candid", "sherlock_separation_arcsec", "ebv")),
     v2.FEATURE_SET_VERSION: FeatureSet(v2.FEATURE_SET_VERSION, v2.FEATURE_COLUMNS, v2.FEATURES_SCHEMA,
-                                       v2.compute_features, (*core.REQUIRED_ALERT_COLUMNS, *v2.FLUX_ALERT_COLUMNS),
-                                       v2.ENRICHED_COLUMNS),
+                                       v2.compute_features, v2.FLUX_ALERT_COLUMNS, v2.ENRICHED_COLUMNS),
 }
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skysift.alerts.lsst import AB_ZEROPOINT_NJY, MAG_ERR
+from skysift.alerts.surveys.lsst import AB_ZEROPOINT_NJY, MAG_ERR
 from skysift.features.core import (
     FLAG_COLUMNS,
     VERSION_METADATA_KEY,
