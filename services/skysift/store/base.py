@@ -44,8 +44,8 @@ class ObjectStore(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def list_keys(self, prefix: str = "") -> list[str]:
-        """Every key under ``prefix``, sorted."""
+    def list_keys(self, prefix: str = "", start_after: str | None = None) -> list[str]:
+        """Every key under ``prefix`` (only those after ``start_after``, when given), sorted."""
 
     @abstractmethod
     def delete(self, key: str) -> None: ...

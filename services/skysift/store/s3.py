@@ -138,15 +138,16 @@ class S3Store(ObjectStore):
             raise
 
     @_mapped
-    def list_keys(self, prefix: str = "") -> list[str]:
+    def list_keys(self, prefix: str = "", start_after: str | None = None) -> list[str]:
         if ".." in prefix.split("/") or prefix.startswith("/"):
             check_key(prefix)
         full = (f"{self.prefix}/{prefix}" if self.prefix else prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
+        after = {"StartAfter": self._key(start_after)} if start_after else {}
         with self._errors():
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full, **after):
                 keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         return sorted(keys)
 
