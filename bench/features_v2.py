@@ -5,7 +5,7 @@ Each is measured beside a per-alert baseline in the same run, on the same alerts
   catalogues (astropy keeps its KD-tree on the catalogue between calls, so only the per-alert work is counted);
 - feature set 2 one alert at a time: each band's points pulled from the row, the same light-curve features
   called on them (what a per-alert implementation with the light-curve package does).
-Kept apart from runner.py so that adding these rows touches the runner by one line.
+Kept apart from the other sections so that adding these rows touches the runner by one line.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from skysift.bench.report import Row
+from bench.measure import timed
+from bench.report import Row
 
 N_BASELINE_XMATCH = 300  # alerts matched one at a time (~ms each)
 N_BASELINE_FEATURES = 500
@@ -76,7 +77,6 @@ def run(bench) -> None:
     import pyarrow as pa
 
     from skysift.alerts.decode import decode_packets
-    from skysift.bench.runner import timed
     from skysift.enrichment.catalogs import load_catalogs
     from skysift.enrichment.core import enrich
     from skysift.enrichment.extinction import healpix_map
