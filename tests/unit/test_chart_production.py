@@ -4,7 +4,9 @@ identity, schema patterns and conditions, rotation, RBAC, storage and scaling, a
 
 from __future__ import annotations
 
+import json
 import re
+from zoneinfo import available_timezones
 
 import helm_python
 import pytest
@@ -12,7 +14,16 @@ import yaml
 
 from tests import helm
 from tests.helm import KUBE_VERSION, validate
-from tests.unit.test_chart import ALL_SECRETS_AS_VALUES, BACKFILL, NIGHTS, containers, named, of_kind, pod_specs
+from tests.unit.test_chart import (
+    ALL_SECRETS_AS_VALUES,
+    BACKFILL,
+    NIGHTS,
+    named,
+    of_kind,
+    pod_specs,
+    restricted_violations,
+    selects,
+)
 
 CONSUMER_3 = {"services": {"ingest": {"replicas": 3, "consumer": {"enabled": True}}}, "poll": {"enabled": False}}
 EXTERNAL_STORES = {"settings": {"s3EndpointUrl": "https://s3.example.org", "mlflowTrackingUri": "https://mlflow.example.org"},
@@ -185,10 +196,6 @@ def test_schema_accepts_the_forms_kubernetes_and_the_broker_accept(good):
 
 
 def test_the_time_zones_the_schema_accepts_are_the_tz_database():
-    from zoneinfo import available_timezones
-
-    import json
-
     zones = set(json.loads((helm.CHART / "values.schema.json").read_text())["definitions"]["timeZone"]["enum"])
     assert {"Etc/UTC", "UTC", "Europe/Paris", "Pacific/Auckland"} <= zones
     assert zones <= available_timezones()
@@ -318,16 +325,10 @@ def test_the_monitor_switch_scrapes_the_metrics_port_of_the_five_services(kind, 
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"][endpoints][0]["port"] == "metrics"
     selected = [d["metadata"]["name"] for d in of_kind(objs, "Service" if kind == "ServiceMonitor" else "Deployment")
-                if labels_match(monitor["spec"]["selector"], d["metadata"]["labels"] if kind == "ServiceMonitor"
+                if selects(monitor["spec"]["selector"], d["metadata"]["labels"] if kind == "ServiceMonitor"
                                 else d["spec"]["template"]["metadata"]["labels"])]
     assert sorted(selected) == sorted(f"skysift-{s}" for s in ("ingest", "enrichment", "features", "inference", "trainer"))
     assert not [d for d in helm.objects() if d["kind"] in ("ServiceMonitor", "PodMonitor")]
-
-
-def labels_match(selector: dict, labels: dict) -> bool:
-    from tests.unit.test_chart import selects
-
-    return selects(selector, labels)
 
 
 def test_an_image_digest_pins_every_skysift_container():
@@ -347,8 +348,6 @@ def test_helm_test_checks_every_enabled_service_is_serving():
     assert container["args"] == ["ingest", "features", "inference", "trainer"]
     assert pod["metadata"]["labels"]["skysift.io/grpc-client"] == "true"  # admitted by the services' policy
     compile(container["command"][2], "helm-test", "exec")
-    from tests.unit.test_chart import restricted_violations
-
     assert restricted_violations(pod["spec"]) == []
 
 
