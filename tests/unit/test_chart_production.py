@@ -367,3 +367,18 @@ def test_default_values_install_a_complete_release():
     assert data["SKYSIFT_S3_ENDPOINT_URL"] == "http://skysift-s3:8333"
     assert data["SKYSIFT_MLFLOW_TRACKING_URI"] == "http://skysift-mlflow:5000"
     assert lint_messages({}, floor_version()) == []
+
+
+def test_every_object_names_the_release_namespace():
+    """`helm template | kubectl apply` lands in the release's namespace, not the context's (checkov CKV_K8S_21)."""
+    objs = helm.objects({"metrics": {"monitor": {"enabled": True}}, **BACKFILL}, namespace="astro")
+    assert {d["metadata"].get("namespace") for d in objs} == {"astro"}
+
+
+def test_scan_skips_are_scoped_to_the_objects_that_need_them():
+    """The checkov checks skipped by annotation: the bundled S3's env keys and the one-shot helm test pod."""
+    objs = helm.objects()
+    skips = {d["metadata"]["name"]: sorted(v.split("=")[0] for k, v in d["metadata"].get("annotations", {}).items()
+                                           if k.startswith("checkov.io/skip")) for d in objs}
+    assert {name: checks for name, checks in skips.items() if checks} == {
+        "skysift-s3": ["CKV_K8S_35"], "skysift-test": ["CKV_K8S_8", "CKV_K8S_9"]}

@@ -322,6 +322,7 @@ apiVersion: v1
 kind: PersistentVolumeClaim
 metadata:
   name: {{ include "skysift.componentName" .ctx }}
+  namespace: {{ .ctx.root.Release.Namespace }}
   labels:
     {{- include "skysift.labels" .ctx | nindent 4 }}
   {{- if .persistence.keepOnUninstall }}
