@@ -378,7 +378,7 @@ def test_every_object_names_the_release_namespace():
 def test_scan_skips_are_scoped_to_the_objects_that_need_them():
     """The checkov checks skipped by annotation: the bundled S3's env keys and the one-shot helm test pod."""
     objs = helm.objects()
-    skips = {d["metadata"]["name"]: sorted(v.split("=")[0] for k, v in d["metadata"].get("annotations", {}).items()
+    skips = {(d["kind"], d["metadata"]["name"]): sorted(v.split("=")[0] for k, v in d["metadata"].get("annotations", {}).items()
                                            if k.startswith("checkov.io/skip")) for d in objs}
     assert {name: checks for name, checks in skips.items() if checks} == {
-        "skysift-s3": ["CKV_K8S_35"], "skysift-test": ["CKV_K8S_8", "CKV_K8S_9"]}
+        ("Deployment", "skysift-s3"): ["CKV_K8S_35"], ("Pod", "skysift-test"): ["CKV_K8S_8", "CKV_K8S_9"]}
