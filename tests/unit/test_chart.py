@@ -56,8 +56,8 @@ def pod_specs(objs):
 
 
 def settings_classes() -> list[type[BaseSettings]]:
-    """Every settings class of the product: skysift.config, skysift.k8s and each unit's settings module."""
-    modules = [config, importlib.import_module("skysift.k8s")]
+    """Every settings class of the product: skysift.config and each unit's settings module."""
+    modules = [config]
     for path in sorted(Path(skysift.__file__).parent.glob("*/settings.py")):  # units may be namespace packages
         modules.append(importlib.import_module(f"skysift.{path.parent.name}.settings"))
     return [obj for m in modules for obj in vars(m).values()

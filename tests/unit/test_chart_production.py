@@ -382,3 +382,9 @@ def test_scan_skips_are_scoped_to_the_objects_that_need_them():
                                            if k.startswith("checkov.io/skip")) for d in objs}
     assert {name: checks for name, checks in skips.items() if checks} == {
         ("Deployment", "skysift-s3"): ["CKV_K8S_35"], ("Pod", "skysift-test"): ["CKV_K8S_8", "CKV_K8S_9"]}
+
+
+def test_notes_tell_how_to_run_helm_test():
+    notes = helm.render(name="skysift", namespace="astro")["skysift/templates/NOTES.txt"]
+    assert "helm test skysift -n astro" in notes
+    assert "helm test" not in helm.render({"tests": {"enabled": False}})["skysift/templates/NOTES.txt"]
