@@ -237,6 +237,13 @@ def test_uninstall_keeps_the_registry_and_store_volumes():
         assert claim["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
 
 
+def test_generated_s3_keys_are_kept_with_the_data_they_open():
+    secret = named(helm.objects(), "Secret", "skysift-values")
+    assert secret["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    given = named(helm.objects(ALL_SECRETS_AS_VALUES), "Secret", "skysift-values")
+    assert "annotations" not in given["metadata"]  # values only: uninstall removes them
+
+
 def test_an_existing_claim_replaces_the_bundled_pvc():
     objs = helm.objects({"bundledMlflow": {"persistence": {"existingClaim": "mlflow-registry-2024"}}})
     assert [c["metadata"]["name"] for c in of_kind(objs, "PersistentVolumeClaim")] == ["skysift-s3"]
