@@ -64,7 +64,7 @@ def test_each_configuration_validates_at_the_declared_floor_and_1_30(config):
         validate_for(doc, KUBE_VERSION)
 
 
-@pytest.mark.parametrize("config", ["consumer-3", "backfill-3-nights", "external-s3-and-mlflow"])
+@pytest.mark.parametrize("config", CONFIGURATIONS)
 def test_each_configuration_lints_strict_at_the_floor_and_1_30(config):
     assert lint_messages(CONFIGURATIONS[config], floor_version()) == []
     assert lint_messages(CONFIGURATIONS[config], KUBE_VERSION) == []
