@@ -38,9 +38,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from skysift import errors
+from skysift.alerts.batches import object_ids as alerts_object_ids
 from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION, feature_batches, feature_set_version
 from skysift.modeltags import ModelTag, get_tag
 from skysift.store import keys
@@ -220,10 +220,10 @@ def object_ids(store, pool_rows: pd.DataFrame) -> dict[int, tuple[str, str]]:
         found: dict[int, str] = {}
         if "objectId" in rows and rows["objectId"].notna().all():
             found = dict(zip(rows["candid"].astype("int64"), rows["objectId"].astype(str)))
-        elif store.exists(akey):
-            t = store.read_table(akey, columns=["candid", "objectId"])
-            t = t.filter(pc.is_in(t.column("candid"), pa.array(sorted(wanted), pa.int64())))
-            found = dict(zip(t.column("candid").to_pylist(), t.column("objectId").to_pylist()))
+        else:
+            candids = sorted(wanted)
+            ids = alerts_object_ids(store, keys.parse_batch(fkey, "features"), pa.array(candids, pa.int64()))
+            found = dict(zip(candids, ids.to_pylist()))
         for c in wanted:
             out[c] = (found.get(c) or "", akey)
     return out
