@@ -206,14 +206,13 @@ UNIT_SETTINGS = (
     "skysift.inference.settings:InferenceSettings",
     "skysift.trainer.settings:TrainerSettings",
     "skysift.app.settings:AppSettings",
-    "skysift.k8s:K8sSettings",
 )
 
 
 @config_app.command("check")
 def config_check() -> None:
     """Validate the shared settings and every unit's (ingest, Kafka, enrichment, features, inference and its sinks,
-    trainer, app, Kubernetes) against the environment, and print them with secrets masked."""
+    trainer, app) against the environment, and print them with secrets masked."""
     from pydantic import BaseModel, SecretStr
 
     def show(prefix: str, model: BaseModel) -> None:
