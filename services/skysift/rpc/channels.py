@@ -16,11 +16,13 @@ from skysift.rpc.auth import channel_credentials
 
 def channel(address: str, settings: Settings | None = None, auth: AuthSettings | None = None) -> grpc.Channel:
     """A channel that sends this process's token (SKYSIFT_AUTH_TOKEN[_FILE]) on every call, over TLS when
-    SKYSIFT_AUTH_TLS_CA_FILE is set."""
+    SKYSIFT_AUTH_TLS_CA_FILE is set. round_robin: when ``address`` resolves to several servers (``dns:///`` on a
+    headless Service, an ``ipv4:`` list), calls take turns over all of them; gRPC's default (pick_first) sends
+    every call to the first."""
     auth = auth or config.load(AuthSettings)
     max_bytes = (settings.grpc_max_message_mb if settings else 64) * 1024 * 1024
     ch = _open(address, auth, [("grpc.max_receive_message_length", max_bytes),
-                               ("grpc.max_send_message_length", max_bytes)])
+                               ("grpc.max_send_message_length", max_bytes), ("grpc.lb_policy_name", "round_robin")])
     token = auth.bearer()
     return grpc.intercept_channel(ch, BearerToken(token)) if token else ch
 

@@ -41,7 +41,7 @@ import pyarrow as pa
 
 from skysift import errors
 from skysift.alerts.batches import object_ids as alerts_object_ids
-from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION, feature_batches, feature_set_version
+from skysift.features.core import feature_batches, feature_set_version
 from skysift.modeltags import ModelTag, get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation, strategies
@@ -69,7 +69,11 @@ class FeatureSpec:
 
     @classmethod
     def current(cls) -> FeatureSpec:
-        return cls(tuple(FEATURE_COLUMNS), FEATURE_SET_VERSION)
+        """The feature set this deployment computes (SKYSIFT_FEATURES_VERSION)."""
+        from skysift.features.sets import configured
+
+        feature_set = configured()
+        return cls(tuple(feature_set.columns), feature_set.version)
 
 
 def model_params(params: dict | None) -> dict:
