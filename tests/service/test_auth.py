@@ -213,3 +213,59 @@ def test_no_token_reaches_the_service_log(tmp_path):
     log = proc.log_path.read_text()
     assert '"refused"' in log and "PERMISSION_DENIED" in log and "UNAUTHENTICATED" in log  # the calls were logged
     assert [t for t in (*TOKENS.values(), stray) if t in log] == []
+
+
+def _certificates(tmp_path):
+    """A CA and a server certificate for 127.0.0.1 signed by it (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("skysift test CA")).issuer_name(name("skysift test CA"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(2).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    files = {"ca.pem": ca.public_bytes(serialization.Encoding.PEM), "cert.pem": cert.public_bytes(serialization.Encoding.PEM),
+             "key.pem": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption())}
+    for file, data in files.items():
+        (tmp_path / file).write_bytes(data)
+    return tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+
+
+def test_over_tls_a_client_trusting_the_ca_gets_in_with_its_token_and_a_plaintext_one_does_not(tmp_path):
+    from skysift.rpc import channels
+
+    ca, cert, key = _certificates(tmp_path)
+    settings = config.Settings(store_url=str(tmp_path / "store"))
+    store = open_store(settings=settings)
+
+    def register(s):
+        trainer_pb2_grpc.add_TrainerServicer_to_server(TrainerServicer(settings, store), s)
+        return ["skysift.v1.Trainer"]
+
+    r = server.start("tls", register, settings, port=0, auth=AuthSettings(tls_cert_file=cert, tls_key_file=key))
+    request = trainer_pb2.GetLabelsRequest(candids=[1])
+    try:
+        with channels.channel(f"127.0.0.1:{r.port}", auth=AuthSettings(token=TOKENS["labeller"], tls_ca_file=ca)) as ch:
+            assert code_of(lambda: trainer_pb2_grpc.TrainerStub(ch).GetLabels(request, timeout=10)) == OK
+        with channels.channel(f"127.0.0.1:{r.port}", auth=AuthSettings(token=None, tls_ca_file=ca)) as ch:
+            assert code_of(lambda: trainer_pb2_grpc.TrainerStub(ch).GetLabels(request, timeout=10)) == \
+                grpc.StatusCode.UNAUTHENTICATED  # TLS does not replace the token
+        with servers.channel(r.port, token=TOKENS["labeller"]) as ch:  # plaintext to a TLS port
+            assert code_of(lambda: trainer_pb2_grpc.TrainerStub(ch).GetLabels(request, timeout=5)) == \
+                grpc.StatusCode.UNAVAILABLE
+    finally:
+        r.stop(0)
