@@ -212,15 +212,24 @@ def start_service(service: str, env: dict, workdir: Path, cwd: Path | None = Non
 def loopback(name: str, add_servicer, servicer, settings):
     """One servicer on a real gRPC server on a free loopback port (health, reflection, metrics included);
     yields an open channel to it (with the operator's token) and stops the server after."""
+    with serving(settings, {name: (add_servicer, servicer)}) as running:
+        with channel(running.port) as open_channel:
+            yield open_channel
+
+
+@contextmanager
+def serving(settings, servicers: dict, auth=None):
+    """Servicers (``{"Trainer": (add_TrainerServicer_to_server, servicer), ...}``) on one real gRPC server on a
+    free loopback port, with the environment's token table unless ``auth`` is given; yields the running server."""
     from skysift.rpc import server
 
     def register(s):
-        add_servicer(servicer, s)
-        return [f"skysift.v1.{name}"]
+        for add_servicer, servicer in servicers.values():
+            add_servicer(servicer, s)
+        return [f"skysift.v1.{name}" for name in servicers]
 
-    running = server.start(name.lower(), register, settings, port=0)
+    running = server.start("-".join(servicers).lower(), register, settings, port=0, auth=auth)
     try:
-        with channel(running.port) as open_channel:
-            yield open_channel
+        yield running
     finally:
         running.stop(0)

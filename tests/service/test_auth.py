@@ -33,15 +33,11 @@ from tests.servers import TOKENS
 def running(tmp_path_factory):
     settings = config.Settings(store_url=str(tmp_path_factory.mktemp("auth") / "store"))
     store = open_store(settings=settings)
-
-    def register(s):
-        trainer_pb2_grpc.add_TrainerServicer_to_server(TrainerServicer(settings, store), s)
-        inference_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(InferenceStage(settings, store)), s)
-        return ["skysift.v1.Trainer", "skysift.v1.Inference"]
-
-    r = server.start("auth", register, settings, port=0)
-    yield r
-    r.stop(0)
+    with servers.serving(settings, {
+            "Trainer": (trainer_pb2_grpc.add_TrainerServicer_to_server, TrainerServicer(settings, store)),
+            "Inference": (inference_pb2_grpc.add_InferenceServicer_to_server,
+                          InferenceServicer(InferenceStage(settings, store)))}) as running:
+        yield running
 
 
 def code_of(fn) -> grpc.StatusCode:
@@ -135,25 +131,21 @@ def test_the_app_labels_for_the_user_it_names_in_the_header_only(running):
         assert latest_user(ch, 23) == "test-operator"
 
 
-def test_calls_beyond_the_identitys_rate_are_resource_exhausted(tmp_path):
+def trainer_alone(tmp_path):
     settings = config.Settings(store_url=str(tmp_path / "store"))
-    store = open_store(settings=settings)
+    return settings, {"Trainer": (trainer_pb2_grpc.add_TrainerServicer_to_server,
+                                  TrainerServicer(settings, open_store(settings=settings)))}
 
-    def register(s):
-        trainer_pb2_grpc.add_TrainerServicer_to_server(TrainerServicer(settings, store), s)
-        return ["skysift.v1.Trainer"]
 
-    auth = AuthSettings(calls_per_second=0.01, burst=3)
-    r = server.start("limited", register, settings, port=0, auth=auth)
-    try:
+def test_calls_beyond_the_identitys_rate_are_resource_exhausted(tmp_path):
+    settings, trainer = trainer_alone(tmp_path)
+    with servers.serving(settings, trainer, auth=AuthSettings(calls_per_second=0.01, burst=3)) as r:
         with servers.channel(r.port, token=TOKENS["labeller"]) as ch:
             stub = trainer_pb2_grpc.TrainerStub(ch)
             codes = [code_of(lambda: stub.GetLabels(trainer_pb2.GetLabelsRequest(candids=[1]), timeout=10))
                      for _ in range(4)]
         with servers.channel(r.port, token=TOKENS["operator"]) as ch:  # another identity has its own bucket
             other = code_of(lambda: trainer_pb2_grpc.TrainerStub(ch).GetLabels(trainer_pb2.GetLabelsRequest(), timeout=10))
-    finally:
-        r.stop(0)
     assert codes == [OK, OK, OK, grpc.StatusCode.RESOURCE_EXHAUSTED] and other == OK
 
 
@@ -249,16 +241,9 @@ def test_over_tls_a_client_trusting_the_ca_gets_in_with_its_token_and_a_plaintex
     from skysift.rpc import channels
 
     ca, cert, key = _certificates(tmp_path)
-    settings = config.Settings(store_url=str(tmp_path / "store"))
-    store = open_store(settings=settings)
-
-    def register(s):
-        trainer_pb2_grpc.add_TrainerServicer_to_server(TrainerServicer(settings, store), s)
-        return ["skysift.v1.Trainer"]
-
-    r = server.start("tls", register, settings, port=0, auth=AuthSettings(tls_cert_file=cert, tls_key_file=key))
+    settings, trainer = trainer_alone(tmp_path)
     request = trainer_pb2.GetLabelsRequest(candids=[1])
-    try:
+    with servers.serving(settings, trainer, auth=AuthSettings(tls_cert_file=cert, tls_key_file=key)) as r:
         with channels.channel(f"127.0.0.1:{r.port}", auth=AuthSettings(token=TOKENS["labeller"], tls_ca_file=ca)) as ch:
             assert code_of(lambda: trainer_pb2_grpc.TrainerStub(ch).GetLabels(request, timeout=10)) == OK
         with channels.channel(f"127.0.0.1:{r.port}", auth=AuthSettings(token=None, tls_ca_file=ca)) as ch:
@@ -267,5 +252,3 @@ def test_over_tls_a_client_trusting_the_ca_gets_in_with_its_token_and_a_plaintex
         with servers.channel(r.port, token=TOKENS["labeller"]) as ch:  # plaintext to a TLS port
             assert code_of(lambda: trainer_pb2_grpc.TrainerStub(ch).GetLabels(request, timeout=5)) == \
                 grpc.StatusCode.UNAVAILABLE
-    finally:
-        r.stop(0)

@@ -18,20 +18,13 @@ from tests import servers
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from skysift.rpc import server
-
     settings = config.Settings(store_url=str(tmp_path_factory.mktemp("validation") / "store"))
     store = open_store(settings=settings)
-
-    def register(s):
-        trainer_pb2_grpc.add_TrainerServicer_to_server(TrainerServicer(settings, store), s)
-        ingest_pb2_grpc.add_IngestServicer_to_server(IngestServicer(settings, store), s)
-        return ["skysift.v1.Trainer", "skysift.v1.Ingest"]
-
-    running = server.start("validation", register, settings, port=0)
-    with servers.channel(running.port) as ch:
-        yield {"trainer": trainer_pb2_grpc.TrainerStub(ch), "ingest": ingest_pb2_grpc.IngestStub(ch), "store": store}
-    running.stop(0)
+    with servers.serving(settings, {
+            "Trainer": (trainer_pb2_grpc.add_TrainerServicer_to_server, TrainerServicer(settings, store)),
+            "Ingest": (ingest_pb2_grpc.add_IngestServicer_to_server, IngestServicer(settings, store))}) as running:
+        with servers.channel(running.port) as ch:
+            yield {"trainer": trainer_pb2_grpc.TrainerStub(ch), "ingest": ingest_pb2_grpc.IngestStub(ch), "store": store}
 
 
 def refused(call) -> str:
