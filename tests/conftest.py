@@ -89,3 +89,11 @@ def local_store(local_settings):
     from skysift.store import open_store
 
     return open_store(settings=local_settings)
+
+
+@pytest.fixture(scope="module")
+def mlflow_prefix(request) -> str:
+    """This module's own prefix for registered models (``SKYSIFT_MLFLOW_MODEL_PREFIX``) and experiments
+    (``SKYSIFT_TRAINER_MLFLOW_EXPERIMENT_PREFIX``) on the session's MLflow server: no module sees another's
+    champion, model versions or runs, whatever order the modules run in."""
+    return "t-" + request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
