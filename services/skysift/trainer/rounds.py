@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skysift import errors
+from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION, feature_batches, feature_set_version
 from skysift.modeltags import ModelTag, get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation, strategies
@@ -49,7 +50,6 @@ from skysift.trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
 
-VERSION_METADATA_KEY = b"skysift.feature_set_version"
 EXPERIMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would let a final newline in
 DEFAULT_PARAMS = {"learning_rate": 0.1, "max_iter": 100, "l2_regularization": 10.0, "min_samples_leaf": 5,
                   "max_leaf_nodes": 31, "class_weight": None}
@@ -69,8 +69,6 @@ class FeatureSpec:
 
     @classmethod
     def current(cls) -> FeatureSpec:
-        from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
-
         return cls(tuple(FEATURE_COLUMNS), FEATURE_SET_VERSION)
 
 
@@ -174,10 +172,6 @@ def check_experiment(name: str) -> str:
     return name
 
 
-def feature_batches(store) -> list[str]:
-    return [k for k in store.list_keys("features/") if k.endswith("_features.parquet")]
-
-
 def load_pool(store, spec: FeatureSpec, threads: int = 8, batch_keys: list[str] | None = None) -> pd.DataFrame:
     """Every stored feature row of the current feature-set version, one per candid (the latest batch wins).
 
@@ -189,8 +183,8 @@ def load_pool(store, spec: FeatureSpec, threads: int = 8, batch_keys: list[str] 
 
     def read(key: str) -> pa.Table | None:
         table = store.read_table(key)
-        version = (table.schema.metadata or {}).get(VERSION_METADATA_KEY)
-        if (version is not None and version.decode() != spec.version) or not set(spec.columns) <= set(table.column_names):
+        version = feature_set_version(table.schema)
+        if (version is not None and version != spec.version) or not set(spec.columns) <= set(table.column_names):
             log.warning("skipping features batch of another feature set", extra={"key": key})
             return None
         cols = ["candid", *spec.columns] + (["objectId"] if "objectId" in table.column_names else [])
