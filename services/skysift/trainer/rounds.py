@@ -474,7 +474,8 @@ class Trainer:
 
         tracked = tracking.log_round(
             tracking.RoundLog(
-                tracking_uri=self.settings.mlflow_tracking_uri, settings=self.ts, tag=tag, experiment=experiment,
+                tracking_uri=self.settings.mlflow_tracking_uri, settings=self.ts, tag=tag,
+                model_name=tag.registered_name(self.settings.mlflow_model_prefix), experiment=experiment,
                 round=number, strategy=used_strategy, seed=seed, batch_size=batch_size,
                 initial_batch_size=initial_batch_size, params=params, spec=self.spec, model=model,
                 X_train=train_df[cols], y_train=train_df["target"].to_numpy(), X_holdout=hold_df[cols],
