@@ -20,7 +20,7 @@ from skysift.rpc import server
 from skysift.store import open_store
 from skysift.trainer import service
 from skysift.trainer.labels import SOURCES, LabelEvent, LabelStore
-from skysift.trainer.rounds import PARAM_ALIASES, PARAM_TYPES
+from skysift.trainer.model import PARAM_ALIASES, PARAM_TYPES
 from skysift.trainer.strategies import STRATEGIES
 from skysift.v1 import trainer_pb2, trainer_pb2_grpc
 from tests import servers

@@ -30,13 +30,8 @@ from skysift import errors
 from skysift.modeltags import get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation
-from skysift.trainer.labels import LabelStore
-from skysift.trainer.rounds import (
-    FeatureSpec,
-    feature_batches,
-    label_conflicts,
-    load_pool,
-)
+from skysift.trainer.labels import LabelStore, label_conflicts
+from skysift.trainer.pool import FeatureSpec, feature_batches, load_pool
 
 
 @dataclass
