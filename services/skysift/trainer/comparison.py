@@ -152,14 +152,14 @@ def verdict(table: pd.DataFrame, points: pd.DataFrame, ceilings: pd.DataFrame, m
     for _, r in table.iterrows():
         if not isinstance(r.get("baseline"), str):
             continue
-        share = (f"{int(r['labels_to_target'])} labels ({r['share_of_random_labels']:.0%} of random's)"
+        share = (f"reached with {int(r['labels_to_target'])} labels ({r['share_of_random_labels']:.0%} of random's)"
                  if np.isfinite(r["labels_to_target"]) else "not reached")
         ratio = f"{r['f1_ratio_at_budget']:.2f}x" if np.isfinite(r["f1_ratio_at_budget"]) else "n/a"
         ci = (f" [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" if np.isfinite(r["ci_low"]) else "")
         p = f", Wilcoxon p = {r['p_value']:.2g}" if np.isfinite(r["p_value"]) else ""
         lines.append(f"{r['config']} vs random: {r['verdict']} (paired by seed: area difference "
                      f"{r['mean_diff']:+.3f}{ci}, better on {int(r['wins'])} of {int(r['paired_seeds'])} seeds{p}); "
-                     f"random's final {metric} {r['target_f1']:.3f} reached with {share}; "
+                     f"random's final {metric} {r['target_f1']:.3f} {share}; "
                      f"{metric} ratio at {int(r['budget'])} labels {ratio}")
     for same in identical_groups(points, metric):
         if len(same) > 1:
