@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from skysift import config, errors
+from skysift.cliutil import fail, load_settings
 
 app = typer.Typer(
     help="skysift: active learning on astronomical alert streams (ZTF, Rubin/LSST).",
@@ -22,18 +23,6 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-
-
-def fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def load_settings() -> config.Settings:
-    try:
-        return config.load()
-    except errors.ConfigError as exc:
-        fail(str(exc))
 
 
 @app.command()

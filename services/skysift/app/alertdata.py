@@ -12,11 +12,12 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from skysift.alerts import surveys
 from skysift.errors import NotFound
 from skysift.store import keys
 
@@ -131,21 +132,9 @@ def facts(view: AlertView, item=None) -> list[tuple[str, str]]:
 
 
 def links(object_id: str, survey: str, ra: float | None, dec: float | None) -> dict[str, str]:
-    """Pages scanners open next: the broker pages of the object, and finders by coordinates (any survey).
-
-    Rubin objects are pages of the brokers' LSST sites, by diaObjectId; a solar-system source without a
-    diaObject (objectId ``ss<ssObjectId>``) has none of them.
-    """
-    out = {}
-    oid = quote(object_id)
-    if survey == "ztf":
-        out["Lasair"] = f"https://lasair-ztf.lsst.ac.uk/objects/{oid}/"
-        out["Fink"] = f"https://fink-portal.org/{oid}"
-        out["ALeRCE"] = f"https://alerce.online/object/{oid}"
-    elif survey == "lsst" and object_id.isdigit():
-        out["Lasair"] = f"https://lasair.lsst.ac.uk/objects/{oid}/"
-        out["Fink"] = f"https://lsst.fink-portal.org/{oid}"
-        out["ALeRCE"] = f"https://lsst.alerce.online/object/{oid}?survey=lsst"
+    """Pages scanners open next: the broker pages of the object (the survey's own, see
+    :mod:`skysift.alerts.surveys`), and finders by coordinates (any survey)."""
+    out = surveys.get(survey).links(object_id) if survey in surveys.names() else {}
     if ra is not None and dec is not None:
         out["Legacy Survey viewer"] = "https://www.legacysurvey.org/viewer?" + urlencode(
             {"ra": f"{ra:.6f}", "dec": f"{dec:.6f}", "layer": "ls-dr10", "zoom": 16})

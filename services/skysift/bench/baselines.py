@@ -53,18 +53,18 @@ def fastavro_records(packets: list[bytes], schema: bytes | None = None, skip: in
 
 def rust_floor_input(alerts: Alerts, survey: str, keep_cutouts: bool) -> tuple[bytes, list[str]]:
     """The one container jetliner reads, and the projected columns (the same the product's decoder asks for)."""
-    from skysift.alerts.decode import SURVEYS, trailing_stamps
+    from skysift.alerts import surveys
+    from skysift.alerts.decode import read_columns, trailing_stamps
 
-    module = SURVEYS[survey]
     names = avro.top_level_fields(alerts.schema)
-    wanted = module.COLUMNS + (list(module.CUTOUTS.values()) if keep_cutouts else [])
+    wanted = read_columns(surveys.get(survey), names, keep_cutouts)
     schema, blocks = avro.inlined(alerts.schema), [(1, p) for p in alerts.payloads]
-    stamps = frozenset() if keep_cutouts else trailing_stamps(survey, names)
+    stamps = frozenset() if keep_cutouts else trailing_stamps(surveys.get(survey), names)
     if stamps:  # the product cuts off the stamps it does not keep: so does its floor
         cut = avro.without_stamps(blocks)
         if all(c is not None for c in cut):
             schema, blocks = avro.inlined(alerts.schema, stamps), cut
-    return avro.frame(schema, "null", blocks), [c for c in wanted if c in names]
+    return avro.frame(schema, "null", blocks), wanted
 
 
 def rust_floor(data: bytes, columns: list[str]) -> int:

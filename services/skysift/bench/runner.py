@@ -374,18 +374,16 @@ class Bench:
         """Fink's labelled alerts through the product's decoder and features, with oracle labels (SIMBAD types)."""
         import pyarrow as pa
 
-        from skysift.alerts.decode import decode_packets
+        from skysift.alerts.decode import packets_of
         from skysift.bench import data
-        from skysift.features.core import compute_features
+        from skysift.chain import features_of_packets
         from skysift.trainer.oracle import oracle_labels
 
-        decoded = decode_packets(data.labelled_packets(self.o.root))
-        alerts = decoded.alerts["ztf"]
-        _, first = __import__("numpy").unique(alerts.column("candid").to_numpy(), return_index=True)
-        alerts = alerts.take(pa.array(sorted(first)))
-        labels = oracle_labels(alerts.select(["candid", "objectId", "cdsxmatch", "tns"]).to_pandas())
-        features = compute_features(alerts)
-        return features, labels
+        (ztf,) = features_of_packets(packets_of(data.labelled_packets(self.o.root))).surveys
+        _, first = __import__("numpy").unique(ztf.alerts.column("candid").to_numpy(), return_index=True)
+        first = pa.array(sorted(first))  # features are row for row those of the alerts
+        labels = oracle_labels(ztf.alerts.take(first).select(["candid", "objectId", "cdsxmatch", "tns"]).to_pandas())
+        return ztf.features.take(first), labels
 
     def pool_store(self, size: int, labelled_features, labels, other_features):
         """A store holding ``size`` feature rows (the labelled ones plus real rows resampled) and the labels."""

@@ -8,21 +8,22 @@ when the stream has them; where a survey has no such field the column is null, n
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from skysift import config
+from skysift.alerts.batches import read_alerts
 from skysift.enrichment import lasair
 from skysift.enrichment.extinction import ExtinctionMap, load_extinction_map
 from skysift.enrichment.lasair import SherlockClient, SherlockMatch
+from skysift.enrichment.settings import EnrichmentSettings
 from skysift.errors import InvalidArgument
 from skysift.store import keys
-from skysift.store.base import parquet_errors
 from skysift.store.keys import Batch
 
 log = logging.getLogger(__name__)
@@ -118,17 +119,21 @@ class EnrichResult:
     status_counts: dict[str, int]  # rows per Sherlock status
 
 
-class EnrichmentStage:
-    """Read an alerts batch, write its enrichment next to it under ``enriched/``."""
+class Enricher:
+    """Enrich in-memory alerts tables: Sherlock through its cache in the store, E(B-V) from the dust map (loaded
+    on first use: building an Enricher costs nothing, so a stage that only sometimes enriches can hold one)."""
 
-    def __init__(self, settings, store, enrichment_settings=None):
-        from skysift import config
-        from skysift.enrichment.settings import EnrichmentSettings
-
-        self.settings = settings
+    def __init__(self, store, enrichment_settings: EnrichmentSettings | None = None):
         self.store = store
-        self.enrichment_settings = enrichment_settings or config.load(EnrichmentSettings)
-        self.extinction = load_extinction_map(self.enrichment_settings.dustmaps_dir)
+        self._given_settings = enrichment_settings
+
+    @cached_property
+    def enrichment_settings(self) -> EnrichmentSettings:
+        return self._given_settings or config.load(EnrichmentSettings)
+
+    @cached_property
+    def extinction(self) -> ExtinctionMap:
+        return load_extinction_map(self.enrichment_settings.dustmaps_dir)
 
     def sherlock_for(self, survey: str) -> SherlockClient | None:
         """A Sherlock client for ``survey``'s Lasair, or None without a token (or a Lasair for the survey)."""
@@ -140,20 +145,26 @@ class EnrichmentStage:
         cache = lasair.SherlockCache(self.store, survey, s.cache_prefix, s.cache_read_threads)
         return SherlockClient(client, cache, s)
 
+    def __call__(self, survey: str, alerts: pa.Table) -> pa.Table:
+        return enrich(alerts, self.sherlock_for(survey), self.extinction)
+
+
+class EnrichmentStage:
+    """Read an alerts batch, write its enrichment next to it under ``enriched/``."""
+
+    def __init__(self, settings, store, enrichment_settings: EnrichmentSettings | None = None):
+        self.settings = settings
+        self.store = store
+        self.enricher = Enricher(store, enrichment_settings)
+        self.enricher.extinction  # noqa: B018 - a service loads its dust map at start, not on the first call
+
     def process(self, alerts_key: str) -> EnrichResult:
         batch = keys.parse_batch(alerts_key, stage="alerts")
-        data = io.BytesIO(self.store.get_bytes(alerts_key))
-        with parquet_errors(alerts_key, self.store.url):
-            schema = pq.read_schema(data)
-            missing = [c for c in REQUIRED_ALERT_COLUMNS if c not in schema.names]
-            if missing:
-                raise InvalidArgument(f"{alerts_key} is not an alerts table: it lacks {', '.join(missing)}")
-            alerts = pq.read_table(data, columns=[c for c in (*REQUIRED_ALERT_COLUMNS, *CARRIED_COLUMNS)
-                                                  if c in schema.names])
-        table = enrich(alerts, self.sherlock_for(batch.survey), self.extinction)
+        alerts = read_alerts(self.store, alerts_key, REQUIRED_ALERT_COLUMNS, CARRIED_COLUMNS)
+        table = self.enricher(batch.survey, alerts)
         key = str(batch.sibling("enriched"))
         self.store.write_table(key, table)
         counts = {v["values"]: v["counts"] for v in pc.value_counts(table.column("sherlock_status")).to_pylist()}
         log.info("enrichment written", extra={"key": key, "rows": table.num_rows, "sherlock": counts,
-                                              "ebv_map": self.extinction.name})
+                                              "ebv_map": self.enricher.extinction.name})
         return EnrichResult(Batch(key, batch.survey, table.num_rows), counts)

@@ -12,13 +12,16 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from skysift.alerts import surveys
+
 
 class EnrichmentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SKYSIFT_ENRICHMENT_", extra="ignore")
 
     lasair_token: SecretStr | None = None
-    lasair_ztf_url: str = "https://lasair-ztf.lsst.ac.uk/api"
-    lasair_lsst_url: str = "https://lasair.lsst.ac.uk/api"
+    # survey -> Lasair API, replacing the survey's own (skysift.alerts.surveys), e.g. a mirror or a test fake:
+    # SKYSIFT_ENRICHMENT_LASAIR_URLS='{"ztf": "https://..."}'
+    lasair_urls: dict[str, str] = Field(default_factory=dict)
     # "position" (as the prototype: works for any alert, even one Lasair has not ingested yet) or "object"
     # (by objectId; falls back to the position when Lasair does not know the object).
     sherlock_lookup: Literal["position", "object"] = "position"
@@ -41,4 +44,5 @@ class EnrichmentSettings(BaseSettings):
         return self.lasair_token is not None and bool(self.lasair_token.get_secret_value())
 
     def lasair_url(self, survey: str) -> str | None:
-        return {"ztf": self.lasair_ztf_url, "lsst": self.lasair_lsst_url}.get(survey)
+        """The Lasair API serving ``survey``'s Sherlock cross-match, None if it has none."""
+        return self.lasair_urls.get(survey) or surveys.get(survey).lasair_api

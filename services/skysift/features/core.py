@@ -32,18 +32,18 @@ they were trained on and inference refuses a mismatch.
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from skysift import config
+from skysift.alerts.batches import read_alerts
 from skysift.errors import InvalidArgument
+from skysift.features.settings import FeaturesSettings
 from skysift.store import keys
-from skysift.store.base import parquet_errors
 from skysift.store.keys import Batch
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ LC_FEATURES = (
     "median",
     "median_absolute_deviation",
 )
-FEATURE_BANDS = ("g", "r")
+FEATURE_BANDS = ("g", "r")  # version 1's bands: every survey observes them (checked against the survey registry)
 
 FEATURE_COLUMNS: list[str] = [
     "ra", "dec", "drb", "ndets", "nnondets", "dets_median", "dets_std", "sep_arcsec",
@@ -204,6 +204,11 @@ def compute_features(alerts: pa.Table, enriched: pa.Table | None = None, *, thre
     return pa.Table.from_arrays(arrays, schema=FEATURES_SCHEMA)
 
 
+def feature_batches(store) -> list[str]:
+    """Keys of every stored features batch."""
+    return [k for k in store.list_keys("features/") if k.endswith("_features.parquet")]
+
+
 def feature_set_version(schema: pa.Schema) -> str | None:
     """The feature-set version recorded in a features file's schema metadata (None if absent)."""
     value = (schema.metadata or {}).get(VERSION_METADATA_KEY.encode())
@@ -221,9 +226,6 @@ class FeaturesStage:
     """Read an alerts batch (and its enrichment), write its features next to it under ``features/``."""
 
     def __init__(self, settings, store, features_settings=None):
-        from skysift import config
-        from skysift.features.settings import FeaturesSettings
-
         self.settings = settings
         self.store = store
         self.features_settings = features_settings or config.load(FeaturesSettings)
@@ -236,7 +238,7 @@ class FeaturesStage:
             if enriched_batch != batch.sibling("enriched"):
                 raise InvalidArgument(f"enriched key {enriched_key!r} is not the enrichment of {alerts_key!r}")
             enriched = self.store.read_table(enriched_key, columns=["candid", "sherlock_separation_arcsec", "ebv"])
-        alerts = self._read_alerts(alerts_key)
+        alerts = read_alerts(self.store, alerts_key, REQUIRED_ALERT_COLUMNS)
         table = compute_features(alerts, enriched, threads=self.features_settings.threads)
         flagged = table.column("no_positive_detection")
         n_flagged = int(pc.sum(flagged).as_py() or 0)
@@ -248,11 +250,3 @@ class FeaturesStage:
                                             "feature_set_version": FEATURE_SET_VERSION})
         return FeaturesResult(Batch(key, batch.survey, table.num_rows), FEATURE_SET_VERSION, n_flagged)
 
-    def _read_alerts(self, key: str) -> pa.Table:
-        data = self.store.get_bytes(key)
-        with parquet_errors(key, self.store.url):
-            schema = pq.read_schema(io.BytesIO(data))
-            missing = [c for c in REQUIRED_ALERT_COLUMNS if c not in schema.names]
-            if missing:
-                raise InvalidArgument(f"{key} is not an alerts table: it lacks {', '.join(missing)}")
-            return pq.read_table(io.BytesIO(data), columns=list(REQUIRED_ALERT_COLUMNS))

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from skysift.errors import FailedPrecondition, InvalidArgument
+from skysift.errors import FailedPrecondition, InvalidArgument, SkysiftError, Unavailable
 
 
 def check_key(key: str) -> str:
@@ -44,8 +44,8 @@ class ObjectStore(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def list_keys(self, prefix: str = "") -> list[str]:
-        """Every key under ``prefix``, sorted."""
+    def list_keys(self, prefix: str = "", start_after: str | None = None) -> list[str]:
+        """Every key under ``prefix`` (only those after ``start_after``, when given), sorted."""
 
     @abstractmethod
     def delete(self, key: str) -> None: ...
@@ -66,6 +66,19 @@ class ObjectStore(ABC):
         data = self.get_bytes(key)
         with parquet_errors(key, self.url):
             return pq.read_schema(io.BytesIO(data))
+
+
+@contextmanager
+def store_errors(store: ObjectStore, reading: str | None = None):
+    """Any failure to reach the store is :class:`Unavailable` (a poll exits non-zero; the CronJob retries): the
+    S3 store raises skysift errors already, a local directory or a replay's files raise OSError. ``reading`` names
+    what is read when it is not ``store`` (a replay's files or another bucket), so the message points at it."""
+    try:
+        yield
+    except SkysiftError:
+        raise
+    except OSError as exc:
+        raise Unavailable(f"{reading or f'object store {store.url}'} unavailable: {type(exc).__name__}: {exc}") from None
 
 
 @contextmanager

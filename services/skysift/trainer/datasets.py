@@ -27,11 +27,12 @@ import pandas as pd
 import pyarrow as pa
 
 from skysift import errors
+from skysift.features.core import feature_batches
 from skysift.modeltags import get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation
 from skysift.trainer.labels import LabelStore, label_conflicts
-from skysift.trainer.pool import FeatureSpec, feature_batches, load_pool
+from skysift.trainer.pool import FeatureSpec, load_pool
 
 
 @dataclass

@@ -53,22 +53,24 @@ class LabelledSet:
 
 def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic") -> LabelledSet:
     """Alert files (Avro containers or parquet) with Fink's SIMBAD types as oracle: decode → enrich → features
-    → join. Enrichment is a production round's without Lasair: E(B-V) from the offline extinction map."""
-    from skysift.alerts.decode import Packet, decode
+    (the one stage chain) → join. Enrichment is a production round's without Lasair: E(B-V) from the offline map."""
+    from skysift.alerts.decode import Packet
+    from skysift.chain import features_of_packets
     from skysift.enrichment.core import enrich
     from skysift.enrichment.extinction import load_extinction_map
-    from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION, compute_features
+    from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
     from skysift.trainer.oracle import left_out, oracle_labels
 
     files = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".avro", ".parquet")})
     if not files:
         raise errors.InvalidArgument(f"no .avro or .parquet alert files under {', '.join(map(str, paths))}")
-    decoded = decode([Packet(f.read_bytes(), source=str(f)) for f in files])
-    if not decoded.alerts:
-        raise errors.InvalidArgument(f"no alert decoded from {len(files)} files")
     ebv = load_extinction_map()
-    features = pd.concat([compute_features(t, enrich(t, None, ebv)).to_pandas().assign(
-        objectId=t.column("objectId").to_pylist()) for t in decoded.alerts.values()])
+    chained = features_of_packets([Packet(f.read_bytes(), source=str(f)) for f in files],
+                                  enrich=lambda survey, alerts: enrich(alerts, None, ebv))
+    if not chained.surveys:
+        raise errors.InvalidArgument(f"no alert decoded from {len(files)} files")
+    features = pd.concat([part.features.to_pandas().assign(objectId=part.alerts.column("objectId").to_pylist())
+                          for part in chained.surveys])
     features = features.drop_duplicates("candid", keep="last")
     raw = pd.read_csv(labels_csv)
     labels = oracle_labels(raw)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from skysift import errors
+from skysift.alerts import batches
+from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION, feature_batches, feature_set_version
 from skysift.store import keys
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,6 @@ class FeatureSpec:
 
     @classmethod
     def current(cls) -> FeatureSpec:
-        from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
-
         return cls(tuple(FEATURE_COLUMNS), FEATURE_SET_VERSION)
 
 
@@ -66,10 +65,6 @@ class PoolFilter:
         return ", ".join(p for p in parts if p)
 
 
-def feature_batches(store) -> list[str]:
-    return [k for k in store.list_keys("features/") if k.endswith("_features.parquet")]
-
-
 def load_pool(store, spec: FeatureSpec, threads: int = 8, batch_keys: list[str] | None = None) -> pd.DataFrame:
     """Every stored feature row of the current feature-set version, one per candid (the latest batch wins).
 
@@ -77,14 +72,12 @@ def load_pool(store, spec: FeatureSpec, threads: int = 8, batch_keys: list[str] 
     features table carries it. Batches of another version, or without every feature column, are skipped.
     ``batch_keys`` restricts the read to those batches (default: all).
     """
-    from skysift.features.core import VERSION_METADATA_KEY
-
     batch_keys = sorted(feature_batches(store) if batch_keys is None else batch_keys)
 
     def read(key: str) -> pa.Table | None:
         table = store.read_table(key)
-        version = (table.schema.metadata or {}).get(VERSION_METADATA_KEY.encode())
-        if (version is not None and version.decode() != spec.version) or not set(spec.columns) <= set(table.column_names):
+        version = feature_set_version(table.schema)
+        if (version is not None and version != spec.version) or not set(spec.columns) <= set(table.column_names):
             log.warning("skipping features batch of another feature set", extra={"key": key})
             return None
         cols = ["candid", *spec.columns] + (["objectId"] if "objectId" in table.column_names else [])
@@ -112,20 +105,17 @@ def empty_pool(spec: FeatureSpec) -> pd.DataFrame:
 
 
 def object_ids(store, pool_rows: pd.DataFrame) -> dict[int, tuple[str, str]]:
-    """candid -> (objectId, alerts key), reading only the alerts batches the rows came from."""
+    """candid -> (objectId, alerts key), reading only the alerts batches the rows came from ('' when unknown)."""
     out: dict[int, tuple[str, str]] = {}
     for fkey, rows in pool_rows.groupby("features_key"):
-        akey = str(keys.parse_batch(fkey, "features").sibling("alerts"))
-        wanted = set(rows["candid"].astype("int64"))
-        found: dict[int, str] = {}
+        batch = keys.parse_batch(fkey, "features")
+        candids = rows["candid"].astype("int64").tolist()
         if "objectId" in rows and rows["objectId"].notna().all():
-            found = dict(zip(rows["candid"].astype("int64"), rows["objectId"].astype(str)))
-        elif store.exists(akey):
-            t = store.read_table(akey, columns=["candid", "objectId"])
-            t = t.filter(pc.is_in(t.column("candid"), pa.array(sorted(wanted), pa.int64())))
-            found = dict(zip(t.column("candid").to_pylist(), t.column("objectId").to_pylist()))
-        for c in wanted:
-            out[c] = (found.get(c) or "", akey)
+            found = rows["objectId"].astype(str).tolist()
+        else:
+            found = batches.object_ids(store, batch, pa.array(candids, pa.int64())).to_pylist()
+        akey = str(batch.sibling("alerts"))
+        out.update({c: (o or "", akey) for c, o in zip(candids, found)})
     return out
 
 
