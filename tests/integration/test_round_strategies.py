@@ -3,31 +3,19 @@ diverse first batch, and the pool filters: what a queue holds and why."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from skysift import config
 from skysift.store import open_store
 from skysift.trainer import strategies
 from skysift.trainer.labels import LabelEvent
 from skysift.trainer.rounds import Trainer
 from skysift.trainer.settings import TrainerSettings
-from tests.trainer_data import fink_alerts_and_features, oracle_table, write_fink_batches
+from tests.trainer_data import fink_alerts_and_features, oracle_table, s3_mlflow_settings, write_fink_batches
 
 
 @pytest.fixture(scope="module")
 def settings(s3_server, mlflow_server):
-    from skysift.store.s3 import S3Store
-
-    env = {**s3_server.env, **mlflow_server.env}
-    s = config.Settings(
-        store_url=f"s3://s-{uuid.uuid4().hex[:12]}/skysift", s3_endpoint_url=env["SKYSIFT_S3_ENDPOINT_URL"],
-        s3_access_key_id=env["SKYSIFT_S3_ACCESS_KEY_ID"], s3_secret_access_key=env["SKYSIFT_S3_SECRET_ACCESS_KEY"],
-        mlflow_tracking_uri=env["SKYSIFT_MLFLOW_TRACKING_URI"],
-    )
-    S3Store(s.store_url, s).ensure_bucket()
-    return s
+    return s3_mlflow_settings(s3_server, mlflow_server)
 
 
 def _store(settings, name: str):
