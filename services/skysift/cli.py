@@ -173,10 +173,16 @@ def bench(
     budget: float = typer.Option(250.0, help="Seconds; the largest pools are skipped (and said so) past this."),
     cpu: Optional[int] = typer.Option(None, help="CPU to pin the measuring process to (default: the last allowed)."),
 ) -> None:
-    """Throughput, latency and memory of each stage on one core, beside the prototype's path and the decode floor."""
+    """Throughput, latency and memory of each stage on one core, beside the prototype's path and the decode floor.
+
+    Runs from a checkout: the benchmark (``bench/``) and its alerts (``tests/data/``) are not installed."""
     from pathlib import Path
 
-    from skysift.bench import runner  # sets nothing at import; threads are limited before the heavy imports
+    checkout = Path.cwd()
+    if not (checkout / "bench" / "runner.py").is_file():
+        fail(f"skysift bench runs from a checkout of skysift (no bench/runner.py under {checkout})")
+    sys.path.insert(0, str(checkout))
+    from bench import runner  # sets nothing at import; threads are limited before the heavy imports
 
     runner.single_thread_env()
     options = runner.Options(n_alerts=alerts, pools=tuple(int(p) for p in pools.split(",") if p.strip()),

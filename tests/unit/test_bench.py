@@ -10,7 +10,7 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from skysift.bench import data, runner
+from bench import data, runner
 
 ROOT = Path(__file__).resolve().parents[2]
 

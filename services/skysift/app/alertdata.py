@@ -113,7 +113,8 @@ def facts(view: AlertView, item=None) -> list[tuple[str, str]]:
         rows.append(("ra, dec", sexagesimal(a["ra"], a["dec"])))
     if a.get("magpsf") is not None:
         rows.append((f"mag ({a.get('band') or '?'})", f"{_fmt(a['magpsf'], 2)} ± {_fmt(a.get('sigmapsf'), 2)}"))
-    rows.append(("drb" if a.get("survey") != "lsst" else "reliability", _fmt(a.get("drb"))))
+    survey = _survey(a.get("survey"))
+    rows.append((survey.score_name if survey else "drb", _fmt(a.get("drb"))))
     rows.append(("detections / upper limits", f"{len(a.get('det_jd') or [])} / {len(a.get('ul_jd') or [])}"))
     for name, label, digits in (("sherlock_classification", "Sherlock class", 0),
                                 ("sherlock_separation_arcsec", "Sherlock separation (arcsec)", 2),
@@ -131,10 +132,16 @@ def facts(view: AlertView, item=None) -> list[tuple[str, str]]:
     return rows
 
 
+def _survey(name: str | None) -> surveys.Survey | None:
+    """The survey of a stored row, None for a name skysift no longer knows (the page still shows the row)."""
+    return surveys.get(name) if name in surveys.names() else None
+
+
 def links(object_id: str, survey: str, ra: float | None, dec: float | None) -> dict[str, str]:
     """Pages scanners open next: the broker pages of the object (the survey's own, see
     :mod:`skysift.alerts.surveys`), and finders by coordinates (any survey)."""
-    out = surveys.get(survey).links(object_id) if survey in surveys.names() else {}
+    known = _survey(survey)
+    out = known.links(object_id) if known else {}
     if ra is not None and dec is not None:
         out["Legacy Survey viewer"] = "https://www.legacysurvey.org/viewer?" + urlencode(
             {"ra": f"{ra:.6f}", "dec": f"{dec:.6f}", "layer": "ls-dr10", "zoom": 16})

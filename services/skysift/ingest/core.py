@@ -32,10 +32,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skysift import config
-from skysift.alerts import surveys
+from skysift.alerts import filters, surveys
+from skysift.alerts.decode import decode
 from skysift.alerts.schema import conform
 from skysift.backlog import Behind, find_behind, list_stages
 from skysift.config import Settings
+from skysift.ingest.kafka import KafkaSource
 from skysift.ingest.replay import StoredBatch, open_replay, records_in
 from skysift.ingest.settings import IngestSettings, KafkaSettings
 from skysift.store.base import ObjectStore, store_errors
@@ -202,8 +204,6 @@ class IngestStage:
         if replay_path or self.ingest.source == "replay":
             return open_replay(replay_path or self.ingest.default_replay_path(), self.store, self.settings)
         if self._consumer is None:
-            from skysift.ingest.kafka import KafkaSource
-
             self._consumer = KafkaSource(self._kafka or config.load(KafkaSettings))
         return self._consumer
 
@@ -215,9 +215,6 @@ class IngestStage:
 
     def poll(self, max_alerts: int | None = None, timeout_s: float | None = None, replay_path: str | None = None,
              keep_cutouts: bool | None = None, filter_name: str | None = None) -> PollResult:
-        from skysift.alerts import filters
-        from skysift.alerts.decode import decode
-
         max_alerts = max_alerts or self.ingest.max_alerts
         timeout_s = timeout_s or self.ingest.timeout_s
         keep_cutouts = self.ingest.keep_cutouts if keep_cutouts is None else keep_cutouts

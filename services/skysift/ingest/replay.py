@@ -32,7 +32,8 @@ from typing import Callable
 from skysift.alerts.avro import MAGIC, FramingError, split_container
 from skysift.alerts.decode import PARQUET_MAGIC, Packet
 from skysift.errors import InvalidArgument, NotFound
-from skysift.store.base import ObjectStore, open_store, store_errors
+from skysift.store import open_store
+from skysift.store.base import ObjectStore, store_errors
 from skysift.store.keys import BATCH_STAGES, Batch, parse_batch
 
 SUFFIXES = (".avro", ".parquet", ".bin")

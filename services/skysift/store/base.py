@@ -88,18 +88,3 @@ def parquet_errors(key: str, url: str):
         yield
     except pa.ArrowException as exc:
         raise FailedPrecondition(f"object {key!r} in store {url} is not a readable parquet file: {exc}") from None
-
-
-def open_store(url: str | None = None, settings=None) -> ObjectStore:
-    """Open the store at ``url`` (a directory or ``s3://bucket/prefix``), default from settings."""
-    from skysift import config
-
-    settings = settings or config.load()
-    url = url or settings.store_url
-    if url.startswith("s3://"):
-        from skysift.store.s3 import S3Store
-
-        return S3Store(url, settings)
-    from skysift.store.local import LocalStore
-
-    return LocalStore(url.removeprefix("file://"))

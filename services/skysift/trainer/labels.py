@@ -114,15 +114,22 @@ def late_key(written: datetime, event_id: str) -> str:
     return f"{LATE_PREFIX}{written.astimezone(UTC):%Y%m%dT%H%M%S%fZ}_{event_id}.json"
 
 
+EVENT_FIELDS = tuple(LabelEvent.__dataclass_fields__)  # the snapshot's columns after "key", in this order
+
+
 def snapshot_table(events: dict[str, LabelEvent]) -> pa.Table:
-    rows = [{"key": k, **asdict(e)} for k, e in events.items()]
-    return pa.Table.from_pylist(rows, schema=SNAPSHOT_SCHEMA)
+    """Column by column (a million events: seconds, where a row-wise build took minutes)."""
+    columns = {"key": list(events)}
+    values = list(events.values())
+    for name in EVENT_FIELDS:
+        columns[name] = [getattr(e, name) for e in values]
+    return pa.table(columns, schema=SNAPSHOT_SCHEMA)
 
 
 def snapshot_events(table: pa.Table) -> dict[str, LabelEvent]:
-    cols = {name: table.column(name).to_pylist() for name in table.column_names}
-    fields = [f for f in SNAPSHOT_SCHEMA.names if f != "key"]
-    return {key: LabelEvent(**{f: cols[f][i] for f in fields}) for i, key in enumerate(cols["key"])}
+    """Events built positionally from the columns (the fields' order is the schema's)."""
+    columns = [table.column(name).to_pylist() for name in EVENT_FIELDS]
+    return dict(zip(table.column("key").to_pylist(), (LabelEvent(*row) for row in zip(*columns))))
 
 
 class LabelStore:

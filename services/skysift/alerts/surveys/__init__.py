@@ -30,6 +30,7 @@ class Survey(Protocol):
     bands: tuple[str, ...]  # the survey's filters, as the ``band`` column names them
     night_shift_hours: float  # added to UTC before taking the date that names an alert's observing night
     lasair_api: str | None  # the Lasair API serving this survey's Sherlock cross-match, None if there is none
+    score_name: str  # what the survey calls the real/bogus score kept in the ``drb`` column
 
     def detect(self, fields: Sequence[str]) -> bool:
         """True when a record with these top-level field names is one of this survey's alerts."""

@@ -168,6 +168,7 @@ class Lsst:
     # Cerro Pachon's nights cross UTC midnight; Rubin names them by dayObs, the date in UTC-12h
     night_shift_hours = -12.0
     lasair_api = "https://lasair.lsst.ac.uk/api"
+    score_name = "reliability"
 
     def detect(self, fields: Sequence[str]) -> bool:
         return "diaSource" in fields

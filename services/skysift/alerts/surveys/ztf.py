@@ -126,6 +126,7 @@ class Ztf:
     # Palomar's nights fall within one UTC date, which ZTF's archive and Fink name them by
     night_shift_hours = 0.0
     lasair_api = "https://lasair-ztf.lsst.ac.uk/api"
+    score_name = "drb"  # deep real/bogus
 
     def detect(self, fields: Sequence[str]) -> bool:
         return "candidate" in fields

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.data import Alerts
 from skysift.alerts import avro
-from skysift.bench.data import Alerts
 
 LC_NAMES = ("amplitude", "linear_fit_reduced_chi2", "linear_fit_slope", "linear_fit_slope_sigma", "median",
             "median_absolute_deviation")
@@ -35,6 +35,7 @@ BANDS = {"g": 1, "r": 2}
 
 
 # -- decoding -------------------------------------------------------------------------------------------------
+
 
 def fastavro_records(packets: list[bytes], schema: bytes | None = None, skip: int = 0) -> list[dict]:
     """Per-message fastavro decode: schemaless payloads with ``schema`` (cached), else container files."""
@@ -73,6 +74,7 @@ def rust_floor(data: bytes, columns: list[str]) -> int:
 
 # -- the prototype's poll -------------------------------------------------------------------------------------
 
+
 def _history(alert, field: str) -> np.ndarray:
     """fink_client's ``extract_field``: the alert's value, then its history's (None where absent)."""
     history = alert["prv_candidates"]
@@ -102,6 +104,7 @@ def prototype_ingest(packets: list[bytes], schema: bytes | None, out: Path) -> p
 
 
 # -- the prototype's features ---------------------------------------------------------------------------------
+
 
 def _extractor():
     import light_curve as lc
