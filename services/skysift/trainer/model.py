@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from skysift import errors
-from skysift.trainer import strategies
+from skysift.trainer import selection, strategies
 
 DEFAULT_PARAMS = {"learning_rate": 0.1, "max_iter": 100, "l2_regularization": 10.0, "min_samples_leaf": 5,
                   "max_leaf_nodes": 31, "class_weight": "auto"}
@@ -162,7 +162,7 @@ def fit_and_query(X_train: pd.DataFrame, y_train, X_pool: pd.DataFrame, strategy
         q.member_proba = np.stack([m.predict_proba(X_pool)
                                    for m in fit_committee(X_train, y_train, params, seed, committee_size)])
     if strategies.FEATURES in chosen.needs:
-        q.features, q.labelled_features = strategies.standardise(X_pool.to_numpy(), X_train.to_numpy())
+        q.features, q.labelled_features = selection.standardise(X_pool.to_numpy(), X_train.to_numpy())
     return Fitted(model, strategies.query(strategy, n, rng, q), proba, threshold)
 
 
@@ -176,7 +176,7 @@ def cold_start_query(X_pool: pd.DataFrame, strategy: str, n: int, rng: np.random
     q = strategies.QueryInput(object_ids=object_ids, proba=None)
     if strategies.FEATURES in chosen.needs:
         labelled = X_labelled.to_numpy() if X_labelled is not None else np.empty((0, X_pool.shape[1]))
-        q.features, q.labelled_features = strategies.standardise(X_pool.to_numpy(), labelled)
+        q.features, q.labelled_features = selection.standardise(X_pool.to_numpy(), labelled)
     elif object_ids is None:
         q.object_ids = np.full(len(X_pool), "", dtype=object)  # only the pool's size matters to random
     return strategies.query(strategy, n, rng, q)
