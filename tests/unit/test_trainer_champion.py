@@ -13,7 +13,8 @@ from sklearn.metrics import f1_score
 from skysift.features.core import FEATURE_COLUMNS
 from skysift.modeltags import get_tag
 from skysift.trainer import tracking
-from skysift.trainer.rounds import FeatureSpec, fit, limited_threads, model_params
+from skysift.trainer.model import fit, limited_threads, model_params
+from skysift.trainer.pool import FeatureSpec
 from skysift.trainer.settings import TrainerSettings
 from tests.trainer_data import fink_alerts_and_features, oracle_table
 
