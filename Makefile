@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Compiled bytecode makes every test subprocess start seconds faster (astropy, mlflow).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: dev test test-slow bench proto lint audit image system-deps catalogs clean help chart-scan
+.PHONY: dev test test-slow bench al-evidence proto lint audit image system-deps catalogs clean help chart-scan
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -28,12 +28,16 @@ $(CATALOGS): $(STAMP) services/skysift/enrichment/catalog_install.py
 
 catalogs: $(CATALOGS)  ## install the offline cross-match catalogues into .venv
 
+# The browser tests are part of `make test`: without Chromium it stops here, saying why, instead of skipping them.
 system-deps:  ## Debian packages the browser tests need (Chromium); skipped when present
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "warning: could not install chromium; browser tests will be skipped"; \
-	  else echo "warning: chromium missing and apt-get unavailable; browser tests will be skipped"; fi; }
+	      || { echo "error: could not install chromium with apt-get; the browser tests need it" >&2; exit 1; }; \
+	  else echo "error: chromium is not on PATH and cannot be installed here (needs apt-get as root):" \
+	    "install Debian's chromium package; the browser tests need it" >&2; exit 1; fi; \
+	  command -v chromium >/dev/null 2>&1 \
+	    || { echo "error: chromium installed but not on PATH; the browser tests need it" >&2; exit 1; }; }
 
 proto: $(STAMP)  ## regenerate the gRPC code from protos/
 	$(PY) -m skysift.rpc.codegen
@@ -49,6 +53,10 @@ test-slow: $(CATALOGS) system-deps  ## long fault-injection and soak runs
 
 bench: $(CATALOGS)  ## throughput / latency benchmarks with ratios against baselines
 	$(VENV)/bin/skysift bench
+
+al-evidence: $(STAMP)  ## compare the query strategies on the labelled sets in tests/data, write docs/active-learning.md (~1 h)
+	nice $(PY) tools/al_evidence.py run
+	$(PY) tools/al_evidence.py write
 
 # Known issues that cannot be fixed yet are listed with their reason in docs/audit.md and ignored here by id.
 AUDIT_IGNORE ?=

@@ -94,7 +94,7 @@ metric = st.sidebar.selectbox("Metric", rounds.METRICS, index=rounds.METRICS.ind
 classes = get_tag(model_tag).classes if model_tag in MODEL_TAGS else ("negative", "positive")
 
 with ui.reported(f"read the champion of {model_tag} from MLflow"):
-    champ = rounds.champion(uri, model_tag) if model_tag in MODEL_TAGS else None
+    champ = rounds.champion(uri, model_tag, base.mlflow_model_prefix) if model_tag in MODEL_TAGS else None
 if champ:
     st.caption(f"Champion: **{champ['model']} version {champ['version']}** (experiment {champ['experiment'] or '?'}, "
                f"round {champ['round'] or '?'}, run `{champ['run_id']}`)")
