@@ -21,9 +21,9 @@ from skysift.store import open_store
 from skysift.trainer import service
 from skysift.trainer.labels import SOURCES, LabelEvent, LabelStore
 from skysift.trainer.model import PARAM_ALIASES, PARAM_TYPES
-from skysift.trainer.records import EXPERIMENT_RE
 from skysift.trainer.strategies import STRATEGIES
 from skysift.v1 import trainer_pb2, trainer_pb2_grpc
+from skysift.validation import EXPERIMENT as EXPERIMENT_NAME
 from tests import servers
 from tests.service.test_fuzz_grpc import FUZZ, check_random_bytes, doubles, int32, outcome, raw_methods
 from tests.trainer_data import write_fink_batches
@@ -144,7 +144,7 @@ def test_fuzzed_round_requests_get_a_clear_status(served, data):
         params=data.draw(params()), force=data.draw(st.booleans()))
     result = outcome(lambda: served["stub"].RunRound(request, timeout=120))
     sizes = (request.batch_size, request.initial_batch_size)
-    if not EXPERIMENT_RE.fullmatch(request.experiment) or request.seed < 0 or min(sizes) < 0 \
+    if not EXPERIMENT_NAME.fullmatch(request.experiment) or request.seed < 0 or min(sizes) < 0 \
             or (request.model_tag and request.model_tag not in MODEL_TAGS) \
             or (request.strategy and request.strategy not in STRATEGIES):
         assert result is not None and result[0] == grpc.StatusCode.INVALID_ARGUMENT, request
