@@ -18,6 +18,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
+VIEWPORT = {"width": 1400, "height": 1000}  # a laptop screen: the label page must fit it without scrolling
+
 MARKS = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
@@ -53,7 +55,17 @@ def idle(page) -> None:
 
 
 def screenshot(page, name: str) -> Path:
+    """The viewport as a scanner sees it (what lies below the fold is not in the picture)."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path))
     return path
+
+
+def overflow_px(page) -> int:
+    """How far the page's content reaches below the viewport, in pixels (0: nothing to scroll to). Streamlit
+    scrolls its main section, not the document, so both are measured."""
+    return page.evaluate("""() => Math.max(...[document.scrollingElement,
+        document.querySelector('[data-testid=stMain]'),
+        document.querySelector('[data-testid=stAppViewContainer]')]
+        .filter(Boolean).map(e => e.scrollHeight - e.clientHeight))""")
