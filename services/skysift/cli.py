@@ -128,11 +128,13 @@ def dev(
     app_port: int = typer.Option(8501, help="Port of the Streamlit app."),
     demo: str = typer.Option("demo/alerts", help="Alert packets replayed by the first poll."),
 ) -> None:
-    """Run the whole system on loopback: MLflow, the five services, one poll of the demo alerts, Streamlit."""
+    """Run the whole system on loopback: MLflow, the five services, one poll of the demo alerts (stamps kept),
+    round 0 of the experiment the app opens on, Streamlit; then print how to reach it from another shell."""
     import os
     from pathlib import Path
 
     from skysift import devstack, pipeline
+    from skysift.modeltags import DEFAULT_EXPERIMENT
 
     work = Path(workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -148,16 +150,21 @@ def dev(
             typer.echo(f"  {service:<11} grpc://{address}  SERVING  (metrics http://{address.rsplit(':', 1)[0]}:{int(address.rsplit(':', 1)[1]) + 1000}/metrics)")
         os.environ.update(env)
         settings = load_settings()
-        typer.echo(f"polling the demo alerts in {demo} through gRPC ...")
-        report = pipeline.run_poll(pipeline.GrpcStages(settings), replay_path=str(Path(demo).resolve()))
+        typer.echo(f"polling the demo alerts in {demo} through gRPC, stamps kept ...")
+        report = pipeline.run_poll(pipeline.GrpcStages(settings), replay_path=str(Path(demo).resolve()),
+                                   keep_cutouts=True)
         for line in report.lines():
             typer.echo(line)
+        typer.echo(devstack.first_round(settings))
         app_url = None if once else devstack.start_app(stack, app_port, env, Path.cwd())
         typer.echo(f"store:   {env['SKYSIFT_STORE_URL']}")
         typer.echo(f"MLflow:  {env['SKYSIFT_MLFLOW_TRACKING_URI']}")
         if app_url:
-            typer.echo(f"app:     {app_url}")
+            typer.echo(f"app:     {app_url}  (opens on experiment {DEFAULT_EXPERIMENT!r})")
         typer.echo(f"logs:    {work}/*.log")
+        typer.echo("in another shell, to use this stack (skysift round, poll, experiment, config check):")
+        for line in devstack.export_lines(env, addresses):
+            typer.echo(f"  {line}")
         if not once:
             typer.echo("serving; Ctrl-C to stop")
             import signal
@@ -218,21 +225,26 @@ UNIT_SETTINGS = (
 @config_app.command("check")
 def config_check() -> None:
     """Validate the shared settings and every unit's (ingest, Kafka, enrichment, features, inference and its sinks,
-    trainer, app, Kubernetes) against the environment, and print them with secrets masked."""
-    from pydantic import BaseModel, SecretStr
+    trainer, app, Kubernetes) against the environment, and print each by its environment variable, with secrets
+    masked; the ones set in this environment are marked."""
+    from pydantic import SecretStr
+    from pydantic_settings import BaseSettings
 
-    def show(prefix: str, model: BaseModel) -> None:
+    def show(model: BaseSettings) -> None:
+        prefix = model.model_config.get("env_prefix", "")
         for name, value in model:
-            if isinstance(value, BaseModel):
-                show(f"{prefix}{name}.", value)
-            else:
-                typer.echo(f"{prefix}{name} = {'***' if isinstance(value, SecretStr) else value}")
+            if isinstance(value, BaseSettings):  # a unit's sink, with variables of its own
+                show(value)
+                continue
+            env = f"{prefix}{name}".upper()
+            shown = "***" if isinstance(value, SecretStr) else value
+            typer.echo(f"{env} = {shown}{'  (set here)' if env in os.environ else ''}")
 
-    show("", load_settings())
+    show(load_settings())
     for path in UNIT_SETTINGS:
         module, cls = path.split(":")
         try:
-            show(f"{cls}.", config.load(getattr(importlib.import_module(module), cls)))
+            show(config.load(getattr(importlib.import_module(module), cls)))
         except errors.ConfigError as exc:
             fail(str(exc))
     typer.secho("configuration OK", fg=typer.colors.GREEN)

@@ -89,6 +89,51 @@ def on_review() -> None:
     st.session_state.show_labelled = True  # the sidebar toggle, drawn after this callback
 
 
+def on_find() -> None:
+    """Jump to the alert whose candid or objectId was typed; an object not in the queue gets its stored history."""
+    wanted = st.session_state.find.strip()
+    st.session_state.pop("lookup_object", None)
+    st.session_state.pop("find_message", None)
+    if not wanted:
+        return
+    session = st.session_state.label_session
+    found = next((i for i in session.items if str(i.candid) == wanted), None) or next(
+        (i for i in session.items if i.object_id == wanted), None)
+    if found is not None:
+        session.show_labelled = True
+        st.session_state.show_labelled = True  # the sidebar toggle, drawn after this callback
+        session.cursor = found.candid
+    else:
+        st.session_state.lookup_object = wanted
+        st.session_state.find_message = (f"{wanted} is not in this round's queue: its stored alerts, if any, are "
+                                         "under Object history (objectIds only: a candid is found in the queue).")
+
+
+@st.cache_data(ttl=120, max_entries=64, show_spinner="Reading the object's alerts from the store…")
+def object_history(survey: str, object_id: str, current_jd: float | None) -> alertdata.ObjectHistory:
+    return alertdata.object_history(ui.store(), survey, object_id, current_jd)
+
+
+def object_context(survey: str, alert: dict) -> None:
+    """The object's whole stored history (every alert of it, with dates), read only when asked for."""
+    lookup = st.session_state.get("lookup_object")
+    object_id = lookup or alert["objectId"]
+    with st.expander(f"Object history: every stored alert of {object_id}", expanded=bool(lookup)):
+        if not st.toggle("Read them from the store", key="show_object", value=bool(lookup)):
+            return
+        with ui.reported(f"read the alerts of {object_id}", stop=False):
+            found = object_history(survey, object_id, None if lookup else alert.get("jd"))
+            if not found.alerts:
+                st.info(f"No stored {survey} alert of {object_id} in the newest {found.batches_read} batches.")
+                return
+            curve, table = st.columns([3, 2])
+            curve.image(plots.figure_png(plots.light_curve_figure(plots.light_curve(found.curve_row))),
+                        caption=f"Every point of the {len(found.alerts)} stored alerts of {object_id}"
+                                + ("" if lookup else "; ringed and dotted: the alert on screen"))
+            table.dataframe(pd.DataFrame(alertdata.history_table(found, None if lookup else alert["candid"])),
+                            hide_index=True, height=300)
+
+
 def history_and_agreement(session: LabelSession) -> None:
     """The labeller's own events and the labellers' agreement; read from the trainer only when opened."""
     with st.expander(f"Your label history ({session.done} of this round's alerts labelled)"):
@@ -135,6 +180,9 @@ with st.sidebar:
     sort_by = st.selectbox("Sort by", list(SORTS), format_func=SORTS.get, key="sort_by",
                            help="Random is the control: what labels would look like without a model choosing.")
     show_labelled = st.toggle("Show alerts I already labelled", key="show_labelled")
+    st.text_input("Find objectId or candid", key="find", on_change=on_find, placeholder="e.g. ZTF18abcdefg")
+    if "find_message" in st.session_state:
+        st.caption(st.session_state.find_message)
     if st.button("Reload queue", icon=":material/refresh:"):
         st.session_state.pop("label_session_key", None)
 
@@ -272,5 +320,6 @@ with below_right:
     c2.number_input("Go to #", min_value=1, max_value=shown, key="goto_number", on_change=on_goto)
 if view.missing:
     st.caption("Not available yet for this batch: " + ", ".join(view.missing))
+object_context(survey, alert)
 
 history_and_agreement(session)

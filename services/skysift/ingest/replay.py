@@ -136,6 +136,17 @@ class ReplaySource:
                 n += alerts
         return packets
 
+    def reset(self) -> int:
+        """Forget which names were read, so the next poll reads the path from its start; return how many were read.
+        Alerts stored already are still skipped then, as duplicates by candid."""
+        from skysift.ingest.core import store_errors
+
+        with store_errors(self.store):
+            read = len(self._committed())
+            self.store.delete(self.cursor_key)
+        self._done, self._fetched = set(), []
+        return read
+
     def commit(self) -> None:
         if self._fetched:
             done = sorted(self._done.union(self._fetched))

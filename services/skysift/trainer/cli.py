@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from skysift.modeltags import DEFAULT_EXPERIMENT
+
 label_app = typer.Typer(help="Import or export labels (the prototype's labels.csv columns).", no_args_is_help=True)
 dataset_app = typer.Typer(help="Collect, list and inspect training datasets (alerts of a time window with labels, "
                                "quality-checked); `skysift round --dataset ID` trains on one.", no_args_is_help=True)
@@ -45,7 +47,8 @@ def _csv(text: str, cast=str) -> list:
 
 
 def round_command(
-    experiment: str = typer.Option("default", help="Experiment name: rounds/<experiment>/ and the MLflow experiment."),
+    experiment: str = typer.Option(DEFAULT_EXPERIMENT, help="Experiment name: rounds/<experiment>/ and the MLflow "
+                                                            "experiment."),
     model_tag: str = typer.Option("galactic", help="Model tag (galactic, realbogus)."),
     strategy: str | None = typer.Option(None, help="random, uncertainty, margin, entropy or committee "
                                                       "(default SKYSIFT_TRAINER_STRATEGY)."),
