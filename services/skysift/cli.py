@@ -142,7 +142,7 @@ def dev(
            "SKYSIFT_LOG_JSON": os.environ.get("SKYSIFT_LOG_JSON", "true")}
     stack = devstack.Stack(work)
     try:
-        typer.echo(f"starting MLflow on 127.0.0.1:{mlflow_port} (first start takes ~20 s) ...")
+        typer.echo(f"starting MLflow on 127.0.0.1:{mlflow_port} (first start takes ~20 s, minutes on a busy machine) ...")
         env["SKYSIFT_MLFLOW_TRACKING_URI"] = devstack.start_mlflow(stack, mlflow_port, env)
         typer.echo("starting services ...")
         addresses = devstack.start_services(stack, env, load_settings())

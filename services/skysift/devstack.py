@@ -77,7 +77,7 @@ def start_mlflow(stack: Stack, port: int, env: dict[str, str]) -> str:
         "--artifacts-destination", str(stack.workdir / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port),
         "--workers", "1",
     ], env)
-    wait_port(port, 180, proc, "mlflow")
+    wait_port(port, 400, proc, "mlflow")  # its first start migrates the database: minutes on a busy machine
     return uri
 
 

@@ -150,7 +150,9 @@ def history_and_agreement(session: LabelSession) -> None:
         if st.toggle("Compare the labellers", key="show_agreement"):
             with ui.reported("read the labels from the trainer", stop=False):
                 candids = [i.candid for i in session.items] if scope == "this round's queue" else []
-                found = agreement.agreement(ui.trainer().labels(candids, history=True))
+                events = ui.trainer().labels(candids, history=True)
+                found = agreement.agreement(events)
+                used = {e.candid: f"{e.label} ({e.user})" for e in sorted((e for e in events if e.timestamp), key=lambda e: e.timestamp)}
                 st.caption(f"{found.n_shared} alerts labelled by more than one user (skips left out); Cohen's kappa is "
                            "agreement corrected for chance: 1 perfect, 0 no better than chance, – undefined (a single "
                            "label between the pair).")
@@ -160,9 +162,15 @@ def history_and_agreement(session: LabelSession) -> None:
                                            for p in found.pairs],
                                           columns=["labeller", "other labeller", "alerts", "agreed", "agreement %",
                                                    "Cohen's kappa"]), hide_index=True)
+                st.markdown("**Disagreements to adjudicate**")
+                st.caption("Consensus rule: rounds and datasets train on each alert's latest label, whoever gave it. "
+                           "To settle a disagreement, agree on the class and label the alert again (Find it in the "
+                           "sidebar): that label is then the latest.")
                 st.dataframe(pd.DataFrame([{"candid": str(d["candid"]), "objectId": d["objectId"],
-                                            "labels": " · ".join(f"{u}: {lab}" for u, lab in d["labels"].items())}
-                                           for d in found.disagreements], columns=["candid", "objectId", "labels"]),
+                                            "labels": " · ".join(f"{u}: {lab}" for u, lab in d["labels"].items()),
+                                            "used by rounds (latest)": used.get(d["candid"], "")}
+                                           for d in found.disagreements],
+                                          columns=["candid", "objectId", "labels", "used by rounds (latest)"]),
                              hide_index=True)
 
 
@@ -273,8 +281,8 @@ if view.cutouts:
     stamps_note = stamps.orientation_note(first, survey, alert.get("ra"), alert.get("dec")) + "; click to enlarge"
 else:
     stamps_note = ("No stamps kept for this alert: the poll that stored it kept no cutouts, so there is no "
-                   f"{keys.parse_batch(item.alerts_key).sibling('cutouts')!s} row for it (poll with stamps kept, "
-                   "see `skysift ingest reset-cursor` to read a replay path again).")
+                   f"{keys.parse_batch(item.alerts_key).sibling('cutouts')!s} row for it. For a replayed path, "
+                   "`skysift ingest reset-cursor PATH` then `skysift poll --from PATH --keep-cutouts` adds them.")
 alert_card = card.Card(
     candid=item.candid, mine=mine,
     heading=f"#{session.position + 1} of {shown} · {alert['objectId']} · candid {alert['candid']}",

@@ -111,6 +111,10 @@ def test_rounds_page_renders(app, page):
     page.get_by_text("Champion:").wait_for(timeout=60_000)
     idle(page)
     assert screenshot(page, "rounds").stat().st_size > 0
+    page.get_by_role("tab", name="One round").click()
+    page.get_by_text("Permutation importance").first.wait_for(timeout=60_000)
+    idle(page)
+    assert screenshot(page, "rounds-one-round").stat().st_size > 0
 
 
 def test_datasets_page_renders(app, page):

@@ -4,6 +4,7 @@ import html
 import os
 import re
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -358,8 +359,9 @@ def test_agreement_of_two_labellers_on_the_page(page, world):
     row = pairs[(pairs["labeller"] == "zz-ann") & (pairs["other labeller"] == "zz-bob")].iloc[0]
     assert (row["alerts"], row["agreed"], row["agreement %"], row["Cohen's kappa"]) == (4, 3, 75.0, 0.5)
     disagreements = table_with(at, "labels")
-    assert "zz-ann: galactic · zz-bob: agn" in disagreements.loc[disagreements["candid"] == str(items[1].candid),
-                                                                  "labels"].iloc[0]
+    row = disagreements.loc[disagreements["candid"] == str(items[1].candid)].iloc[0]
+    assert "zz-ann: galactic · zz-bob: agn" in row["labels"]
+    assert row["used by rounds (latest)"] == "agn (zz-bob)"  # the consensus rule: the latest label
 
 
 @pytest.fixture(scope="module")
@@ -389,3 +391,31 @@ def test_rubin_alert_shows_bands_fluxes_and_stamps(rubin_world, monkeypatch):
     assert not at.exception and stamp_names(at) == ["science", "template", "difference"]
     press(at, "real")
     assert "1 of" in progress(at)
+
+
+def test_labelling_is_blind_to_other_labellers_until_you_labelled_the_alert(page, world):
+    at, _ = page
+    first = queue_items(world)[0]
+    client(world).submit([Label(candid=first.candid, label="agn", user="zz-carol", experiment=EXPERIMENT)])
+    next(b for b in at.sidebar.button if b.label == "Reload queue").click().run()
+    assert f"candid {first.candid}" in shown(at)
+    assert not any("zz-carol" in c.value for c in at.caption)  # not before you labelled it: no anchoring
+    press(at, "galactic")
+    show_labelled(at).button(key="previous").click().run()
+    assert f"candid {first.candid} · your label: galactic" in shown(at)
+    assert any(c.value == "Also labelled by zz-carol: agn" for c in at.caption)
+
+
+def test_find_jumps_to_an_alert_of_the_queue_and_shows_the_history_of_other_objects(page, world):
+    at, _ = page
+    third = queue_items(world)[2]
+    at.text_input(key="find").input(str(third.candid)).run()
+    assert f"candid {third.candid}" in shown(at)
+    queued = {i.object_id for i in queue_items(world)}
+    counts = Counter(o for o in world["table"]["objectId"].to_pylist() if o not in queued)
+    other, n_alerts = counts.most_common(1)[0]  # an object of the store with several alerts, not in this queue
+    at.text_input(key="find").input(other).run()
+    assert any("not in this round's queue" in c.value for c in at.sidebar.caption)
+    history = table_with(at, "MJD")
+    assert len(history) == n_alerts > 1 and history["date (UTC)"].str.startswith("20").all()
+    assert history["MJD"].is_monotonic_increasing

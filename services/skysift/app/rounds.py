@@ -184,9 +184,10 @@ def curves_chart(curves: pd.DataFrame, metric: str, x: str = "n_train", by: str 
     base = alt.Chart(curves).encode(
         x=alt.X(f"{x}:Q", title="labels used for training", axis=alt.Axis(format="d", tickMinStep=1)),
         color=alt.Color(f"{by}:N", title=by))
-    area = base.mark_area(opacity=0.2).encode(y=alt.Y("min:Q", title=metric), y2="max:Q")
+    title = f"held-out {metric} ({band} shaded)"
+    area = base.mark_area(opacity=0.2).encode(y=alt.Y("min:Q", title=title), y2="max:Q")
     line = base.mark_line(point=True).encode(
-        y=alt.Y("mean:Q", title=f"held-out {metric} ({band} shaded)", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("mean:Q", title=title, scale=alt.Scale(domain=[0, 1])),
         tooltip=[by, alt.Tooltip(f"{x}:Q", format="d"), alt.Tooltip("mean:Q", format=".3f"),
                  alt.Tooltip("min:Q", format=".3f"), alt.Tooltip("max:Q", format=".3f"), "n"])
     return area + line
