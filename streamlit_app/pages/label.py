@@ -105,6 +105,7 @@ def on_find() -> None:
         session.cursor = found.candid
     else:
         st.session_state.lookup_object = wanted
+        st.session_state.show_object = True  # the history toggle, drawn after this callback
         st.session_state.find_message = (f"{wanted} is not in this round's queue: its stored alerts, if any, are "
                                          "under Object history (objectIds only: a candid is found in the queue).")
 
@@ -119,7 +120,7 @@ def object_context(survey: str, alert: dict) -> None:
     lookup = st.session_state.get("lookup_object")
     object_id = lookup or alert["objectId"]
     with st.expander(f"Object history: every stored alert of {object_id}", expanded=bool(lookup)):
-        if not st.toggle("Read them from the store", key="show_object", value=bool(lookup)):
+        if not st.toggle("Read them from the store", key="show_object"):
             return
         with ui.reported(f"read the alerts of {object_id}", stop=False):
             found = object_history(survey, object_id, None if lookup else alert.get("jd"))
