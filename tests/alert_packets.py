@@ -20,8 +20,8 @@ from pathlib import Path
 import fastavro
 import pyarrow as pa
 
-from skysift.alerts import lsst
 from skysift.alerts.schema import HISTORY_DAYS
+from skysift.alerts.surveys import lsst
 
 DATA = Path(__file__).parent / "data" / "alerts"
 DEMO = Path(__file__).parent.parent / "demo" / "alerts"

@@ -1,4 +1,4 @@
-"""Turn Fink's test parquet files (real ZTF alerts with Fink's added values) into ALERTS_SCHEMA tables.
+"""Turn Fink's test parquet files (real ZTF alerts with Fink's added values) into alerts tables.
 
 Used until the decoders land, and afterwards to keep Fink's own ``lc_features_g``/``lc_features_r`` beside our
 features for comparison. The light curve follows the alerts contract: detections (``prv_candidates`` entries
@@ -13,7 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from skysift.alerts.schema import ALERTS_SCHEMA, HISTORY_DAYS, ZTF_BANDS, conform
+from skysift.alerts.schema import HISTORY_DAYS, conform
+from skysift.alerts.surveys import alerts_schema
+from skysift.alerts.surveys.ztf import BANDS as ZTF_BANDS
 
 FINK_PARQUET = Path(__file__).parent / "data" / "alerts" / "ztf" / "fink_labeled" / "parquet"
 
@@ -62,7 +64,7 @@ def _row(alert: dict) -> dict:
 
 
 def load_fink_alerts(limit_files: int | None = None) -> tuple[pa.Table, dict[int, dict]]:
-    """Every Fink test alert as one ALERTS_SCHEMA table (deduplicated by candid), and Fink's lc features by candid:
+    """Every Fink test alert as one alerts table (deduplicated by candid), and Fink's lc features by candid:
     ``{candid: {"g": {...} | None, "r": {...} | None, "source_behind": bool}}``."""
     rows, fink = [], {}
     for path in sorted(FINK_PARQUET.glob("*/*.parquet"))[:limit_files]:
@@ -75,6 +77,6 @@ def load_fink_alerts(limit_files: int | None = None) -> tuple[pa.Table, dict[int
             rows.append(_row(alert))
             fink[alert["candid"]] = {"g": alert.get("lc_features_g"), "r": alert.get("lc_features_r"),
                                      "source_behind": _source_behind(alert)}
-    columns = {f.name: [r.get(f.name) for r in rows] for f in ALERTS_SCHEMA if f.name in rows[0]}
-    table = pa.table({name: pa.array(values, type=ALERTS_SCHEMA.field(name).type) for name, values in columns.items()})
-    return conform(table), fink
+    columns = {f.name: [r.get(f.name) for r in rows] for f in alerts_schema() if f.name in rows[0]}
+    table = pa.table({name: pa.array(values, type=alerts_schema().field(name).type) for name, values in columns.items()})
+    return conform(table, alerts_schema()), fink

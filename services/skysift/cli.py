@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from skysift import config, errors
+from skysift.cliutil import fail, load_settings
 
 app = typer.Typer(
     help="skysift: active learning on astronomical alert streams (ZTF, Rubin/LSST).",
@@ -22,18 +23,6 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-
-
-def fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def load_settings() -> config.Settings:
-    try:
-        return config.load()
-    except errors.ConfigError as exc:
-        fail(str(exc))
 
 
 @app.command()
@@ -191,10 +180,16 @@ def bench(
     budget: float = typer.Option(250.0, help="Seconds; the largest pools are skipped (and said so) past this."),
     cpu: Optional[int] = typer.Option(None, help="CPU to pin the measuring process to (default: the last allowed)."),
 ) -> None:
-    """Throughput, latency and memory of each stage on one core, beside the prototype's path and the decode floor."""
+    """Throughput, latency and memory of each stage on one core, beside the prototype's path and the decode floor.
+
+    Runs from a checkout: the benchmark (``bench/``) and its alerts (``tests/data/``) are not installed."""
     from pathlib import Path
 
-    from skysift.bench import runner  # sets nothing at import; threads are limited before the heavy imports
+    checkout = Path.cwd()
+    if not (checkout / "bench" / "runner.py").is_file():
+        fail(f"skysift bench runs from a checkout of skysift (no bench/runner.py under {checkout})")
+    sys.path.insert(0, str(checkout))
+    from bench import runner  # sets nothing at import; threads are limited before the heavy imports
 
     runner.single_thread_env()
     options = runner.Options(n_alerts=alerts, pools=tuple(int(p) for p in pools.split(",") if p.strip()),
@@ -218,15 +213,14 @@ UNIT_SETTINGS = (
     "skysift.inference.settings:InferenceSettings",
     "skysift.trainer.settings:TrainerSettings",
     "skysift.app.settings:AppSettings",
-    "skysift.k8s:K8sSettings",
 )
 
 
 @config_app.command("check")
 def config_check() -> None:
     """Validate the shared settings and every unit's (ingest, Kafka, enrichment, features, inference and its sinks,
-    trainer, app, Kubernetes) against the environment, and print each by its environment variable, with secrets
-    masked; the ones set in this environment are marked."""
+    trainer, app) against the environment, and print each by its environment variable, with secrets masked; the
+    ones set in this environment are marked."""
     from pydantic import SecretStr
     from pydantic_settings import BaseSettings
 
@@ -261,6 +255,10 @@ trainer_cli.register(app)
 from skysift.ingest import cli as ingest_cli  # noqa: E402 - kafka offsets|reset
 
 ingest_cli.register(app)
+
+from skysift.enrichment import cli as enrichment_cli  # noqa: E402 - catalogs install|show
+
+enrichment_cli.register(app)
 
 
 def main() -> None:

@@ -1,13 +1,33 @@
-"""JSON-lines logging for the services (one object per line, easy to ship to any log stack)."""
+"""JSON-lines logging for the services (one object per line, easy to ship to any log stack).
+
+Secrets must never reach a log, whoever logs them: client libraries log request lines at DEBUG (urllib3 writes
+``POST /services/T…/B…/…``, the secret part of a Slack webhook URL). Two guards, both at the one handler:
+HTTP/cloud client libraries are kept at WARNING whatever the level asked for, and every formatted line has the
+known secret values (and the path of a secret URL) replaced by ``***``. A secret is any ``SKYSIFT_*`` variable whose
+name says so (:data:`SECRET_NAME`; every ``SecretStr`` setting is named like that, checked by a test) and every
+file in the secrets directory.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from skysift import config
 
 _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+SECRET_NAME = re.compile(r"^SKYSIFT_\w*(TOKEN|PASSWORD|SECRET|WEBHOOK_URL|ACCESS_KEY|ACCESS_KEY_ID|API_KEY)\w*$")
+QUIET_LIBRARIES = ("urllib3", "requests", "botocore", "boto3", "s3transfer", "httpx", "httpcore", "authlib",
+                   "websockets", "git", "docker", "kafka", "confluent_kafka")
+MIN_SECRET_CHARS = 6  # shorter values would redact ordinary words; no real credential is that short
+REDACTED = "***"
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,9 +44,57 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class RedactingFormatter(logging.Formatter):
+    """Formats with ``inner``, then replaces every secret in the finished line (message, extras, traceback)."""
+
+    def __init__(self, inner: logging.Formatter, secrets: list[str]):
+        super().__init__()
+        self.inner = inner
+        # Longest first, so a URL is replaced whole before its path; JSON-escaped forms too.
+        forms = {form for s in secrets for form in (s, json.dumps(s)[1:-1])}
+        self.secrets = sorted(forms, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.inner.format(record)
+        for secret in self.secrets:
+            if secret in line:
+                line = line.replace(secret, REDACTED)
+        return line
+
+
+def secret_values(environ: dict[str, str] | None = None) -> list[str]:
+    """The secrets this process may hold: values of secret-named ``SKYSIFT_*`` variables and of the mounted
+    secret files, plus the path and query of any secret URL (what HTTP libraries log of it)."""
+    environ = os.environ if environ is None else environ
+    values = [value for name, value in environ.items() if SECRET_NAME.match(name)]
+    folder = config.secrets_dir()
+    if folder:
+        for path in Path(folder).iterdir():
+            if path.is_file():
+                try:
+                    values.append(path.read_text().strip())
+                except (OSError, UnicodeDecodeError):
+                    continue
+    out = set()
+    for value in values:
+        value = value.strip()
+        if len(value) < MIN_SECRET_CHARS:
+            continue
+        out.add(value)
+        parts = urlsplit(value) if "://" in value else None
+        if parts and len(parts.path) > 1:
+            out.add(parts.path + (f"?{parts.query}" if parts.query else ""))
+        if parts and parts.password:
+            out.add(parts.password)
+    return sorted(out)
+
+
 def setup(level: str = "INFO", json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    inner = JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(RedactingFormatter(inner, secret_values()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

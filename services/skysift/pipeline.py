@@ -1,5 +1,9 @@
 """The hourly poll, orchestrated: Ingest.Poll, then Enrich, ComputeFeatures and Score for each batch.
 
+Level-triggered: Ingest.Poll also names earlier alerts batches that lack a later stage's file (a poll that failed
+after ingest committed, alerts polled before any model existed; see :mod:`skysift.backlog`), and the poll runs what
+those lack first, then its own batches.
+
 The same sequence runs over gRPC (`skysift poll`, the CronJob) or in one process with the stage classes
 (`skysift poll --in-process`, for backfills and debugging). Both paths return a :class:`PollReport` so the CLI
 prints one thing; only object-store keys travel between stages.
@@ -9,11 +13,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from skysift.backlog import Behind
+from skysift.chain import through_stages
 from skysift.config import Settings
+from skysift.enrichment.core import EnrichmentStage
 from skysift.errors import FailedPrecondition
+from skysift.features.core import FeaturesStage
+from skysift.inference.core import InferenceStage
+from skysift.ingest.core import IngestStage
+from skysift.rpc.channels import channel
 from skysift.rpc.convert import batch_from_ref
 from skysift.rpc.errors import call
-from skysift.store.keys import Batch
+from skysift.store import open_store
+from skysift.store.keys import Batch, parse_batch
+from skysift.v1 import (
+    enrichment_pb2,
+    enrichment_pb2_grpc,
+    features_pb2,
+    features_pb2_grpc,
+    inference_pb2,
+    inference_pb2_grpc,
+    ingest_pb2,
+    ingest_pb2_grpc,
+)
 
 
 @dataclass
@@ -24,10 +46,24 @@ class StageOutcome:
 
 
 @dataclass
+class Polled:
+    """What Ingest.Poll hands on: its batches, its counts, and the earlier batches that are behind."""
+
+    alerts: list[Batch]
+    cutouts: list[Batch]
+    counts: dict[str, int]
+    dlq_key: str | None
+    behind: list[Behind] = field(default_factory=list)
+    n_behind: int = 0
+
+
+@dataclass
 class PollReport:
     counts: dict[str, int]
     dlq_key: str | None
     outcomes: list[StageOutcome] = field(default_factory=list)
+    caught_up: list[str] = field(default_factory=list)  # one line per earlier batch the poll brought up to date
+    n_behind: int = 0
 
     def lines(self) -> list[str]:
         c = self.counts
@@ -36,6 +72,11 @@ class PollReport:
             f"{c['duplicates']} duplicates, {c['dead_letters']} dead letters"
             + (f" (in {self.dlq_key})" if self.dlq_key else "")
         ]
+        if self.n_behind:
+            left = self.n_behind - len(self.caught_up)
+            out.append(f"caught up {len(self.caught_up)} earlier batches that lacked a stage"
+                       + (f" ({left} more left for the next polls)" if left else ""))
+            out += [f"  {line}" for line in self.caught_up]
         for o in self.outcomes:
             where = f"{o.batch.rows:>6} rows -> {o.batch.key}" if o.batch else ""
             out.append(f"  {o.stage:<11} {where}{'  ' if where and o.detail else ''}{o.detail}")
@@ -47,39 +88,30 @@ class InProcessStages:
     (a Kafka consumer stays in its group, a loaded model stays loaded)."""
 
     def __init__(self, settings: Settings, store=None):
-        from skysift.store import open_store
-
         self.settings = settings
         self.store = store or open_store(settings=settings)
-        self._stages: dict[str, object] = {}
+        self._stages: dict[type, object] = {}
 
-    def _stage(self, name: str):
-        if name not in self._stages:
-            import importlib
+    def _stage(self, cls: type):
+        """The stage of class ``cls``, built on first use (a poll with no alerts never loads a dust map or a model)."""
+        if cls not in self._stages:
+            self._stages[cls] = cls(self.settings, self.store)
+        return self._stages[cls]
 
-            module, cls = {
-                "ingest": ("skysift.ingest.core", "IngestStage"),
-                "enrichment": ("skysift.enrichment.core", "EnrichmentStage"),
-                "features": ("skysift.features.core", "FeaturesStage"),
-                "inference": ("skysift.inference.core", "InferenceStage"),
-            }[name]
-            self._stages[name] = getattr(importlib.import_module(module), cls)(self.settings, self.store)
-        return self._stages[name]
-
-    def poll(self, **kwargs):
-        r = self._stage("ingest").poll(**kwargs)
-        return r.alerts, r.cutouts, poll_counts(r), r.dlq_key
+    def poll(self, **kwargs) -> Polled:
+        r = self._stage(IngestStage).poll(**kwargs)
+        return Polled(r.alerts, r.cutouts, poll_counts(r), r.dlq_key, r.behind, r.n_behind)
 
     def enrich(self, alerts_key: str) -> StageOutcome:
-        r = self._stage("enrichment").process(alerts_key)
+        r = self._stage(EnrichmentStage).process(alerts_key)
         return StageOutcome("enrichment", r.enriched, _status(r.status_counts))
 
     def features(self, alerts_key: str, enriched_key: str | None) -> StageOutcome:
-        r = self._stage("features").process(alerts_key, enriched_key)
+        r = self._stage(FeaturesStage).process(alerts_key, enriched_key)
         return StageOutcome("features", r.features, f"feature set v{r.feature_set_version}, {r.n_flagged} flagged")
 
     def score(self, features_key: str) -> StageOutcome:
-        r = self._stage("inference").score_batch(features_key)
+        r = self._stage(InferenceStage).score_batch(features_key)
         return StageOutcome("inference", r.written, "; ".join(filter(None, [_models(r.predictions), r.message])))
 
 
@@ -87,9 +119,6 @@ class GrpcStages:
     """The same calls through the five services' gRPC APIs."""
 
     def __init__(self, settings: Settings):
-        from skysift.rpc.channels import channel
-        from skysift.v1 import enrichment_pb2_grpc, features_pb2_grpc, inference_pb2_grpc, ingest_pb2_grpc
-
         self.settings = settings
         self.ingest = ingest_pb2_grpc.IngestStub(channel(settings.ingest_address, settings))
         self.enrichment = enrichment_pb2_grpc.EnrichmentStub(channel(settings.enrichment_address, settings))
@@ -97,31 +126,25 @@ class GrpcStages:
         self.inference = inference_pb2_grpc.InferenceStub(channel(settings.inference_address, settings))
 
     def poll(self, max_alerts=None, timeout_s=None, replay_path=None, keep_cutouts=None, filter_name=None):
-        from skysift.v1 import ingest_pb2
-
         req = ingest_pb2.PollRequest(max_alerts=max_alerts or 0, timeout_seconds=timeout_s or 0,
                                      replay_path=replay_path or "", filter=filter_name or "")
         if keep_cutouts is not None:
             req.keep_cutouts = keep_cutouts
         r = call(self.ingest.Poll, req, (timeout_s or 3600) + 120)
-        return [batch_from_ref(b) for b in r.alerts], [batch_from_ref(b) for b in r.cutouts], poll_counts(r), r.dlq_key or None
+        behind = [Behind(b.alerts_key, b.survey, tuple(b.missing)) for b in r.behind]
+        return Polled([batch_from_ref(b) for b in r.alerts], [batch_from_ref(b) for b in r.cutouts], poll_counts(r),
+                      r.dlq_key or None, behind, r.n_behind)
 
     def enrich(self, alerts_key: str) -> StageOutcome:
-        from skysift.v1 import enrichment_pb2
-
         r = call(self.enrichment.Enrich, enrichment_pb2.EnrichRequest(alerts_key=alerts_key))
         return StageOutcome("enrichment", batch_from_ref(r.enriched), _status(dict(r.status_counts)))
 
     def features(self, alerts_key: str, enriched_key: str | None) -> StageOutcome:
-        from skysift.v1 import features_pb2
-
         r = call(self.featurizer.ComputeFeatures,
                   features_pb2.ComputeFeaturesRequest(alerts_key=alerts_key, enriched_key=enriched_key or ""))
         return StageOutcome("features", batch_from_ref(r.features), f"feature set v{r.feature_set_version}, {r.n_flagged} flagged")
 
     def score(self, features_key: str) -> StageOutcome:
-        from skysift.v1 import inference_pb2
-
         r = call(self.inference.Score, inference_pb2.ScoreRequest(features_key=features_key, packed=True))
         models = sorted({f"{p.model_name} v{p.model_version}" for p in r.packed})
         return StageOutcome("inference", batch_from_ref(r.written) if r.written.key else None,
@@ -129,22 +152,45 @@ class GrpcStages:
 
 
 def run_poll(stages, **poll_kwargs) -> PollReport:
-    """One poll through every stage; a missing model is reported, not an error (the pipeline still ran)."""
-    alerts, cutouts, counts, dlq_key = stages.poll(**poll_kwargs)
-    report = PollReport(counts, dlq_key)
-    for batch in cutouts:
+    """One poll through every stage, earlier batches that are behind first; a missing model is reported, not an
+    error (the pipeline still ran)."""
+    polled = stages.poll(**poll_kwargs)
+    report = PollReport(polled.counts, polled.dlq_key, n_behind=polled.n_behind)
+    catch_up(stages, polled.behind, report)
+    for batch in polled.cutouts:
         report.outcomes.append(StageOutcome("cutouts", batch))
-    for batch in alerts:
-        report.outcomes.append(StageOutcome("alerts", batch, f"survey={batch.survey}"))
-        enriched = stages.enrich(batch.key)
-        report.outcomes.append(enriched)
-        feats = stages.features(batch.key, enriched.batch.key if enriched.batch else None)
-        report.outcomes.append(feats)
+    for batch, enriched, feats in through_stages(
+            polled.alerts, lambda batch: stages.enrich(batch.key),
+            lambda batch, enriched: stages.features(batch.key, enriched.batch.key if enriched.batch else None)):
+        report.outcomes += [StageOutcome("alerts", batch, f"survey={batch.survey}"), enriched, feats]
         try:
             report.outcomes.append(stages.score(feats.batch.key))
         except FailedPrecondition as exc:
             report.outcomes.append(StageOutcome("inference", None, str(exc)))
     return report
+
+
+def catch_up(stages, behind: list[Behind], report: PollReport) -> None:
+    """Run what each earlier batch lacks, in stage order; once scoring finds no model, the rest wait for one."""
+    no_model = ""
+    for item in behind:
+        batch = parse_batch(item.alerts_key, "alerts")
+        enriched_key, done = str(batch.sibling("enriched")), []
+        if "enriched" in item.missing:
+            enriched = stages.enrich(item.alerts_key)
+            enriched_key = enriched.batch.key if enriched.batch else None
+            done.append("enriched")
+        if "features" in item.missing:
+            stages.features(item.alerts_key, enriched_key)
+            done.append("features")
+        if not no_model:
+            try:
+                stages.score(str(batch.sibling("features")))
+                done.append("predictions")
+            except FailedPrecondition as exc:
+                no_model = str(exc)
+        waiting = f" (predictions wait: {no_model})" if "predictions" not in done else ""
+        report.caught_up.append(f"{item.alerts_key}: {', '.join(done) or 'nothing'} written{waiting}")
 
 
 def poll_counts(result) -> dict[str, int]:

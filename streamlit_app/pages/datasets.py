@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from skysift import errors
+from skysift.alerts import surveys
 from skysift.app import ui
 from skysift.modeltags import MODEL_TAGS
 from skysift.trainer.datasets import DatasetRequest
@@ -24,7 +25,7 @@ with st.expander("Collect a new dataset", expanded=False), st.form("collect"):
                "champion where it is confident enough.")
     name = st.text_input("Name", placeholder="e.g. galactic-2025-q1")
     c1, c2 = st.columns(2)
-    survey = c1.selectbox("Survey", ["ztf", "lsst"])
+    survey = c1.selectbox("Survey", surveys.names())
     model_tag = c2.selectbox("Model tag", list(MODEL_TAGS), index=list(MODEL_TAGS).index(app.model_tag)
                              if app.model_tag in MODEL_TAGS else 0)
     today = datetime.now(UTC).date()

@@ -22,7 +22,16 @@ from tests.app_support import (
     run_round,
     start_trainer,
 )
-from tests.e2e.browser import ARTIFACTS, MARKS, idle, overflow_px, screenshot, start_streamlit
+from tests.e2e.browser import (
+    ARTIFACTS,
+    MARKS,
+    assert_not_blank,
+    assert_on_first_screen,
+    idle,
+    overflow_px,
+    screenshot,
+    start_streamlit,
+)
 
 EXPERIMENT = "browser"
 USER = "browser-labeller"
@@ -32,7 +41,7 @@ pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, mlflow_server):
+def app(browser, tmp_path_factory, mlflow_server):  # browser first: without Chromium, fail before the set-up
     """Trainer and Streamlit as processes on loopback, a store with real alerts, round 1 of EXPERIMENT queued."""
     work = tmp_path_factory.mktemp("browser")
     env = {**os.environ, **mlflow_server.env, "SKYSIFT_STORE_URL": str(work / "store"),
@@ -74,12 +83,15 @@ def test_keyboard_label_reaches_the_store(app, page):
     page.get_by_text(f"0 of {N} this round").wait_for(timeout=30_000)
     idle(page)
     candid = shown_candid(page)
-    screenshot(page, "label")
+    # what a labeller must see at once: which alert, its light curve and its three stamps
+    assert_on_first_screen(page, page.locator(".sk-head"), "the alert's heading")
+    assert_on_first_screen(page, page.locator(".sk-lc img"), "the light curve")
+    assert_not_blank(screenshot(page, "label"))
     assert overflow_px(page) <= 0, "the label page needs a scroll at 1400×1000"
     # the stamps are at least 200 px on screen, beside the light curve (same row)
     stamps = page.locator(".sk-stamp img.sk-small")
     assert stamps.count() == 3
-    boxes = [stamps.nth(i).bounding_box() for i in range(3)]
+    boxes = [assert_on_first_screen(page, stamps.nth(i), f"stamp {i}") for i in range(3)]
     curve = page.locator(".sk-lc img").bounding_box()
     assert all(b["width"] >= 200 and b["height"] >= 200 for b in boxes), boxes
     assert all(abs(b["y"] - curve["y"]) < 40 and b["x"] > curve["x"] + curve["width"] for b in boxes)
@@ -110,11 +122,12 @@ def test_rounds_page_renders(app, page):
     page.get_by_text("Per round").wait_for(timeout=60_000)
     page.get_by_text("Champion:").wait_for(timeout=60_000)
     idle(page)
-    assert screenshot(page, "rounds").stat().st_size > 0
+    assert_on_first_screen(page, page.locator("[data-testid=stDataFrame]").first, "the table of rounds")
+    assert_not_blank(screenshot(page, "rounds"))
     page.get_by_role("tab", name="One round").click()
     page.get_by_text("Permutation importance").first.wait_for(timeout=60_000)
     idle(page)
-    assert screenshot(page, "rounds-one-round").stat().st_size > 0
+    assert_not_blank(screenshot(page, "rounds-one-round"))
 
 
 def test_datasets_page_renders(app, page):
@@ -124,7 +137,9 @@ def test_datasets_page_renders(app, page):
     page.get_by_text("Collect a new dataset").wait_for(timeout=60_000)
     page.get_by_text("browser-set").first.wait_for(timeout=60_000)
     idle(page)
-    assert screenshot(page, "datasets").stat().st_size > 0
+    assert_on_first_screen(page, page.locator("[data-testid=stDataFrame]").first, "the table of datasets")
+    assert_not_blank(screenshot(page, "datasets"))
+
 
 
 # In one step, so no redraw can come between them: read the candid on screen and press a key as a labeller

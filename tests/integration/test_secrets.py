@@ -10,6 +10,7 @@ Kafka SASL password, Lasair and SkyPortal tokens, Slack webhook and bot token, t
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -37,7 +38,11 @@ def secrets():
 
 
 def leaks(text: str, secrets: dict) -> list[str]:
-    return [name for name, value in secrets.items() if value in text]
+    """Names of the secrets found in ``text``, whole or (for a URL) its path: what HTTP libraries log of it."""
+    from urllib.parse import urlsplit
+
+    return [name for name, value in secrets.items()
+            if value in text or ("://" in value and urlsplit(value).path.rsplit("/", 1)[-1] in text)]
 
 
 def test_services_and_a_poll_never_show_a_secret(kafka, s3_server, s3_settings, secrets, tmp_path):
@@ -50,7 +55,7 @@ def test_services_and_a_poll_never_show_a_secret(kafka, s3_server, s3_settings, 
            "SKYSIFT_INGEST_SOURCE": "kafka", "SKYSIFT_KAFKA_BOOTSTRAP_SERVERS": kafka.env["bootstrap.servers"],
            "SKYSIFT_KAFKA_TOPICS": "secrets", "SKYSIFT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
            "SKYSIFT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "SKYSIFT_KAFKA_SASL_USERNAME": "skysift",
-           "SKYSIFT_INGEST_TIMEOUT_S": "1", "SKYSIFT_ENRICHMENT_LASAIR_ZTF_URL": lasair.url,
+           "SKYSIFT_INGEST_TIMEOUT_S": "1", "SKYSIFT_ENRICHMENT_LASAIR_URLS": json.dumps({"ztf": lasair.url}),
            "SKYSIFT_ENRICHMENT_TIMEOUT_SECONDS": "2"}
     ingest = servers.start_service("ingest", env, tmp_path)
     enrichment = servers.start_service("enrichment", env, tmp_path)
@@ -94,7 +99,7 @@ def round_with_secrets(s3_server, mlflow_server, secrets, tmp_path_factory):
     from skysift import config
     from skysift.cli import app
     from skysift.rpc import server
-    from skysift.store import open_store
+    from skysift.store import keys, open_store
     from skysift.trainer import service
     from skysift.trainer.datasets import DatasetRequest, Datasets
     from skysift.trainer.labels import LabelEvent, LabelStore
@@ -109,7 +114,7 @@ def round_with_secrets(s3_server, mlflow_server, secrets, tmp_path_factory):
         settings = config.load()
         store = open_store(settings=settings)
         store.ensure_bucket()
-        _, table = labelling_batch(store, settings)
+        alerts_key, table = labelling_batch(store, settings)
         LabelStore(store).submit([LabelEvent(candid=c, label=label, user="oracle", source="oracle")
                                   for c, label in oracle_labels(table).items()])
         cli = CliRunner().invoke(app, ["round", "--in-process", "--experiment", "secrets", "--param", "lr=0.2"])
@@ -119,9 +124,40 @@ def round_with_secrets(s3_server, mlflow_server, secrets, tmp_path_factory):
     meta = json.loads(store.get_bytes("rounds/secrets/round=000/meta.json"))
     try:
         yield {"env": {**env, "SKYSIFT_TRAINER_ADDRESS": f"127.0.0.1:{running.port}"}, "cli": cli.output,
+               "features_key": str(keys.parse_batch(alerts_key).sibling("features")),
                "result": meta["result"], "uri": mlflow_server.env["SKYSIFT_MLFLOW_TRACKING_URI"]}
     finally:
         running.stop(0)
+
+
+def test_inference_and_every_sink_at_debug_never_show_a_secret(round_with_secrets, secrets, tmp_path):
+    """The inference service scores with the round's champion and sends to SkyPortal, Slack (webhook) and the CSV,
+    logging at DEBUG: neither its log nor the answers hold a secret (urllib3 logged the webhook's path before)."""
+    from skysift.rpc.channels import channel
+    from skysift.v1 import inference_pb2, inference_pb2_grpc
+    from tests.fakes.skyportal import FakeSkyPortal
+    from tests.fakes.slack import FakeSlack
+
+    slack = FakeSlack(webhook_path=f"/services/T0/B0/{uuid.uuid4().hex}").start()
+    skyportal = FakeSkyPortal(tokens={secrets["SKYSIFT_SKYPORTAL_TOKEN"]: ([7], True)}).start()
+    secrets = {**secrets, "SKYSIFT_SLACK_WEBHOOK_URL": slack.webhook_url}
+    env = {**round_with_secrets["env"], **secrets, "SKYSIFT_LOG_LEVEL": "DEBUG", "SKYSIFT_SLACK_THRESHOLD": "0",
+           "SKYSIFT_SKYPORTAL_URL": skyportal.url, "SKYSIFT_SKYPORTAL_GROUP_IDS": "7", "SKYSIFT_CSV_PATH": str(tmp_path / "predictions.csv")}
+    inference = servers.start_service("inference", env, tmp_path)
+    try:
+        with channel(f"127.0.0.1:{inference.port}") as ch:
+            resp = inference_pb2_grpc.InferenceStub(ch).Score(
+                inference_pb2.ScoreRequest(features_key=round_with_secrets["features_key"], model_tags=["galactic"]),
+                timeout=120)
+    finally:
+        inference.stop()
+        slack.stop()
+        skyportal.stop()
+    log = inference.log_path.read_text()
+    # every sink really ran with its secret in use (the CSV is rotated by day: predictions_<date>.csv)
+    assert slack.messages and skyportal.annotations and next(tmp_path.glob("predictions_*.csv")).read_text().count("\n") > 1
+    assert leaks(log, secrets) == [], "secret in the inference service's log"
+    assert leaks(str(resp), secrets) == [], "secret in the Score answer"
 
 
 def text_files(root) -> str:

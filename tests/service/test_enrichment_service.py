@@ -45,7 +45,7 @@ def test_enrich_without_a_token_writes_nulls_with_their_status(stub):
 
 
 def test_enrich_asks_lasair_once_per_object_when_it_has_a_token(local_settings, local_store, lasair):
-    settings = EnrichmentSettings(lasair_token=SecretStr(lasair.token), lasair_ztf_url=lasair.url, timeout_seconds=5)
+    settings = EnrichmentSettings(lasair_token=SecretStr(lasair.token), lasair_urls={"ztf": lasair.url}, timeout_seconds=5)
     with _serve(local_settings, local_store, settings) as channel:
         resp = enrichment_pb2_grpc.EnrichmentStub(channel).Enrich(enrichment_pb2.EnrichRequest(alerts_key=ALERTS_KEY),
                                                                   timeout=60)

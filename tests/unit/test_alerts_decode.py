@@ -8,7 +8,8 @@ import pytest
 
 from skysift.alerts import decode_packets
 from skysift.alerts.decode import Packet, decode
-from skysift.alerts.schema import ALERTS_SCHEMA, CUTOUTS_SCHEMA, HISTORY_DAYS
+from skysift.alerts.schema import CUTOUTS_SCHEMA, HISTORY_DAYS
+from skysift.alerts.surveys import alerts_schema
 from tests import alert_packets as ap
 from tests.alert_packets import check, close, expected_lsst, expected_ztf, row_by_candid
 
@@ -78,7 +79,7 @@ def test_auto_detects_every_format_in_one_batch():
     assert result.dead_letters == []
     assert result.alerts["ztf"].num_rows == sum(ap.records(p)[1].__len__() for p in ZTF_FILES[:2]) + len(fink)
     assert result.alerts["lsst"].num_rows == len(rubin)
-    assert all(t.schema.equals(ALERTS_SCHEMA) for t in result.alerts.values())
+    assert all(t.schema.equals(alerts_schema()) for t in result.alerts.values())
 
 
 def test_bad_packets_become_dead_letters_and_the_good_ones_decode():

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pyarrow as pa
 
 from skysift.alerts import filters
-from skysift.alerts.schema import ALERTS_SCHEMA, conform
+from skysift.alerts.schema import conform
+from skysift.alerts.surveys import alerts_schema
 
 
 def table(**columns) -> pa.Table:
     n = len(next(iter(columns.values())))
     base = {"candid": list(range(n)), "objectId": ["o"] * n, "survey": ["ztf"] * n}
-    return conform(pa.table({**base, **columns}), ALERTS_SCHEMA)
+    return conform(pa.table({**base, **columns}), alerts_schema())
 
 
 def test_fink_vra_keeps_only_alerts_passing_every_cut_and_counts_the_rest():

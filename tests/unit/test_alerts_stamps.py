@@ -12,8 +12,9 @@ import fastavro
 import pytest
 
 import skysift.alerts.decode as decoder
-from skysift.alerts import avro, lsst
+from skysift.alerts import avro, surveys
 from skysift.alerts.decode import Packet, decode
+from skysift.alerts.surveys import lsst
 from tests import alert_packets as ap
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -76,12 +77,12 @@ def test_the_cut_blocks_decode_to_the_same_columns_as_the_whole_ones():
     made = fink(5)
     schema = made[0].key
     fields = avro.top_level_fields(schema)
-    stamps = decoder.trailing_stamps("ztf", fields)
+    stamps = decoder.trailing_stamps(surveys.get("ztf"), fields)
     assert stamps == {"cutoutScience", "cutoutTemplate", "cutoutDifference"}
     blocks = [(1, m.value) for m in made]
     cut = avro.without_stamps(blocks)
     assert all(c is not None for c in cut)
-    columns = decoder._columns("ztf", fields, keep_cutouts=False)
+    columns = decoder.read_columns(surveys.get("ztf"), fields, keep_cutouts=False)
     whole = avro.read_container(avro.frame_parts(avro.inlined(schema), "null", blocks), columns)
     assert avro.read_container(avro.frame_parts(avro.inlined(schema, stamps), "null", cut), columns).equals(whole)
 
@@ -132,5 +133,5 @@ def test_a_cut_that_falls_short_of_the_fields_read_falls_back_to_the_whole_packe
      {"cutoutScience", "cutoutTemplate", "cutoutDifference"}),
 ])
 def test_only_stamps_that_end_the_schema_are_cut(survey, fields, expected):
-    assert decoder.trailing_stamps(survey, fields) == expected
+    assert decoder.trailing_stamps(surveys.get(survey), fields) == expected
 

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from skysift.alerts.schema import ALERTS_SCHEMA
+from skysift.alerts.surveys import alerts_schema
 from skysift.features.core import (
     FEATURE_COLUMNS,
     FEATURE_SET_VERSION,
@@ -39,7 +39,7 @@ def _alert(**lists) -> pa.Table:
     n = len(lists["det_jd"])
     row = {"candid": 1, "objectId": "ZTF00test", "survey": "ztf", "ra": 10.0, "dec": 20.0, "drb": 0.9,
            "det_band": ["g"] * n, "det_sigmapsf": [0.1] * n, "det_isdiffpos": [True] * n, "ul_jd": [], **lists}
-    return pa.Table.from_pylist([row], schema=pa.schema([ALERTS_SCHEMA.field(k) for k in row]))
+    return pa.Table.from_pylist([row], schema=pa.schema([alerts_schema().field(k) for k in row]))
 
 
 def _same(a: pa.Table, b: pa.Table) -> bool:

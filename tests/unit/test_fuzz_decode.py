@@ -22,8 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from skysift.alerts import avro, lsst
+from skysift.alerts import avro
 from skysift.alerts.decode import Packet, decode
+from skysift.alerts.surveys import lsst
 from skysift.features.core import FEATURE_COLUMNS, compute_features
 from tests import alert_packets as ap
 

@@ -14,8 +14,8 @@ from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from skysift.errors import FailedPrecondition
-from skysift.inference.core import score_table
 from skysift.inference.registry import model_from_version
+from skysift.inference.scoring import score_table
 from tests.inference_support import fink_batch
 
 TREE = {"Persistent": {"star": {}, "agn": {}}, "Transient": {"sn": {}, "other": {}}}

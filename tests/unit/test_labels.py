@@ -122,3 +122,14 @@ def test_import_reports_every_bad_row_and_writes_none(local_store, tmp_path):
     with pytest.raises(InvalidArgument, match=r"line 3: .*line 4: unknown label 'star'"):
         LabelStore(local_store).import_csv(src, user="u")
     assert local_store.list_keys(EVENTS_PREFIX) == []
+
+
+def test_the_snapshot_schema_follows_the_event_fields_in_order():
+    """Snapshots build events positionally: a field added to LabelEvent must be added to the schema, in order."""
+    from skysift.trainer.labels import EVENT_FIELDS, SNAPSHOT_SCHEMA, snapshot_events, snapshot_table
+
+    assert tuple(SNAPSHOT_SCHEMA.names) == ("key", *EVENT_FIELDS)
+    event = LabelEvent(candid=7, label="agn", user="ann", object_id="ZTF1", model_tag="galactic",
+                       timestamp=datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), source="import", event_id="e1",
+                       experiment="vra", round=3, comment="host nucleus")
+    assert snapshot_events(snapshot_table({"k": event})) == {"k": event}

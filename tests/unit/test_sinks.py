@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
-from skysift.inference.core import InferenceStage, score_table
+from skysift.inference.core import InferenceStage
+from skysift.inference.scoring import score_table
 from skysift.inference.settings import (
     CsvSettings,
     InferenceSettings,

@@ -2,9 +2,12 @@
 
 Formats, detected per packet (``format="auto"``) or configured per topic:
 - ``avro``: an Avro container file (``Obj\\x01``), as ZTF, BOOM and the ZTF archive serve alerts;
-- ``confluent``: byte 0 + 4-byte schema id + schemaless Avro (Rubin), with the bundled Rubin schemas;
+- ``confluent``: byte 0 + 4-byte schema id + schemaless Avro (Rubin), with the schemas the surveys bundle;
 - ``schemaless``: schemaless Avro whose schema comes with the packet (Fink: the Kafka key holds the schema JSON);
 - ``parquet``: a parquet file of whole alerts (``PAR1``), as Fink's data transfer and test sets ship them.
+
+Which survey a packet belongs to, and how its records are cleaned, is the survey registry's answer
+(:mod:`skysift.alerts.surveys`); a record no registered survey recognises is a dead letter.
 
 Packets that share a writer schema are framed as ONE container and decoded in one call (see
 :mod:`skysift.alerts.avro`); a batch that fails is re-checked packet by packet with fastavro so that only
@@ -21,15 +24,16 @@ from datetime import datetime, timezone
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from skysift.alerts import avro, lsst, ztf
+from skysift.alerts import avro, surveys
 from skysift.alerts.lightcurve import ROW
-from skysift.alerts.schema import ALERTS_SCHEMA, CUTOUTS_SCHEMA, conform
+from skysift.alerts.schema import CUTOUTS_SCHEMA, conform
+from skysift.alerts.surveys import Survey, UnknownSurvey
 
 FORMATS = ("auto", "avro", "confluent", "schemaless", "parquet")
 CONFLUENT_MAGIC = b"\x00"
 PARQUET_MAGIC = b"PAR1"
-SURVEYS = {"ztf": ztf, "lsst": lsst}
 
 
 @dataclass
@@ -47,7 +51,7 @@ class Packet:
 
 @dataclass
 class DecodeResult:
-    alerts: dict[str, pa.Table] = field(default_factory=dict)  # survey -> ALERTS_SCHEMA table
+    alerts: dict[str, pa.Table] = field(default_factory=dict)  # survey -> surveys.alerts_schema() table
     cutouts: dict[str, pa.Table] = field(default_factory=dict)  # survey -> CUTOUTS_SCHEMA table
     dead_letters: list[tuple[bytes, str]] = field(default_factory=list)  # (raw bytes, error)
     dead_packets: list[Packet] = field(default_factory=list)  # aligned with dead_letters: where each came from
@@ -72,11 +76,16 @@ class _Dead(Exception):
     pass
 
 
-def decode_packets(packets: list[bytes], format: str = "auto", schema_json: str | None = None,
+def packets_of(packets: list[bytes], format: str = "auto", schema_json: str | bytes | None = None) -> list[Packet]:
+    """Raw packets of one format as :class:`Packet` (``schema_json``: the writer schema of schemaless payloads)."""
+    schema = schema_json.encode() if isinstance(schema_json, str) else schema_json
+    return [Packet(p, schema=schema, format=format) for p in packets]
+
+
+def decode_packets(packets: list[bytes], format: str = "auto", schema_json: str | bytes | None = None,
                    keep_cutouts: bool = False) -> DecodeResult:
     """Decode raw packets of one format (``schema_json``: the writer schema of schemaless payloads)."""
-    schema = schema_json.encode() if isinstance(schema_json, str) else schema_json
-    return decode([Packet(p, schema=schema, format=format) for p in packets], keep_cutouts=keep_cutouts)
+    return decode(packets_of(packets, format, schema_json), keep_cutouts=keep_cutouts)
 
 
 def decode(packets: list[Packet], keep_cutouts: bool = False, now: datetime | None = None) -> DecodeResult:
@@ -107,8 +116,9 @@ def decode(packets: list[Packet], keep_cutouts: bool = False, now: datetime | No
             if cut is not None:
                 stamps.setdefault(survey, []).append(cut)
 
+    alerts_schema = surveys.alerts_schema()
     for survey, parts in frames.items():
-        result.alerts[survey] = conform(_to_arrow(pl.concat(parts, how="diagonal_relaxed")), ALERTS_SCHEMA)
+        result.alerts[survey] = conform(_to_arrow(pl.concat(parts, how="diagonal_relaxed")), alerts_schema)
     for survey, parts in stamps.items():
         result.cutouts[survey] = conform(_to_arrow(pl.concat(parts, how="diagonal_relaxed")), CUTOUTS_SCHEMA)
     for i in sorted(dead):
@@ -138,21 +148,12 @@ def _split(packet: Packet) -> tuple[bytes, str, list[tuple[int, bytes]], str | N
     if fmt == "confluent" or (fmt == "auto" and packet.schema is None and data[:1] == CONFLUENT_MAGIC):
         if len(data) < 6 or data[:1] != CONFLUENT_MAGIC:
             raise _Dead("not in Confluent wire format (0x00 + 4-byte schema id + payload)")
-        wire_id = int.from_bytes(data[1:5], "big")
-        major, minor = divmod(wire_id, 100)
-        return lsst.schema_for_id(wire_id), "null", [(1, data[5:])], f"{major}.{minor}"
+        schema, version = surveys.wire_schema(int.from_bytes(data[1:5], "big"))
+        return schema, "null", [(1, data[5:])], version
     if packet.schema:
         return packet.schema, "null", [(1, data)], None
     raise _Dead("cannot tell the packet format: not an Avro container, not Confluent wire format, and no writer "
                 "schema given (Fink puts it in the Kafka key)")
-
-
-def _survey(fields) -> str:
-    if "diaSource" in fields:
-        return "lsst"
-    if "candidate" in fields:
-        return "ztf"
-    raise _Dead("unrecognised alert schema: neither ZTF (no 'candidate') nor Rubin (no 'diaSource')")
 
 
 def _decode_group(group: _Group, packets: list[Packet], dead: dict[int, str], keep_cutouts: bool, now: datetime):
@@ -162,12 +163,12 @@ def _decode_group(group: _Group, packets: list[Packet], dead: dict[int, str], ke
     except Exception as exc:  # noqa: BLE001 - whatever the schema's fault, its packets are dead letters
         fields, error = (), f"writer schema is not a valid Avro record schema: {exc}"
     try:
-        survey = _survey(fields)
-    except _Dead as exc:
+        survey = surveys.detect(fields)
+    except UnknownSurvey as exc:
         for i, _ in group.members:
             dead[i] = error if not fields else str(exc)
         return None, None, None
-    columns = _columns(survey, fields, keep_cutouts)
+    columns = read_columns(survey, fields, keep_cutouts)
     stamps = trailing_stamps(survey, fields) if not keep_cutouts and group.codec == "null" else frozenset()
 
     members = group.members
@@ -186,54 +187,49 @@ def _decode_group(group: _Group, packets: list[Packet], dead: dict[int, str], ke
             # read the rest one by one so that a good neighbour is never a dead letter
             df, members = _read_each(group, members, columns, dead)
             if not members:
-                return survey, None, None
+                return survey.name, None, None
 
     counts = [sum(c for c, _ in blocks) for _, blocks in members]
     origin = np.repeat(np.array([i for i, _ in members], dtype=np.int64), counts)
-    return (survey, *_clean(survey, df, origin, group.version, packets, dead, keep_cutouts, now))
+    return (survey.name, *_clean(survey, df, origin, group.version, packets, dead, keep_cutouts, now))
 
 
 def _decode_parquet(i: int, packets: list[Packet], dead: dict[int, str], keep_cutouts: bool, now: datetime):
-    import pyarrow.parquet as pq
-
     try:
         pf = pq.ParquetFile(io.BytesIO(packets[i].value))
         names = pf.schema_arrow.names
-        survey = _survey(names)
-        df = pl.from_arrow(pf.read(columns=_columns(survey, names, keep_cutouts)))
+        survey = surveys.detect(names)
+        df = pl.from_arrow(pf.read(columns=read_columns(survey, names, keep_cutouts)))
     except Exception as exc:  # noqa: BLE001 - a file that does not read is a dead letter, the poll goes on
-        dead[i] = str(exc) if isinstance(exc, _Dead) else f"parquet read failed: {exc}"
+        dead[i] = str(exc) if isinstance(exc, UnknownSurvey) else f"parquet read failed: {exc}"
         return None, None, None
-    return (survey, *_clean(survey, df, np.full(df.height, i, dtype=np.int64), None, packets, dead, keep_cutouts, now))
+    return (survey.name, *_clean(survey, df, np.full(df.height, i, dtype=np.int64), None, packets, dead, keep_cutouts, now))
 
 
-def _clean(survey: str, df: pl.DataFrame, origin: np.ndarray, version: str | None, packets: list[Packet],
+def _clean(survey: Survey, df: pl.DataFrame, origin: np.ndarray, version: str | None, packets: list[Packet],
            dead: dict[int, str], keep_cutouts: bool, now: datetime):
     """Clean decoded records; rows of implausible packets become dead letters; attach where each row came from."""
-    module = SURVEYS[survey]
-    cleaned = lsst.clean(df, version) if survey == "lsst" else ztf.clean(df)
-    cleaned = cleaned.with_columns(pl.Series("_packet", origin))
+    cleaned = survey.clean(df, version).with_columns(pl.Series("_packet", origin))
     for i in cleaned.select(pl.col("_packet").filter(~_plausible()).unique()).to_series().to_list():
         dead[i] = "decoded values are implausible (missing ids, jd or coordinates out of range): wrong schema?"
     keep = ~pl.col("_packet").is_in(list(dead))
-    cut = module.cutouts(df, cleaned).with_columns(pl.Series("_packet", origin)).filter(keep) if keep_cutouts else None
+    cut = survey.cut(df, cleaned).with_columns(pl.Series("_packet", origin)).filter(keep) if keep_cutouts else None
     if dead:  # else every row is kept: no copy of the table
         cleaned = cleaned.filter(keep)
     cleaned = cleaned.with_columns(_meta(packets, cleaned.get_column("_packet"), now))
     return cleaned.drop(ROW, "_packet"), cut.drop("_packet") if cut is not None else None
 
 
-def _columns(survey: str, names, keep_cutouts: bool) -> list[str]:
+def read_columns(survey: Survey, names, keep_cutouts: bool) -> list[str]:
     """The top-level fields the cleaner reads: the readers skip the rest (and the stamps unless kept)."""
-    module = SURVEYS[survey]
-    wanted = module.COLUMNS + (list(module.CUTOUTS.values()) if keep_cutouts else [])
+    wanted = survey.columns + (list(survey.cutouts.values()) if keep_cutouts else [])
     return [c for c in wanted if c in names]
 
 
-def trailing_stamps(survey: str, fields) -> frozenset[str]:
+def trailing_stamps(survey: Survey, fields) -> frozenset[str]:
     """The stamp fields when they end the schema (as in every ZTF and Rubin schema), else none: only then
     can they be cut off unread."""
-    stamps = set(SURVEYS[survey].CUTOUTS.values())
+    stamps = set(survey.cutouts.values())
     first = next((i for i, name in enumerate(fields) if name in stamps), None)
     return frozenset(fields[first:]) if first is not None and stamps.issuperset(fields[first:]) else frozenset()
 

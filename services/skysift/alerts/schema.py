@@ -1,7 +1,8 @@
 """Typed Arrow schemas of the alerts and cutouts tables: the contract between ingest and every later stage.
 
-One row per alert. Both surveys share the common columns, so enrichment, features and the labelling page
-never branch on survey; survey-specific fields are extra columns that are null for the other survey.
+One row per alert. Every survey shares the common columns, so enrichment, features and the labelling page
+never branch on survey; survey-specific fields are extra columns, declared by each survey's module
+(:mod:`skysift.alerts.surveys`, whose ``alerts_schema()`` is the whole alerts table), null for other surveys.
 
 The light curve is kept as list columns, one list per quantity, aligned element by element:
 - ``det_*``: detections within ``HISTORY_DAYS`` before the alert, **including the alert itself**, sorted by jd.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import pyarrow as pa
 
 HISTORY_DAYS = 30.0
-ZTF_BANDS = {1: "g", 2: "r", 3: "i"}
 
 F64 = pa.float64()
 I64 = pa.int64()
@@ -30,7 +30,7 @@ def _list(t: pa.DataType) -> pa.DataType:
 COMMON_FIELDS: list[pa.Field] = [
     pa.field("candid", I64, nullable=False),  # ZTF candid / Rubin diaSourceId
     pa.field("objectId", STR, nullable=False),  # ZTF objectId / Rubin diaObjectId (as text)
-    pa.field("survey", STR, nullable=False),  # "ztf" | "lsst"
+    pa.field("survey", STR, nullable=False),  # a registered survey's name: "ztf", "lsst"
     pa.field("schema_version", STR),
     pa.field("topic", STR),  # Kafka topic, or "replay"
     pa.field("partition", I32),
@@ -57,47 +57,6 @@ COMMON_FIELDS: list[pa.Field] = [
     pa.field("ul_diffmaglim", _list(F64)),
 ]
 
-ZTF_FIELDS: list[pa.Field] = [
-    pa.field("fid", I32),
-    pa.field("programid", I32),
-    pa.field("rb", F64),
-    pa.field("diffmaglim", F64),
-    pa.field("magnr", F64),
-    pa.field("sigmagnr", F64),
-    pa.field("distnr", F64),
-    pa.field("ssdistnr", F64),
-    pa.field("ssmagnr", F64),
-    pa.field("ssnamenr", STR),
-    pa.field("sgscore1", F64),
-    pa.field("distpsnr1", F64),
-    pa.field("classtar", F64),
-    pa.field("fwhm", F64),
-    pa.field("elong", F64),
-    pa.field("nbad", I32),
-    pa.field("ndethist", I32),
-    pa.field("ncovhist", I32),
-    pa.field("jdstarthist", F64),
-    # Fink added values, null when the stream does not carry them
-    pa.field("cdsxmatch", STR),
-    pa.field("roid", I32),
-    pa.field("rf_snia_vs_nonia", F64),
-    pa.field("snn_snia_vs_nonia", F64),
-    pa.field("snn_sn_vs_all", F64),
-    pa.field("tns", STR),
-    pa.field("finkclass", STR),
-]
-
-LSST_FIELDS: list[pa.Field] = [
-    pa.field("psfFlux", F64),  # nJy
-    pa.field("psfFluxErr", F64),
-    pa.field("snr", F64),
-    pa.field("det_psfflux", _list(F64)),  # nJy, aligned with det_jd
-    pa.field("det_psffluxerr", _list(F64)),
-    pa.field("xm_simbad_otype", STR),  # Fink's cross-match where present
-]
-
-ALERTS_SCHEMA = pa.schema(COMMON_FIELDS + ZTF_FIELDS + LSST_FIELDS, metadata={"skysift.table": "alerts", "skysift.version": "1"})
-
 CUTOUTS_SCHEMA = pa.schema(
     [
         pa.field("candid", I64, nullable=False),
@@ -111,7 +70,7 @@ CUTOUTS_SCHEMA = pa.schema(
 )
 
 
-def conform(table: pa.Table, schema: pa.Schema = ALERTS_SCHEMA) -> pa.Table:
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Order and cast ``table``'s columns to ``schema``; absent nullable columns become nulls."""
     columns = []
     for field in schema:

@@ -12,11 +12,12 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from skysift.alerts import surveys
 from skysift.errors import NotFound
 from skysift.store import keys
 
@@ -173,12 +174,14 @@ def facts(view: AlertView, item=None) -> list[tuple[str, str]]:
         rows.append(("ra, dec", sexagesimal(a["ra"], a["dec"])))
     if a.get("magpsf") is not None:
         rows.append((f"mag ({a.get('band') or '?'})", f"{_fmt(a['magpsf'], 2)} ± {_fmt(a.get('sigmapsf'), 2)}"))
-    rows.append(("drb" if a.get("survey") != "lsst" else "reliability", _fmt(a.get("drb"))))
+    survey = _survey(a.get("survey"))
+    rows.append((survey.score_name if survey else "drb", _fmt(a.get("drb"))))
     rows.append(("detections / upper limits", f"{len(a.get('det_jd') or [])} / {len(a.get('ul_jd') or [])}"))
     for name, label, digits in (("sherlock_classification", "Sherlock class", 0),
                                 ("sherlock_separation_arcsec", "Sherlock separation (arcsec)", 2),
                                 ("ebv", "E(B-V)", 3)):
         rows.append((label, _fmt(ctx.get(name), digits) if name in ctx else "– (not enriched)"))
+    rows += offline_context(ctx)
     for name, label in (("cdsxmatch", "SIMBAD (Fink)"), ("xm_simbad_otype", "SIMBAD (Fink)"), ("tns", "TNS"),
                         ("finkclass", "Fink class"), ("ssnamenr", "nearest SSO")):
         if a.get(name) not in (None, "", "null"):
@@ -191,22 +194,28 @@ def facts(view: AlertView, item=None) -> list[tuple[str, str]]:
     return rows
 
 
-def links(object_id: str, survey: str, ra: float | None, dec: float | None) -> dict[str, str]:
-    """Pages scanners open next: the broker pages of the object, and finders by coordinates (any survey).
+def offline_context(ctx: dict) -> list[tuple[str, str]]:
+    """Host galaxy and variable star from the offline catalogues, for the alerts that have one (no token needed)."""
+    rows = []
+    if ctx.get("host_separation_arcsec") is not None:
+        rows.append(("host galaxy (Mangrove)", f"{ctx.get('host_name') or 'unnamed'}: {_fmt(ctx['host_separation_arcsec'], 1)}\" "
+                     f"away, {_fmt(ctx.get('host_distance_mpc'), 0)} Mpc, {_fmt(ctx.get('host_offset_kpc'), 1)} kpc projected"))
+    if ctx.get("varstar_type") is not None:
+        rows.append((f"variable star ({ctx.get('varstar_catalogue')})",
+                     f"{ctx['varstar_type']} at {_fmt(ctx.get('varstar_separation_arcsec'), 2)}\""))
+    return rows
 
-    Rubin objects are pages of the brokers' LSST sites, by diaObjectId; a solar-system source without a
-    diaObject (objectId ``ss<ssObjectId>``) has none of them.
-    """
-    out = {}
-    oid = quote(object_id)
-    if survey == "ztf":
-        out["Lasair"] = f"https://lasair-ztf.lsst.ac.uk/objects/{oid}/"
-        out["Fink"] = f"https://fink-portal.org/{oid}"
-        out["ALeRCE"] = f"https://alerce.online/object/{oid}"
-    elif survey == "lsst" and object_id.isdigit():
-        out["Lasair"] = f"https://lasair.lsst.ac.uk/objects/{oid}/"
-        out["Fink"] = f"https://lsst.fink-portal.org/{oid}"
-        out["ALeRCE"] = f"https://lsst.alerce.online/object/{oid}?survey=lsst"
+
+def _survey(name: str | None) -> surveys.Survey | None:
+    """The survey of a stored row, None for a name skysift no longer knows (the page still shows the row)."""
+    return surveys.get(name) if name in surveys.names() else None
+
+
+def links(object_id: str, survey: str, ra: float | None, dec: float | None) -> dict[str, str]:
+    """Pages scanners open next: the broker pages of the object (the survey's own, see
+    :mod:`skysift.alerts.surveys`), and finders by coordinates (any survey)."""
+    known = _survey(survey)
+    out = known.links(object_id) if known else {}
     if ra is not None and dec is not None:
         out["Legacy Survey viewer"] = "https://www.legacysurvey.org/viewer?" + urlencode(
             {"ra": f"{ra:.6f}", "dec": f"{dec:.6f}", "layer": "ls-dr10", "zoom": 16})

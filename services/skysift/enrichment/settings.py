@@ -12,13 +12,17 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from skysift.alerts import surveys
+from skysift.enrichment.catalogs import HOST_RADIUS_ARCSEC, VARSTAR_RADIUS_ARCSEC
+
 
 class EnrichmentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SKYSIFT_ENRICHMENT_", extra="ignore")
 
     lasair_token: SecretStr | None = None
-    lasair_ztf_url: str = "https://lasair-ztf.lsst.ac.uk/api"
-    lasair_lsst_url: str = "https://lasair.lsst.ac.uk/api"
+    # survey -> Lasair API, replacing the survey's own (skysift.alerts.surveys), e.g. a mirror or a test fake:
+    # SKYSIFT_ENRICHMENT_LASAIR_URLS='{"ztf": "https://..."}'
+    lasair_urls: dict[str, str] = Field(default_factory=dict)
     # "position" (as the prototype: works for any alert, even one Lasair has not ingested yet) or "object"
     # (by objectId; falls back to the position when Lasair does not know the object).
     sherlock_lookup: Literal["position", "object"] = "position"
@@ -35,10 +39,17 @@ class EnrichmentSettings(BaseSettings):
     cache_read_threads: int = Field(16, ge=1)  # cache reads are one small object each: overlap their latency
     # Directory holding dustmaps' SFD files (sfd/SFD_dust_4096_{ngp,sgp}.fits): full-resolution E(B-V) when present.
     dustmaps_dir: str | None = None
+    # Offline cross-match (VSX, GCVS, Mangrove; see skysift.enrichment.catalogs). The directory defaults to the one
+    # `skysift catalogs install` fills inside the Python environment; a directory set here must hold them.
+    offline_catalogs: bool = True
+    catalogs_dir: str | None = None
+    host_radius_arcsec: float = Field(HOST_RADIUS_ARCSEC, gt=0, le=3600)  # nearest Mangrove galaxy within this
+    varstar_radius_arcsec: float = Field(VARSTAR_RADIUS_ARCSEC, gt=0, le=60)
 
     @property
     def sherlock_configured(self) -> bool:
         return self.lasair_token is not None and bool(self.lasair_token.get_secret_value())
 
     def lasair_url(self, survey: str) -> str | None:
-        return {"ztf": self.lasair_ztf_url, "lsst": self.lasair_lsst_url}.get(survey)
+        """The Lasair API serving ``survey``'s Sherlock cross-match, None if it has none."""
+        return self.lasair_urls.get(survey) or surveys.get(survey).lasair_api

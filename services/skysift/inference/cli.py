@@ -11,10 +11,7 @@ from pathlib import Path
 
 import typer
 
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
+from skysift.cliutil import fail
 
 
 def score(
@@ -41,7 +38,7 @@ def score(
 
     chosen = [bool(key), bool(candid), bool(packets)]
     if sum(chosen) != 1:
-        _fail("give exactly one of --key, --candid or packet files")
+        fail("give exactly one of --key, --candid or packet files")
     tags = list(model_tag or [])
     try:
         settings = config.load()
@@ -53,9 +50,9 @@ def score(
             predictions, message = _remote(address or settings.inference_address, key, candid, raw, packet_format,
                                            schema_json, tags, enrich, write)
     except OSError as exc:
-        _fail(f"cannot read input: {exc}")
+        fail(f"cannot read input: {exc}")
     except errors.SkysiftError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     for p in predictions:
         typer.echo(json.dumps(p) if as_json else _line(p))
     if message:

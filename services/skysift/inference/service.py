@@ -11,7 +11,8 @@ from __future__ import annotations
 from skysift import config
 from skysift.config import Settings
 from skysift.errors import FailedPrecondition, InvalidArgument
-from skysift.inference.core import InferenceStage, ScoreResult, Scores
+from skysift.inference.core import InferenceStage
+from skysift.inference.scoring import ScoreResult, Scores
 from skysift.inference.settings import InferenceSettings
 from skysift.rpc.convert import batch_ref
 from skysift.rpc.errors import grpc_method

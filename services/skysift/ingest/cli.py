@@ -1,5 +1,6 @@
-"""`skysift kafka offsets|reset`: where the ingest consumer group stands on its topics, and moving it;
-`skysift ingest reset-cursor`: read a replay path again."""
+"""`skysift kafka offsets|reset`: where the ingest consumer group stands on its topics, and moving it; `skysift
+status`: what the store holds at each stage, what is behind, the dead letters and the Kafka lag; `skysift ingest
+reset-cursor`: read a replay path again."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Optional
 import typer
 
 from skysift import config, errors
+from skysift.cliutil import exit_code, fail, load_settings
 
 kafka_app = typer.Typer(help="The ingest consumer group's offsets on its topics (SKYSIFT_KAFKA_*).", no_args_is_help=True)
 
@@ -32,12 +34,10 @@ def _table(title: str, rows) -> None:
 
 
 def _run(fn):
-    from skysift.cli import fail
-
     try:
         return fn()
     except errors.SkysiftError as exc:
-        fail(str(exc), code=2 if isinstance(exc, (errors.ConfigError, errors.InvalidArgument)) else 1)
+        fail(str(exc), code=exit_code(exc))
 
 
 @kafka_app.command("offsets")
@@ -63,6 +63,45 @@ def reset(
     _table(f"group {settings.group_id} reset to {to}", _run(lambda: core.reset_offsets(settings, to, topic)))
 
 
+def status(days: float = typer.Option(30.0, help="Batches written by the polls of this many past days.")) -> None:
+    """Per survey and observing night: alerts, enriched, features and predictions batches written in the window, and
+    how many alerts batches lack a later stage (the next polls bring them up to date); then the dead letters and,
+    with a Kafka source, the consumer group's lag."""
+    from datetime import datetime, timedelta, timezone
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from skysift import backlog
+    from skysift.ingest import offsets as core
+    from skysift.ingest.settings import IngestSettings
+    from skysift.store import open_store
+
+    settings = load_settings()
+    store = open_store(settings=settings)
+    now, window = datetime.now(timezone.utc), timedelta(days=days)
+    listing = _run(lambda: backlog.list_stages(store))
+    rows = backlog.night_status(listing, now, window)
+    table = Table(title=f"batches written in the last {days:g} days ({store.url})")
+    for name in ("survey", "night", *listing, "behind"):
+        table.add_column(name, justify="left" if name in ("survey", "night") else "right")
+    for r in rows:
+        table.add_row(r.survey, r.night, *(str(r.batches[s]) for s in listing), str(r.behind))
+    Console(width=120).print(table)
+    behind = sum(r.behind for r in rows)
+    typer.echo(f"behind: {behind} alerts batches" + (" (each poll brings the oldest up to date)" if behind else ""))
+    dead = _run(lambda: store.list_keys("dlq/"))
+    typer.echo(f"dead letters: {len(dead)} files under dlq/" + (f", newest {max(dead)}" if dead else ""))
+    if _run(lambda: config.load(IngestSettings)).source == "kafka":
+        try:
+            lag = sum(r.lag for r in core.group_offsets(_settings()))
+            typer.echo(f"kafka lag: {lag} messages")
+        except errors.SkysiftError as exc:
+            typer.echo(f"kafka lag: unknown ({exc})")
+    else:
+        typer.echo("kafka lag: - (the ingest source is a replay)")
+
+
 ingest_app = typer.Typer(help="The ingest stage's replay sources.", no_args_is_help=True)
 
 
@@ -71,7 +110,6 @@ def reset_cursor(path: str = typer.Argument(..., help="The replay path as given 
                                                        "directory, store://PREFIX or s3://BUCKET/PREFIX).")) -> None:
     """Forget which files of a replay path were read, so the next `skysift poll --from PATH` reads it from its start
     (e.g. again with --keep-cutouts). Alerts already in the store are skipped as duplicates by candid."""
-    from skysift.cli import load_settings
     from skysift.ingest.replay import open_replay
     from skysift.store import open_store
 
@@ -84,4 +122,5 @@ def reset_cursor(path: str = typer.Argument(..., help="The replay path as given 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(kafka_app, name="kafka")
+    app.command("status")(status)
     app.add_typer(ingest_app, name="ingest")

@@ -23,7 +23,6 @@ import dataclasses
 import io
 import logging
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -33,11 +32,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skysift import config
+from skysift.alerts import filters, surveys
+from skysift.alerts.decode import decode
+from skysift.alerts.schema import conform
+from skysift.backlog import Behind, find_behind, list_stages
 from skysift.config import Settings
-from skysift.errors import SkysiftError, Unavailable
+from skysift.ingest.kafka import KafkaSource
 from skysift.ingest.replay import StoredBatch, open_replay, records_in
 from skysift.ingest.settings import IngestSettings, KafkaSettings
-from skysift.store.base import ObjectStore
+from skysift.store.base import ObjectStore, store_errors
 from skysift.store.keys import Batch, BatchKey, dlq_key, new_batch, parse_batch
 
 log = logging.getLogger(__name__)
@@ -51,17 +54,15 @@ DLQ_SCHEMA = pa.schema([
 
 
 JD_UNIX_EPOCH = 2440587.5
-# hours added to UTC before taking the date of an alert's night: ZTF's nights (Palomar) fall within one UTC date,
-# which its archive and Fink name them by; Rubin's (Cerro Pachon) cross UTC midnight and are named by dayObs, the
-# date in UTC-12h
-NIGHT_SHIFT_H = {"ztf": 0.0, "lsst": -12.0}
 
 
 def observing_night(jd: np.ndarray, survey: str, fallback: datetime) -> np.ndarray:
-    """The night (YYYYMMDD) each alert was observed on; ``fallback``'s UTC date where jd is missing."""
+    """The night (YYYYMMDD) each alert was observed on, by the survey's rule (the hours its night names are
+    shifted from UTC); ``fallback``'s UTC date where jd is missing."""
+    shift = surveys.get(survey).night_shift_hours
     jd = np.asarray(jd, dtype=np.float64)
     known = np.isfinite(jd)
-    hours = np.floor(np.where(known, (jd - JD_UNIX_EPOCH) * 24.0 + NIGHT_SHIFT_H.get(survey, 0.0), 0.0))
+    hours = np.floor(np.where(known, (jd - JD_UNIX_EPOCH) * 24.0 + shift, 0.0))
     days = hours.astype(np.int64).astype("datetime64[h]").astype("datetime64[D]")
     nights = np.char.replace(days.astype(str), "-", "")
     return np.where(known, nights, fallback.astimezone(timezone.utc).strftime("%Y%m%d"))
@@ -77,21 +78,8 @@ class PollResult:
     n_duplicates: int = 0  # candids seen earlier in this poll, or in an alerts file of their night or a recent one
     n_dead_letters: int = 0
     dlq_key: str | None = None
-
-
-@contextmanager
-def store_errors(store: ObjectStore, reading: str | None = None):
-    """Any failure to reach the store is :class:`Unavailable` (the poll exits non-zero; the CronJob retries).
-    ``reading`` names what is read when it is not ``store`` (a replay's files or another bucket), so the message
-    points at what failed."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except SkysiftError:
-        raise
-    except (OSError, BotoCoreError, ClientError) as exc:
-        raise Unavailable(f"{reading or f'object store {store.url}'} unavailable: {type(exc).__name__}: {exc}") from None
+    behind: list[Behind] = field(default_factory=list)  # earlier batches lacking a later stage (oldest first)
+    n_behind: int = 0  # all such batches in the catch-up window, ``behind`` being the oldest of them
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -185,9 +173,6 @@ def take_alerts_tables(packets: list) -> tuple[dict[str, pa.Table], list]:
     taken as they are, by survey; the other packets are left to the decoder. So is a file naming a survey skysift
     does not know: its rows could not be written (the survey is part of the key), which would fail every poll of
     the source on the same packet, where a dead letter lets the source move on."""
-    from skysift.alerts.decode import SURVEYS
-    from skysift.alerts.schema import ALERTS_SCHEMA, conform
-
     tables: dict[str, list[pa.Table]] = {}
     rest = []
     for packet in packets:
@@ -196,10 +181,10 @@ def take_alerts_tables(packets: list) -> tuple[dict[str, pa.Table], list]:
             try:
                 pf = pq.ParquetFile(io.BytesIO(packet.value))
                 if (pf.schema_arrow.metadata or {}).get(b"skysift.table") == b"alerts":
-                    table = conform(pf.read(), ALERTS_SCHEMA)
+                    table = conform(pf.read(), surveys.alerts_schema())
             except (pa.ArrowException, ValueError, OSError):
                 table = None  # the decoder makes it a dead letter, with its error
-            if table is not None and not set(pc.unique(table.column("survey")).to_pylist()) <= SURVEYS.keys():
+            if table is not None and not set(pc.unique(table.column("survey")).to_pylist()) <= set(surveys.names()):
                 table = None
         if table is None:
             rest.append(packet)
@@ -230,8 +215,6 @@ class IngestStage:
         if replay_path or self.ingest.source == "replay":
             return open_replay(replay_path or self.ingest.default_replay_path(), self.store, self.settings)
         if self._consumer is None:
-            from skysift.ingest.kafka import KafkaSource
-
             self._consumer = KafkaSource(self._kafka or config.load(KafkaSettings))
         return self._consumer
 
@@ -243,13 +226,12 @@ class IngestStage:
 
     def poll(self, max_alerts: int | None = None, timeout_s: float | None = None, replay_path: str | None = None,
              keep_cutouts: bool | None = None, filter_name: str | None = None) -> PollResult:
-        from skysift.alerts import filters
-        from skysift.alerts.decode import decode
-
         max_alerts = max_alerts or self.ingest.max_alerts
         timeout_s = timeout_s or self.ingest.timeout_s
         keep_cutouts = self.ingest.keep_cutouts if keep_cutouts is None else keep_cutouts
         selection = filters.get(filter_name or self.ingest.filter)
+        with store_errors(self.store):  # before any fetch: a store that cannot be listed fails the poll early
+            backlog = self.backlog(datetime.now(timezone.utc))
         source = self.open_source(replay_path)
         failed = True
         try:
@@ -260,7 +242,9 @@ class IngestStage:
             decoded = decode(rest, keep_cutouts=keep_cutouts, now=now)
             for survey, table in tables.items():
                 decoded.alerts[survey] = pa.concat_tables([t for t in (decoded.alerts.get(survey), table) if t is not None])
-            result = PollResult(n_messages=len(packets), n_dead_letters=len(decoded.dead_letters))
+            result = PollResult(n_messages=len(packets), n_dead_letters=len(decoded.dead_letters), n_behind=backlog.total)
+            passed_on = {packet.batch.key for packet in stored}  # a store:// replay runs these through every stage
+            result.behind = [b for b in backlog.behind if b.alerts_key not in passed_on]
             for packet in stored:
                 result.alerts.append(packet.batch)
                 result.n_alerts += packet.batch.rows
@@ -289,6 +273,11 @@ class IngestStage:
                 self.close()  # start the next poll from the committed offsets with a fresh consumer
         log.info("poll done", extra={k: v for k, v in vars(result).items() if k.startswith("n_")})
         return result
+
+    def backlog(self, now: datetime):
+        """Earlier alerts batches that lack a later stage's file (see :mod:`skysift.backlog`)."""
+        return find_behind(list_stages(self.store), now, timedelta(days=self.ingest.catchup_days),
+                           timedelta(seconds=self.ingest.catchup_grace_s), self.ingest.catchup_batches)
 
     @staticmethod
     def _deduplicate(candids: np.ndarray, seen: np.ndarray, result: PollResult) -> np.ndarray:

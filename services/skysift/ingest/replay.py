@@ -32,7 +32,8 @@ from typing import Callable
 from skysift.alerts.avro import MAGIC, FramingError, split_container
 from skysift.alerts.decode import PARQUET_MAGIC, Packet
 from skysift.errors import InvalidArgument, NotFound
-from skysift.store.base import ObjectStore
+from skysift.store import open_store
+from skysift.store.base import ObjectStore, store_errors
 from skysift.store.keys import BATCH_STAGES, Batch, parse_batch
 
 SUFFIXES = (".avro", ".parquet", ".bin")
@@ -99,8 +100,6 @@ class ReplaySource:
         self._fetched: list[str] = []  # names read by this poll, committed with it
 
     def _committed(self) -> set[str]:
-        from skysift.ingest.core import store_errors
-
         with store_errors(self.store):
             try:
                 cursor = json.loads(self.store.get_bytes(self.cursor_key))
@@ -120,8 +119,6 @@ class ReplaySource:
     def fetch(self, max_alerts: int, timeout_s: float) -> list[Packet]:
         """Whole files from the cursor on until ``max_alerts`` alerts are reached: the file that reaches the bound
         is taken whole (a file is one message), so nothing is ever given back."""
-        from skysift.ingest.core import store_errors
-
         deadline = time.monotonic() + timeout_s
         self._done, self._fetched = self._committed(), []
         pending = (i for i, name in enumerate(self.names) if name not in self._done)
@@ -139,8 +136,6 @@ class ReplaySource:
     def reset(self) -> int:
         """Forget which names were read, so the next poll reads the path from its start; return how many were read.
         Alerts stored already are still skipped then, as duplicates by candid."""
-        from skysift.ingest.core import store_errors
-
         with store_errors(self.store):
             read = len(self._committed())
             self.store.delete(self.cursor_key)
@@ -165,8 +160,6 @@ def open_replay(path: str, store: ObjectStore, settings) -> ReplaySource:
     """The replay source for ``path``: a local file or directory, ``store://<prefix>`` or ``s3://<bucket>/<prefix>``.
 
     An ``s3://`` path inside the configured store is read as the ``store://`` path it is."""
-    from skysift.ingest.core import store_errors
-
     root = store.url.rstrip("/") + "/"
     if path.startswith(S3_SCHEME) and store.url.startswith(S3_SCHEME) and path.startswith(root):
         path = STORE_SCHEME + path.removeprefix(root)
@@ -177,12 +170,10 @@ def open_replay(path: str, store: ObjectStore, settings) -> ReplaySource:
     if path.startswith(STORE_SCHEME):
         origin, prefix = store, path.removeprefix(STORE_SCHEME)
     else:
-        from skysift.store.s3 import S3Store
-
         bucket, _, prefix = path.removeprefix(S3_SCHEME).partition("/")
         if not bucket:
             raise InvalidArgument(f"replay path {path!r} names no bucket: expected {S3_SCHEME}<bucket>/<prefix>")
-        origin, passes_on = S3Store(S3_SCHEME + bucket, settings), lambda key: False
+        origin, passes_on = open_store(S3_SCHEME + bucket, settings), lambda key: False
     if prefix.startswith("/") or ".." in prefix.split("/"):
         raise InvalidArgument(f"replay path {path!r}: the key prefix must be relative, without '..'")
     with store_errors(origin):

@@ -46,6 +46,9 @@ def to_response(result: PollResult) -> ingest_pb2.PollResponse:
         alerts=[batch_ref(b) for b in result.alerts], cutouts=[batch_ref(b) for b in result.cutouts],
         n_messages=result.n_messages, n_alerts=result.n_alerts, n_rejected=result.n_rejected,
         n_duplicates=result.n_duplicates, n_dead_letters=result.n_dead_letters, dlq_key=result.dlq_key or "",
+        behind=[ingest_pb2.BehindBatch(alerts_key=b.alerts_key, survey=b.survey, missing=b.missing)
+                for b in result.behind],
+        n_behind=result.n_behind,
     )
 
 

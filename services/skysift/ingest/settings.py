@@ -25,6 +25,11 @@ class IngestSettings(BaseSettings):
     keep_cutouts: bool = False
     filter: str | None = None  # a preset of skysift.alerts.filters, e.g. "fink_vra"
     dedup_days: int = 3  # candids of the alerts written in this many past nights are not written again
+    # Level-triggered catch-up (skysift.backlog): each poll also hands on up to catchup_batches earlier alerts
+    # batches, written in the last catchup_days and at least catchup_grace_s ago, that lack a later stage's file.
+    catchup_days: float = 30.0
+    catchup_batches: int = 20
+    catchup_grace_s: float = 300.0
     # Over gRPC, replay paths must lie under this directory (default: the service's working directory), so a
     # client cannot make the service read arbitrary files; the CLI's in-process polls are not restricted.
     replay_root: str | None = None

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from skysift.errors import FailedPrecondition, InvalidArgument
+from skysift.errors import FailedPrecondition, InvalidArgument, SkysiftError, Unavailable
 
 
 def check_key(key: str) -> str:
@@ -44,8 +44,8 @@ class ObjectStore(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def list_keys(self, prefix: str = "") -> list[str]:
-        """Every key under ``prefix``, sorted."""
+    def list_keys(self, prefix: str = "", start_after: str | None = None) -> list[str]:
+        """Every key under ``prefix`` (only those after ``start_after``, when given), sorted."""
 
     @abstractmethod
     def delete(self, key: str) -> None: ...
@@ -69,24 +69,22 @@ class ObjectStore(ABC):
 
 
 @contextmanager
+def store_errors(store: ObjectStore, reading: str | None = None):
+    """Any failure to reach the store is :class:`Unavailable` (a poll exits non-zero; the CronJob retries): the
+    S3 store raises skysift errors already, a local directory or a replay's files raise OSError. ``reading`` names
+    what is read when it is not ``store`` (a replay's files or another bucket), so the message points at it."""
+    try:
+        yield
+    except SkysiftError:
+        raise
+    except OSError as exc:
+        raise Unavailable(f"{reading or f'object store {store.url}'} unavailable: {type(exc).__name__}: {exc}") from None
+
+
+@contextmanager
 def parquet_errors(key: str, url: str):
     """An object that is not parquet (put there by hand or by another tool) is a clear error, not an internal one."""
     try:
         yield
     except pa.ArrowException as exc:
         raise FailedPrecondition(f"object {key!r} in store {url} is not a readable parquet file: {exc}") from None
-
-
-def open_store(url: str | None = None, settings=None) -> ObjectStore:
-    """Open the store at ``url`` (a directory or ``s3://bucket/prefix``), default from settings."""
-    from skysift import config
-
-    settings = settings or config.load()
-    url = url or settings.store_url
-    if url.startswith("s3://"):
-        from skysift.store.s3 import S3Store
-
-        return S3Store(url, settings)
-    from skysift.store.local import LocalStore
-
-    return LocalStore(url.removeprefix("file://"))

@@ -54,7 +54,7 @@ class LocalStore(ObjectStore):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def list_keys(self, prefix: str = "") -> list[str]:
+    def list_keys(self, prefix: str = "", start_after: str | None = None) -> list[str]:
         base = self.root / prefix if prefix else self.root
         start = base if base.is_dir() else base.parent
         if not start.is_dir():
@@ -65,7 +65,7 @@ class LocalStore(ObjectStore):
                 if TMP_MARK in name:
                     continue
                 key = os.path.relpath(os.path.join(dirpath, name), self.root).replace(os.sep, "/")
-                if key.startswith(prefix):
+                if key.startswith(prefix) and (start_after is None or key > start_after):
                     keys.append(key)
         return sorted(keys)
 

@@ -7,12 +7,14 @@ Append-only records use a conditional put (``If-None-Match: *``) where the serve
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
@@ -27,6 +29,19 @@ from skysift.store.base import ObjectStore, check_key
 
 # Answers that no retry will change: the deployment's credentials or bucket are wrong.
 REFUSED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "403"}
+
+
+def _mapped(method):
+    """A public method of the store raises skysift errors only: whatever S3 failure is left after the method's own
+    handling (a 5xx, a dropped connection) is UNAVAILABLE, naming the store, so callers never see botocore."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise Unavailable(f"object store {self.url} unavailable: {type(exc).__name__}: {exc}") from None
+    return wrapper
 
 
 class S3Store(ObjectStore):
@@ -73,6 +88,7 @@ class S3Store(ObjectStore):
         with self._errors():
             return fn(Bucket=self.bucket, **kwargs)
 
+    @_mapped
     def ensure_bucket(self) -> None:
         try:
             with self._errors(bucket_may_be_missing=True):
@@ -80,9 +96,11 @@ class S3Store(ObjectStore):
         except ClientError:
             self._call(self.client.create_bucket)
 
+    @_mapped
     def put_bytes(self, key: str, data: bytes) -> None:
         self._call(self.client.put_object, Key=self._key(key), Body=data)
 
+    @_mapped
     def put_if_absent(self, key: str, data: bytes) -> bool:
         if self._conditional_put:
             try:
@@ -100,6 +118,7 @@ class S3Store(ObjectStore):
         self.put_bytes(key, data)
         return True
 
+    @_mapped
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._call(self.client.get_object, Key=self._key(key))["Body"].read()
@@ -108,6 +127,7 @@ class S3Store(ObjectStore):
                 raise NotFound(f"no object at key {key!r} in store {self.url}") from None
             raise
 
+    @_mapped
     def exists(self, key: str) -> bool:
         try:
             self._call(self.client.head_object, Key=self._key(key))
@@ -117,17 +137,20 @@ class S3Store(ObjectStore):
                 return False
             raise
 
-    def list_keys(self, prefix: str = "") -> list[str]:
+    @_mapped
+    def list_keys(self, prefix: str = "", start_after: str | None = None) -> list[str]:
         if ".." in prefix.split("/") or prefix.startswith("/"):
             check_key(prefix)
         full = (f"{self.prefix}/{prefix}" if self.prefix else prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
+        after = {"StartAfter": self._key(start_after)} if start_after else {}
         with self._errors():
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full, **after):
                 keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         return sorted(keys)
 
+    @_mapped
     def delete(self, key: str) -> None:
         self._call(self.client.delete_object, Key=self._key(key))

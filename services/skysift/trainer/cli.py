@@ -1,7 +1,8 @@
 """`skysift round`, `skysift experiment`, `skysift label import|export` and `skysift dataset collect|list|show`,
 registered on the main app.
 
-Imported when the CLI starts, so everything heavy (MLflow, scikit-learn, gRPC stubs) is imported inside commands.
+Imported when the CLI starts, so everything heavy (MLflow, scikit-learn, gRPC stubs) is imported inside commands;
+the survey registry is not, as ``--survey``'s help lists its names.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from skysift.alerts import surveys
+from skysift.cliutil import fail, load_settings
 from skysift.modeltags import DEFAULT_EXPERIMENT
 
 label_app = typer.Typer(help="Import or export labels (the prototype's labels.csv columns).", no_args_is_help=True)
@@ -17,23 +20,11 @@ dataset_app = typer.Typer(help="Collect, list and inspect training datasets (ale
                                "quality-checked); `skysift round --dataset ID` trains on one.", no_args_is_help=True)
 
 
-def _settings():
-    from skysift.cli import load_settings
-
-    return load_settings()
-
-
-def _fail(message: str) -> None:
-    from skysift.cli import fail
-
-    fail(message)
-
-
 def _params(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
         if "=" not in item:
-            _fail(f"--param expects name=value, got {item!r}")
+            fail(f"--param expects name=value, got {item!r}")
         name, value = item.split("=", 1)
         out[name.strip()] = value.strip()
     return out
@@ -43,7 +34,7 @@ def _csv(text: str, cast=str) -> list:
     try:
         return [cast(x.strip()) for x in text.split(",") if x.strip()]
     except ValueError:
-        _fail(f"cannot read {text!r} as a comma-separated list of {cast.__name__}")
+        fail(f"cannot read {text!r} as a comma-separated list of {cast.__name__}")
 
 
 def round_command(
@@ -71,7 +62,7 @@ def round_command(
     from skysift import config, errors
     from skysift.trainer.settings import TrainerSettings
 
-    settings = _settings()
+    settings = load_settings()
     ts = config.load(TrainerSettings)
     kwargs = {"strategy": strategy or ts.strategy, "batch_size": batch_size or ts.batch_size,
               "initial_batch_size": initial_batch_size or ts.initial_batch_size, "seed": seed,
@@ -88,7 +79,7 @@ def round_command(
         else:
             lines = _round_via_grpc(settings, experiment, model_tag, kwargs)
     except errors.SkysiftError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for line in lines:
         typer.echo(line)
 
@@ -156,13 +147,13 @@ def experiment_command(
     from skysift import errors
     from skysift.trainer import experiments as ex
 
-    settings = _settings()
+    settings = load_settings()
     try:
         if table is not None:
             data = ex.from_table(table, label_column, id_column)
         elif alerts:
             if oracle is None:
-                _fail("--alerts needs --oracle (the labels CSV)")
+                fail("--alerts needs --oracle (the labels CSV)")
             data = ex.from_alerts(alerts, oracle, model_tag)
         else:
             from skysift.store import open_store
@@ -176,7 +167,7 @@ def experiment_command(
         with tqdm(total=len(configs) * seeds, desc="learning curves", unit="curve") as bar:
             points = ex.run(data, configs, list(range(seeds)), max_labels, holdout_fraction, progress=bar.update)
     except errors.SkysiftError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     summary, auc = ex.summarise(points), ex.area_under_curves(points)
     verdict = ex.verdict(auc, points=points)
     png = ex.plot(summary, f"{name}: {data.describe()}")
@@ -201,7 +192,7 @@ def experiment_command(
             run_id = tracking.log_experiment(settings.mlflow_tracking_uri, config.load(TrainerSettings).mlflow_experiment_prefix,
                                              model_tag, name, params, points, summary, auc, png, verdict)
         except errors.SkysiftError as exc:
-            _fail(f"{exc} (the results above are saved in {out}; use --no-mlflow to skip MLflow)")
+            fail(f"{exc} (the results above are saved in {out}; use --no-mlflow to skip MLflow)")
         typer.echo(f"logged to MLflow run {run_id}")
 
 
@@ -217,9 +208,9 @@ def label_import(
     from skysift.trainer.labels import LabelStore
 
     try:
-        ids = LabelStore(open_store(settings=_settings())).import_csv(path, user=user, source=source)
+        ids = LabelStore(open_store(settings=load_settings())).import_csv(path, user=user, source=source)
     except errors.SkysiftError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(f"imported {len(ids)} labels from {path}")
 
 
@@ -229,7 +220,7 @@ def label_export(path: Path = typer.Argument(..., dir_okay=False, help="Where to
     from skysift.store import open_store
     from skysift.trainer.labels import LabelStore
 
-    n = LabelStore(open_store(settings=_settings())).export_csv(path)
+    n = LabelStore(open_store(settings=load_settings())).export_csv(path)
     typer.echo(f"exported {n} labels to {path}")
 
 
@@ -240,11 +231,11 @@ def _on_datasets(call):
     from skysift.store import open_store
     from skysift.trainer.datasets import Datasets
 
-    settings = _settings()
+    settings = load_settings()
     try:
         return call(Datasets(settings, open_store(settings=settings)))
     except errors.SkysiftError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _dataset_lines(d) -> list[str]:
@@ -264,7 +255,7 @@ def _when(text: str | None, option: str, end_of_day: bool = False):
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        _fail(f"{option} expects an ISO date or time (2025-06-01 or 2025-06-01T12:00:00+00:00), got {text!r}")
+        fail(f"{option} expects an ISO date or time (2025-06-01 or 2025-06-01T12:00:00+00:00), got {text!r}")
     if end_of_day and len(text.strip()) <= 10:  # a date without a time: 2025-06-30 or 20250630
         when = datetime.combine(when.date(), time.max)
     return when if when.tzinfo else when.replace(tzinfo=UTC)
@@ -274,7 +265,7 @@ def _when(text: str | None, option: str, end_of_day: bool = False):
 def dataset_collect(
     name: str = typer.Argument(..., help="A name for the dataset (its id is the name plus a short suffix)."),
     model_tag: str = typer.Option("galactic", help="Model tag whose labels and predictions are used."),
-    survey: str = typer.Option("", help="Only this survey (ztf, lsst); default every survey."),
+    survey: str = typer.Option("", help=f"Only this survey ({', '.join(surveys.names())}); default every survey."),
     start: str | None = typer.Option(None, help="First poll time to include, ISO (UTC when no zone is given)."),
     end: str | None = typer.Option(None, help="Last poll time to include, ISO (UTC when no zone is given); a date "
                                               "alone includes that whole day."),

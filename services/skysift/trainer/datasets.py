@@ -27,16 +27,12 @@ import pandas as pd
 import pyarrow as pa
 
 from skysift import errors
+from skysift.features.core import feature_batches
 from skysift.modeltags import get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation
 from skysift.trainer.labels import LabelStore
-from skysift.trainer.rounds import (
-    FeatureSpec,
-    feature_batches,
-    label_conflicts,
-    load_pool,
-)
+from skysift.trainer.rounds import FeatureSpec, label_conflicts, load_pool
 
 
 @dataclass

@@ -50,28 +50,26 @@ class LabelledSet:
 
 def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic") -> LabelledSet:
     """Alert files (Avro containers or parquet) with Fink's SIMBAD types as oracle: decode → features → join."""
-    from skysift.alerts.decode import Packet, decode
-    from skysift.features.core import (
-        FEATURE_COLUMNS,
-        FEATURE_SET_VERSION,
-        compute_features,
-    )
+    from skysift.alerts.decode import Packet
+    from skysift.chain import features_of_packets
+    from skysift.features.sets import configured
     from skysift.trainer.oracle import oracle_labels
 
     files = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".avro", ".parquet")})
     if not files:
         raise errors.InvalidArgument(f"no .avro or .parquet alert files under {', '.join(map(str, paths))}")
-    decoded = decode([Packet(f.read_bytes(), source=str(f)) for f in files])
-    if not decoded.alerts:
+    feature_set = configured()
+    chained = features_of_packets([Packet(f.read_bytes(), source=str(f)) for f in files], feature_set=feature_set)
+    if not chained.surveys:
         raise errors.InvalidArgument(f"no alert decoded from {len(files)} files")
-    features = pd.concat([compute_features(t).to_pandas() for t in decoded.alerts.values()])
+    features = pd.concat([part.features.to_pandas() for part in chained.surveys])
     features = features.drop_duplicates("candid", keep="last")
     labels = oracle_labels(pd.read_csv(labels_csv))
     tag = get_tag(model_tag)
     labels["target"] = labels["label"].map(tag.target)
     joined = features.merge(labels.dropna(subset=["target"]), on="candid")
-    return LabelledSet(f"alerts+oracle ({labels_csv.name})", joined[FEATURE_COLUMNS].reset_index(drop=True),
-                       joined["target"].to_numpy(dtype=int), joined["candid"].to_numpy(), tag.classes, FEATURE_SET_VERSION)
+    return LabelledSet(f"alerts+oracle ({labels_csv.name})", joined[feature_set.columns].reset_index(drop=True),
+                       joined["target"].to_numpy(dtype=int), joined["candid"].to_numpy(), tag.classes, feature_set.version)
 
 
 def from_table(path: Path, label_column: str = "label", id_column: str | None = None,

@@ -38,9 +38,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from skysift import errors
+from skysift.alerts.batches import object_ids as alerts_object_ids
+from skysift.features.core import feature_batches, feature_set_version
 from skysift.modeltags import ModelTag, get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation, strategies
@@ -49,7 +50,6 @@ from skysift.trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
 
-VERSION_METADATA_KEY = b"skysift.feature_set_version"
 EXPERIMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would let a final newline in
 DEFAULT_PARAMS = {"learning_rate": 0.1, "max_iter": 100, "l2_regularization": 10.0, "min_samples_leaf": 5,
                   "max_leaf_nodes": 31, "class_weight": None}
@@ -69,9 +69,11 @@ class FeatureSpec:
 
     @classmethod
     def current(cls) -> FeatureSpec:
-        from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
+        """The feature set this deployment computes (SKYSIFT_FEATURES_VERSION)."""
+        from skysift.features.sets import configured
 
-        return cls(tuple(FEATURE_COLUMNS), FEATURE_SET_VERSION)
+        feature_set = configured()
+        return cls(tuple(feature_set.columns), feature_set.version)
 
 
 def model_params(params: dict | None) -> dict:
@@ -174,10 +176,6 @@ def check_experiment(name: str) -> str:
     return name
 
 
-def feature_batches(store) -> list[str]:
-    return [k for k in store.list_keys("features/") if k.endswith("_features.parquet")]
-
-
 def load_pool(store, spec: FeatureSpec, threads: int = 8, batch_keys: list[str] | None = None) -> pd.DataFrame:
     """Every stored feature row of the current feature-set version, one per candid (the latest batch wins).
 
@@ -189,8 +187,8 @@ def load_pool(store, spec: FeatureSpec, threads: int = 8, batch_keys: list[str] 
 
     def read(key: str) -> pa.Table | None:
         table = store.read_table(key)
-        version = (table.schema.metadata or {}).get(VERSION_METADATA_KEY)
-        if (version is not None and version.decode() != spec.version) or not set(spec.columns) <= set(table.column_names):
+        version = feature_set_version(table.schema)
+        if (version is not None and version != spec.version) or not set(spec.columns) <= set(table.column_names):
             log.warning("skipping features batch of another feature set", extra={"key": key})
             return None
         cols = ["candid", *spec.columns] + (["objectId"] if "objectId" in table.column_names else [])
@@ -226,10 +224,10 @@ def object_ids(store, pool_rows: pd.DataFrame) -> dict[int, tuple[str, str]]:
         found: dict[int, str] = {}
         if "objectId" in rows and rows["objectId"].notna().all():
             found = dict(zip(rows["candid"].astype("int64"), rows["objectId"].astype(str)))
-        elif store.exists(akey):
-            t = store.read_table(akey, columns=["candid", "objectId"])
-            t = t.filter(pc.is_in(t.column("candid"), pa.array(sorted(wanted), pa.int64())))
-            found = dict(zip(t.column("candid").to_pylist(), t.column("objectId").to_pylist()))
+        else:
+            candids = sorted(wanted)
+            ids = alerts_object_ids(store, keys.parse_batch(fkey, "features"), pa.array(candids, pa.int64()))
+            found = dict(zip(candids, ids.to_pylist()))
         for c in wanted:
             out[c] = (found.get(c) or "", akey)
     return out
@@ -476,7 +474,8 @@ class Trainer:
 
         tracked = tracking.log_round(
             tracking.RoundLog(
-                tracking_uri=self.settings.mlflow_tracking_uri, settings=self.ts, tag=tag, experiment=experiment,
+                tracking_uri=self.settings.mlflow_tracking_uri, settings=self.ts, tag=tag,
+                model_name=tag.registered_name(self.settings.mlflow_model_prefix), experiment=experiment,
                 round=number, strategy=used_strategy, seed=seed, batch_size=batch_size,
                 initial_batch_size=initial_batch_size, params=params, spec=self.spec, model=model,
                 X_train=train_df[cols], y_train=train_df["target"].to_numpy(), X_holdout=hold_df[cols],

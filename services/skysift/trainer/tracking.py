@@ -66,6 +66,7 @@ class RoundLog:
     tracking_uri: str
     settings: object
     tag: ModelTag
+    model_name: str  # the registered model (``ModelTag.registered_name``)
     experiment: str
     round: int
     strategy: str
@@ -168,7 +169,7 @@ def _log_round(r: RoundLog) -> Tracked:
         # The last request of the round, once its run is complete: a round failing before it leaves the champion.
         from mlflow import MlflowClient
 
-        MlflowClient().set_registered_model_alias(r.tag.registered_name, CHAMPION, tracked.model_version)
+        MlflowClient().set_registered_model_alias(r.model_name, CHAMPION, tracked.model_version)
     return tracked
 
 
@@ -197,7 +198,7 @@ def _register(mlflow, r: RoundLog, run_id: str, cols: list[str], metrics: dict) 
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    name = r.tag.registered_name
+    name = r.model_name
     signature = infer_signature(r.X_train, r.model.predict(r.X_train))
     info = mlflow.sklearn.log_model(
         r.model, name="model", signature=signature, input_example=_input_example(r.X_train),

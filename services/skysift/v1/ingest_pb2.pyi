@@ -22,7 +22,7 @@ class PollRequest(_message.Message):
     def __init__(self, max_alerts: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., replay_path: _Optional[str] = ..., keep_cutouts: _Optional[bool] = ..., filter: _Optional[str] = ...) -> None: ...
 
 class PollResponse(_message.Message):
-    __slots__ = ("alerts", "cutouts", "n_messages", "n_alerts", "n_rejected", "n_duplicates", "n_dead_letters", "dlq_key")
+    __slots__ = ("alerts", "cutouts", "n_messages", "n_alerts", "n_rejected", "n_duplicates", "n_dead_letters", "dlq_key", "behind", "n_behind")
     ALERTS_FIELD_NUMBER: _ClassVar[int]
     CUTOUTS_FIELD_NUMBER: _ClassVar[int]
     N_MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,8 @@ class PollResponse(_message.Message):
     N_DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     N_DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
     DLQ_KEY_FIELD_NUMBER: _ClassVar[int]
+    BEHIND_FIELD_NUMBER: _ClassVar[int]
+    N_BEHIND_FIELD_NUMBER: _ClassVar[int]
     alerts: _containers.RepeatedCompositeFieldContainer[_common_pb2.BatchRef]
     cutouts: _containers.RepeatedCompositeFieldContainer[_common_pb2.BatchRef]
     n_messages: int
@@ -39,4 +41,16 @@ class PollResponse(_message.Message):
     n_duplicates: int
     n_dead_letters: int
     dlq_key: str
-    def __init__(self, alerts: _Optional[_Iterable[_Union[_common_pb2.BatchRef, _Mapping]]] = ..., cutouts: _Optional[_Iterable[_Union[_common_pb2.BatchRef, _Mapping]]] = ..., n_messages: _Optional[int] = ..., n_alerts: _Optional[int] = ..., n_rejected: _Optional[int] = ..., n_duplicates: _Optional[int] = ..., n_dead_letters: _Optional[int] = ..., dlq_key: _Optional[str] = ...) -> None: ...
+    behind: _containers.RepeatedCompositeFieldContainer[BehindBatch]
+    n_behind: int
+    def __init__(self, alerts: _Optional[_Iterable[_Union[_common_pb2.BatchRef, _Mapping]]] = ..., cutouts: _Optional[_Iterable[_Union[_common_pb2.BatchRef, _Mapping]]] = ..., n_messages: _Optional[int] = ..., n_alerts: _Optional[int] = ..., n_rejected: _Optional[int] = ..., n_duplicates: _Optional[int] = ..., n_dead_letters: _Optional[int] = ..., dlq_key: _Optional[str] = ..., behind: _Optional[_Iterable[_Union[BehindBatch, _Mapping]]] = ..., n_behind: _Optional[int] = ...) -> None: ...
+
+class BehindBatch(_message.Message):
+    __slots__ = ("alerts_key", "survey", "missing")
+    ALERTS_KEY_FIELD_NUMBER: _ClassVar[int]
+    SURVEY_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    alerts_key: str
+    survey: str
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, alerts_key: _Optional[str] = ..., survey: _Optional[str] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...

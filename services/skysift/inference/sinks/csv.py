@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from skysift.inference.settings import CsvSettings
-from skysift.inference.sinks import Scored, class_probabilities
+from skysift.inference.sinks.base import Scored, class_probabilities
 
 HEADER = ["scored_at", "candid", "objectId", "model_tag", "model_name", "model_version", "feature_set_version",
           "top_class", "top_probability", "probabilities"]

@@ -19,7 +19,8 @@ import requests
 
 from skysift.errors import ConfigError, SkysiftError
 from skysift.inference.settings import SkyPortalSettings
-from skysift.inference.sinks import Scored, class_probabilities, http
+from skysift.inference.sinks import http
+from skysift.inference.sinks.base import Scored, class_probabilities
 
 DUPLICATE_MARKERS = ("already exists", "duplicate key value violates unique constraint")
 

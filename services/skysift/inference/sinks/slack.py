@@ -15,7 +15,8 @@ import requests
 
 from skysift.errors import ConfigError, SkysiftError
 from skysift.inference.settings import SlackSettings
-from skysift.inference.sinks import Scored, class_probabilities, http
+from skysift.inference.sinks import http
+from skysift.inference.sinks.base import Scored, class_probabilities
 from skysift.modeltags import get_tag
 
 AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "missing_scope",

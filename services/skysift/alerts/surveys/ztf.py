@@ -7,12 +7,47 @@ Pitfalls handled here (see tests/data/alerts/README.md): ``candid`` may exist on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from urllib.parse import quote
+
 import polars as pl
+import pyarrow as pa
 
 from skysift.alerts.lightcurve import ROW, assemble, col, explode_history, field, in_window, isdiffpos
-from skysift.alerts.schema import ZTF_BANDS
 
 F64, I32, I64, STR = pl.Float64, pl.Int32, pl.Int64, pl.String
+BANDS = {1: "g", 2: "r", 3: "i"}  # fid -> band
+
+# the ZTF columns of the alerts table, null for other surveys' alerts
+FIELDS: list[pa.Field] = [
+    pa.field("fid", pa.int32()),
+    pa.field("programid", pa.int32()),
+    pa.field("rb", pa.float64()),
+    pa.field("diffmaglim", pa.float64()),
+    pa.field("magnr", pa.float64()),
+    pa.field("sigmagnr", pa.float64()),
+    pa.field("distnr", pa.float64()),
+    pa.field("ssdistnr", pa.float64()),
+    pa.field("ssmagnr", pa.float64()),
+    pa.field("ssnamenr", pa.string()),
+    pa.field("sgscore1", pa.float64()),
+    pa.field("distpsnr1", pa.float64()),
+    pa.field("classtar", pa.float64()),
+    pa.field("fwhm", pa.float64()),
+    pa.field("elong", pa.float64()),
+    pa.field("nbad", pa.int32()),
+    pa.field("ndethist", pa.int32()),
+    pa.field("ncovhist", pa.int32()),
+    pa.field("jdstarthist", pa.float64()),
+    # Fink added values, null when the stream does not carry them
+    pa.field("cdsxmatch", pa.string()),
+    pa.field("roid", pa.int32()),
+    pa.field("rf_snia_vs_nonia", pa.float64()),
+    pa.field("snn_snia_vs_nonia", pa.float64()),
+    pa.field("snn_sn_vs_all", pa.float64()),
+    pa.field("tns", pa.string()),
+    pa.field("finkclass", pa.string()),
+]
 
 # candidate fields copied as they are (name, type)
 CANDIDATE_FIELDS = [
@@ -33,11 +68,12 @@ COLUMNS = ["objectId", "candid", "schemavsn", "candidate", "prv_candidates"] + [
 
 
 def band(fid: pl.Expr) -> pl.Expr:
-    return fid.replace_strict(ZTF_BANDS, default=None, return_dtype=pl.String)
+    return fid.replace_strict(BANDS, default=None, return_dtype=pl.String)
 
 
-def clean(df: pl.DataFrame) -> pl.DataFrame:
-    """One row per alert with the common and ZTF columns of the alerts table, in ``df``'s order (``_row``)."""
+def clean(df: pl.DataFrame, version: str | None = None) -> pl.DataFrame:
+    """One row per alert with the common and ZTF columns of the alerts table, in ``df``'s order (``_row``);
+    the version is in the packet (``schemavsn``)."""
     s = df.schema
     cand = {name: field(s, "candidate", name, dtype) for name, dtype in CANDIDATE_FIELDS}
     candid = field(s, "candidate", "candid", I64)
@@ -77,3 +113,37 @@ def cutouts(df: pl.DataFrame, alerts: pl.DataFrame) -> pl.DataFrame:
     stamps = [field(df.schema, src, "stampData", pl.Binary).alias(dst) if isinstance(df.schema.get(src), pl.Struct)
               else col(df, src, pl.Binary).alias(dst) for dst, src in CUTOUTS.items()]
     return pl.concat([alerts.select("candid", "objectId", "survey"), df.select(stamps)], how="horizontal")
+
+
+class Ztf:
+    """ZTF behind the :class:`~skysift.alerts.surveys.Survey` protocol."""
+
+    name = "ztf"
+    fields = FIELDS
+    columns = COLUMNS
+    cutouts = CUTOUTS
+    bands = tuple(BANDS.values())
+    # Palomar's nights fall within one UTC date, which ZTF's archive and Fink name them by
+    night_shift_hours = 0.0
+    lasair_api = "https://lasair-ztf.lsst.ac.uk/api"
+    score_name = "drb"  # deep real/bogus
+
+    def detect(self, fields: Sequence[str]) -> bool:
+        return "candidate" in fields
+
+    def wire_schema(self, wire_id: int) -> tuple[bytes, str] | None:
+        return None  # ZTF serves Avro containers, never the Confluent wire format
+
+    def clean(self, df: pl.DataFrame, version: str | None) -> pl.DataFrame:
+        return clean(df, version)
+
+    def cut(self, df: pl.DataFrame, alerts: pl.DataFrame) -> pl.DataFrame:
+        return cutouts(df, alerts)
+
+    def links(self, object_id: str) -> dict[str, str]:
+        oid = quote(object_id)
+        return {"Lasair": f"https://lasair-ztf.lsst.ac.uk/objects/{oid}/", "Fink": f"https://fink-portal.org/{oid}",
+                "ALeRCE": f"https://alerce.online/object/{oid}"}
+
+
+SURVEY = Ztf()

@@ -105,7 +105,7 @@ def rubin(root: Path, n: int) -> list[Alerts]:
     """
     import fastavro
 
-    from skysift.alerts import lsst
+    from skysift.alerts.surveys import lsst
 
     groups = []
     for wire_id, folder in RUBIN_FILES.items():

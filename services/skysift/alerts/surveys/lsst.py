@@ -14,20 +14,35 @@ non-detections, with a 5-sigma limiting magnitude ``-2.5 log10(5 psfFluxErr) + 3
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 import polars as pl
+import pyarrow as pa
+from fastavro.schema import load_schema
 
 from skysift.alerts.lightcurve import DET_COLUMNS, ROW, assemble, col, explode_history, field, in_window
 
-SCHEMA_DIR = Path(__file__).parent / "schemas" / "lsst"
+SCHEMA_DIR = Path(__file__).parent.parent / "schemas" / "lsst"
 MJD_TO_JD = 2400000.5
 AB_ZEROPOINT_NJY = 31.4
 MAG_ERR = 2.5 / 2.302585092994046  # 1.0857: d(mag) = 1.0857 dflux/flux
 UL_SIGMA = 5.0
 
 F64, I32, I64, STR = pl.Float64, pl.Int32, pl.Int64, pl.String
+
+# the Rubin columns of the alerts table, null for other surveys' alerts
+FIELDS: list[pa.Field] = [
+    pa.field("psfFlux", pa.float64()),  # nJy
+    pa.field("psfFluxErr", pa.float64()),
+    pa.field("snr", pa.float64()),
+    pa.field("det_psfflux", pa.list_(pa.float64())),  # nJy, aligned with det_jd
+    pa.field("det_psffluxerr", pa.list_(pa.float64())),
+    pa.field("xm_simbad_otype", pa.string()),  # Fink's cross-match where present
+]
+BANDS = ("u", "g", "r", "i", "z", "y")
 
 COLUMNS = ["diaSourceId", "diaSource", "prvDiaSources", "prvDiaForcedSources", "diaObject", "lsst_schema_version",
            "xm"]
@@ -48,8 +63,6 @@ def schema_id(version: str) -> int:
 @lru_cache(maxsize=None)
 def schema_for_id(wire_id: int) -> bytes:
     """The full (named types inlined) alert schema JSON for a wire schema id; KeyError if not bundled."""
-    from fastavro.schema import load_schema
-
     major, minor = divmod(wire_id, 100)
     path = SCHEMA_DIR / f"{major}.{minor}" / f"lsst.v{major}_{minor}.alert.avsc"
     if not path.is_file():
@@ -142,3 +155,43 @@ def cutouts(df: pl.DataFrame, alerts: pl.DataFrame) -> pl.DataFrame:
     """The three stamps (FITS bytes as received) beside candid/objectId, in the same row order."""
     stamps = [col(df, src, pl.Binary).alias(dst) for dst, src in CUTOUTS.items()]
     return pl.concat([alerts.select("candid", "objectId", "survey"), df.select(stamps)], how="horizontal")
+
+
+class Lsst:
+    """Rubin behind the :class:`~skysift.alerts.surveys.Survey` protocol."""
+
+    name = "lsst"
+    fields = FIELDS
+    columns = COLUMNS
+    cutouts = CUTOUTS
+    bands = BANDS
+    # Cerro Pachon's nights cross UTC midnight; Rubin names them by dayObs, the date in UTC-12h
+    night_shift_hours = -12.0
+    lasair_api = "https://lasair.lsst.ac.uk/api"
+    score_name = "reliability"
+
+    def detect(self, fields: Sequence[str]) -> bool:
+        return "diaSource" in fields
+
+    def wire_schema(self, wire_id: int) -> tuple[bytes, str] | None:
+        """Rubin's schema ids are major*100 + minor; KeyError for an id of no bundled schema."""
+        major, minor = divmod(wire_id, 100)
+        return schema_for_id(wire_id), f"{major}.{minor}"
+
+    def clean(self, df: pl.DataFrame, version: str | None) -> pl.DataFrame:
+        return clean(df, version)
+
+    def cut(self, df: pl.DataFrame, alerts: pl.DataFrame) -> pl.DataFrame:
+        return cutouts(df, alerts)
+
+    def links(self, object_id: str) -> dict[str, str]:
+        """Pages of the brokers' LSST sites, by diaObjectId: a solar-system source without a diaObject
+        (objectId ``ss<ssObjectId>``) has none."""
+        if not object_id.isdigit():
+            return {}
+        oid = quote(object_id)
+        return {"Lasair": f"https://lasair.lsst.ac.uk/objects/{oid}/", "Fink": f"https://lsst.fink-portal.org/{oid}",
+                "ALeRCE": f"https://lsst.alerce.online/object/{oid}?survey=lsst"}
+
+
+SURVEY = Lsst()

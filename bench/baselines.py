@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.data import Alerts
 from skysift.alerts import avro
-from skysift.bench.data import Alerts
 
 LC_NAMES = ("amplitude", "linear_fit_reduced_chi2", "linear_fit_slope", "linear_fit_slope_sigma", "median",
             "median_absolute_deviation")
@@ -35,6 +35,7 @@ BANDS = {"g": 1, "r": 2}
 
 
 # -- decoding -------------------------------------------------------------------------------------------------
+
 
 def fastavro_records(packets: list[bytes], schema: bytes | None = None, skip: int = 0) -> list[dict]:
     """Per-message fastavro decode: schemaless payloads with ``schema`` (cached), else container files."""
@@ -53,18 +54,18 @@ def fastavro_records(packets: list[bytes], schema: bytes | None = None, skip: in
 
 def rust_floor_input(alerts: Alerts, survey: str, keep_cutouts: bool) -> tuple[bytes, list[str]]:
     """The one container jetliner reads, and the projected columns (the same the product's decoder asks for)."""
-    from skysift.alerts.decode import SURVEYS, trailing_stamps
+    from skysift.alerts import surveys
+    from skysift.alerts.decode import read_columns, trailing_stamps
 
-    module = SURVEYS[survey]
     names = avro.top_level_fields(alerts.schema)
-    wanted = module.COLUMNS + (list(module.CUTOUTS.values()) if keep_cutouts else [])
+    wanted = read_columns(surveys.get(survey), names, keep_cutouts)
     schema, blocks = avro.inlined(alerts.schema), [(1, p) for p in alerts.payloads]
-    stamps = frozenset() if keep_cutouts else trailing_stamps(survey, names)
+    stamps = frozenset() if keep_cutouts else trailing_stamps(surveys.get(survey), names)
     if stamps:  # the product cuts off the stamps it does not keep: so does its floor
         cut = avro.without_stamps(blocks)
         if all(c is not None for c in cut):
             schema, blocks = avro.inlined(alerts.schema, stamps), cut
-    return avro.frame(schema, "null", blocks), [c for c in wanted if c in names]
+    return avro.frame(schema, "null", blocks), wanted
 
 
 def rust_floor(data: bytes, columns: list[str]) -> int:
@@ -72,6 +73,7 @@ def rust_floor(data: bytes, columns: list[str]) -> int:
 
 
 # -- the prototype's poll -------------------------------------------------------------------------------------
+
 
 def _history(alert, field: str) -> np.ndarray:
     """fink_client's ``extract_field``: the alert's value, then its history's (None where absent)."""
@@ -102,6 +104,7 @@ def prototype_ingest(packets: list[bytes], schema: bytes | None, out: Path) -> p
 
 
 # -- the prototype's features ---------------------------------------------------------------------------------
+
 
 def _extractor():
     import light_curve as lc

@@ -1,0 +1,118 @@
+"""Ingest: three formats, with and without cutouts, beside fastavro, the prototype's path and the Rust floor."""
+
+from __future__ import annotations
+
+import time
+
+from bench.measure import batches, peak_rss, profile_top, timed
+from bench.report import Row
+from bench.stages import MemorySource, fink_packets, ingest_stage, store_candids, store_settings
+
+FLOOR_BATCHES = 5  # the decode floor runs on the first batches of the same packets (its rate is steady)
+
+
+class IngestSection:
+    def run_ingest(self) -> None:
+        from bench import baselines, data
+
+        o = self.o
+        n_polls = max(1, -(-len(self.ztf.payloads) // o.batch))
+        fink = fink_packets(self.ztf)
+
+        def poll_all(name: str, stage, n: int, **kwargs) -> Row:
+            rss: dict = {}
+            with peak_rss(rss):
+                seconds, lat, results = timed(lambda _: stage.poll(max_alerts=o.batch, **kwargs), range(n))
+            rows = sum(r.n_alerts for r in results)
+            return self.report.add(Row("ingest", name, rows, seconds, lat, rss["mb"]))
+
+        # Fink's Kafka format (schemaless + schema in the key): the hourly poll's input
+        self.fink_store_settings = store_settings(self.dir("ingest-fink"))
+        stage = ingest_stage(self.fink_store_settings, MemorySource(fink))
+        fink_row = poll_all("fink schemaless, no cutouts", stage, n_polls)
+        self.fink_store = stage.store
+        self.fink_ingest_seconds = fink_row.seconds
+
+        # with cutouts: every alert in ONE poll, for the peak RSS of holding them all with their stamps
+        cut_stage = ingest_stage(store_settings(self.dir("ingest-fink-cutouts")), MemorySource(fink))
+        rss: dict = {}
+        with peak_rss(rss):
+            t0 = time.perf_counter()
+            result = cut_stage.poll(max_alerts=len(fink), keep_cutouts=True)
+            seconds = time.perf_counter() - t0
+        cut_row = self.report.add(Row("ingest", f"fink, cutouts kept, all {len(fink):,} in one poll", result.n_alerts,
+                                      seconds, [seconds], rss["mb"]))
+
+        # Avro container files (one alert each, as ZTF serves them) through the replay source
+        replay = self.dir("replay-ztf")
+        for i, packet in enumerate(data.containers(self.ztf)):
+            (replay / f"{i:06d}.avro").write_bytes(packet)
+        avro_stage = ingest_stage(store_settings(self.dir("ingest-avro")))
+        avro_row = poll_all("ZTF Avro containers (replay dir)", avro_stage, n_polls, replay_path=str(replay))
+
+        # Rubin in Confluent wire format through the replay source
+        rubin_dir = self.dir("replay-rubin")
+        rubin_packets = [p for g in self.rubin for p in g.packets()]
+        for i, packet in enumerate(rubin_packets):
+            (rubin_dir / f"{i:06d}.bin").write_bytes(packet)
+        rubin_stage = ingest_stage(store_settings(self.dir("ingest-rubin")))
+        rubin_row = poll_all("Rubin Confluent wire (replay dir)", rubin_stage,
+                             max(1, -(-len(rubin_packets) // o.batch)), replay_path=str(rubin_dir))
+
+        self.agree("ingest fink", self.ztf.ids, store_candids(stage.store))
+        self.agree("ingest avro containers", self.ztf.ids, store_candids(avro_stage.store))
+        self.agree("ingest rubin", [i for g in self.rubin for i in g.ids], store_candids(rubin_stage.store))
+        self.agree("ingest fink with cutouts", self.ztf.ids, store_candids(cut_stage.store))
+
+        # baselines on the first n_baseline of the same packets
+        base = data.Alerts(self.ztf.schema, self.ztf.payloads[:o.n_baseline], ids=self.ztf.ids[:o.n_baseline])
+        out = self.dir("baseline") / "prototype_alerts.parquet"
+        seconds, lat, res = timed(lambda chunk: baselines.prototype_ingest(chunk, base.schema, out),
+                                  batches(base.payloads, o.batch))
+        proto = self.report.add(Row("baseline", "prototype-style ingest (fastavro+pandas)", len(base.payloads),
+                                    seconds, lat))
+        self.prototype_frames = res
+        self.agree("prototype-style ingest", self.ztf.ids, store_candids(stage.store),
+                   [int(c) for frame in res for c in frame["candid"]])
+        seconds, lat, _ = timed(lambda chunk: baselines.fastavro_records(chunk, base.schema),
+                                batches(base.payloads, o.batch))
+        fastavro_row = self.report.add(Row("baseline", "fastavro per message (cached schema)", len(base.payloads),
+                                           seconds, lat))
+        containers = data.containers(base)
+        seconds, lat, _ = timed(lambda chunk: baselines.fastavro_records(chunk), batches(containers, o.batch))
+        fastavro_files = self.report.add(Row("baseline", "fastavro per container file", len(containers), seconds, lat))
+
+        floor = {}
+        for cutouts in (False, True):
+            inputs = [baselines.rust_floor_input(data.Alerts(self.ztf.schema, chunk), "ztf", cutouts)
+                      for chunk in batches(self.ztf.payloads, o.batch)[:FLOOR_BATCHES]]
+            seconds, lat, res = timed(lambda args: baselines.rust_floor(*args), inputs)
+            name = f"Rust floor (jetliner, one container){', cutouts' if cutouts else ''}"
+            floor[cutouts] = self.report.add(Row("baseline", name, sum(res), seconds, lat))
+        rubin_inputs = [baselines.rust_floor_input(g, "lsst", False) for g in self.rubin]
+        seconds, lat, res = timed(lambda args: baselines.rust_floor(*args), rubin_inputs)
+        rubin_floor = self.report.add(Row("baseline", "Rust floor, Rubin", sum(res), seconds, lat))
+        rubin_base = [(g.packets()[:max(1, o.n_baseline // 5)], g.schema, len(g.prefix)) for g in self.rubin]
+        seconds, lat, res = timed(lambda a: baselines.fastavro_records(a[0], a[1], a[2]), rubin_base)
+        rubin_fastavro = self.report.add(Row("baseline", "fastavro per message, Rubin", sum(map(len, res)), seconds, lat))
+
+        for row in (fink_row, avro_row):
+            row.ratios = {"prototype-style": row.rate / proto.rate, "fastavro": row.rate / fastavro_row.rate,
+                          "Rust floor": row.rate / floor[False].rate}
+        avro_row.ratios["fastavro"] = avro_row.rate / fastavro_files.rate
+        cut_row.ratios = {"prototype-style": cut_row.rate / proto.rate, "Rust floor (cutouts)": cut_row.rate / floor[True].rate}
+        rubin_row.ratios = {"fastavro": rubin_row.rate / rubin_fastavro.rate, "Rust floor": rubin_row.rate / rubin_floor.rate}
+
+        r = self.report
+        self.ingest_checks = [
+            r.check("ingest >= 5,000 alerts/s per core (4.02, no cutouts)", fink_row.rate, ">=", 5000, "alerts/s"),
+            r.check("ingest >= 30x the prototype-style path", fink_row.ratios["prototype-style"], ">=", 30, "x"),
+            r.check("ingest within 2x of the Rust batch-decode floor", floor[False].rate / fink_row.rate, "<=", 2,
+                    "x slower than the floor"),
+        ]
+        if self.o.profile_misses and not all(c.passed for c in self.ingest_checks):
+            fresh = ingest_stage(store_settings(self.dir("ingest-profile")), MemorySource(fink[:o.batch]))
+            limits = profile_top(lambda: fresh.poll(max_alerts=o.batch))
+            for c in self.ingest_checks:
+                if not c.passed:
+                    c.limits = limits

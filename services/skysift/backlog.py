@@ -1,0 +1,109 @@
+"""What earlier polls left behind: alerts batches whose enriched, features or predictions file is missing.
+
+Why: a poll can stop after ingest has committed its offsets (the store gone between stages, a stage down, no model
+yet), and no later poll would touch that batch again: its alerts are not in the Kafka topic any more. Stages are
+therefore level-triggered: every poll finds what is behind from the store's own listing and runs what each batch
+lacks, oldest first, a bounded number per poll, within a window of recent polls (batches are dated by their stem,
+the time of the poll that wrote them, so a backfill of old nights is caught up as well). Batches younger than a
+grace period are left to the poll that is writing them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from skysift.errors import InvalidArgument
+from skysift.store.keys import BatchKey, parse_batch
+
+LATER_STAGES = ("enriched", "features", "predictions")  # what an alerts batch needs, in order
+
+
+@dataclass(frozen=True)
+class Behind:
+    """An alerts batch and the stages it lacks (a subset of :data:`LATER_STAGES`, in order)."""
+
+    alerts_key: str
+    survey: str
+    missing: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Backlog:
+    behind_all: list[Behind]  # every batch behind in the window, oldest first
+    limit: int
+
+    @property
+    def behind(self) -> list[Behind]:
+        """The oldest ``limit``: what one poll takes on."""
+        return self.behind_all[: self.limit]
+
+    @property
+    def total(self) -> int:
+        return len(self.behind_all)
+
+
+def stem_time(batch: BatchKey) -> datetime:
+    return datetime.strptime(batch.stem[:15], "%Y%m%d_%H%M%S").replace(tzinfo=timezone.utc)
+
+
+def parse_keys(keys: Iterable[str]) -> list[BatchKey]:
+    """The batch keys among ``keys`` (temporary and foreign objects are skipped)."""
+    out = []
+    for key in keys:
+        try:
+            out.append(parse_batch(key))
+        except InvalidArgument:
+            continue
+    return out
+
+
+def find_behind(listing: dict[str, Iterable[str]], now: datetime, window: timedelta, grace: timedelta,
+                limit: int, exclude: Iterable[str] = ()) -> Backlog:
+    """Batches of ``listing["alerts"]`` written within ``window`` before ``now`` (and at least ``grace`` ago) that
+    lack a sibling in ``listing[stage]`` for a later stage; ``exclude`` holds alerts keys handled elsewhere."""
+    present = {stage: {(b.survey, b.night, b.stem) for b in parse_keys(listing.get(stage, ()))}
+               for stage in LATER_STAGES}
+    skip = set(exclude)
+    behind = []
+    for batch in sorted(parse_keys(listing.get("alerts", ())), key=lambda b: (b.stem, b.survey, b.night)):
+        if str(batch) in skip or not (now - window <= stem_time(batch) <= now - grace):
+            continue
+        ident = (batch.survey, batch.night, batch.stem)
+        missing = tuple(stage for stage in LATER_STAGES if ident not in present[stage])
+        if missing:
+            # a stage's output is rebuilt from its input: once one is missing, every later one is redone
+            first = LATER_STAGES.index(missing[0])
+            behind.append(Behind(str(batch), batch.survey, LATER_STAGES[first:]))
+    return Backlog(behind, limit)
+
+
+@dataclass(frozen=True)
+class NightStatus:
+    """Batches of one survey and observing night at each stage, and how many alerts batches are behind."""
+
+    survey: str
+    night: str
+    batches: dict[str, int]  # stage -> batch files
+    behind: int
+
+
+def night_status(listing: dict[str, Iterable[str]], now: datetime, window: timedelta) -> list[NightStatus]:
+    """Per survey and night, the batches written within ``window`` at every stage (what `skysift status` shows)."""
+    parsed = {stage: [b for b in parse_keys(listing.get(stage, ())) if now - window <= stem_time(b)]
+              for stage in ("alerts", *LATER_STAGES)}
+    behind = Counter((b.survey, b.night) for b in (parse_batch(x.alerts_key) for x in
+                                                   find_behind(listing, now, window, timedelta(0), 0).behind_all))
+    counts: dict[tuple[str, str], Counter] = {}
+    for stage, batches in parsed.items():
+        for b in batches:
+            counts.setdefault((b.survey, b.night), Counter())[stage] += 1
+    return [NightStatus(survey, night, {s: counts[(survey, night)][s] for s in parsed}, behind[(survey, night)])
+            for survey, night in sorted(counts)]
+
+
+def list_stages(store) -> dict[str, list[str]]:
+    """The store's batch keys per stage (one listing per stage prefix)."""
+    return {stage: store.list_keys(f"{stage}/") for stage in ("alerts", *LATER_STAGES)}

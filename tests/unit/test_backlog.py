@@ -1,0 +1,46 @@
+"""Which earlier batches a poll brings up to date (level-triggered stages), from a store's listing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from skysift.backlog import find_behind
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def keys_of(stage: str, *stems: str, survey: str = "ztf", night: str = "20261203") -> list[str]:
+    return [f"{stage}/survey={survey}/night={night}/{stem}_{stage}.parquet" for stem in stems]
+
+
+def test_each_batch_lacking_a_later_stage_is_behind_oldest_first_with_every_stage_from_the_first_missing():
+    listing = {
+        "alerts": keys_of("alerts", "20261203_100000", "20261203_090000", "20261203_080000", "20261203_070000")
+        + keys_of("alerts", "20261203_060000", night="20190612"),  # a backfill of an old night, polled today
+        "enriched": keys_of("enriched", "20261203_100000", "20261203_090000", "20261203_070000"),
+        "features": keys_of("features", "20261203_100000", "20261203_070000") + ["features/tmp/x.parquet.tmp"],
+        "predictions": keys_of("predictions", "20261203_100000", "20261203_070000"),
+    }
+    backlog = find_behind(listing, NOW, timedelta(days=30), timedelta(minutes=5), limit=10)
+    assert [(b.alerts_key.split("/")[2], b.alerts_key.rsplit("/", 1)[1][:15], b.missing) for b in backlog.behind] == [
+        ("night=20190612", "20261203_060000", ("enriched", "features", "predictions")),
+        ("night=20261203", "20261203_080000", ("enriched", "features", "predictions")),
+        ("night=20261203", "20261203_090000", ("features", "predictions")),
+    ]
+    assert backlog.total == 3
+
+
+def test_the_window_the_grace_period_the_bound_and_the_exclusions():
+    stems = ["20261101_120000", "20261104_000000", "20261203_115800", "20261203_110000", "20261203_100000"]
+    listing = {"alerts": keys_of("alerts", *stems)}
+    backlog = find_behind(listing, NOW, timedelta(days=30), timedelta(minutes=5), limit=1,
+                          exclude=keys_of("alerts", "20261203_110000"))
+    # 20261101 is older than 30 days, 11:58 is younger than the grace period, 11:00 is handled by its own poll
+    assert [b.alerts_key for b in backlog.behind] == keys_of("alerts", "20261104_000000")
+    assert backlog.total == 2
+
+
+def test_nothing_is_behind_when_every_stage_has_its_file():
+    stems = ("20261203_100000", "20261203_100000_0a1b2c3d")  # two polls in one second: a unique suffix
+    listing = {stage: keys_of(stage, *stems) for stage in ("alerts", "enriched", "features", "predictions")}
+    assert find_behind(listing, NOW, timedelta(days=30), timedelta(0), limit=10).total == 0
