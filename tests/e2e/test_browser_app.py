@@ -84,7 +84,7 @@ def test_keyboard_label_reaches_the_store(app, page):
     idle(page)
     candid = shown_candid(page)
     # what a labeller must see at once: which alert, its light curve and its three stamps
-    assert_on_first_screen(page, page.locator(".sk-head"), "the alert's heading")
+    assert_on_first_screen(page, page.locator(".sk-card"), "the alert (heading, light curve, stamps, facts)")
     assert_on_first_screen(page, page.locator(".sk-lc img"), "the light curve")
     assert_not_blank(screenshot(page, "label"))
     assert overflow_px(page) <= 0, "the label page needs a scroll at 1400×1000"
