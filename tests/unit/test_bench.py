@@ -74,7 +74,10 @@ def test_whole_bench_on_a_few_alerts(tmp_path):
     sections = {r.section for r in report.rows}
     assert {"AL round", "e2e", "inference", "scaling"} <= sections
     agreement = {a["case"]: a for a in report.environment["agreement"]}
-    assert agreement["end to end"]["product_candids_match"] and agreement["end to end"]["baseline_candids_match"]
+    for survey in ("ZTF", "Rubin"):
+        entry = agreement[f"end to end {survey}"]
+        assert entry["product_candids_match"] and entry["baseline_candids_match"] and entry["baseline_rows"] > 0
+    assert any(c.target.startswith("Rubin end to end >= 1,500") for c in report.checks)
     assert any(c.target.startswith("single-alert scoring") for c in report.checks)
     scored = {r.case.rsplit(",", 1)[0]: r.n for r in report.rows if r.case.startswith("gRPC ScoreCandids")}
     assert scored["gRPC ScoreCandids packed"] == scored["gRPC ScoreCandids per alert"] > 0  # both answered every alert
