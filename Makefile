@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Compiled bytecode makes every test subprocess start seconds faster (astropy, mlflow).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: dev test test-slow bench proto lint audit image system-deps clean help
+.PHONY: dev test test-slow bench bench-gate proto lint audit image system-deps clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -42,6 +42,9 @@ test-slow: $(STAMP) system-deps  ## long fault-injection and soak runs
 
 bench: $(STAMP)  ## throughput / latency benchmarks with ratios against baselines
 	$(VENV)/bin/skysift bench
+
+bench-gate: $(STAMP)  ## short bench (~1-2 min): fails when a ratio falls below 60% of bench/gate_reference.json
+	$(PY) -m bench.gate
 
 # Known issues that cannot be fixed yet are listed with their reason in docs/audit.md and ignored here by id.
 AUDIT_IGNORE ?=
