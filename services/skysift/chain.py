@@ -14,7 +14,7 @@ from typing import TypeVar
 import pyarrow as pa
 
 from skysift.alerts.decode import DecodeResult, Packet, decode
-from skysift.features.core import compute_features
+from skysift.features.sets import FeatureSet, configured
 
 A, E, F = TypeVar("A"), TypeVar("E"), TypeVar("F")
 Enrich = Callable[[str, pa.Table], pa.Table]  # (survey, alerts) -> enriched, e.g. skysift.enrichment.core.Enricher
@@ -41,13 +41,16 @@ class ChainResult:
     surveys: list[SurveyFeatures] = field(default_factory=list)  # one per survey with alerts
 
 
-def features_of_packets(packets: list[Packet], enrich: Enrich | None = None, threads: int = 1) -> ChainResult:
-    """Decode raw packets and compute their features, enriched by ``enrich`` (else without enrichment)."""
+def features_of_packets(packets: list[Packet], enrich: Enrich | None = None, threads: int = 1,
+                        feature_set: FeatureSet | None = None) -> ChainResult:
+    """Decode raw packets and compute their features, enriched by ``enrich`` (else without enrichment), as
+    ``feature_set`` (default: the configured one, SKYSIFT_FEATURES_VERSION)."""
+    compute = (feature_set or configured()).compute
     decoded = decode(packets)
     tables = [(survey, t) for survey, t in decoded.alerts.items() if t.num_rows]
     result = ChainResult(decoded)
     for (survey, alerts), enriched, features in through_stages(
             tables, lambda item: enrich(*item) if enrich else None,
-            lambda item, enriched: compute_features(item[1], enriched, threads=threads)):
+            lambda item, enriched: compute(item[1], enriched, threads=threads)):
         result.surveys.append(SurveyFeatures(survey, alerts, enriched, features))
     return result

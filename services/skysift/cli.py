@@ -206,14 +206,13 @@ UNIT_SETTINGS = (
     "skysift.inference.settings:InferenceSettings",
     "skysift.trainer.settings:TrainerSettings",
     "skysift.app.settings:AppSettings",
-    "skysift.k8s:K8sSettings",
 )
 
 
 @config_app.command("check")
 def config_check() -> None:
     """Validate the shared settings and every unit's (ingest, Kafka, enrichment, features, inference and its sinks,
-    trainer, app, Kubernetes) against the environment, and print them with secrets masked."""
+    trainer, app) against the environment, and print them with secrets masked."""
     from pydantic import BaseModel, SecretStr
 
     def show(prefix: str, model: BaseModel) -> None:
@@ -244,6 +243,10 @@ trainer_cli.register(app)
 from skysift.ingest import cli as ingest_cli  # noqa: E402 - kafka offsets|reset
 
 ingest_cli.register(app)
+
+from skysift.enrichment import cli as enrichment_cli  # noqa: E402 - catalogs install|show
+
+enrichment_cli.register(app)
 
 
 def main() -> None:

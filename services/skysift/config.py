@@ -18,6 +18,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skysift.errors import ConfigError
+from skysift.modeltags import DEFAULT_MODEL_PREFIX
 
 DEFAULT_SECRETS_DIR = "/var/run/secrets/skysift"
 
@@ -37,6 +38,7 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
 
     mlflow_tracking_uri: str = "sqlite:///.skysift/mlflow.db"
+    mlflow_model_prefix: str = DEFAULT_MODEL_PREFIX  # registered models are <prefix>_<model tag>
 
     host: str = "127.0.0.1"  # bind address of the gRPC and metrics servers; 0.0.0.0 only inside a cluster
     ingest_address: str = f"127.0.0.1:{DEFAULT_PORTS['ingest']}"

@@ -11,6 +11,9 @@ from skysift.errors import InvalidArgument
 
 # The prototype's vocabulary; "skip" records that a human saw the alert and chose not to label it.
 LABELS = ("real", "extragalactic", "galactic", "agn", "bogus", "varstar", "skip")
+# Registered models are ``<prefix>_<tag>``: deployments sharing one MLflow server (or test modules sharing one
+# test server) keep their champions apart with their own prefix.
+DEFAULT_MODEL_PREFIX = "skysift"
 LABEL_KEYS = {"real": "1", "extragalactic": "2", "galactic": "3", "agn": "4", "bogus": "5", "varstar": "6", "skip": "0"}
 
 
@@ -23,11 +26,13 @@ class ModelTag:
     negative_class: str
     positive: frozenset[str]
     negative: frozenset[str]
+    # the classes belong to the object, not the alert: one label answers for every alert of the object
+    object_level: bool = False
 
-    @property
-    def registered_name(self) -> str:
-        """Name of the model in the MLflow registry; its ``champion`` alias is what inference serves."""
-        return f"skysift_{self.name}"
+    def registered_name(self, prefix: str = DEFAULT_MODEL_PREFIX) -> str:
+        """Name of the model in the MLflow registry (``<prefix>_<tag>``, ``SKYSIFT_MLFLOW_MODEL_PREFIX``); its
+        ``champion`` alias is what inference serves."""
+        return f"{prefix}_{self.name}"
 
     @property
     def classes(self) -> tuple[str, str]:
@@ -44,7 +49,8 @@ class ModelTag:
 
 MODEL_TAGS: dict[str, ModelTag] = {
     "galactic": ModelTag(
-        "galactic", "galactic", "not_galactic", frozenset({"galactic", "varstar"}), frozenset({"extragalactic", "agn"})
+        "galactic", "galactic", "not_galactic", frozenset({"galactic", "varstar"}), frozenset({"extragalactic", "agn"}),
+        object_level=True,
     ),
     "realbogus": ModelTag(
         "realbogus", "real", "bogus", frozenset({"real", "extragalactic", "galactic", "agn", "varstar"}), frozenset({"bogus"})

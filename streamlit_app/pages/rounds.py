@@ -4,7 +4,6 @@ and "run a round now"."""
 import pandas as pd
 import streamlit as st
 
-from skysift import config, k8s
 from skysift.app import rounds, ui
 from skysift.modeltags import MODEL_TAGS, get_tag
 
@@ -35,26 +34,13 @@ def run_label(row) -> str:
 
 
 def run_round_panel() -> None:
-    """In a cluster, a Job from the round CronJob (as `kubectl create job --from=cronjob/...`); elsewhere one
-    Trainer.RunRound call with the experiment, model tag and strategy chosen here. Drawn before MLflow is read:
-    starting a round does not need MLflow to answer the page."""
+    """One Trainer.RunRound call with the experiment, model tag and strategy chosen here (in a cluster too: the
+    app needs no Kubernetes API access). Drawn before MLflow is read: starting a round does not need MLflow to
+    answer the page."""
     from skysift.trainer.strategies import STRATEGIES
 
-    cluster = config.load(k8s.K8sSettings)
-    done = "round_job" in st.session_state or "round_result" in st.session_state
+    done = "round_result" in st.session_state
     with st.expander("Run a round now", icon=":material/play_arrow:", expanded=done):
-        if k8s.available(cluster):
-            st.caption(f"Creates a Job from the CronJob `{cluster.round_cronjob}`: its experiment, model tag and "
-                       "strategy are the chart's `round` values.")
-            if st.button("Run a round now", type="primary", key="run_round_k8s"):
-                st.session_state.pop("round_job", None)
-                with ui.reported("start a round in Kubernetes", stop=False):
-                    st.session_state.round_job = k8s.trigger_round(
-                        cluster, requested_by=st.session_state.get("labeller") or None)
-            if "round_job" in st.session_state:
-                job = st.session_state.round_job
-                st.success(f"Job **{job}** created. Follow it with `kubectl -n {cluster.namespace} logs -f job/{job}`.")
-            return
         tags = list(MODEL_TAGS)
         tag_now = st.session_state.get("rounds_model_tag", app.model_tag)  # the view's choice, once made
         with st.form("run_round"):
@@ -108,7 +94,7 @@ metric = st.sidebar.selectbox("Metric", rounds.METRICS, index=rounds.METRICS.ind
 classes = get_tag(model_tag).classes if model_tag in MODEL_TAGS else ("negative", "positive")
 
 with ui.reported(f"read the champion of {model_tag} from MLflow"):
-    champ = rounds.champion(uri, model_tag) if model_tag in MODEL_TAGS else None
+    champ = rounds.champion(uri, model_tag, base.mlflow_model_prefix) if model_tag in MODEL_TAGS else None
 if champ:
     st.caption(f"Champion: **{champ['model']} version {champ['version']}** (experiment {champ['experiment'] or '?'}, "
                f"round {champ['round'] or '?'}, run `{champ['run_id']}`)")

@@ -4,6 +4,7 @@ The ``browser`` and ``page`` fixtures built on these live in tests/e2e/conftest.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,17 +13,16 @@ import pytest
 
 from tests import servers
 from tests.app_support import APP
+from tests.determinism import IN_CI
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = shutil.which("chromium")  # what `make system-deps` checks and installs: Debian's chromium on PATH
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-MARKS = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
-                                                     "(`make system-deps` installs it)"),
-]
+MISSING = "no chromium on PATH: `make system-deps` installs Debian's chromium package"
+# In CI a missing Chromium fails the browser tests (see the ``browser`` fixture); only a local run may skip them.
+MARKS = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None and not IN_CI, reason=MISSING)]
 
 
 def start_streamlit(env: dict, workdir: Path, port: int | None = None) -> servers.Proc:
@@ -57,3 +57,32 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+MIN_DRAWN_PX = 40  # smaller than any stamp, plot or table the pages draw at the tests' 1400x1100 viewport
+
+
+def image(page, caption: str):
+    """The picture of the ``st.image`` whose caption holds ``caption``."""
+    return page.locator("[data-testid=stImageContainer]").filter(has_text=caption).locator("img").first
+
+
+def assert_on_first_screen(page, locator, what: str) -> dict:
+    """``locator`` is drawn (at least MIN_DRAWN_PX each way) and wholly inside the viewport, so it is seen without
+    scrolling; a picture has also loaded (a broken image keeps its box but has no pixels). Returns its box."""
+    locator.wait_for(timeout=60_000)
+    box, view = locator.bounding_box(), page.viewport_size
+    assert box and box["width"] >= MIN_DRAWN_PX and box["height"] >= MIN_DRAWN_PX, f"{what} is not drawn: {box}"
+    assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= view["width"] \
+        and box["y"] + box["height"] <= view["height"], f"{what} needs scrolling: {box} in a {view} viewport"
+    if locator.evaluate("e => e.tagName") == "IMG":
+        assert locator.evaluate("img => img.complete && img.naturalWidth > 0"), f"{what}: the picture did not load"
+    return box
+
+
+def assert_not_blank(path: Path, min_colours: int = 64) -> None:
+    """A saved screenshot shows something: a blank or error-only page has a handful of colours."""
+    from PIL import Image
+
+    colours = Image.open(path).convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colours is None or len(colours) >= min_colours, f"{path} looks blank: {len(colours)} colours"

@@ -19,7 +19,15 @@ from tests.app_support import (
     run_round,
     start_trainer,
 )
-from tests.e2e.browser import MARKS, idle, screenshot, start_streamlit
+from tests.e2e.browser import (
+    MARKS,
+    assert_not_blank,
+    assert_on_first_screen,
+    idle,
+    image,
+    screenshot,
+    start_streamlit,
+)
 
 EXPERIMENT = "browser"
 USER = "browser-labeller"
@@ -29,7 +37,7 @@ pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, mlflow_server):
+def app(browser, tmp_path_factory, mlflow_server):  # browser first: without Chromium, fail before the set-up
     """Trainer and Streamlit as processes on loopback, a store with real alerts, round 1 of EXPERIMENT queued."""
     work = tmp_path_factory.mktemp("browser")
     env = {**os.environ, **mlflow_server.env, "SKYSIFT_STORE_URL": str(work / "store"),
@@ -65,9 +73,13 @@ def test_keyboard_label_reaches_the_store(app, page):
     page.get_by_text("Go to alert #").wait_for(timeout=60_000)
     page.get_by_text(f"0 of {N} this round").wait_for(timeout=30_000)
     idle(page)
-    heading = page.locator("h3").filter(has_text="candid").first.inner_text()
-    candid = int(heading.split("candid ")[1].split()[0])
-    screenshot(page, "label")
+    heading = page.locator("h3").filter(has_text="candid").first
+    candid = int(heading.inner_text().split("candid ")[1].split()[0])
+    # what a labeller must see at once: which alert, its light curve and its three stamps
+    assert_on_first_screen(page, heading, "the alert's heading")
+    for caption in ("Light curve", "science", "template", "difference"):
+        assert_on_first_screen(page, image(page, caption), caption)
+    assert_not_blank(screenshot(page, "label"))
     page.keyboard.press(LABEL_KEYS["galactic"])
     try:
         page.get_by_text(f"1 of {N} this round").wait_for(timeout=60_000)
@@ -87,7 +99,8 @@ def test_rounds_page_renders(app, page):
     page.get_by_text("Per round").wait_for(timeout=60_000)
     page.get_by_text("Champion:").wait_for(timeout=60_000)
     idle(page)
-    assert screenshot(page, "rounds").stat().st_size > 0
+    assert_on_first_screen(page, page.locator("[data-testid=stDataFrame]").first, "the table of rounds")
+    assert_not_blank(screenshot(page, "rounds"))
 
 
 def test_datasets_page_renders(app, page):
@@ -97,4 +110,5 @@ def test_datasets_page_renders(app, page):
     page.get_by_text("Collect a new dataset").wait_for(timeout=60_000)
     page.get_by_text("browser-set").first.wait_for(timeout=60_000)
     idle(page)
-    assert screenshot(page, "datasets").stat().st_size > 0
+    assert_on_first_screen(page, page.locator("[data-testid=stDataFrame]").first, "the table of datasets")
+    assert_not_blank(screenshot(page, "datasets"))

@@ -43,7 +43,7 @@ def idp(idp_server):
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, mlflow_server, idp_server):
+def app(browser, tmp_path_factory, mlflow_server, idp_server):  # browser first: fail before the set-up
     """Trainer and Streamlit on loopback, round 0 of EXPERIMENT queued, the app's login delegated to the fake
     provider."""
     idp = idp_server

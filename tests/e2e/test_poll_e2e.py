@@ -1,4 +1,5 @@
-"""The foundation's end-to-end path: five real gRPC services as processes, a real S3 server, real alerts."""
+"""The foundation's end-to-end path: five real gRPC services as processes, a real S3 server, the real MLflow
+server (the module's own registered model and experiments), real alerts."""
 
 from __future__ import annotations
 
@@ -23,19 +24,20 @@ SKYSIFT = str(Path(sys.executable).parent / "skysift")
 
 
 @pytest.fixture(scope="module")
-def stack(s3_server, tmp_path_factory):
-    """The five services on loopback, sharing a fresh S3 bucket (no MLflow model registered)."""
+def stack(s3_server, mlflow_server, mlflow_prefix, tmp_path_factory):
+    """The five services on loopback, sharing a fresh S3 bucket and the MLflow server (no model registered yet
+    under the module's prefix)."""
     from skysift.store.s3 import S3Store
 
     work = tmp_path_factory.mktemp("e2e")
-    env = {**os.environ, **s3_server.env, "SKYSIFT_STORE_URL": "s3://e2e/store",
-           "SKYSIFT_MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db", "SKYSIFT_INGEST_REPLAY_ROOT": str(REPO),
-           "SKYSIFT_INFERENCE_POLL_SECONDS": "1"}
+    env = {**servers.inherited_env(), **s3_server.env, **mlflow_server.env, "SKYSIFT_STORE_URL": "s3://e2e/store",
+           "SKYSIFT_MLFLOW_MODEL_PREFIX": mlflow_prefix, "SKYSIFT_TRAINER_MLFLOW_EXPERIMENT_PREFIX": mlflow_prefix,
+           "SKYSIFT_INGEST_REPLAY_ROOT": str(REPO), "SKYSIFT_INFERENCE_POLL_SECONDS": "1"}
     S3Store(env["SKYSIFT_STORE_URL"], _settings(env)).ensure_bucket()
     procs = {}
     try:
         for service in SERVICES:
-            procs[service] = servers.start_service(service, env, work, cwd=work)  # MLflow's ./mlruns lands in work
+            procs[service] = servers.start_service(service, env, work, cwd=work)
             env.update(procs[service].env)
         for proc in procs.values():
             wait_serving(f"127.0.0.1:{proc.port}", timeout=60)
@@ -101,6 +103,11 @@ def test_labels_then_a_round_then_every_alert_is_scored_by_the_new_champion(stac
         scored = {k: stub.Score(inference_pb2.ScoreRequest(features_key=k, packed=True), timeout=120) for k in polled}
     champion = {resp.packed[0].model_version for resp in scored.values()}
     assert len(champion) == 1
+    from mlflow import MlflowClient
+
+    registered = MlflowClient(env["SKYSIFT_MLFLOW_TRACKING_URI"]).get_model_version_by_alias(
+        f"{env['SKYSIFT_MLFLOW_MODEL_PREFIX']}_galactic", "champion")  # on the MLflow server, under our own name
+    assert champion == {str(registered.version)}
     for features_key, resp in scored.items():
         assert resp.written.key == str(keys.parse_batch(features_key).sibling("predictions"))
         predictions = store.read_table(resp.written.key)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from tests.determinism import scaled
+
 THROTTLED = "Request limit exceeded. Either wait an hour, or see API documentation to increase your limits."
 ORPHAN_TEXT = ("The transient is not obviously associated with any catalogued galaxy nor is it coincident with a "
                "known stellar source.")
@@ -68,7 +70,7 @@ class Request:
 @dataclass
 class FakeLasair:
     token: str = "test-lasair-token"
-    timeout_delay: float = 2.0  # how long a "timeout" fault keeps the client waiting
+    timeout_delay: float = scaled(2.0)  # how long a "timeout" fault keeps the client waiting
     objects: dict[str, SkyObject] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)

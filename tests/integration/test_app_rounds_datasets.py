@@ -155,7 +155,7 @@ def test_collect_list_and_inspect_a_dataset(at, world):
 
 
 def run_round_now(at, experiment: str, strategy: str = "uncertainty") -> AppTest:
-    """Fill the "Run a round now" form (outside a cluster: Trainer.RunRound) and submit it."""
+    """Fill the "Run a round now" form (one Trainer.RunRound call) and submit it."""
     next(t for t in at.text_input if t.label == "Experiment").input(experiment)
     next(s for s in at.selectbox if s.label == "Strategy").set_value(strategy)
     next(b for b in at.button if b.label == "Run a round now").click().run()

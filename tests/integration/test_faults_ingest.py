@@ -2,7 +2,8 @@
 
 - SIGKILL the ingest process at random points, many times, while the stream keeps flowing: every produced alert
   ends in alerts/ exactly once (by candid) and every object in the bucket reads whole.
-  The kill points are random; the seed is printed in every failure message (set SKYSIFT_FAULT_SEED to replay it).
+  The kill points are drawn from the session's seed (tests/determinism.py: fixed in CI, random locally, printed in
+  the pytest header and in every failure message; SKYSIFT_TEST_SEED replays it).
 - S3 goes away right before each kind of request a poll makes (and a real SeaweedFS server is stopped mid-poll):
   the poll fails with Unavailable, commits no offset, and the next poll delivers every alert exactly once.
 - The broker goes away between polls and comes back: the failed poll commits nothing, the next one resumes.
@@ -30,6 +31,7 @@ from skysift.errors import Unavailable
 from skysift.store import keys, open_store
 from tests import alert_packets as ap
 from tests import servers
+from tests.determinism import SEED, rng_for
 from tests.integration.test_ingest_kafka import make_topics, produce
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,8 +123,7 @@ def check_every_object_reads_whole(store) -> None:
 # 10 kills take 65-115 s here: `make test-slow`.
 @pytest.mark.parametrize("kills", [2, pytest.param(10, marks=pytest.mark.slow)])
 def test_sigkill_at_random_points_on_s3_keeps_every_alert_exactly_once(kafka, s3_settings, tmp_path, kills):
-    seed = int(os.environ.get("SKYSIFT_FAULT_SEED", random.randrange(2**32)))
-    rng = random.Random(seed)
+    rng = rng_for(f"sigkill-{kills}")
     bs = kafka.env["bootstrap.servers"]
     topic = f"faults-{uuid.uuid4().hex[:6]}"
     make_topics(bs, topic)
@@ -142,7 +143,7 @@ def test_sigkill_at_random_points_on_s3_keeps_every_alert_exactly_once(kafka, s3
         ends = [ends[p] + len(batch[p::2]) for p in range(2)]
         if i < kills:
             kill_points.append(kill_at_random_point(env, store, rng, log))
-    where = f"seed {seed}, kills at: {'; '.join(kill_points)}"
+    where = f"SKYSIFT_TEST_SEED={SEED}, kills at: {'; '.join(kill_points)}"
     final = subprocess.run([sys.executable, "-c", POLL_LOOP, "--until-empty"], env=env, cwd=REPO, timeout=180,
                            capture_output=True, text=True, check=False)  # one run, as the next CronJob would be
     assert final.returncode == 0, f"{where}\n{final.stderr}"

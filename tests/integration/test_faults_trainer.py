@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from skysift.errors import Unavailable
+from skysift.modeltags import get_tag
 from skysift.store import open_store
 from skysift.trainer.labels import LabelEvent
 from skysift.trainer.rounds import Trainer
@@ -28,13 +29,15 @@ N_LABELS = 60
 
 
 @pytest.fixture
-def relayed_mlflow(mlflow_server, local_settings, monkeypatch):
-    """Settings whose MLflow is the real server behind a relay; MLflow's client gives up after one quick retry."""
+def relayed_mlflow(mlflow_server, local_settings, monkeypatch, mlflow_prefix):
+    """Settings whose MLflow is the real server behind a relay, with the module's own registered model (its
+    champion moves on any model here: no other module may see it); MLflow's client gives up after one quick retry."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     relay = Relay(mlflow_server.port)
-    yield relay, local_settings.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{relay.port}"})
+    yield relay, local_settings.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{relay.port}",
+                                                   "mlflow_model_prefix": mlflow_prefix})
     relay.down()
 
 
@@ -44,7 +47,8 @@ def trainer_with_a_round(relayed_mlflow):
     relay, settings = relayed_mlflow
     store = open_store(settings=settings)
     pool = write_fink_batches(store)
-    trainer = Trainer(settings, store, TrainerSettings(permutation_repeats=1, champion_tolerance=1.0))
+    trainer = Trainer(settings, store, TrainerSettings(permutation_repeats=1, champion_tolerance=1.0,
+                                                       mlflow_experiment_prefix=settings.mlflow_model_prefix))
     first = trainer.run_round(EXPERIMENT, "galactic", seed=1, initial_batch_size=10)
     oracle = oracle_table()
     labelled = oracle[oracle["candid"].isin(pool["candid"])].head(N_LABELS)
@@ -53,12 +57,13 @@ def trainer_with_a_round(relayed_mlflow):
     return relay, trainer, first
 
 
-def champion(tracking_uri: str) -> str | None:
+def champion(settings) -> str | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    name = get_tag("galactic").registered_name(settings.mlflow_model_prefix)
     try:
-        return MlflowClient(tracking_uri=tracking_uri).get_model_version_by_alias("skysift_galactic", "champion").version
+        return MlflowClient(tracking_uri=settings.mlflow_tracking_uri).get_model_version_by_alias(name, "champion").version
     except MlflowException:
         return None
 
@@ -99,20 +104,19 @@ SLOW = pytest.mark.slow  # each case costs a trained round (~5-10 s): two run by
 def test_mlflow_gone_during_a_round_fails_it_and_keeps_labels_queue_and_champion(
         trainer_with_a_round, monkeypatch, method, path):
     relay, trainer, first = trainer_with_a_round
-    uri = trainer.settings.mlflow_tracking_uri
-    champion_before, events_before = champion(uri), len(trainer.labels.events())
+    champion_before, events_before = champion(trainer.settings), len(trainer.labels.events())
     fired = cut_before_request(monkeypatch, relay, method, path)
 
     with pytest.raises(Unavailable, match="MLflow"):
         trainer.run_round(EXPERIMENT, "galactic", seed=1)
     assert fired, f"the round made no {method} {path}"
     relay.up()
-    assert champion(uri) == champion_before
+    assert champion(trainer.settings) == champion_before
     check_nothing_of_the_failed_round(trainer, first, events_before)
 
     again = trainer.run_round(EXPERIMENT, "galactic", seed=1)
     assert again.created and again.round == 1 and again.model_version
-    assert again.champion_moved and champion(uri) == again.model_version
+    assert again.champion_moved and champion(trainer.settings) == again.model_version
     assert trainer.get_queue(EXPERIMENT).round == 1
 
 

@@ -9,6 +9,7 @@ from skysift.enrichment import lasair
 from skysift.enrichment.core import EnrichmentStage
 from skysift.enrichment.lasair import LasairClient, SherlockCache, SherlockClient
 from skysift.enrichment.settings import EnrichmentSettings
+from tests.determinism import scaled
 from tests.fakes.lasair import FakeLasair, SkyObject
 from tests.fink_parquet import load_fink_alerts
 
@@ -36,7 +37,7 @@ def fake(alerts):
 
 
 def _settings(fake, **overrides) -> EnrichmentSettings:
-    values = dict(lasair_token=SecretStr(fake.token), lasair_urls={"ztf": fake.url}, timeout_seconds=0.3, max_retries=2,
+    values = dict(lasair_token=SecretStr(fake.token), lasair_urls={"ztf": fake.url}, timeout_seconds=scaled(0.3), max_retries=2,
                   backoff_seconds=0.01, max_wait_seconds=1.0, max_consecutive_failures=2)
     return EnrichmentSettings(**{**values, **overrides})
 

@@ -4,10 +4,11 @@ ingest server, usually before the server serves, and must wait for it instead of
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
-import time
 
 from tests import servers
+from tests.determinism import scaled
 
 
 def test_poller_started_before_its_ingest_server_waits_for_it(tmp_path):
@@ -21,8 +22,10 @@ def test_poller_started_before_its_ingest_server_waits_for_it(tmp_path):
                               text=True)
     server = None
     try:
-        time.sleep(3)  # ample for the poller to reach its first poll; without the wait it has failed by now
-        assert poller.poll() is None, poller.communicate()
+        with socket.create_server(("127.0.0.1", port)) as listener:  # stands in for the server until it is asked
+            listener.settimeout(scaled(60))
+            listener.accept()[0].close()  # the poller's first health check: it has started and is waiting
+        assert poller.poll() is None, poller.communicate()  # without the wait it would have failed its poll
         server = servers.Proc(servers._spawn(
             [str(servers.VENV_BIN / "skysift"), "serve", "ingest", "--port", str(port), "--metrics-port", "0"],
             tmp_path / "ingest.log", env=env), port)

@@ -1,45 +1,37 @@
 """Rounds 0..3 on real Fink alerts with oracle (SIMBAD) labels, against a real S3 server and a real MLflow server.
 
 The rounds run once per module (a labeller answers each queue with the oracle's label, or ``skip`` when the
-SIMBAD type says nothing); each test then checks one aspect of what they left behind. The registered model
-(``skysift_galactic``) and its champion alias are shared by every round of the session, so what the rounds did to
-the alias is read right after them, in the fixture: tests that run rounds of their own may then run in any order.
+SIMBAD type says nothing); each test then checks one aspect of what they left behind. The module registers its
+own model (``<mlflow_prefix>_galactic``) and experiments, so no other module moves its champion or adds versions;
+what the rounds did to the alias is read right after them, in the fixture: tests that run rounds of their own
+(on a registered model of their own) may then run in any order.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import uuid
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import f1_score
 
-from skysift import config
 from skysift.features.core import FEATURE_COLUMNS, FEATURE_SET_VERSION
+from skysift.modeltags import get_tag
 from skysift.store import open_store
 from skysift.trainer.labels import LabelEvent, LabelStore
 from skysift.trainer.rounds import Trainer
 from skysift.trainer.settings import TrainerSettings
-from tests.trainer_data import oracle_table, write_fink_batches
+from tests.trainer_data import fink_alerts_and_features, oracle_table, s3_mlflow_settings, write_fink_batches
 
 ROUNDS = 4
 
 
 @pytest.fixture(scope="module")
-def settings(s3_server, mlflow_server):
-    from skysift.store.s3 import S3Store
-
-    env = {**s3_server.env, **mlflow_server.env}
-    s = config.Settings(
-        store_url=f"s3://t-{uuid.uuid4().hex[:12]}/skysift", s3_endpoint_url=env["SKYSIFT_S3_ENDPOINT_URL"],
-        s3_access_key_id=env["SKYSIFT_S3_ACCESS_KEY_ID"], s3_secret_access_key=env["SKYSIFT_S3_SECRET_ACCESS_KEY"],
-        mlflow_tracking_uri=env["SKYSIFT_MLFLOW_TRACKING_URI"],
-    )
-    S3Store(s.store_url, s).ensure_bucket()
-    return s
+def settings(s3_server, mlflow_server, mlflow_prefix):
+    return s3_mlflow_settings(s3_server, mlflow_server, mlflow_prefix)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +40,8 @@ def run(settings):
     store = open_store(settings=settings)
     pool = write_fink_batches(store)
     oracle = oracle_table().set_index("candid")["label"]
-    trainer = Trainer(settings, store, TrainerSettings(permutation_repeats=2))
-    champion_before = _champion(settings)  # another test of the session may have registered one
+    trainer = Trainer(settings, store, _trainer_settings(settings, permutation_repeats=2))
+    assert _champion(settings) is None  # the module's own registered model: no champion before its rounds
     results, queues = [], []
     for _ in range(ROUNDS):
         result = trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
@@ -61,8 +53,13 @@ def run(settings):
                        source="oracle", experiment="fink-al", round=result.round, model_tag="galactic")
             for i in queue.items
         ])
-    return SimpleNamespace(trainer=trainer, results=results, queues=queues, pool=pool, champion_before=champion_before,
+    return SimpleNamespace(trainer=trainer, results=results, queues=queues, pool=pool,
                            champion_after=_champion(settings))
+
+
+def _trainer_settings(settings, **values) -> TrainerSettings:
+    """Trainer settings whose MLflow experiments are named after the registered model's prefix."""
+    return TrainerSettings(mlflow_experiment_prefix=settings.mlflow_model_prefix, **values)
 
 
 def _client(settings):
@@ -77,19 +74,25 @@ def _load_model(settings, version: str):
     import mlflow.sklearn
 
     _client(settings)  # points MLflow's default at this server: another module may have pointed it elsewhere
-    return mlflow.sklearn.load_model(f"models:/skysift_galactic/{version}")
+    return mlflow.sklearn.load_model(f"models:/{_model(settings)}/{version}")
 
 
 def _own_store(settings, name: str):
-    """Settings on a fresh store in the same bucket: labels and rounds of their own, not the module's rounds'."""
-    return settings.model_copy(update={"store_url": f"{settings.store_url}-{name}"})
+    """Settings on a fresh store in the same bucket and a registered model of their own: labels, rounds and a
+    champion of their own, not the module's rounds'."""
+    return settings.model_copy(update={"store_url": f"{settings.store_url}-{name}",
+                                       "mlflow_model_prefix": f"{settings.mlflow_model_prefix}-{name}"})
+
+
+def _model(settings) -> str:
+    return get_tag("galactic").registered_name(settings.mlflow_model_prefix)
 
 
 def _champion(settings) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return _client(settings).get_model_version_by_alias("skysift_galactic", "champion").version
+        return _client(settings).get_model_version_by_alias(_model(settings), "champion").version
     except MlflowException:
         return None
 
@@ -103,17 +106,23 @@ def test_round_zero_queues_a_random_initial_batch_with_alert_keys(run):
     assert all(ids[i.candid] == i.object_id for i in items if i.alerts_key == items[0].alerts_key)
 
 
-def test_trained_rounds_queue_the_most_uncertain_pool_alerts_in_order(run, settings):
+def test_trained_rounds_queue_the_most_uncertain_pool_alerts_in_order_one_per_object(run, settings):
     last, queue = run.results[-1], run.queues[-1]
     model = _load_model(settings, last.model_version)
+    alerts, _ = fink_alerts_and_features()
+    object_of = dict(zip(alerts.column("candid").to_pylist(), alerts.column("objectId").to_pylist()))
     labelled_before = {i.candid for q in run.queues[:-1] for i in q.items}
-    unlabelled = run.pool[~run.pool["candid"].isin(labelled_before)]
+    answered = {object_of[c] for c in labelled_before}  # galactic is an object's class: its other alerts are answered
+    unlabelled = run.pool[~run.pool["candid"].isin(labelled_before)
+                          & ~run.pool["candid"].map(object_of).isin(answered)].copy()
     p = model.predict_proba(unlabelled[FEATURE_COLUMNS])[:, 1]
-    uncertainty = 1 - np.maximum(p, 1 - p)
+    unlabelled["uncertainty"] = 1 - np.maximum(p, 1 - p)
+    best_per_object = unlabelled.groupby(unlabelled["candid"].map(object_of))["uncertainty"].max().sort_values()
     scores = [i.score for i in queue.items]
     assert len(scores) == 10 and scores == sorted(scores, reverse=True)
-    # nothing left in the pool is more uncertain than the last queued alert
-    assert uncertainty.max() == pytest.approx(scores[0]) and np.sort(uncertainty)[-10] == pytest.approx(scores[-1])
+    assert len({i.object_id for i in queue.items}) == 10 and not {i.object_id for i in queue.items} & answered
+    # nothing left in the pool is more uncertain than the last queued alert, counting each object once
+    assert best_per_object.iloc[-1] == pytest.approx(scores[0]) and best_per_object.iloc[-10] == pytest.approx(scores[-1])
     for item in queue.items:
         assert item.score == pytest.approx(1 - max(item.probability, 1 - item.probability))
 
@@ -123,7 +132,7 @@ def test_every_trained_round_registers_a_version_with_the_inference_contract(run
     versions = [r.model_version for r in run.results[1:]]
     assert all(versions) and len(set(versions)) == len(versions)
     for v in versions:
-        mv = client.get_model_version("skysift_galactic", v)
+        mv = client.get_model_version(_model(settings), v)
         assert mv.tags["feature_set_version"] == FEATURE_SET_VERSION and mv.tags["model_tag"] == "galactic"
         assert json.loads(mv.tags["feature_columns"]) == FEATURE_COLUMNS
     model = _load_model(settings, versions[-1])
@@ -136,9 +145,8 @@ def test_champion_alias_moves_only_when_not_worse_on_the_held_out_set(run, setti
         if old is not None:
             assert r.champion_moved == (new >= old), r.message
     moved = [r.model_version for r in run.results if r.champion_moved]
-    if run.champion_before is None:
-        assert moved and moved[0] == run.results[1].model_version  # the first model is the first champion
-    assert run.champion_after == (moved[-1] if moved else run.champion_before)
+    assert moved and moved[0] == run.results[1].model_version  # the first model is the first champion
+    assert run.champion_after == moved[-1]
 
 
 def test_rounds_log_params_held_out_metrics_and_artifacts(run, settings):
@@ -172,12 +180,12 @@ def test_held_out_labels_are_never_trained_on_and_the_split_is_sticky(run):
 
 def test_running_again_without_new_labels_creates_no_round(run, settings):
     client = _client(settings)
-    before = len(client.search_model_versions("name='skysift_galactic'"))
+    before = len(client.search_model_versions(f"name='{_model(settings)}'"))
     latest = run.trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
     assert latest.round == run.results[-1].round + 1 and latest.created  # the last queue's labels are new
     again = run.trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
     assert not again.created and again.round == latest.round and again.mlflow_run_id == latest.mlflow_run_id
-    assert len(client.search_model_versions("name='skysift_galactic'")) == before + 1
+    assert len(client.search_model_versions(f"name='{_model(settings)}'")) == before + 1
     assert run.trainer.rounds("fink-al")[-1] == latest.round
 
 
@@ -207,7 +215,7 @@ def test_a_round_trains_on_a_collected_dataset_instead_of_the_label_events(setti
     pool = write_fink_batches(store)
     oracle = oracle_table()
     labelled = oracle[oracle["candid"].isin(pool["candid"]) & (oracle["label"] != "skip")].head(60)
-    trainer = Trainer(own, store, TrainerSettings(permutation_repeats=1))
+    trainer = Trainer(own, store, _trainer_settings(own, permutation_repeats=1))
     trainer.labels.submit([LabelEvent(candid=int(r.candid), label=r.label, user="oracle", source="oracle")
                            for r in labelled.itertuples()])
     dataset = Datasets(own, store, trainer.ts).collect(DatasetRequest(name="forty", max_samples=40))
@@ -218,3 +226,35 @@ def test_a_round_trains_on_a_collected_dataset_instead_of_the_label_events(setti
     samples = set(store.read_table(dataset.samples_key, columns=["candid"]).column("candid").to_pylist())
     trained = set(store.read_table("rounds/fink-ds/round=000/training_ids.parquet").column("candid").to_pylist())
     assert trained <= samples
+
+
+def test_a_deliberately_worse_round_keeps_the_champion_and_a_better_one_moves_it(settings):
+    """Three rounds on the same labels and held-out rows, with a modest, a crippled and the default model; the F1
+    each is judged on is computed here from the registered models, not taken from the trainer."""
+    own = _own_store(settings, "champion")
+    store = open_store(settings=own)
+    pool = write_fink_batches(store).drop_duplicates("candid").set_index("candid")
+    oracle = oracle_table()
+    labelled = oracle[oracle["candid"].isin(pool.index) & (oracle["label"] != "skip")]
+    trainer = Trainer(own, store, _trainer_settings(own, permutation_repeats=1))
+    trainer.labels.submit([LabelEvent(candid=int(r.candid), label=r.label, user="oracle", source="oracle")
+                           for r in labelled.itertuples()])
+    champions = []
+
+    def round_with(params: dict):
+        result = trainer.run_round("champion", "galactic", seed=3, params=params, force=True)
+        champions.append(_champion(own))
+        return result
+
+    modest = round_with({"max_iter": 3})
+    worse = round_with({"max_iter": 1, "learning_rate": 0.01})  # barely moves from the prior: one class for all
+    better = round_with({})
+    held = store.read_table("rounds/champion/round=000/holdout_ids.parquet").to_pandas()
+    for r in (worse, better):  # the split is sticky: every round is judged on the same rows
+        again = store.read_table(f"rounds/champion/round={r.round:03d}/holdout_ids.parquet").to_pandas()
+        assert sorted(again["candid"]) == sorted(held["candid"])
+    X = pool.loc[held["candid"], FEATURE_COLUMNS]
+    f1 = [f1_score(held["target"], _load_model(own, r.model_version).predict(X)) for r in (modest, worse, better)]
+    assert f1[1] < f1[0] < f1[2], f1  # what the rounds were built to be
+    assert champions == [modest.model_version, modest.model_version, better.model_version]
+    assert (modest.champion_moved, worse.champion_moved, better.champion_moved) == (True, False, True)

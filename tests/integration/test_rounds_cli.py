@@ -35,7 +35,7 @@ def test_round_with_a_bad_parameter_fails_clearly(local_settings):
 
 
 @pytest.fixture(scope="module")
-def collected(tmp_path_factory, mlflow_server):
+def collected(tmp_path_factory, mlflow_server, mlflow_prefix):
     """A trainer service on a store holding the Fink alerts and 60 oracle labels, and two datasets collected from
     them: ``passed`` (40 samples, both classes) and ``failed`` (one sample: one class, fails its quality checks)."""
     from skysift.rpc import server
@@ -45,12 +45,14 @@ def collected(tmp_path_factory, mlflow_server):
     from skysift.trainer.settings import TrainerSettings
 
     settings = config.Settings(store_url=str(tmp_path_factory.mktemp("rounds-cli") / "store"),
-                               mlflow_tracking_uri=mlflow_server.env["SKYSIFT_MLFLOW_TRACKING_URI"])
+                               mlflow_tracking_uri=mlflow_server.env["SKYSIFT_MLFLOW_TRACKING_URI"],
+                               mlflow_model_prefix=mlflow_prefix)  # the versions counted below are the module's
     store = open_store(settings=settings)
     pool = write_fink_batches(store)
     oracle = oracle_table()
     labelled = oracle[oracle["candid"].isin(pool["candid"]) & (oracle["label"] != "skip")].head(60)
-    servicer = service.TrainerServicer(settings, store, TrainerSettings(permutation_repeats=1))
+    servicer = service.TrainerServicer(settings, store, TrainerSettings(permutation_repeats=1,
+                                                                        mlflow_experiment_prefix=mlflow_prefix))
     servicer.trainer.labels.submit([LabelEvent(candid=int(r.candid), label=r.label, user="oracle", source="oracle")
                                     for r in labelled.itertuples()])
     passed = servicer.datasets.collect(DatasetRequest(name="forty", max_samples=40))
@@ -68,6 +70,7 @@ def round_cli(collected, monkeypatch):
     """``skysift round --dataset ...`` as a user runs it: settings from the environment, the trainer service by default."""
     monkeypatch.setenv("SKYSIFT_STORE_URL", collected.settings.store_url)
     monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", collected.settings.mlflow_tracking_uri)
+    monkeypatch.setenv("SKYSIFT_MLFLOW_MODEL_PREFIX", collected.settings.mlflow_model_prefix)
     monkeypatch.setenv("SKYSIFT_TRAINER_ADDRESS", collected.address)
     runner = CliRunner()
     return lambda *args: runner.invoke(app, ["round", *args])
@@ -81,7 +84,8 @@ def _said(result, start: str) -> bool:
 def _versions(collected) -> int:
     from mlflow import MlflowClient
 
-    return len(MlflowClient(collected.settings.mlflow_tracking_uri).search_model_versions("name='skysift_galactic'"))
+    name = f"{collected.settings.mlflow_model_prefix}_galactic"
+    return len(MlflowClient(collected.settings.mlflow_tracking_uri).search_model_versions(f"name='{name}'"))
 
 
 def _meta(store, experiment: str, number: int) -> dict:

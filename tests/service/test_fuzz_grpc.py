@@ -36,7 +36,9 @@ from tests import alert_packets as ap
 from tests import servers
 
 CLEAR = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION}
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# function_scoped_fixture: ``served`` checks the server once after all of a test's examples, on purpose.
+FUZZ = settings(max_examples=40, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 MAX_MB = 1
 
 
@@ -114,6 +116,13 @@ def outcome(call):
         return exc.code(), exc.details()
 
 
+@pytest.fixture
+def served(world):
+    """The module's server, checked to be still serving after the test (each fuzz test checks its own calls)."""
+    yield world
+    assert_still_serving(world)
+
+
 def assert_still_serving(world) -> None:
     health = health_pb2_grpc.HealthStub(world["channel"])
     status = health.Check(health_pb2.HealthCheckRequest(service="skysift.v1.Features"), timeout=10).status
@@ -128,7 +137,8 @@ doubles = st.floats(allow_nan=True, allow_infinity=True)
 
 @FUZZ
 @given(data=st.data())
-def test_fuzzed_ingest_polls_get_a_clear_status(world, data):
+def test_fuzzed_ingest_polls_get_a_clear_status(served, data):
+    world = served
     stub = ingest_pb2_grpc.IngestStub(world["channel"])
     path = data.draw(st.one_of(st.just(world["empty_dir"]), st.text(max_size=40).filter(lambda p: not os.path.exists(p))))
     keep = data.draw(st.one_of(st.none(), st.booleans()))
@@ -139,22 +149,39 @@ def test_fuzzed_ingest_polls_get_a_clear_status(world, data):
     valid_numbers = request.max_alerts >= 0 and math.isfinite(request.timeout_seconds) and request.timeout_seconds >= 0
     if not valid_numbers:
         assert result is not None and result[0] == grpc.StatusCode.INVALID_ARGUMENT
+    elif path == world["empty_dir"] and request.filter in ("", "fink_vra"):
+        assert result is None  # a valid poll of an empty replay directory polls nothing, and succeeds
+    elif path != "":  # (no path: the configured source)
+        assert result is not None  # no such replay path
 
 
 @FUZZ
 @given(data=st.data())
-def test_fuzzed_enrich_and_compute_features_requests_get_a_clear_status(world, data):
+def test_fuzzed_enrich_and_compute_features_requests_get_a_clear_status(served, data):
+    world = served
     enrich = enrichment_pb2_grpc.EnrichmentStub(world["channel"])
     features = features_pb2_grpc.FeaturesStub(world["channel"])
     key, other = data.draw(object_keys(world)), data.draw(st.one_of(st.just(""), object_keys(world)))
-    outcome(lambda: enrich.Enrich(enrichment_pb2.EnrichRequest(alerts_key=key), timeout=60))
-    outcome(lambda: features.ComputeFeatures(features_pb2.ComputeFeaturesRequest(alerts_key=key, enriched_key=other),
-                                             timeout=60))
+    enriched = outcome(lambda: enrich.Enrich(enrichment_pb2.EnrichRequest(alerts_key=key), timeout=60))
+    computed = outcome(lambda: features.ComputeFeatures(
+        features_pb2.ComputeFeaturesRequest(alerts_key=key, enriched_key=other), timeout=60))
+    alerts_batch = world["keys"][0]
+    if key == alerts_batch:  # the one stored alerts batch: enriching it, and its features alone, must work
+        assert enriched is None
+        if other == "":
+            assert computed is None
+    elif key not in world["keys"]:  # nothing stored there
+        assert enriched is not None and computed is not None
+    elif key == world["keys"][3]:  # not a parquet file
+        assert enriched[0] == grpc.StatusCode.FAILED_PRECONDITION
+        if other == "":
+            assert computed[0] == grpc.StatusCode.FAILED_PRECONDITION
 
 
 @FUZZ
 @given(data=st.data())
-def test_fuzzed_inference_requests_get_a_clear_status(world, data):
+def test_fuzzed_inference_requests_get_a_clear_status(served, data):
+    world = served
     stub = inference_pb2_grpc.InferenceStub(world["channel"])
     tags = data.draw(st.lists(st.one_of(st.just("galactic"), st.text(max_size=12)), max_size=3))
     key = data.draw(object_keys(world))
@@ -165,17 +192,16 @@ def test_fuzzed_inference_requests_get_a_clear_status(world, data):
                               st.text(max_size=12)))
     schema = data.draw(st.one_of(st.just(""), st.text(max_size=40), st.just('{"type": "record", "fields": []}')))
     score = inference_pb2.ScoreRequest(features_key=key, model_tags=tags, skip_write=data.draw(st.booleans()))
-    outcome(lambda: stub.Score(score, timeout=60))
-    outcome(lambda: stub.StreamScores(score, timeout=60))
-    outcome(lambda: stub.ScoreCandids(inference_pb2.ScoreCandidsRequest(candids=candids, model_tags=tags), timeout=60))
-    outcome(lambda: stub.ScoreAlerts(inference_pb2.ScoreAlertsRequest(
-        packets=packets, format=fmt, schema_json=schema, model_tags=tags, enrich=False), timeout=60))
+    scored = [outcome(lambda: stub.Score(score, timeout=60)), outcome(lambda: stub.StreamScores(score, timeout=60)),
+              outcome(lambda: stub.ScoreCandids(inference_pb2.ScoreCandidsRequest(candids=candids, model_tags=tags),
+                                                timeout=60)),
+              outcome(lambda: stub.ScoreAlerts(inference_pb2.ScoreAlertsRequest(
+                  packets=packets, format=fmt, schema_json=schema, model_tags=tags, enrich=False), timeout=60))]
+    # the server's MLflow has no model: nothing can be scored, whatever the request
+    assert None not in scored
+    if key == world["keys"][1] and set(tags) <= {"galactic"}:  # a stored features batch, the served tag
+        assert scored[0][0] == grpc.StatusCode.FAILED_PRECONDITION and "no model yet" in scored[0][1]
     assert outcome(lambda: stub.ListModels(inference_pb2.ListModelsRequest(), timeout=60)) is None
-
-
-def test_the_server_still_serves_after_the_fuzzing(world):
-    """Run last in this module (pytest keeps file order): every fuzzed call above left the server healthy."""
-    assert_still_serving(world)
 
 
 def test_non_finite_poll_timeouts_are_invalid_arguments(world):

@@ -20,7 +20,8 @@ from skysift.rpc import server
 from skysift.store import open_store
 from skysift.trainer import service
 from skysift.trainer.labels import SOURCES, LabelEvent, LabelStore
-from skysift.trainer.rounds import PARAM_ALIASES, PARAM_TYPES
+from skysift.trainer.model import PARAM_ALIASES, PARAM_TYPES
+from skysift.trainer.records import EXPERIMENT_RE
 from skysift.trainer.strategies import STRATEGIES
 from skysift.v1 import trainer_pb2, trainer_pb2_grpc
 from tests import servers
@@ -32,10 +33,18 @@ int64 = st.integers(-(2**63), 2**63 - 1)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, mlflow_server):
-    """Real features in the store, labels of one class, a round 0 of ``fuzzed`` and no dataset yet."""
+def world(tmp_path_factory, mlflow_server, mlflow_prefix):
+    """Real features in the store, labels of one class, a round 0 of ``fuzzed`` and no dataset yet; the module's
+    own registered model (never a champion: one class cannot be fitted) and MLflow experiments."""
     settings = config.Settings(store_url=str(tmp_path_factory.mktemp("fuzz-trainer") / "store"),
-                               mlflow_tracking_uri=mlflow_server.env["SKYSIFT_MLFLOW_TRACKING_URI"])
+                               mlflow_tracking_uri=mlflow_server.env["SKYSIFT_MLFLOW_TRACKING_URI"],
+                               mlflow_model_prefix=mlflow_prefix)
+    with pytest.MonkeyPatch.context() as mp:  # the servicer reads its TrainerSettings from the environment
+        mp.setenv("SKYSIFT_TRAINER_MLFLOW_EXPERIMENT_PREFIX", mlflow_prefix)
+        yield from serve(settings)
+
+
+def serve(settings):
     store = open_store(settings=settings)
     pool = write_fink_batches(store)
     candids = pool["candid"].astype(int).tolist()
@@ -47,6 +56,19 @@ def world(tmp_path_factory, mlflow_server):
     yield {"stub": stub, "candids": candids, "store": store}
     channel.close()
     running.stop(0)
+
+
+@pytest.fixture
+def served(world):
+    """The module's trainer, checked after the test to still take labels, serve the queue and run a round (each
+    fuzz test leaves it so, whatever order the tests run in)."""
+    yield world
+    stub = world["stub"]
+    ids = stub.SubmitLabels(trainer_pb2.SubmitLabelsRequest(
+        labels=[trainer_pb2.LabelEvent(candid=world["candids"][-1], label="galactic", user="after")]), timeout=30)
+    assert len(ids.event_ids) == 1
+    assert stub.GetQueue(trainer_pb2.GetQueueRequest(experiment=EXPERIMENT, round=0), timeout=30).items
+    assert stub.RunRound(trainer_pb2.RunRoundRequest(experiment=EXPERIMENT), timeout=120).round >= 0
 
 
 def timestamps() -> st.SearchStrategy[Timestamp]:
@@ -61,7 +83,8 @@ def words(known) -> st.SearchStrategy[str]:
 
 @FUZZ
 @given(data=st.data())
-def test_fuzzed_label_submissions_get_a_clear_status(world, data):
+def test_fuzzed_label_submissions_get_a_clear_status(served, data):
+    world = served
     def event():
         round_ = data.draw(st.one_of(st.none(), int32))
         return trainer_pb2.LabelEvent(
@@ -82,7 +105,8 @@ def test_fuzzed_label_submissions_get_a_clear_status(world, data):
 @FUZZ
 @given(candids=st.lists(st.one_of(st.sampled_from([1, 2]), int64), max_size=4), history=st.booleans(),
        user=st.text(max_size=10))
-def test_fuzzed_label_queries_are_answered(world, candids, history, user):
+def test_fuzzed_label_queries_are_answered(served, candids, history, user):
+    world = served
     request = trainer_pb2.GetLabelsRequest(candids=candids, history=history, user=user)
     assert outcome(lambda: world["stub"].GetLabels(request, timeout=30)) is None
 
@@ -93,7 +117,8 @@ def experiments() -> st.SearchStrategy[str]:
 
 @FUZZ
 @given(experiment=experiments(), round_=st.one_of(st.none(), int32))
-def test_fuzzed_queue_requests_get_a_clear_status(world, experiment, round_):
+def test_fuzzed_queue_requests_get_a_clear_status(served, experiment, round_):
+    world = served
     request = trainer_pb2.GetQueueRequest(experiment=experiment, **({} if round_ is None else {"round": round_}))
     result = outcome(lambda: world["stub"].GetQueue(request, timeout=30))
     if experiment == EXPERIMENT and round_ in (None, 0):
@@ -109,45 +134,52 @@ def params() -> st.SearchStrategy[dict]:
 
 @FUZZ
 @given(data=st.data())
-def test_fuzzed_round_requests_get_a_clear_status(world, data):
+def test_fuzzed_round_requests_get_a_clear_status(served, data):
     request = trainer_pb2.RunRoundRequest(
         experiment=data.draw(experiments()), model_tag=data.draw(words(MODEL_TAGS)),
         strategy=data.draw(words(STRATEGIES)), batch_size=data.draw(st.one_of(st.integers(-3, 50), int32)),
         initial_batch_size=data.draw(st.one_of(st.integers(-3, 50), int32)), seed=data.draw(int32),
         params=data.draw(params()), force=data.draw(st.booleans()))
-    outcome(lambda: world["stub"].RunRound(request, timeout=120))
+    result = outcome(lambda: served["stub"].RunRound(request, timeout=120))
+    sizes = (request.batch_size, request.initial_batch_size)
+    if not EXPERIMENT_RE.fullmatch(request.experiment) or request.seed < 0 or min(sizes) < 0 \
+            or (request.model_tag and request.model_tag not in MODEL_TAGS) \
+            or (request.strategy and request.strategy not in STRATEGIES):
+        assert result is not None and result[0] == grpc.StatusCode.INVALID_ARGUMENT, request
+    elif request.experiment == EXPERIMENT and request.model_tag in ("", "galactic") and not request.params \
+:
+        assert result is None, result  # every field valid: the round runs (or returns the last one)
 
 
 @settings(FUZZ, max_examples=12)  # a dataset that can be collected is written and logged to MLflow: ~1 s each
 @given(data=st.data())
-def test_fuzzed_dataset_collections_get_a_clear_status(world, data):
+def test_fuzzed_dataset_collections_get_a_clear_status(served, data):
+    world = served
     times = {k: data.draw(st.one_of(st.none(), timestamps())) for k in ("start", "end")}
     request = trainer_pb2.CollectDatasetRequest(
         name=data.draw(st.one_of(st.just("fuzz"), st.text(max_size=20))), survey=data.draw(words(["ztf", "lsst"])),
         score_threshold=data.draw(st.one_of(st.sampled_from([0.0, 0.5, 0.95, 1.0]), doubles)),
         prefer_validated=data.draw(st.booleans()), max_samples=data.draw(st.one_of(st.integers(-2, 50), int32)),
         model_tag=data.draw(words(MODEL_TAGS)), **{k: v for k, v in times.items() if v is not None})
-    outcome(lambda: world["stub"].CollectDataset(request, timeout=120))
+    result = outcome(lambda: world["stub"].CollectDataset(request, timeout=120))
+    threshold = request.score_threshold or 0.9  # 0 means the default, as for max_samples
+    if request.max_samples < 0 or not 0.5 <= threshold <= 1.0 or not request.name.strip() \
+            or (request.model_tag and request.model_tag not in MODEL_TAGS):
+        assert result is not None and result[0] == grpc.StatusCode.INVALID_ARGUMENT, request
+    elif request.name == "fuzz" and request.model_tag in ("", "galactic") and request.survey in ("", "ztf") \
+            and not request.HasField("start") and not request.HasField("end"):
+        assert result is None, result  # the stored alerts, unwindowed: a dataset (passing its checks or not)
 
 
 @FUZZ
 @given(dataset_id=st.one_of(st.text(max_size=30), st.from_regex(r"\A[a-z0-9-]{1,30}\Z"),
                             st.sampled_from(["../x", "a/b", "A", "x\n", "fuzz\n"])))
-def test_fuzzed_dataset_ids_are_invalid_or_not_found(world, dataset_id):
+def test_fuzzed_dataset_ids_are_invalid_or_not_found(served, dataset_id):
+    world = served
     stub = world["stub"]
     code, details = outcome(lambda: stub.GetDataset(trainer_pb2.GetDatasetRequest(dataset_id=dataset_id), timeout=30))
     assert code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
     assert outcome(lambda: stub.ListDatasets(trainer_pb2.ListDatasetsRequest(), timeout=30)) is None
-
-
-def test_the_trainer_still_serves_after_the_fuzzing(world):
-    """Run after the fuzzing (pytest keeps file order): labels, queue and round still work."""
-    stub = world["stub"]
-    ids = stub.SubmitLabels(trainer_pb2.SubmitLabelsRequest(
-        labels=[trainer_pb2.LabelEvent(candid=world["candids"][-1], label="galactic", user="after")]), timeout=30)
-    assert len(ids.event_ids) == 1
-    assert stub.GetQueue(trainer_pb2.GetQueueRequest(experiment=EXPERIMENT, round=0), timeout=30).items
-    assert stub.RunRound(trainer_pb2.RunRoundRequest(experiment=EXPERIMENT), timeout=120).round >= 0
 
 
 def expect_invalid(call, *words: str) -> str:

@@ -47,7 +47,6 @@ def test_unreachable_mlflow_is_a_message_not_a_traceback(app_env, monkeypatch):
 
 def test_run_a_round_now_with_the_trainer_down_is_a_message(app_env, monkeypatch):
     monkeypatch.setenv("SKYSIFT_APP_USER", "alice")
-    monkeypatch.delenv("SKYSIFT_K8S_NAMESPACE", raising=False)
     at = run("pages/rounds.py")
     next(b for b in at.button if b.label == "Run a round now").click().run()
     assert not at.exception

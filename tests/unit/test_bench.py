@@ -81,3 +81,16 @@ def test_whole_bench_on_a_few_alerts(tmp_path):
     assert any(c.target.startswith("single-alert scoring") for c in report.checks)
     scored = {r.case.rsplit(",", 1)[0]: r.n for r in report.rows if r.case.startswith("gRPC ScoreCandids")}
     assert scored["gRPC ScoreCandids packed"] == scored["gRPC ScoreCandids per alert"] > 0  # both answered every alert
+
+
+def test_feature_set_2_and_offline_cross_match_rows_have_their_baselines(small):
+    report, _ = small
+    cases = {r.case: r for r in report.rows}
+    for case, baseline in (("E(B-V) + offline cross-match, no Sherlock", "per-alert astropy"),
+                           ("feature set 2, ZTF (all bands, context)", "per-alert"),
+                           ("feature set 2, Rubin (all bands, context)", "per-alert")):
+        assert cases[case].n > 0 and set(cases[case].ratios) == {baseline}, case
+    assert cases["feature set 2, Rubin (all bands, context)"].n == 8
+    targets = {c.target for c in report.checks}
+    assert {"features v2 >= 10,000 alerts/s per core (ZTF)",
+            "enrichment with the offline cross-match >= 20,000 alerts/s per core"} <= targets

@@ -56,8 +56,8 @@ def pod_specs(objs):
 
 
 def settings_classes() -> list[type[BaseSettings]]:
-    """Every settings class of the product: skysift.config, skysift.k8s and each unit's settings module."""
-    modules = [config, importlib.import_module("skysift.k8s")]
+    """Every settings class of the product: skysift.config and each unit's settings module."""
+    modules = [config]
     for path in sorted(Path(skysift.__file__).parent.glob("*/settings.py")):  # units may be namespace packages
         modules.append(importlib.import_module(f"skysift.{path.parent.name}.settings"))
     return [obj for m in modules for obj in vars(m).values()
@@ -176,7 +176,7 @@ def test_service_probes_and_services_point_at_the_grpc_port(rendered):
             assert container[probe]["grpc"]["port"] == port, probe
         svc_port = next(p for p in named(objs, "Service", name)["spec"]["ports"] if p["name"] == "grpc")
         assert svc_port["targetPort"] == "grpc"
-        assert cm[f"SKYSIFT_{service.upper()}_ADDRESS"] == f"{name}:{svc_port['port']}"
+        assert cm[f"SKYSIFT_{service.upper()}_ADDRESS"] == f"dns:///{name}:{svc_port['port']}"
 
 
 def test_services_bind_all_interfaces_in_the_cluster(rendered):
@@ -233,17 +233,18 @@ def secret_references(objs):
 
 def test_secret_references_resolve_to_the_chart_secret_when_given_as_values():
     objs = helm.objects({**ALL_SECRETS_AS_VALUES, "bundledS3": {"enabled": True}})
-    secret = named(objs, "Secret", "skysift")
+    secret = named(objs, "Secret", "skysift-values")
     refs = set(secret_references(objs))
-    assert refs and refs <= {("skysift", key) for key in secret["data"]}
+    assert refs and refs <= {("skysift-values", key) for key in secret["data"]}
 
 
 def test_secret_references_name_only_the_existing_secrets_of_the_values(rendered):
     values, objs = rendered
     existing = {entry["existingSecret"] for entry in values.get("secrets", {}).values()}
     existing |= {values.get("app", {}).get("streamlitSecrets", {}).get("existingSecret")}
-    assert {name for name, _ in secret_references(objs)} <= existing
-    assert not of_kind(objs, "Secret")
+    generated = not values  # the defaults run the bundled S3 with keys the chart generates into its own Secret
+    assert {name for name, _ in secret_references(objs)} <= existing | ({"skysift-values"} if generated else set())
+    assert [s["metadata"]["name"] for s in of_kind(objs, "Secret")] == (["skysift-values"] if generated else [])
 
 
 def test_secret_values_never_reach_a_configmap():
@@ -263,9 +264,18 @@ def test_each_component_gets_only_the_secrets_it_uses():
     assert files["skysift-app"] == {"skysift_s3_access_key_id", "skysift_s3_secret_access_key", "skysift_app_password"}
 
 
-def test_bundled_s3_without_credentials_fails_with_what_to_set():
+def test_bundled_s3_without_credentials_gets_generated_keys_the_pods_share():
+    objs = helm.objects()
+    data = named(objs, "Secret", "skysift-values")["data"]
+    assert set(data) == {"access-key-id", "secret-access-key"} and all(len(v) >= 32 for v in data.values())
+    s3 = named(objs, "Deployment", "skysift-s3")["spec"]["template"]["spec"]["containers"][0]
+    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in s3["env"] if "valueFrom" in e} == {"skysift-values"}
+    assert ("skysift-values", "secret-access-key") in set(secret_references(objs))
+
+
+def test_bundled_s3_with_half_its_credentials_fails_with_what_to_set():
     with pytest.raises(helm_python.HelmRenderError, match="secrets.s3AccessKeyId"):
-        helm.render({"bundledS3": {"enabled": True}})
+        helm.render({"secrets": {"s3SecretAccessKey": {"existingSecret": "mine"}}})
 
 
 def test_two_mlflows_fail_with_what_to_set():
@@ -328,15 +338,15 @@ def test_every_pod_meets_restricted_pod_security(rendered):
         assert restricted_violations(spec) == [], name
 
 
-def test_only_the_app_has_a_kubernetes_api_token():
+def test_no_pod_has_a_kubernetes_api_token_or_role():
+    """The app's "run a round now" calls Trainer.RunRound: no pod may create Jobs (which could run any pod spec
+    and mount every Secret of the namespace)."""
     objs = helm.objects()
     tokens = {name for name, spec, _ in pod_specs(objs) if spec.get("automountServiceAccountToken") is not False}
-    assert tokens == {"skysift-app"}
-    role = of_kind(objs, "Role")[0]
-    assert role["rules"] == [
-        {"apiGroups": ["batch"], "resources": ["cronjobs"], "resourceNames": ["skysift-round"], "verbs": ["get"]},
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]},
-    ]
+    assert tokens == set()
+    assert not [d for d in objs if d["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")]
+    app = containers(objs, "skysift-app")["app"]
+    assert not [e for e in app["env"] if e["name"].startswith("SKYSIFT_K8S_")]
 
 
 def selects(selector: dict, labels: dict) -> bool:

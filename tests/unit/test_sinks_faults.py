@@ -16,10 +16,11 @@ import pytest
 
 from skysift.inference.sinks import run_sinks
 from skysift.inference.sinks.skyportal import SkyPortalSink
+from tests.determinism import scaled
 from tests.integration.test_faults_ingest import Relay
 from tests.unit.test_sinks import real, scored_rows, skyportal, skyportal_settings  # noqa: F401 - fixtures
 
-TIMEOUT_S = 0.5
+TIMEOUT_S = scaled(0.5)
 
 
 def sink(settings, attempts: int = 3) -> SkyPortalSink:

@@ -29,8 +29,13 @@
 {{- end }}
 {{- end }}
 
+{{/* repository@digest when a digest is given (immutable), else repository:tag. */}}
 {{- define "skysift.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* Recommended labels (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/). */}}
@@ -40,6 +45,19 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: skysift
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* A pod template's labels: the object's labels and podLabels (the schema keeps the chart's own keys out). */}}
+{{- define "skysift.podLabels" -}}
+{{- include "skysift.labels" . }}
+{{- range $key, $value := .root.Values.podLabels }}
+{{- if not (hasKey $.root.Values.commonLabels $key) }}
+{{ $key }}: {{ $value | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "skysift.selectorLabels" -}}
@@ -82,14 +100,29 @@ Each secret: the file name pydantic-settings reads in SKYSIFT_SECRETS_DIR (the v
 and the components that need it. A component never gets a secret it does not use.
 */}}
 {{- define "skysift.secretSpecs" -}}
-s3AccessKeyId: {file: skysift_s3_access_key_id, components: [ingest, enrichment, features, inference, trainer, poll, round, app, backfill]}
-s3SecretAccessKey: {file: skysift_s3_secret_access_key, components: [ingest, enrichment, features, inference, trainer, poll, round, app, backfill]}
+s3AccessKeyId: {file: skysift_s3_access_key_id, components: [ingest, enrichment, features, inference, trainer, app, backfill]}
+s3SecretAccessKey: {file: skysift_s3_secret_access_key, components: [ingest, enrichment, features, inference, trainer, app, backfill]}
 kafkaSaslPassword: {file: skysift_kafka_sasl_password, components: [ingest]}
 lasairToken: {file: skysift_enrichment_lasair_token, components: [enrichment, backfill]}
-skyportalToken: {file: skysift_skyportal_token, components: [inference, poll]}
-slackWebhookUrl: {file: skysift_slack_webhook_url, components: [inference, poll]}
-slackBotToken: {file: skysift_slack_bot_token, components: [inference, poll]}
+skyportalToken: {file: skysift_skyportal_token, components: [inference]}
+slackWebhookUrl: {file: skysift_slack_webhook_url, components: [inference]}
+slackBotToken: {file: skysift_slack_bot_token, components: [inference]}
 appPassword: {file: skysift_app_password, components: [app]}
+{{- end }}
+
+{{/*
+The chart's own Secret: the secrets given as values and the bundled S3's generated keys. Its name ends in
+"-values" so it never takes the name of a Secret users create for `existingSecret`.
+*/}}
+{{- define "skysift.secretName" -}}
+{{- include "skysift.componentName" (dict "root" . "component" "values") }}
+{{- end }}
+
+{{/* True when the bundled S3 runs without given keys: the chart generates them (kept across upgrades). */}}
+{{- define "skysift.generatedS3Keys" -}}
+{{- $s := .Values.secrets }}
+{{- $given := list $s.s3AccessKeyId.existingSecret $s.s3AccessKeyId.value $s.s3SecretAccessKey.existingSecret $s.s3SecretAccessKey.value | compact }}
+{{- if and .Values.bundledS3.enabled (not $given) }}true{{ end }}
 {{- end }}
 
 {{/* The Secret (name, key) a secrets entry points at, or nothing when the entry is unset. */}}
@@ -97,8 +130,8 @@ appPassword: {file: skysift_app_password, components: [app]}
 {{- $entry := index .root.Values.secrets .name }}
 {{- if $entry.existingSecret }}
 {{- dict "name" $entry.existingSecret "key" $entry.key | toJson }}
-{{- else if $entry.value }}
-{{- dict "name" (include "skysift.fullname" .root) "key" $entry.key | toJson }}
+{{- else if or $entry.value (and (has .name (list "s3AccessKeyId" "s3SecretAccessKey")) (include "skysift.generatedS3Keys" .root)) }}
+{{- dict "name" (include "skysift.secretName" .root) "key" $entry.key | toJson }}
 {{- else }}
 {{- dict | toJson }}
 {{- end }}
@@ -141,19 +174,17 @@ capabilities:
 {{/*
 The pod spec every skysift container shares: one image, settings from the ConfigMap, secrets as files,
 HOME and temporary files on an emptyDir so the root filesystem stays read-only.
-Arguments: root, component, command, args, ports, probes (YAML), env (list), resources, restartPolicy,
-serviceAccountName, automountToken, streamlitSecrets, volumes and volumeMounts (extra, as lists), and sidecar:
-a second skysift container in the pod (name, args, env, resources), which gets no secrets.
+Arguments: root, component, cfg (the component's values: scheduling overrides), command, args, ports, probes
+(YAML), env (list), resources, restartPolicy, streamlitSecrets, volumes and volumeMounts (extra, as lists), and
+sidecar: a second skysift container in the pod (name, args, env, resources), which gets no secrets.
+No skysift pod talks to the Kubernetes API, so none mounts a token.
 */}}
 {{- define "skysift.podSpec" -}}
 {{- $root := .root }}
 {{- $sources := include "skysift.secretSources" (dict "root" $root "component" .component) -}}
-serviceAccountName: {{ default (include "skysift.serviceAccountName" $root) .serviceAccountName }}
-automountServiceAccountToken: {{ .automountToken | default false }}
-{{- with $root.Values.imagePullSecrets }}
-imagePullSecrets:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
+serviceAccountName: {{ include "skysift.serviceAccountName" $root }}
+automountServiceAccountToken: false
+{{- include "skysift.scheduling" . }}
 {{- with .restartPolicy }}
 restartPolicy: {{ . }}
 {{- end }}
@@ -186,17 +217,31 @@ volumes:
   {{- with .volumes }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
-{{- with $root.Values.nodeSelector }}
-nodeSelector:
+  {{- with $root.Values.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+Pod-level fields every pod of the release shares, bundled S3 and MLflow included: pull secrets, and
+nodeSelector, tolerations, affinity and priorityClassName, each from the component's values (cfg) when set
+there, else the global value. Arguments: root, cfg. Output starts with a newline (include it after a field).
+*/}}
+{{- define "skysift.scheduling" -}}
+{{- $root := .root }}
+{{- $cfg := .cfg | default dict }}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with $root.Values.tolerations }}
-tolerations:
+{{- with default $root.Values.priorityClassName $cfg.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- range $field := list "nodeSelector" "tolerations" "affinity" }}
+{{- with default (index $root.Values $field) (index $cfg $field) }}
+{{ $field }}:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with $root.Values.affinity }}
-affinity:
-  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
 
@@ -213,7 +258,7 @@ affinity:
   envFrom:
     - configMapRef:
         name: {{ include "skysift.componentName" (dict "root" $root "component" "config") }}
-  {{- with .env }}
+  {{- with concat (.env | default list) $root.Values.extraEnvVars }}
   env:
     {{- toYaml . | nindent 4 }}
   {{- end }}
@@ -245,6 +290,9 @@ affinity:
     {{- with .volumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+    {{- with $root.Values.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end }}
 
 {{/* Extra per-component SKYSIFT_* variables as an env list. */}}
@@ -260,5 +308,35 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
 checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
 {{- with .Values.podAnnotations }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The PVC of a bundled store, unless persistence.existingClaim names one. `helm uninstall` keeps it
+(resource-policy: keep): the MLflow registry and the S3 data outlive the release; delete the PVC to drop them.
+Arguments: ctx (root, component), persistence.
+*/}}
+{{- define "skysift.bundledClaim" -}}
+{{- if not .persistence.existingClaim }}
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: {{ include "skysift.componentName" .ctx }}
+  namespace: {{ .ctx.root.Release.Namespace }}
+  labels:
+    {{- include "skysift.labels" .ctx | nindent 4 }}
+  {{- if .persistence.keepOnUninstall }}
+  annotations:
+    helm.sh/resource-policy: keep
+  {{- end }}
+spec:
+  accessModes: [ReadWriteOnce]
+  {{- with .persistence.storageClass }}
+  storageClassName: {{ . }}
+  {{- end }}
+  resources:
+    requests:
+      storage: {{ .persistence.size }}
+---
 {{- end }}
 {{- end }}

@@ -120,6 +120,7 @@ def facts(view: AlertView, item=None) -> list[tuple[str, str]]:
                                 ("sherlock_separation_arcsec", "Sherlock separation (arcsec)", 2),
                                 ("ebv", "E(B-V)", 3)):
         rows.append((label, _fmt(ctx.get(name), digits) if name in ctx else "– (not enriched)"))
+    rows += offline_context(ctx)
     for name, label in (("cdsxmatch", "SIMBAD (Fink)"), ("xm_simbad_otype", "SIMBAD (Fink)"), ("tns", "TNS"),
                         ("finkclass", "Fink class"), ("ssnamenr", "nearest SSO")):
         if a.get(name) not in (None, "", "null"):
@@ -129,6 +130,18 @@ def facts(view: AlertView, item=None) -> list[tuple[str, str]]:
         rows.append(("queued by", f"{item.strategy} (rank {item.rank}, score {_fmt(item.score)})"))
         if item.reason:
             rows.append(("why", item.reason))
+    return rows
+
+
+def offline_context(ctx: dict) -> list[tuple[str, str]]:
+    """Host galaxy and variable star from the offline catalogues, for the alerts that have one (no token needed)."""
+    rows = []
+    if ctx.get("host_separation_arcsec") is not None:
+        rows.append(("host galaxy (Mangrove)", f"{ctx.get('host_name') or 'unnamed'}: {_fmt(ctx['host_separation_arcsec'], 1)}\" "
+                     f"away, {_fmt(ctx.get('host_distance_mpc'), 0)} Mpc, {_fmt(ctx.get('host_offset_kpc'), 1)} kpc projected"))
+    if ctx.get("varstar_type") is not None:
+        rows.append((f"variable star ({ctx.get('varstar_catalogue')})",
+                     f"{ctx['varstar_type']} at {_fmt(ctx.get('varstar_separation_arcsec'), 2)}\""))
     return rows
 
 

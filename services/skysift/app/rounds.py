@@ -200,14 +200,14 @@ def run_artifacts(tracking_uri: str, run_id: str) -> dict:
     return out
 
 
-def champion(tracking_uri: str, model_tag: str) -> dict | None:
-    """The registered champion of ``skysift_<tag>``: version, run, experiment and round; None when there is none."""
+def champion(tracking_uri: str, model_tag: str, model_prefix: str) -> dict | None:
+    """The registered champion of ``<prefix>_<tag>``: version, run, experiment and round; None when there is none."""
     from skysift.modeltags import get_tag
     from skysift.trainer.tracking import CHAMPION
 
     mlflow = connect(tracking_uri)
     client = mlflow.MlflowClient()
-    name = get_tag(model_tag).registered_name
+    name = get_tag(model_tag).registered_name(model_prefix)
     try:
         version = client.get_model_version_by_alias(name, CHAMPION)
     except mlflow.exceptions.MlflowException:

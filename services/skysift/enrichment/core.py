@@ -1,4 +1,5 @@
-"""Context for every alert of a batch: Sherlock host match, Galactic extinction, and the broker's own values.
+"""Context for every alert of a batch: Sherlock host match, Galactic extinction, offline catalogue matches
+(nearest galaxy, known variable star: :mod:`skysift.enrichment.catalogs`), and the broker's own values.
 
 One row per alert, indexed by candid (ENRICHED_SCHEMA). Surveys are treated alike: Sherlock is asked by position
 (or objectId, see settings) for ZTF and Rubin, E(B-V) comes from the alert's position. Fink's values are carried
@@ -19,6 +20,14 @@ import pyarrow.compute as pc
 from skysift import config
 from skysift.alerts.batches import read_alerts
 from skysift.enrichment import lasair
+from skysift.enrichment.catalogs import (
+    CONTEXT_FIELDS,
+    HOST_RADIUS_ARCSEC,
+    VARSTAR_RADIUS_ARCSEC,
+    OfflineCatalogs,
+    load_catalogs,
+    not_searched,
+)
 from skysift.enrichment.extinction import ExtinctionMap, load_extinction_map
 from skysift.enrichment.lasair import SherlockClient, SherlockMatch
 from skysift.enrichment.settings import EnrichmentSettings
@@ -47,8 +56,9 @@ ENRICHED_SCHEMA = pa.schema(
         pa.field("roid", pa.int32()),
         pa.field("tns", pa.string()),
         pa.field("finkclass", pa.string()),
+        *CONTEXT_FIELDS,  # offline cross-match (host galaxy, variable star), added in version 2
     ],
-    metadata={"skysift.table": "enriched", "skysift.version": "1"},
+    metadata={"skysift.table": "enriched", "skysift.version": "2"},
 )
 
 REQUIRED_ALERT_COLUMNS = ("candid", "objectId", "survey", "ra", "dec")
@@ -86,9 +96,12 @@ def _sherlock_columns(alerts: pa.Table, sherlock: SherlockClient | None) -> dict
             for column, (attr, type_) in fields.items()}
 
 
-def enrich(alerts: pa.Table, sherlock: SherlockClient | None, ebv: ExtinctionMap) -> pa.Table:
+def enrich(alerts: pa.Table, sherlock: SherlockClient | None, ebv: ExtinctionMap,
+           catalogs: OfflineCatalogs | None = None, *, host_radius_arcsec: float = HOST_RADIUS_ARCSEC,
+           varstar_radius_arcsec: float = VARSTAR_RADIUS_ARCSEC) -> pa.Table:
     """The enrichment of ``alerts`` (ALERTS_SCHEMA columns; at least candid, objectId, survey, ra, dec), one row
-    per alert in the same order, as ENRICHED_SCHEMA. ``sherlock=None``: Sherlock columns null, ``not_configured``."""
+    per alert in the same order, as ENRICHED_SCHEMA. ``sherlock=None``: Sherlock columns null, ``not_configured``;
+    ``catalogs=None``: the offline context columns are null (not searched)."""
     missing = [c for c in REQUIRED_ALERT_COLUMNS if c not in alerts.column_names]
     if missing:
         raise InvalidArgument(f"alerts table lacks column(s) {', '.join(missing)}: is it an alerts/ batch?")
@@ -97,6 +110,8 @@ def enrich(alerts: pa.Table, sherlock: SherlockClient | None, ebv: ExtinctionMap
     dec = _column(alerts, "dec", pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
     ebv_values = ebv.ebv(ra, dec)
     has_ebv = np.isfinite(ebv_values)
+    offline = (catalogs.match(ra, dec, host_radius_arcsec, varstar_radius_arcsec) if catalogs is not None
+               else not_searched(n))
     columns = {
         "candid": _column(alerts, "candid", pa.int64()),
         "objectId": _column(alerts, "objectId", pa.string()),
@@ -108,6 +123,7 @@ def enrich(alerts: pa.Table, sherlock: SherlockClient | None, ebv: ExtinctionMap
         "roid": _column(alerts, "roid", pa.int32()),
         "tns": _column(alerts, "tns", pa.string()),
         "finkclass": _column(alerts, "finkclass", pa.string()),
+        **offline,
     }
     arrays = [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in ENRICHED_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=ENRICHED_SCHEMA)
@@ -135,6 +151,12 @@ class Enricher:
     def extinction(self) -> ExtinctionMap:
         return load_extinction_map(self.enrichment_settings.dustmaps_dir)
 
+    @cached_property
+    def catalogs(self) -> OfflineCatalogs | None:
+        """The offline catalogues with their sky indices (read once per process, see enrichment.catalogs)."""
+        s = self.enrichment_settings
+        return load_catalogs(s.catalogs_dir) if s.offline_catalogs else None
+
     def sherlock_for(self, survey: str) -> SherlockClient | None:
         """A Sherlock client for ``survey``'s Lasair, or None without a token (or a Lasair for the survey)."""
         s = self.enrichment_settings
@@ -146,7 +168,9 @@ class Enricher:
         return SherlockClient(client, cache, s)
 
     def __call__(self, survey: str, alerts: pa.Table) -> pa.Table:
-        return enrich(alerts, self.sherlock_for(survey), self.extinction)
+        s = self.enrichment_settings
+        return enrich(alerts, self.sherlock_for(survey), self.extinction, self.catalogs,
+                      host_radius_arcsec=s.host_radius_arcsec, varstar_radius_arcsec=s.varstar_radius_arcsec)
 
 
 class EnrichmentStage:
@@ -156,7 +180,9 @@ class EnrichmentStage:
         self.settings = settings
         self.store = store
         self.enricher = Enricher(store, enrichment_settings)
-        self.enricher.extinction  # noqa: B018 - a service loads its dust map at start, not on the first call
+        # a service loads its dust map and catalogues at start, not on the first call
+        self.enricher.extinction  # noqa: B018
+        self.enricher.catalogs  # noqa: B018
 
     def process(self, alerts_key: str) -> EnrichResult:
         batch = keys.parse_batch(alerts_key, stage="alerts")
@@ -166,5 +192,7 @@ class EnrichmentStage:
         self.store.write_table(key, table)
         counts = {v["values"]: v["counts"] for v in pc.value_counts(table.column("sherlock_status")).to_pylist()}
         log.info("enrichment written", extra={"key": key, "rows": table.num_rows, "sherlock": counts,
-                                              "ebv_map": self.enricher.extinction.name})
+                                              "ebv_map": self.enricher.extinction.name,
+                                              "hosts": table.num_rows - table.column("host_name").null_count,
+                                              "variable_stars": table.num_rows - table.column("varstar_type").null_count})
         return EnrichResult(Batch(key, batch.survey, table.num_rows), counts)

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skysift.alerts import surveys
+from skysift.enrichment.catalogs import HOST_RADIUS_ARCSEC, VARSTAR_RADIUS_ARCSEC
 
 
 class EnrichmentSettings(BaseSettings):
@@ -38,6 +39,12 @@ class EnrichmentSettings(BaseSettings):
     cache_read_threads: int = Field(16, ge=1)  # cache reads are one small object each: overlap their latency
     # Directory holding dustmaps' SFD files (sfd/SFD_dust_4096_{ngp,sgp}.fits): full-resolution E(B-V) when present.
     dustmaps_dir: str | None = None
+    # Offline cross-match (VSX, GCVS, Mangrove; see skysift.enrichment.catalogs). The directory defaults to the one
+    # `skysift catalogs install` fills inside the Python environment; a directory set here must hold them.
+    offline_catalogs: bool = True
+    catalogs_dir: str | None = None
+    host_radius_arcsec: float = Field(HOST_RADIUS_ARCSEC, gt=0, le=3600)  # nearest Mangrove galaxy within this
+    varstar_radius_arcsec: float = Field(VARSTAR_RADIUS_ARCSEC, gt=0, le=60)
 
     @property
     def sherlock_configured(self) -> bool:

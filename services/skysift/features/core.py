@@ -141,6 +141,48 @@ def _join_enriched(candid: pa.Array, enriched: pa.Table | None, column: str, n: 
     return values.fill_null(np.nan).to_numpy(zero_copy_only=False)
 
 
+@dataclass(frozen=True)
+class Detections:
+    """Every alert's detections flattened into aligned numpy arrays, sorted by alert then time (feature sets 1, 2)."""
+
+    n: int  # alerts
+    candid: pa.Array
+    parent: np.ndarray  # the alert (row) of each point
+    t: np.ndarray
+    m: np.ndarray
+    sigma: np.ndarray
+    positive: np.ndarray  # isdiffpos, null as False
+    band: np.ndarray  # str, null as ""
+    order: np.ndarray | None  # the sort applied to the flattened list columns (None: they were sorted already)
+
+    def flat(self, alerts: pa.Table, column: str) -> np.ndarray:
+        """Another det_* list column, flattened and put in the same order."""
+        values = _flat(alerts.column(column))
+        return values if self.order is None else values[self.order]
+
+
+def flatten_detections(alerts: pa.Table) -> Detections:
+    missing = [c for c in REQUIRED_ALERT_COLUMNS if c not in alerts.column_names]
+    if missing:
+        raise InvalidArgument(f"alerts table lacks column(s) {', '.join(missing)}: is it an alerts/ batch?")
+    det_jd = _list_array(alerts.column("det_jd"))
+    parent = pc.list_parent_indices(det_jd).to_numpy(zero_copy_only=False).astype(np.int64)
+    t = _flat(det_jd)
+    m = _flat(alerts.column("det_magpsf"))
+    sigma = _flat(alerts.column("det_sigmapsf"))
+    positive = _flat(alerts.column("det_isdiffpos"))
+    band = pc.list_flatten(_list_array(alerts.column("det_band"))).fill_null("").to_numpy(zero_copy_only=False)
+    if not (len(m) == len(sigma) == len(positive) == len(band) == len(t)):
+        raise InvalidArgument("det_* list columns are not aligned element by element")
+    order = None
+    # The contract says sorted by jd; sort defensively (cheap) so the light-curve package may trust the order.
+    if len(t) > 1 and np.any((np.diff(t) < 0) & (np.diff(parent) == 0)):
+        order = np.lexsort((t, parent))
+        t, m, sigma, positive, parent, band = t[order], m[order], sigma[order], positive[order], parent[order], band[order]
+    candid = _list_array(alerts.column("candid")).cast(pa.int64())
+    return Detections(alerts.num_rows, candid, parent, t, m, sigma, positive, band, order)
+
+
 def compute_features(alerts: pa.Table, enriched: pa.Table | None = None, *, threads: int = 1) -> pa.Table:
     """The feature table of ``alerts`` (ALERTS_SCHEMA), one row per alert in the same order, as FEATURES_SCHEMA.
 
@@ -148,27 +190,8 @@ def compute_features(alerts: pa.Table, enriched: pa.Table | None = None, *, thre
     and the light-curve features of every alert in a band come from one ``Extractor.many`` call on Arrow data.
     ``enriched`` (ENRICHED_SCHEMA, any row order) supplies ``sep_arcsec`` and ``ebv`` by candid.
     """
-    missing = [c for c in REQUIRED_ALERT_COLUMNS if c not in alerts.column_names]
-    if missing:
-        raise InvalidArgument(f"alerts table lacks column(s) {', '.join(missing)}: is it an alerts/ batch?")
-    n = alerts.num_rows
-    candid = _list_array(alerts.column("candid")).cast(pa.int64())
-
-    det_jd = _list_array(alerts.column("det_jd"))
-    parent = pc.list_parent_indices(det_jd).to_numpy(zero_copy_only=False).astype(np.int64)
-    t = _flat(det_jd)
-    m = _flat(alerts.column("det_magpsf"))
-    sigma = _flat(alerts.column("det_sigmapsf"))
-    positive = _flat(alerts.column("det_isdiffpos"))
-    band = pc.list_flatten(_list_array(alerts.column("det_band")))
-    if not (len(m) == len(sigma) == len(positive) == len(band) == len(t)):
-        raise InvalidArgument("det_* list columns are not aligned element by element")
-
-    # The contract says sorted by jd; sort defensively (cheap) so the light-curve package may trust the order.
-    if len(t) > 1 and np.any((np.diff(t) < 0) & (np.diff(parent) == 0)):
-        order = np.lexsort((t, parent))
-        t, m, sigma, positive, parent = t[order], m[order], sigma[order], positive[order], parent[order]
-        band = band.take(pa.array(order))
+    p = flatten_detections(alerts)
+    n, candid, parent, t, m, sigma, positive = p.n, p.candid, p.parent, p.t, p.m, p.sigma, p.positive
 
     detected = np.isfinite(m)
     with np.errstate(invalid="ignore"):
@@ -187,7 +210,7 @@ def compute_features(alerts: pa.Table, enriched: pa.Table | None = None, *, thre
     }
 
     extractor, order = _extractor()
-    band_values = band.fill_null("").to_numpy(zero_copy_only=False)
+    band_values = p.band
     for name in FEATURE_BANDS:
         values = np.full((n, len(extractor.names)), np.nan)
         if n:  # the light-curve package refuses an empty batch
@@ -228,7 +251,10 @@ class FeaturesStage:
     def __init__(self, settings, store, features_settings=None):
         self.settings = settings
         self.store = store
+        from skysift.features.sets import feature_set  # sets imports this module
+
         self.features_settings = features_settings or config.load(FeaturesSettings)
+        self.feature_set = feature_set(self.features_settings.version)
 
     def process(self, alerts_key: str, enriched_key: str | None = None) -> FeaturesResult:
         batch = keys.parse_batch(alerts_key, stage="alerts")
@@ -237,16 +263,18 @@ class FeaturesStage:
             enriched_batch = keys.parse_batch(enriched_key, stage="enriched")
             if enriched_batch != batch.sibling("enriched"):
                 raise InvalidArgument(f"enriched key {enriched_key!r} is not the enrichment of {alerts_key!r}")
-            enriched = self.store.read_table(enriched_key, columns=["candid", "sherlock_separation_arcsec", "ebv"])
-        alerts = read_alerts(self.store, alerts_key, REQUIRED_ALERT_COLUMNS)
-        table = compute_features(alerts, enriched, threads=self.features_settings.threads)
+            enriched = self.store.read_table(enriched_key)  # a few small columns: one fetch, then the ones wanted
+            enriched = enriched.select([c for c in self.feature_set.enriched_columns if c in enriched.column_names])
+        alerts = read_alerts(self.store, alerts_key, REQUIRED_ALERT_COLUMNS, self.feature_set.optional_alert_columns)
+        table = self.feature_set.compute(alerts, enriched, threads=self.features_settings.threads)
         flagged = table.column("no_positive_detection")
         n_flagged = int(pc.sum(flagged).as_py() or 0)
         if self.features_settings.drop_no_positive_detection:
             table = table.filter(pc.invert(flagged))
         key = str(batch.sibling("features"))
         self.store.write_table(key, table)
+        version = self.feature_set.version
         log.info("features written", extra={"key": key, "rows": table.num_rows, "flagged": n_flagged,
-                                            "feature_set_version": FEATURE_SET_VERSION})
-        return FeaturesResult(Batch(key, batch.survey, table.num_rows), FEATURE_SET_VERSION, n_flagged)
+                                            "feature_set_version": version})
+        return FeaturesResult(Batch(key, batch.survey, table.num_rows), version, n_flagged)
 

@@ -47,7 +47,7 @@ class InferenceStage:
         self.store = store
         self.config = inference_settings or config.load(InferenceSettings)
         self.registry = registry or ChampionRegistry(settings.mlflow_tracking_uri, self.config.model_tags,
-                                                     self.config.alias)
+                                                     self.config.alias, model_prefix=settings.mlflow_model_prefix)
         self.index = CandidIndex(store, self.config.cached_batches)
         self.sinks = build_sinks(self.config)
         # ScoreAlerts asking for enrichment: the enrichment stage's computation, nothing written (the dust map is

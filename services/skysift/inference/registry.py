@@ -28,7 +28,7 @@ import numpy as np
 
 from skysift.errors import FailedPrecondition, SkysiftError, Unavailable
 from skysift.inference import taxonomy as tx
-from skysift.modeltags import get_tag
+from skysift.modeltags import DEFAULT_MODEL_PREFIX, get_tag
 from skysift.redact import redact_uri
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,10 @@ def model_from_version(tag: str, mv, estimator) -> LoadedModel:
 class ChampionRegistry:
     """Champion models by tag; :meth:`get` is lock-free on the hot path (one dict read)."""
 
-    def __init__(self, tracking_uri: str, tags: list[str], alias: str = "champion", retry_seconds: float = 5.0):
+    def __init__(self, tracking_uri: str, tags: list[str], alias: str = "champion", retry_seconds: float = 5.0,
+                 model_prefix: str = DEFAULT_MODEL_PREFIX):
         self.tracking_uri = tracking_uri
+        self.model_prefix = model_prefix
         self.tags = list(tags)
         self.alias = alias
         self.retry_seconds = retry_seconds  # a request finding no model asks MLflow again at most this often
@@ -161,7 +163,7 @@ class ChampionRegistry:
             if error is not None:
                 kind = type(error) if isinstance(error, SkysiftError) else Unavailable
                 raise kind(f"no model loaded for {tag}: {error}")
-            name = get_tag(tag).registered_name
+            name = get_tag(tag).registered_name(self.model_prefix)
             raise FailedPrecondition(f"{NO_MODEL} (no '{self.alias}' alias on {name} in MLflow at {redact_uri(self.tracking_uri)})")
         return model
 
@@ -181,7 +183,7 @@ class ChampionRegistry:
         """Load the version the alias points to if it is not the one loaded; return a short status."""
         from mlflow.exceptions import MlflowException
 
-        name = get_tag(tag).registered_name
+        name = get_tag(tag).registered_name(self.model_prefix)
         with self._refresh_lock:
             self._checked[tag] = time.monotonic()
             try:

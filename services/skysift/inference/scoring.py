@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from skysift.errors import FailedPrecondition
-from skysift.features.core import FEATURE_SET_VERSION, feature_set_version
+from skysift.features.core import feature_set_version
 from skysift.inference.registry import LoadedModel
 from skysift.inference.sinks import SinkReport
 from skysift.store.keys import Batch
@@ -66,7 +66,9 @@ class ScoreResult:
 
 def batch_feature_set_version(table: pa.Table) -> str:
     """The version a features table was computed with (its parquet metadata), else the running code's."""
-    return feature_set_version(table.schema) or FEATURE_SET_VERSION
+    from skysift.features.sets import configured
+
+    return feature_set_version(table.schema) or configured().version
 
 
 def check_feature_set(model: LoadedModel, version: str) -> None:

@@ -11,10 +11,13 @@ from skysift.config import Settings
 
 
 def channel(address: str, settings: Settings | None = None) -> grpc.Channel:
+    """round_robin: when ``address`` resolves to several servers (``dns:///`` on a headless Service, an ``ipv4:``
+    list), calls take turns over all of them; gRPC's default (pick_first) sends every call to the first."""
     max_bytes = (settings.grpc_max_message_mb if settings else 64) * 1024 * 1024
-    return grpc.insecure_channel(
-        address, options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)]
-    )
+    return grpc.insecure_channel(address, options=[
+        ("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes),
+        ("grpc.lb_policy_name", "round_robin"),
+    ])
 
 
 def health_status(address: str, service: str = "", timeout: float = 2.0) -> str:

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 REQUESTS = Counter("skysift_grpc_requests_total", "gRPC requests", ["service", "method", "code"])
 LATENCY = Histogram("skysift_grpc_request_seconds", "gRPC request latency", ["service", "method"])
+MAX_CONNECTION_AGE_MS = 5 * 60 * 1000
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
@@ -79,7 +80,10 @@ def start(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix=service),
         interceptors=[MetricsInterceptor(service)],
-        options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)],
+        options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes),
+                 # Clients reconnect (and so re-resolve a headless Service's pods) every few minutes, so long-lived
+                 # channels also reach replicas added since; calls in flight finish first (no grace limit).
+                 ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS)],
     )
     names = register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skysift.errors import InvalidArgument, SkysiftError
-from skysift.modeltags import LABELS, MODEL_TAGS
+from skysift.modeltags import LABELS, MODEL_TAGS, ModelTag
 from skysift.store import keys
 
 EVENTS_PREFIX = "labels/events/"
@@ -325,3 +325,23 @@ def _row_event(row: dict, user: str, source: str) -> LabelEvent:
         event_id = hashlib.sha256(basis.encode()).hexdigest()[:32]
     return LabelEvent(candid=candid, label=label, user=user, object_id=(row.get("objectId") or "").strip(),
                       timestamp=ts, source=source, event_id=event_id)
+
+
+def label_conflicts(history: list[LabelEvent], tag: ModelTag) -> set[int]:
+    """Candids whose labellers' latest labels map to different targets under ``tag``."""
+    per_user: dict[tuple[int, str], int | None] = {}
+    for e in history:
+        per_user[(e.candid, e.user)] = tag.target(e.label)
+    seen: dict[int, set] = {}
+    for (candid, _), target in per_user.items():
+        if target is not None:
+            seen.setdefault(candid, set()).add(target)
+    return {c for c, t in seen.items() if len(t) > 1}
+
+
+def labels_digest(latest: dict[int, LabelEvent]) -> str:
+    """A digest of the current labels: a round whose digest equals the last round's has nothing new."""
+    h = hashlib.sha256()
+    for candid in sorted(latest):
+        h.update(f"{candid}:{latest[candid].event_id};".encode())
+    return h.hexdigest()
