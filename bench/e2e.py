@@ -14,8 +14,8 @@ class EndToEndSection:
     def e2e_stages(self, store_dir: Path, packets):
         from skysift.enrichment.core import EnrichmentStage
         from skysift.enrichment.settings import EnrichmentSettings
-        from skysift.features.core import FeaturesStage
         from skysift.features.settings import FeaturesSettings
+        from skysift.features.stage import FeaturesStage
         from skysift.inference.core import InferenceStage
         from skysift.inference.settings import (
             CsvSettings,
