@@ -49,8 +49,8 @@ def _worker_init(cpus, store_url: str, warm_key: str) -> None:
     global _WORKER_STAGE
     single_thread_env()
     os.sched_setaffinity(0, {cpus.get()})
-    from skysift.features.core import FeaturesStage
     from skysift.features.settings import FeaturesSettings
+    from skysift.features.stage import FeaturesStage
     from skysift.store import open_store
 
     settings = store_settings(Path(store_url))

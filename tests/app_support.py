@@ -45,7 +45,7 @@ def write_batch(store, packets: list[bytes], when: datetime | None = None, cutou
 
 def labelling_batch(store, settings, packets: list[bytes] | None = None, when: datetime | None = None) -> tuple[str, pa.Table]:
     """A real alerts batch with its stamps and features, so the trainer can queue its alerts."""
-    from skysift.features.core import FeaturesStage
+    from skysift.features.stage import FeaturesStage
 
     key, table = write_batch(store, packets if packets is not None else fink_labeled_packets(), when)
     FeaturesStage(settings, store).process(key)

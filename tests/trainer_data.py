@@ -42,3 +42,21 @@ def write_fink_batches(store, batches: int = 2) -> pd.DataFrame:
         store.write_table(str(batch), alerts.slice(edges[i], edges[i + 1] - edges[i]))
         store.write_table(str(batch.sibling("features")), features.slice(edges[i], edges[i + 1] - edges[i]))
     return features.to_pandas()
+
+
+def s3_mlflow_settings(s3_server, mlflow_server, model_prefix: str = "skysift"):
+    """Settings on a fresh bucket of the session's S3 server, tracking to its MLflow server (for round tests),
+    registering models as ``<model_prefix>_<tag>``."""
+    import uuid
+
+    from skysift import config
+    from skysift.store.s3 import S3Store
+
+    env = {**s3_server.env, **mlflow_server.env}
+    s = config.Settings(
+        store_url=f"s3://t-{uuid.uuid4().hex[:12]}/skysift", s3_endpoint_url=env["SKYSIFT_S3_ENDPOINT_URL"],
+        s3_access_key_id=env["SKYSIFT_S3_ACCESS_KEY_ID"], s3_secret_access_key=env["SKYSIFT_S3_SECRET_ACCESS_KEY"],
+        mlflow_tracking_uri=env["SKYSIFT_MLFLOW_TRACKING_URI"], mlflow_model_prefix=model_prefix,
+    )
+    S3Store(s.store_url, s).ensure_bucket()
+    return s

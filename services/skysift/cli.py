@@ -174,7 +174,7 @@ def dev(
 def bench(
     alerts: int = typer.Option(10_000, help="ZTF alerts per case (real alerts repeated with distinct candids)."),
     pools: str = typer.Option("10000,100000,1000000", help="Active-learning pool sizes, comma-separated."),
-    sections: str = typer.Option(",".join(("ingest", "features", "al", "e2e", "inference", "scaling")),
+    sections: str = typer.Option(",".join(("ingest", "features", "al", "e2e", "inference", "store", "scaling")),
                                  help="What to measure, comma-separated."),
     out: str = typer.Option("bench/results.json", help="Where the JSON results go ('' for none)."),
     budget: float = typer.Option(250.0, help="Seconds; the largest pools are skipped (and said so) past this."),

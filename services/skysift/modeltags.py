@@ -26,6 +26,8 @@ class ModelTag:
     negative_class: str
     positive: frozenset[str]
     negative: frozenset[str]
+    # the classes belong to the object, not the alert: one label answers for every alert of the object
+    object_level: bool = False
 
     def registered_name(self, prefix: str = DEFAULT_MODEL_PREFIX) -> str:
         """Name of the model in the MLflow registry (``<prefix>_<tag>``, ``SKYSIFT_MLFLOW_MODEL_PREFIX``); its
@@ -47,7 +49,8 @@ class ModelTag:
 
 MODEL_TAGS: dict[str, ModelTag] = {
     "galactic": ModelTag(
-        "galactic", "galactic", "not_galactic", frozenset({"galactic", "varstar"}), frozenset({"extragalactic", "agn"})
+        "galactic", "galactic", "not_galactic", frozenset({"galactic", "varstar"}), frozenset({"extragalactic", "agn"}),
+        object_level=True,
     ),
     "realbogus": ModelTag(
         "realbogus", "real", "bogus", frozenset({"real", "extragalactic", "galactic", "agn", "varstar"}), frozenset({"bogus"})

@@ -18,7 +18,7 @@ from skysift.chain import through_stages
 from skysift.config import Settings
 from skysift.enrichment.core import EnrichmentStage
 from skysift.errors import FailedPrecondition
-from skysift.features.core import FeaturesStage
+from skysift.features.stage import FeaturesStage
 from skysift.inference.core import InferenceStage
 from skysift.ingest.core import IngestStage
 from skysift.rpc.channels import channel

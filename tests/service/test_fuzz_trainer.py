@@ -20,7 +20,8 @@ from skysift.rpc import server
 from skysift.store import open_store
 from skysift.trainer import service
 from skysift.trainer.labels import SOURCES, LabelEvent, LabelStore
-from skysift.trainer.rounds import EXPERIMENT_RE, PARAM_ALIASES, PARAM_TYPES
+from skysift.trainer.model import PARAM_ALIASES, PARAM_TYPES
+from skysift.trainer.records import EXPERIMENT_RE
 from skysift.trainer.strategies import STRATEGIES
 from skysift.v1 import trainer_pb2, trainer_pb2_grpc
 from tests import servers

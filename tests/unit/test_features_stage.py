@@ -7,8 +7,9 @@ import pyarrow.compute as pc
 import pytest
 
 from skysift.errors import InvalidArgument, NotFound
-from skysift.features.core import FEATURE_SET_VERSION, FEATURES_SCHEMA, FeaturesStage, feature_set_version
+from skysift.features.core import FEATURE_SET_VERSION, FEATURES_SCHEMA, feature_set_version
 from skysift.features.settings import FeaturesSettings
+from skysift.features.stage import FeaturesStage
 from tests.fink_parquet import load_fink_alerts
 
 ALERTS_KEY = "alerts/survey=ztf/night=20240601/20240601_120000_alerts.parquet"

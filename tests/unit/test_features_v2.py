@@ -22,9 +22,10 @@ from skysift.enrichment.core import enrich
 from skysift.enrichment.extinction import load_extinction_map
 from skysift.errors import ConfigError
 from skysift.features import core, v2
-from skysift.features.core import FeaturesStage, feature_set_version
+from skysift.features.core import feature_set_version
 from skysift.features.sets import configured, feature_set
 from skysift.features.settings import FeaturesSettings
+from skysift.features.stage import FeaturesStage
 from skysift.inference.scoring import batch_feature_set_version
 from skysift.trainer.rounds import FeatureSpec
 from tests.unit.test_features import _same

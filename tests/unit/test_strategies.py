@@ -16,7 +16,7 @@ def _proba(p1):
 
 def test_queue_is_ranked_by_uncertainty_not_by_arrival():
     proba = _proba([0.95, 0.1, 0.52, 0.7, 0.45, 0.99])
-    ranked = strategies.query("uncertainty", 3, np.random.default_rng(0), proba=proba)
+    ranked = strategies.query("uncertainty", 3, np.random.default_rng(0), strategies.QueryInput(proba=proba))
     assert ranked.index.tolist() == [2, 4, 3]
     assert ranked.score.tolist() == pytest.approx([0.48, 0.45, 0.30])
 
@@ -25,7 +25,7 @@ def test_queue_is_ranked_by_uncertainty_not_by_arrival():
 def test_binary_uncertainty_strategies_agree_on_the_order(name):
     rng = np.random.default_rng(1)
     proba = _proba(rng.random(200))
-    order = strategies.query(name, 20, np.random.default_rng(0), proba=proba).index
+    order = strategies.query(name, 20, np.random.default_rng(0), strategies.QueryInput(proba=proba)).index
     expected = np.argsort(np.abs(proba[:, 1] - 0.5), kind="stable")[:20]
     assert set(order) == set(expected)
 
@@ -43,7 +43,8 @@ def test_committee_prefers_where_members_disagree():
     members = np.stack([np.stack([agree[i], split[i]]) for i in range(3)])  # (members, n, classes)
     scores = strategies.committee_disagreement(members)
     assert scores[0] == pytest.approx(0.0, abs=1e-9) and scores[1] > 0.3
-    assert strategies.query("committee", 1, np.random.default_rng(0), proba=members.mean(0), member_proba=members).index.tolist() == [1]
+    assert strategies.query("committee", 1, np.random.default_rng(0),
+                            strategies.QueryInput(proba=members.mean(0), member_proba=members)).index.tolist() == [1]
 
 
 def test_ties_are_broken_by_the_seed_and_reproducibly():
@@ -61,7 +62,7 @@ def test_top_keeps_everything_tied_with_the_cut():
 
 
 def test_queue_larger_than_the_pool_returns_the_whole_pool_ranked():
-    ranked = strategies.query("entropy", 10, np.random.default_rng(0), proba=_proba([0.9, 0.5]))
+    ranked = strategies.query("entropy", 10, np.random.default_rng(0), strategies.QueryInput(proba=_proba([0.9, 0.5])))
     assert ranked.index.tolist() == [1, 0]
 
 
@@ -69,3 +70,84 @@ def test_unknown_strategy_is_rejected():
     with pytest.raises(InvalidArgument, match="unknown strategy 'greedy'"):
         strategies.check_strategy("greedy")
     assert strategies.check_strategy("least-confident") == "uncertainty"
+
+
+def _clusters(rng, centres, per=40, spread=0.05):
+    return np.concatenate([rng.normal(c, spread, size=(per, len(c))) for c in centres])
+
+
+def test_a_diverse_first_batch_takes_one_alert_from_each_cluster():
+    rng = np.random.default_rng(0)
+    X = _clusters(rng, [(0, 0), (5, 5), (0, 5), (5, 0)])
+    ranked = strategies.query("diverse", 4, np.random.default_rng(1), strategies.QueryInput(features=X))
+    assert sorted(i // 40 for i in ranked.index) == [0, 1, 2, 3]
+    assert all(r.startswith("diverse: ") for r in ranked.reason)
+
+
+def test_batch_diversity_takes_no_near_duplicates_among_the_uncertain():
+    rng = np.random.default_rng(0)
+    X = _clusters(rng, [(0, 0), (5, 5), (0, 5)], per=10, spread=0.01)
+    p = np.concatenate([np.full(10, 0.50), np.full(10, 0.40), np.full(10, 0.35)])  # cluster 0 is the most uncertain
+    q = strategies.QueryInput(proba=_proba(p), features=X)
+    plain = strategies.query("uncertainty", 3, np.random.default_rng(0), q)
+    diverse = strategies.query("diverse_uncertainty", 3, np.random.default_rng(0), q)
+    assert {i // 10 for i in plain.index} == {0}
+    assert sorted(i // 10 for i in diverse.index) == [0, 1, 2] and diverse.index[0] // 10 == 0
+
+
+def test_a_queue_holds_one_alert_per_object_its_most_informative():
+    p = [0.5, 0.49, 0.48, 0.1, 0.47]
+    objects = np.array(["ZTFa", "ZTFa", "ZTFb", "ZTFc", "ZTFb"], dtype=object)
+    ranked = strategies.query("uncertainty", 3, np.random.default_rng(0),
+                              strategies.QueryInput(proba=_proba(p), object_ids=objects))
+    assert ranked.index.tolist() == [0, 2, 3]
+
+
+def test_threshold_balanced_splits_the_batch_around_the_decision_threshold():
+    p = np.array([0.30, 0.31, 0.32, 0.33, 0.05, 0.9, 0.25, 0.24])  # most near 0.3, a rare side above it
+    ranked = strategies.query("balanced", 4, np.random.default_rng(0),
+                              strategies.QueryInput(proba=_proba(p), threshold=0.305))
+    assert ranked.index.tolist() == [1, 0, 2, 6]  # above, below, above, below: each side nearest the threshold first
+    assert ranked.reason[0].startswith("near the decision threshold 0.30 (above)")
+    plain = strategies.query("uncertainty", 4, np.random.default_rng(0), strategies.QueryInput(proba=_proba(p)))
+    assert sum(p[plain.index] >= 0.305) == 3
+
+
+def test_density_weighting_prefers_a_dense_uncertain_group_to_an_outlier():
+    rng = np.random.default_rng(0)
+    X = np.vstack([_clusters(rng, [(0, 0)], per=60, spread=0.1), [[9.0, 9.0]]])
+    p = np.concatenate([np.full(60, 0.42), [0.5]])
+    q = strategies.QueryInput(proba=_proba(p), features=X)
+    assert strategies.query("uncertainty", 1, np.random.default_rng(0), q).index.tolist() == [60]
+    assert strategies.query("density", 1, np.random.default_rng(0), q).index.tolist() != [60]
+
+
+def test_a_new_strategy_is_one_class():
+    @strategies.register
+    class Brightest(strategies.Strategy):
+        name = "test_highest_p"
+
+        def scores(self, q, rng):
+            return q.proba[:, 1]
+
+        def why(self, q, i, score):
+            return f"highest p {score:.2f}"
+
+    try:
+        ranked = strategies.query("test_highest_p", 2, np.random.default_rng(0),
+                                  strategies.QueryInput(proba=_proba([0.2, 0.9, 0.6])))
+        assert ranked.index.tolist() == [1, 2] and ranked.reason == ["highest p 0.90", "highest p 0.60"]
+    finally:
+        del strategies.REGISTRY["test_highest_p"]
+
+
+def test_default_names_a_registered_strategy_that_every_surface_accepts():
+    assert strategies.DEFAULT in strategies.REGISTRY and strategies.check_strategy("default") == "default"
+    assert strategies.get("default") is strategies.REGISTRY[strategies.DEFAULT]
+
+
+def test_every_strategy_says_what_it_needs():
+    for s in strategies.REGISTRY.values():
+        assert s.needs <= {strategies.PROBABILITIES, strategies.COMMITTEE, strategies.FEATURES}, s.name
+    assert not strategies.REGISTRY["random"].needs_model and not strategies.REGISTRY["diverse"].needs_model
+    assert strategies.REGISTRY["committee"].needs_model

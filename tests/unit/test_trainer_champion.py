@@ -12,8 +12,9 @@ from sklearn.metrics import f1_score
 
 from skysift.features.core import FEATURE_COLUMNS
 from skysift.modeltags import get_tag
-from skysift.trainer import tracking
-from skysift.trainer.rounds import FeatureSpec, fit, limited_threads, model_params
+from skysift.trainer import evaluation, tracking
+from skysift.trainer.model import fit, limited_threads, model_params
+from skysift.trainer.pool import FeatureSpec
 from skysift.trainer.settings import TrainerSettings
 from tests.trainer_data import fink_alerts_and_features, oracle_table
 
@@ -35,13 +36,16 @@ def split():
 def log(uri: str, number: int, model, train: pd.DataFrame, holdout: pd.DataFrame) -> tracking.Tracked:
     y_hold = holdout["target"].to_numpy(int)
     f1 = f1_score(y_hold, model.predict(holdout[FEATURE_COLUMNS]))
+    # the round passes every held-out metric (computed once); the one the rule compares is scikit-learn's F1 here
+    held_out = {f"holdout_{k}": v for k, v in
+                evaluation.metrics(y_hold, model.predict_proba(holdout[FEATURE_COLUMNS])[:, 1]).items()}
     ids = pd.DataFrame({"candid": train["candid"]})
     return tracking.log_round(tracking.RoundLog(
         tracking_uri=uri, settings=TrainerSettings(permutation_repeats=1, mlflow_experiment_prefix="unit-champion"),
         tag=TAG, model_name=NAME, experiment="rule", round=number, strategy="uncertainty", seed=0, batch_size=10,
         initial_batch_size=30, params=model_params(None), spec=FeatureSpec.current(), model=model,
         X_train=train[FEATURE_COLUMNS], y_train=train["target"].to_numpy(int), X_holdout=holdout[FEATURE_COLUMNS],
-        y_holdout=y_hold, metrics={"holdout_f1": f1}, quality=None, queue=pd.DataFrame({"candid": []}),
+        y_holdout=y_hold, metrics={**held_out, "holdout_f1": f1}, quality=None, queue=pd.DataFrame({"candid": []}),
         training_ids=ids, holdout_ids=pd.DataFrame({"candid": holdout["candid"]}), message=f"round {number}",
     ))
 

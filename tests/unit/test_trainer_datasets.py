@@ -15,7 +15,7 @@ from skysift.features.core import FEATURE_COLUMNS
 from skysift.store import keys
 from skysift.trainer.datasets import DatasetRequest, Datasets
 from skysift.trainer.labels import LabelEvent, LabelStore
-from skysift.trainer.rounds import fit, limited_threads, model_params
+from skysift.trainer.model import fit, limited_threads, model_params
 from tests.trainer_data import oracle_table, write_fink_batches
 
 JUNE2 = datetime(2025, 6, 2, tzinfo=UTC)

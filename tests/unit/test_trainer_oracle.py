@@ -48,3 +48,16 @@ def test_fink_sample_gives_both_classes_in_numbers():
     out = oracle.oracle_labels(pd.read_csv(LABELS_CSV))
     counts = out["label"].value_counts()
     assert out["candid"].is_unique and counts["galactic"] > 150 and counts["extragalactic"] > 150
+
+
+@pytest.mark.parametrize("raw, label", [("EmG", "extragalactic"), ("Em*", "galactic"), ("PulsV*WVir", "galactic"),
+                                        ("PulsV*delSct", "galactic")])
+def test_types_an_unseen_fink_set_held_are_mapped(raw, label):
+    assert oracle.classify(raw) == label
+
+
+def test_left_out_rows_are_counted_by_kind():
+    table = pd.DataFrame({"candid": [1, 2, 3, 4, 5], "objectId": list("abcde"),
+                          "cdsxmatch": ["Unknown", "Unknown", "Xyzzy*", "RRLyr", "Fail 500"]})
+    uninformative, not_mapped = oracle.left_out(table)
+    assert uninformative == {"Unknown": 2, "Fail": 1} and not_mapped == {"Xyzzy*": 1}

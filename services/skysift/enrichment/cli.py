@@ -21,7 +21,7 @@ def install(
     wheel: Optional[Path] = typer.Option(None, help="A fink-science wheel already downloaded (checked by hash)."),
 ) -> None:
     """Extract the catalogues from the pinned fink-science wheel on PyPI (an install step; runs offline with --wheel)."""
-    from skysift.cli import fail
+    from skysift.cliutil import fail
     from skysift.enrichment.catalog_install import install as run_install
     from skysift.enrichment.catalogs import default_dir
 
@@ -36,7 +36,7 @@ def install(
 @catalogs_app.command("show")
 def show(dir: Optional[Path] = typer.Option(None, "--dir", help="Default: this environment's catalogues.")) -> None:
     """Print where the catalogues are and their provenance (source wheel, rows, citations)."""
-    from skysift.cli import fail
+    from skysift.cliutil import fail
     from skysift.enrichment.catalogs import PROVENANCE_FILE, default_dir
 
     path = (dir or default_dir()) / PROVENANCE_FILE

@@ -1,11 +1,11 @@
-"""skysift.v1.Features: translates ComputeFeaturesRequest/Response to :class:`~skysift.features.core.FeaturesStage`."""
+"""skysift.v1.Features: translates ComputeFeaturesRequest/Response to :class:`~skysift.features.stage.FeaturesStage`."""
 
 from __future__ import annotations
 
 from skysift import config
 from skysift.config import Settings
-from skysift.features.core import FeaturesStage
 from skysift.features.settings import FeaturesSettings
+from skysift.features.stage import FeaturesStage
 from skysift.rpc.convert import batch_ref
 from skysift.rpc.errors import grpc_method
 from skysift.store import open_store

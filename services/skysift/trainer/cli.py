@@ -41,7 +41,8 @@ def round_command(
     experiment: str = typer.Option(DEFAULT_EXPERIMENT, help="Experiment name: rounds/<experiment>/ and the MLflow "
                                                             "experiment."),
     model_tag: str = typer.Option("galactic", help="Model tag (galactic, realbogus)."),
-    strategy: str | None = typer.Option(None, help="random, uncertainty, margin, entropy or committee "
+    strategy: str | None = typer.Option(None, help="default, random, uncertainty, margin, entropy, committee, "
+                                                      "diverse, diverse_uncertainty, balanced or density "
                                                       "(default SKYSIFT_TRAINER_STRATEGY)."),
     batch_size: int | None = typer.Option(None, help="Alerts queued per round (default 10)."),
     initial_batch_size: int | None = typer.Option(None, help="Random alerts queued while no model exists (default 30)."),
@@ -121,30 +122,40 @@ def experiment_command(
                                                             "needs --oracle. Repeatable."),
     oracle: Path | None = typer.Option(None, help="CSV with candid, objectId, cdsxmatch[, tns]: Fink's SIMBAD "
                                                       "types mapped to galactic/extragalactic."),
-    table: Path | None = typer.Option(None, help="A labelled feature table (CSV/parquet) instead of alerts."),
-    label_column: str = typer.Option("label", help="0/1 label column of --table."),
+    table: Path | None = typer.Option(None, help="A labelled feature table (CSV/parquet) instead of alerts: every "
+                                                     "numeric or boolean column is a feature."),
+    label_column: str = typer.Option("label", help="0/1 (or true/false) label column of --table."),
     id_column: str | None = typer.Option(None, help="Identifier column of --table (left out of the features)."),
     model_tag: str = typer.Option("galactic", help="Model tag (alerts and store labels)."),
-    strategies: str = typer.Option("random,uncertainty,margin,entropy,committee", help="Comma-separated strategies."),
-    seeds: int = typer.Option(5, min=1, help="Number of seeds (0..n-1): each a different split and initial batch."),
-    initial_batch_size: str = typer.Option("30", help="Comma-separated initial batch sizes."),
+    strategies: str = typer.Option("random,default,uncertainty,committee,diverse_uncertainty,balanced,density",
+                                   help="Comma-separated strategies (`default` is what rounds use)."),
+    seeds: int = typer.Option(5, min=1, help="Number of seeds (0..n-1): each a different split and first batch."),
+    initial_batch_size: str = typer.Option("30", help="Comma-separated first-batch sizes."),
+    initial: str = typer.Option("random", help="Comma-separated first-batch rules: random, diverse (k-centre)."),
     batch_size: str = typer.Option("10", help="Comma-separated per-round batch sizes."),
     learning_rate: str = typer.Option("0.1", help="Comma-separated learning rates."),
-    class_weight: str = typer.Option("none", help="Comma-separated class weights: none, balanced."),
-    max_labels: int = typer.Option(150, min=2, help="Stop each curve at this many training labels."),
+    class_weight: str = typer.Option("auto", help="Comma-separated class weights: auto (balanced when a class is "
+                                                  "under 20 %), balanced, none."),
+    threshold: str = typer.Option("0.5", help="Comma-separated decision thresholds: 0.5, cv (chosen for F1 by "
+                                              "cross-validation on the training labels)."),
+    max_labels: int = typer.Option(150, min=2, help="Stop each curve at this many training labels (clamped to "
+                                                    "the pool)."),
+    budget: int = typer.Option(100, min=1, help="Report the F1 ratio to random at this many labels."),
     holdout_fraction: float = typer.Option(0.3, min=0.05, max=0.8, help="Held-out share of the labelled set."),
     name: str = typer.Option("compare", help="Name: output files and the MLflow experiment."),
     out: Path = typer.Option(Path("results/experiments"), help="Directory for the plot and CSVs."),
     mlflow: bool = typer.Option(True, help="Log the curves to MLflow (SKYSIFT_MLFLOW_TRACKING_URI)."),
 ) -> None:
-    """Replay a labelled set with an oracle labeller and compare learning curves over several seeds.
+    """Replay a labelled set with an oracle labeller and compare learning curves over several seeds, paired
+    by seed against random sampling.
 
     The labelled set is alerts with Fink's SIMBAD types (--alerts + --oracle), a labelled feature table
-    (--table), or, with neither, the store's own labels on its features.
+    (--table), or, with neither, the store's own labels on its features. Points are saved as each curve ends.
     """
     from tqdm import tqdm
 
     from skysift import errors
+    from skysift.trainer import comparison
     from skysift.trainer import experiments as ex
 
     settings = load_settings()
@@ -160,23 +171,31 @@ def experiment_command(
 
             data = ex.from_store(open_store(settings=settings), model_tag)
         configs = ex.grid(_csv(strategies), _csv(initial_batch_size, int), _csv(batch_size, int),
-                          _csv(learning_rate, float), _csv(class_weight))
+                          _csv(learning_rate, float), _csv(class_weight), _csv(initial), _csv(threshold))
         typer.echo(data.describe())
         typer.echo(f"{len(configs)} configurations x {seeds} seeds, up to {max_labels} labels, "
                    f"{holdout_fraction:.0%} held out")
+        out.mkdir(parents=True, exist_ok=True)
         with tqdm(total=len(configs) * seeds, desc="learning curves", unit="curve") as bar:
-            points = ex.run(data, configs, list(range(seeds)), max_labels, holdout_fraction, progress=bar.update)
+            results = ex.run(data, configs, list(range(seeds)), max_labels, holdout_fraction, progress=bar.update,
+                             checkpoint=out / f"{name}_points.csv")
     except errors.SkysiftError as exc:
         fail(str(exc))
-    summary, auc = ex.summarise(points), ex.area_under_curves(points)
-    verdict = ex.verdict(auc, points=points)
-    png = ex.plot(summary, f"{name}: {data.describe()}")
-    out.mkdir(parents=True, exist_ok=True)
-    points.to_csv(out / f"{name}_points.csv", index=False)
+    points = results.points
+    for note in results.notes + comparison.dropped_seeds(points):
+        typer.echo(f"note: {note}")
+    summary = comparison.summarise(points)
+    report = comparison.report(points, results.ceiling, budget)
+    verdict = comparison.verdict(report, points, results.ceiling)
+    png = comparison.plot(points, results.ceiling, f"{name}: {data.describe()}")
     summary.to_csv(out / f"{name}_curves.csv", index=False)
-    auc.to_csv(out / f"{name}_auc.csv", index=False)
+    report.to_csv(out / f"{name}_report.csv", index=False)
+    results.ceiling.to_csv(out / f"{name}_ceiling.csv", index=False)
     (out / f"{name}_curves.png").write_bytes(png)
-    typer.echo(auc.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    (out / f"{name}_verdict.txt").write_text(verdict + "\n")
+    shown = ["config", "mean_f1", "final_f1", "final_f1_negative", "final_f1_macro", "final_pr_auc",
+             "labels_to_target", "share_of_random_labels", "f1_ratio_at_budget", "wins", "seeds", "p_value"]
+    typer.echo(report[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     typer.echo(verdict)
     typer.echo(f"saved {out / (name + '_curves.png')} and CSVs in {out}")
     if mlflow:
@@ -185,12 +204,13 @@ def experiment_command(
         from skysift.trainer.settings import TrainerSettings
 
         params = {"data": data.name, "n_labelled": len(data.y), "strategies": strategies, "seeds": seeds,
-                  "initial_batch_size": initial_batch_size, "batch_size": batch_size, "learning_rate": learning_rate,
-                  "class_weight": class_weight, "max_labels": max_labels, "holdout_fraction": holdout_fraction,
+                  "initial_batch_size": initial_batch_size, "initial": initial, "batch_size": batch_size,
+                  "learning_rate": learning_rate, "class_weight": class_weight, "threshold": threshold,
+                  "max_labels": results.max_labels, "holdout_fraction": holdout_fraction,
                   "feature_set_version": data.feature_set_version or "table"}
         try:
             run_id = tracking.log_experiment(settings.mlflow_tracking_uri, config.load(TrainerSettings).mlflow_experiment_prefix,
-                                             model_tag, name, params, points, summary, auc, png, verdict)
+                                             model_tag, name, params, points, summary, report, png, verdict)
         except errors.SkysiftError as exc:
             fail(f"{exc} (the results above are saved in {out}; use --no-mlflow to skip MLflow)")
         typer.echo(f"logged to MLflow run {run_id}")

@@ -31,8 +31,8 @@ from skysift.features.core import feature_batches
 from skysift.modeltags import get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation
-from skysift.trainer.labels import LabelStore
-from skysift.trainer.rounds import FeatureSpec, label_conflicts, load_pool
+from skysift.trainer.labels import LabelStore, label_conflicts
+from skysift.trainer.pool import FeatureSpec, load_pool
 
 
 @dataclass

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+METRICS = ("accuracy", "precision", "recall", "f1", "f1_negative", "f1_macro", "roc_auc", "pr_auc")
 
 
 def stable_order(candids, seed: int) -> list[int]:
@@ -50,10 +50,16 @@ def class_balance(y) -> dict[str, float]:
 
 
 def metrics(y_true, p_positive, threshold: float = 0.5) -> dict[str, float]:
-    """accuracy, precision, recall, F1 (positive class), ROC AUC (only when both classes are present), confusion."""
+    """accuracy, precision, recall, F1 of the positive class, F1 of the negative class and their mean (macro),
+    the confusion counts, and, only when both classes are present, ROC AUC and PR AUC (average precision).
+
+    Where the positive class is the majority its F1 hardly moves; the negative and macro F1 show the rest.
+    """
     from sklearn.metrics import (
         accuracy_score,
+        average_precision_score,
         confusion_matrix,
+        f1_score,
         precision_recall_fscore_support,
         roc_auc_score,
     )
@@ -62,12 +68,38 @@ def metrics(y_true, p_positive, threshold: float = 0.5) -> dict[str, float]:
     p_positive = np.asarray(p_positive, dtype=float)
     y_pred = (p_positive >= threshold).astype(int)
     precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="binary", zero_division=0)
+    f1_negative = f1_score(1 - y_true, 1 - y_pred, zero_division=0)
     tn, fp, fn, tp = confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
     out = {"accuracy": float(accuracy_score(y_true, y_pred)), "precision": float(precision),
-           "recall": float(recall), "f1": float(f1), "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}
+           "recall": float(recall), "f1": float(f1), "f1_negative": float(f1_negative),
+           "f1_macro": float((f1 + f1_negative) / 2), "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}
     if len(np.unique(y_true)) == 2:
         out["roc_auc"] = float(roc_auc_score(y_true, p_positive))
+        out["pr_auc"] = float(average_precision_score(y_true, p_positive))
     return out
+
+
+def promotion(registered_name: str, version: str, metric: str, new_value: float | None,
+              champion_version: str | None = None, champion_value: float | None = None,
+              same_feature_set: bool = True, tolerance: float = 0.0) -> tuple[bool, str]:
+    """The champion rule: whether ``version`` becomes the champion, and why (see :mod:`.tracking`).
+
+    A new model is promoted when there is no champion, when the champion was trained on another feature set
+    (it cannot score these features), or when it is not worse on this round's held-out set
+    (``new >= champion - tolerance``); without a held-out value to compare on, the champion stays.
+    """
+    if champion_version is None:
+        return True, f"version {version} is the first champion of {registered_name}"
+    if not same_feature_set:
+        return True, f"version {version} replaces champion {champion_version} trained on another feature set"
+    if new_value is None:
+        return False, f"champion stays at version {champion_version}: no held-out {metric} to compare on"
+    if champion_value is None or new_value >= champion_value - tolerance:
+        old_text = "undefined" if champion_value is None else f"{champion_value:.3f}"
+        return True, (f"version {version} is the champion: held-out {metric} {new_value:.3f} vs {old_text} "
+                      f"for version {champion_version}")
+    return False, (f"champion stays at version {champion_version}: held-out {metric} {champion_value:.3f} "
+                   f"beats {new_value:.3f}")
 
 
 def permutation_table(model, X: pd.DataFrame, y, scoring: str, repeats: int, seed: int) -> pd.DataFrame:

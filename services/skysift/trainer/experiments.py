@@ -1,23 +1,23 @@
 """Experiments without a human: replay a labelled set with an oracle to compare strategies and settings.
 
 For each seed the labelled set is split once into a held-out part (stratified, ``holdout_fraction``) and a
-pool; every configuration (strategy, initial and per-round batch size, learning rate, class weight) then
-starts from the same seeded random initial batch of that pool, so configurations are compared on identical
-data. Each round fits, evaluates on the held-out part, queries ``batch_size`` more from the pool with the
-strategy and reveals their oracle labels, until ``max_labels``. The fit, query and metrics are the very
-functions a production round uses (:func:`skysift.trainer.rounds.fit_and_query`, :mod:`.evaluation`).
-
-Output: every point (configuration, seed, number of labels, metrics), the mean and spread over seeds per
-number of labels, an area-under-the-learning-curve table (mean held-out F1 over the curve), a plot, and the
-same in MLflow. Which configuration wins is read off those numbers, whichever it is.
+pool. The first batch is then drawn from the pool by a generator of its own (seeded, independent of the split:
+an earlier version took it from the hash order that also made the split, and its class mix varied 3-4 times
+more than chance). Every configuration (strategy, first-batch rule, batch sizes, learning rate, class weight,
+decision threshold) starts from that seed's split and, for a random first batch, the same first batch, so
+configurations are compared on identical data and the comparison can be paired by seed. Each round fits,
+evaluates on the held-out part, queries ``batch_size`` more with the strategy and reveals their oracle labels,
+until ``max_labels``. The fit, query and metrics are the very functions a production round uses
+(:func:`skysift.trainer.model.fit_and_query`, :mod:`.evaluation`). The statistics are in :mod:`.comparison`.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +26,10 @@ import pandas as pd
 from skysift import errors
 from skysift.modeltags import get_tag
 from skysift.trainer import evaluation, strategies
-from skysift.trainer.rounds import can_fit, fit_and_query, limited_threads, model_params
+from skysift.trainer.model import can_fit, cold_start_query, cv_threshold, fit, fit_and_query, limited_threads, model_params
 
-CURVE_METRICS = ("f1", "accuracy", "precision", "recall", "roc_auc")
+CURVE_METRICS = ("f1", "f1_negative", "f1_macro", "accuracy", "precision", "recall", "roc_auc", "pr_auc")
+CEILING = "all labels"
 
 
 @dataclass
@@ -41,6 +42,8 @@ class LabelledSet:
     ids: np.ndarray
     classes: tuple[str, str]
     feature_set_version: str = ""
+    objects: np.ndarray | None = None  # object of each row: a batch then holds one alert per object
+    notes: list[str] = field(default_factory=list)  # what loading left out, and why
 
     def describe(self) -> str:
         pos = int(self.y.sum())
@@ -49,48 +52,67 @@ class LabelledSet:
 
 
 def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic") -> LabelledSet:
-    """Alert files (Avro containers or parquet) with Fink's SIMBAD types as oracle: decode → features → join."""
+    """Alert files (Avro containers or parquet) with Fink's SIMBAD types as oracle: decode → enrich → features
+    (the one stage chain) → join. Enrichment is a production round's without Lasair: E(B-V) from the offline map
+    and the offline catalogues' context (when installed)."""
     from skysift.alerts.decode import Packet
     from skysift.chain import features_of_packets
+    from skysift.enrichment.core import Enricher, enrich
     from skysift.features.sets import configured
-    from skysift.trainer.oracle import oracle_labels
+    from skysift.trainer.oracle import left_out, oracle_labels
 
     files = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".avro", ".parquet")})
     if not files:
         raise errors.InvalidArgument(f"no .avro or .parquet alert files under {', '.join(map(str, paths))}")
     feature_set = configured()
-    chained = features_of_packets([Packet(f.read_bytes(), source=str(f)) for f in files], feature_set=feature_set)
+    enricher = Enricher(None)  # a production round's enrichment without Lasair: E(B-V), offline catalogues
+    chained = features_of_packets([Packet(f.read_bytes(), source=str(f)) for f in files], feature_set=feature_set,
+                                  enrich=lambda survey, alerts: enrich(alerts, None, enricher.extinction,
+                                                                       enricher.catalogs))
     if not chained.surveys:
         raise errors.InvalidArgument(f"no alert decoded from {len(files)} files")
-    features = pd.concat([part.features.to_pandas() for part in chained.surveys])
+    features = pd.concat([part.features.to_pandas().assign(objectId=part.alerts.column("objectId").to_pylist())
+                          for part in chained.surveys])
     features = features.drop_duplicates("candid", keep="last")
-    labels = oracle_labels(pd.read_csv(labels_csv))
+    raw = pd.read_csv(labels_csv)
+    labels = oracle_labels(raw)
     tag = get_tag(model_tag)
     labels["target"] = labels["label"].map(tag.target)
-    joined = features.merge(labels.dropna(subset=["target"]), on="candid")
+    joined = features.merge(labels.dropna(subset=["target"]).drop(columns="objectId"), on="candid")
+    uninformative, not_mapped = left_out(raw[raw["candid"].isin(features["candid"])])
+    notes = [f"oracle: {sum(counts.values())} alerts left out, {what}: "
+             + (", ".join(f"{name} ({n})" for name, n in counts.most_common()) or "none")
+             for what, counts in (("types that say nothing of the class", uninformative),
+                                  ("types not mapped to a class", not_mapped))]
     return LabelledSet(f"alerts+oracle ({labels_csv.name})", joined[feature_set.columns].reset_index(drop=True),
-                       joined["target"].to_numpy(dtype=int), joined["candid"].to_numpy(), tag.classes, feature_set.version)
+                       joined["target"].to_numpy(dtype=int), joined["candid"].to_numpy(), tag.classes,
+                       feature_set.version, joined["objectId"].to_numpy(dtype=object), notes)
 
 
 def from_table(path: Path, label_column: str = "label", id_column: str | None = None,
                classes: tuple[str, str] = ("negative", "positive")) -> LabelledSet:
-    """A labelled feature table (CSV or parquet): every numeric column except the id and label is a feature."""
+    """A labelled feature table (CSV or parquet): every numeric or boolean column except the id and label is
+    a feature (a boolean is 0/1); other columns are named in the notes."""
     table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    if label_column not in table:
-        raise errors.InvalidArgument(f"{path}: no label column {label_column!r}; columns: {', '.join(table.columns[:10])}...")
-    y = table[label_column]
+    for column in (label_column, id_column):
+        if column and column not in table:
+            raise errors.InvalidArgument(f"{path}: no column {column!r}; columns: {', '.join(map(str, table.columns[:10]))}...")
+    y = table[label_column].map(lambda v: int(v) if isinstance(v, (bool, np.bool_)) else v)
     if set(y.dropna().unique()) - {0, 1}:
-        raise errors.InvalidArgument(f"{path}: label column {label_column!r} must hold 0/1")
-    table = table[y.notna()]
+        raise errors.InvalidArgument(f"{path}: label column {label_column!r} must hold 0/1 (or true/false)")
+    table, y = table[y.notna()], y[y.notna()]
     ids = table[id_column].to_numpy() if id_column else np.arange(len(table))
-    X = table.drop(columns=[c for c in (label_column, id_column) if c]).select_dtypes("number").astype("float64")
-    return LabelledSet(path.name, X.reset_index(drop=True), table[label_column].to_numpy(dtype=int), ids, classes)
+    rest = table.drop(columns=[c for c in (label_column, id_column) if c])
+    X = rest.select_dtypes(["number", "bool"]).astype("float64")
+    notes = [f"{path.name}: columns left out (neither numeric nor boolean): {', '.join(skipped)}"
+             for skipped in [[str(c) for c in rest.columns if c not in X.columns]] if skipped]
+    return LabelledSet(path.name, X.reset_index(drop=True), y.to_numpy(dtype=int), ids, classes, notes=notes)
 
 
 def from_store(store, model_tag: str) -> LabelledSet:
     """The store's own labels on its stored features: replay what humans labelled."""
     from skysift.trainer.labels import LabelStore
-    from skysift.trainer.rounds import FeatureSpec, load_pool
+    from skysift.trainer.pool import FeatureSpec, load_pool
 
     tag = get_tag(model_tag)
     spec = FeatureSpec.current()
@@ -107,17 +129,54 @@ class Config:
     initial_batch_size: int = 30
     batch_size: int = 10
     learning_rate: float = 0.1
-    class_weight: str = "none"
+    class_weight: str = "auto"
+    initial: str = "random"  # the first batch: random, or diverse (k-centre on the features)
+    threshold: str = "0.5"  # the decision threshold: 0.5, or cv (chosen for F1 on the training labels)
 
     @property
     def label(self) -> str:
-        return (f"{self.strategy} init={self.initial_batch_size} +{self.batch_size} lr={self.learning_rate:g} "
-                f"cw={self.class_weight}")
+        return (f"{self.strategy} init={self.initial_batch_size}{'' if self.initial == 'random' else ' ' + self.initial} "
+                f"+{self.batch_size} lr={self.learning_rate:g} cw={self.class_weight} t={self.threshold}")
+
+    @property
+    def baseline(self) -> Config:
+        """The random configuration this one is paired with: the same settings, random queries."""
+        return Config("random", self.initial_batch_size, self.batch_size, self.learning_rate, self.class_weight,
+                      "random", self.threshold)
 
 
-def grid(strategy_names, initial_sizes=(30,), batch_sizes=(10,), learning_rates=(0.1,), class_weights=("none",)):
-    return [Config(strategies.check_strategy(s), int(i), int(b), float(lr), str(cw))
-            for s, i, b, lr, cw in itertools.product(strategy_names, initial_sizes, batch_sizes, learning_rates, class_weights)]
+def grid(strategy_names, initial_sizes=(30,), batch_sizes=(10,), learning_rates=(0.1,), class_weights=("auto",),
+         initials=("random",), thresholds=("0.5",)) -> list[Config]:
+    for initial in initials:
+        if initial not in ("random", "diverse"):
+            raise errors.InvalidArgument(f"the first batch is random or diverse, not {initial!r}")
+    for threshold in thresholds:
+        if threshold not in ("0.5", "cv"):
+            raise errors.InvalidArgument(f"the threshold is 0.5 or cv, not {threshold!r}")
+    for cw in class_weights:
+        model_params({"class_weight": cw})
+    names = [strategies.check_strategy(s) for s in strategy_names]
+    return [Config(s, int(i), int(b), float(lr), str(cw), initial, threshold)
+            for s, i, b, lr, cw, initial, threshold in itertools.product(
+                names, initial_sizes, batch_sizes, learning_rates, class_weights, initials, thresholds)]
+
+
+def split(data: LabelledSet, seed: int, holdout_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out rows, pool rows) of a seed: stratified, as a production round's split."""
+    # by row position: ids may be text (a table's object names)
+    held = evaluation.assign_holdout(dict(enumerate(data.y.tolist())), {}, Counter(data.y.tolist()), holdout_fraction, seed)
+    held = np.array(sorted(held), dtype=int)
+    return held, np.setdiff1d(np.arange(len(data.y)), held)
+
+
+def first_batch(data: LabelledSet, pool: np.ndarray, size: int, seed: int, rule: str = "random") -> np.ndarray:
+    """The first batch's rows: a seeded draw from the pool with a generator of its own (not the split's order),
+    or, for ``diverse``, k-centre on the standardised features."""
+    rng = np.random.default_rng([seed, 101])
+    if rule == "random":
+        return rng.choice(pool, size=min(size, len(pool)), replace=False)
+    objects = None if data.objects is None else data.objects[pool]
+    return pool[cold_start_query(data.X.iloc[pool], "diverse", size, rng, objects).index]
 
 
 def simulate(data: LabelledSet, config: Config, seed: int, max_labels: int, holdout_fraction: float = 0.3,
@@ -128,113 +187,81 @@ def simulate(data: LabelledSet, config: Config, seed: int, max_labels: int, hold
 
 
 def _simulate(data, config, seed, max_labels, holdout_fraction, base_params, committee_size) -> list[dict]:
-    positions = {c: i for i, c in enumerate(data.ids)}
-    targets = dict(zip(data.ids, data.y))
-    held_ids = evaluation.assign_holdout(targets, {}, Counter(data.y.tolist()), holdout_fraction, seed)
-    held = np.array(sorted(positions[c] for c in held_ids), dtype=int)
-    pool = np.array([positions[c] for c in evaluation.stable_order(set(data.ids) - held_ids, seed)], dtype=int)
+    held, pool = split(data, seed, holdout_fraction)
     params = model_params({**(base_params or {}), "learning_rate": config.learning_rate,
                            "class_weight": config.class_weight})
-    labelled = list(pool[: config.initial_batch_size])  # seeded order: the initial batch is random
-    unlabelled = pool[config.initial_batch_size:]
+    labelled = list(first_batch(data, pool, config.initial_batch_size, seed, config.initial))
+    unlabelled = np.setdiff1d(pool, labelled)
     rng = np.random.default_rng([seed, 1])
+    tune = config.threshold == "cv"
     points = []
     for round_number in itertools.count():
         y_train = data.y[labelled]
-        room = max_labels - len(labelled)
-        n = min(config.batch_size, room, len(unlabelled))
+        n = min(config.batch_size, max_labels - len(labelled), len(unlabelled))
+        objects = None if data.objects is None else data.objects[unlabelled]
         if can_fit(y_train):
             fitted = fit_and_query(data.X.iloc[labelled], y_train, data.X.iloc[unlabelled], config.strategy, n,
-                                   params, seed, rng, committee_size, data.classes[1])
-            m = evaluation.metrics(data.y[held], fitted.model.predict_proba(data.X.iloc[held])[:, 1])
-            picked = fitted.ranked.index
-        else:  # one class so far: nothing to fit, keep sampling at random
-            m = {}
-            picked = rng.permutation(len(unlabelled))[:n]
+                                   params, seed, rng, committee_size, data.classes[1], objects, tune)
+            m = evaluation.metrics(data.y[held], fitted.model.predict_proba(data.X.iloc[held])[:, 1], fitted.threshold)
+            picked, threshold = fitted.ranked.index, fitted.threshold
+        else:  # one class so far: nothing to fit, keep sampling at random (the point has no metrics)
+            m, threshold = {}, math.nan
+            picked = rng.permutation(len(unlabelled))[:max(n, 0)]
         points.append({**asdict(config), "config": config.label, "seed": seed, "round": round_number,
                        "n_labels": len(labelled), "train_positive_fraction": float(y_train.mean()),
-                       **{k: m.get(k, np.nan) for k in CURVE_METRICS}})
+                       "threshold_used": threshold, **{k: m.get(k, np.nan) for k in CURVE_METRICS}})
         if n <= 0:
             return points
         labelled.extend(unlabelled[picked].tolist())
         unlabelled = np.delete(unlabelled, picked)
 
 
+def ceiling(data: LabelledSet, seed: int, holdout_fraction: float, config: Config, base_params: dict | None = None
+            ) -> dict:
+    """The held-out metrics of a model trained on every pool label: the best a curve can hope to reach."""
+    held, pool = split(data, seed, holdout_fraction)
+    params = model_params({**(base_params or {}), "learning_rate": config.learning_rate,
+                           "class_weight": config.class_weight})
+    X, y = data.X.iloc[pool], data.y[pool]
+    threshold = cv_threshold(X, y, params, seed) if config.threshold == "cv" else 0.5
+    m = evaluation.metrics(data.y[held], fit(X, y, params, seed).predict_proba(data.X.iloc[held])[:, 1], threshold)
+    return {"config": CEILING, "seed": seed, "n_labels": len(pool), **{k: m.get(k, np.nan) for k in CURVE_METRICS}}
+
+
+@dataclass
+class Results:
+    points: pd.DataFrame
+    ceiling: pd.DataFrame
+    max_labels: int
+    notes: list[str]
+
+
 def run(data: LabelledSet, configs: list[Config], seeds: list[int], max_labels: int, holdout_fraction: float = 0.3,
-        base_params: dict | None = None, progress: Callable[[int], None] | None = None, threads: int = 1
-        ) -> pd.DataFrame:
-    """Every configuration over every seed; ``progress`` is called with 1 after each curve."""
+        base_params: dict | None = None, progress: Callable[[int], None] | None = None, threads: int = 1,
+        checkpoint: Path | None = None) -> Results:
+    """Every configuration over every seed, and each seed's ceiling.
+
+    ``max_labels`` beyond the pool is clamped to the pool (said in the notes); ``checkpoint`` is rewritten
+    with every point so far as each curve finishes, so an interrupted run keeps what it measured.
+    ``progress`` is called with 1 after each curve.
+    """
     if len(data.y) < 10 or len(np.unique(data.y)) < 2:
         raise errors.FailedPrecondition(f"{data.describe()}: need at least 10 labelled examples of both classes")
-    n_pool = len(data.y) - round(holdout_fraction * len(data.y))
+    notes = list(data.notes)
+    n_pool = min(len(split(data, s, holdout_fraction)[1]) for s in seeds)
     if max_labels > n_pool:
-        raise errors.InvalidArgument(f"max_labels {max_labels} exceeds the pool ({n_pool} after holding out "
-                                     f"{holdout_fraction:.0%}); lower it")
+        notes.append(f"max_labels {max_labels} is more than the pool ({n_pool} after holding out "
+                     f"{holdout_fraction:.0%}): clamped to {n_pool}")
+        max_labels = n_pool
     rows = []
+    with limited_threads(threads):
+        ceilings = pd.DataFrame([ceiling(data, s, holdout_fraction, configs[0], base_params) for s in seeds])
     for config in configs:
         for seed in seeds:
             rows.extend(simulate(data, config, seed, max_labels, holdout_fraction, base_params, threads=threads))
+            if checkpoint is not None:
+                checkpoint.parent.mkdir(parents=True, exist_ok=True)
+                pd.DataFrame(rows).to_csv(checkpoint, index=False)
             if progress:
                 progress(1)
-    return pd.DataFrame(rows)
-
-
-def summarise(points: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard deviation and count over seeds, per configuration and number of labels."""
-    stats = points.groupby(["config", "n_labels"])[list(CURVE_METRICS)].agg(["mean", "std", "count"])
-    stats.columns = [f"{m}_{s}" for m, s in stats.columns]
-    return stats.reset_index()
-
-
-def area_under_curves(points: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
-    """Mean held-out ``metric`` over each curve, then its mean and spread over seeds; best first."""
-    per_seed = points.groupby(["config", "seed"])[metric].mean()
-    table = per_seed.groupby("config").agg(["mean", "std", "count"]).rename(
-        columns={"mean": f"mean_{metric}", "std": f"std_{metric}", "count": "seeds"})
-    final = points.loc[points.groupby(["config", "seed"])["n_labels"].idxmax()].groupby("config")[metric].agg(["mean", "std"])
-    table[f"final_{metric}_mean"], table[f"final_{metric}_std"] = final["mean"], final["std"]
-    return table.sort_values(f"mean_{metric}", ascending=False).reset_index()
-
-
-def verdict(auc: pd.DataFrame, metric: str = "f1", points: pd.DataFrame | None = None) -> str:
-    """Plain words on who won, whether the lead is larger than the spread across seeds, and which
-    configurations gave identical curves (for a binary model uncertainty, margin and entropy always do)."""
-    best, rest = auc.iloc[0], auc.iloc[1:]
-    lines = [(f"best by mean held-out {metric} over the curve: {best['config']} "
-              f"({best[f'mean_{metric}']:.3f} ± {best[f'std_{metric}']:.3f} over {int(best['seeds'])} seeds)")]
-    random_rows = auc[auc["config"].str.startswith("random ")]
-    for _, r in random_rows.iterrows():
-        if r["config"] != best["config"]:
-            lead = best[f"mean_{metric}"] - r[f"mean_{metric}"]
-            spread = max(best[f"std_{metric}"], r[f"std_{metric}"])
-            lines.append(f"lead over {r['config']}: {lead:+.3f} "
-                         + ("(larger than the spread across seeds)" if lead > spread else
-                            f"(within the spread across seeds, ±{spread:.3f}: not a clear win)"))
-    if len(rest) and best["config"].startswith("random "):
-        lines.append("random sampling was not beaten on this set")
-    if points is not None:
-        curves = points.sort_values(["seed", "n_labels"]).groupby("config", sort=False)[metric].apply(tuple)
-        for same in curves.groupby(curves).groups.values():
-            if len(same) > 1:
-                lines.append("identical curves (same queries every round): " + "; ".join(sorted(same)))
-    return "\n".join(lines)
-
-
-def plot(summary: pd.DataFrame, title: str, metrics=("f1", "accuracy", "roc_auc")) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        for config, curve in summary.groupby("config", sort=False):
-            mean, std = curve[f"{metric}_mean"], curve[f"{metric}_std"].fillna(0)
-            line, = ax.plot(curve["n_labels"], mean, marker="o", ms=3, label=config)
-            ax.fill_between(curve["n_labels"], mean - std, mean + std, color=line.get_color(), alpha=0.15)
-        ax.set_xlabel("labels used for training")
-        ax.set_ylabel(f"held-out {metric} (mean ± 1 sd over seeds)")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(title)
-    return evaluation.png_bytes(fig)
+    return Results(pd.DataFrame(rows), ceilings, max_labels, notes)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 
 import pandas as pd
 
@@ -25,6 +26,7 @@ RENAMES = {
     "OH/IR": "OH/IR*", "low-mass*": "Low-Mass*", "HB*": "HorBranch*", "C*": "CarbonStar", "PM*": "HighPM*",
     "Hsd": "HotSubdwarf", "NS": "NeutronStar", "Erupt*RCrB": "RCrBV*", "V*": "Variable*", "XB": "XrayBin",
     "HMXB": "HighMassXBin", "Blue": "blue", "Nova": "Nova", "QSO_CandidateSeyfert": "Seyfert",
+    "PulsV*WVir": "Type2Cep", "PulsV*delSct": "delSctV*", "Em*": "EmLineStar", "EmG": "EmissionG",
 }
 GALACTIC = {
     "CataclyV*", "YSO", "LongPeriodV*", "AGB*", "Symbiotic*", "RRLyrae", "RSCVnV*", "EclBin", "Mira", "delSctV*",
@@ -32,11 +34,12 @@ GALACTIC = {
     "HighMassXBin", "Type2Cep", "Cepheid", "BlueSG", "XrayBin", "PulsV*", "Star", "Variable*", "NeutronStar",
     "BYDraV*", "S*", "IrregularV*", "CarbonStar", "post-AGB*", "TTauri*", "SB*", "Low-Mass*", "Cluster*",
     "HotSubdwarf", "gammaDorV*", "WolfRayet*", "Be*", "Eruptive*", "RCrBV*", "Planet", "HighPM*", "RGB*", "Pec*",
-    "brownD*", "denseCore", "**", "SXPheV*", "EllipVar", "LowMassXBin", "Nova",
+    "brownD*", "denseCore", "**", "SXPheV*", "EllipVar", "LowMassXBin", "Nova", "EmLineStar",
 }
 EXTRAGALACTIC = {
     "Galaxy", "QSO", "AGN", "Seyfert", "Seyfert1", "Seyfert2", "LINER", "BLLac", "Blazar", "Supernova", "TDE",
     "Kilonova", "GinPair", "HII_G", "LensedImage", "ULX", "FRB", "Afterglow", "ILRT", "LRN", "LBV", "Impostor-SN",
+    "EmissionG",
 }
 # names that do not tell galactic from extragalactic
 UNINFORMATIVE = {
@@ -101,3 +104,17 @@ def unmapped(values) -> list[str]:
         if name not in GALACTIC | EXTRAGALACTIC | UNINFORMATIVE and not (source == "tns" and name in TNS_AMBIGUOUS):
             out.add(name)
     return sorted(out)
+
+
+def left_out(table: pd.DataFrame) -> tuple[Counter, Counter]:
+    """The rows of ``table`` (candid, cdsxmatch[, tns]) that :func:`oracle_labels` leaves out, counted per
+    cleaned type name: (types known to say nothing of the class, types not mapped at all). The second is what
+    a mapping could add (e.g. EmG, PulsV*WVir); both are printed by experiments rather than silently dropped."""
+    kept = set(oracle_labels(table)["candid"])
+    left = table.drop_duplicates("candid")
+    left = left[~left["candid"].isin(kept)]
+    uninformative, not_mapped = Counter(), Counter()
+    for raw in left["cdsxmatch"]:
+        name = clean_type(raw)[1]
+        (not_mapped if unmapped([raw]) else uninformative)[name] += 1
+    return uninformative, not_mapped

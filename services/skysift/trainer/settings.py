@@ -9,7 +9,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class TrainerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SKYSIFT_TRAINER_", extra="ignore")
 
-    strategy: str = "uncertainty"
+    strategy: str = "default"  # see skysift.trainer.strategies.DEFAULT
+    # the first batch, while no model can be fitted: a strategy that needs no model (random or diverse)
+    initial_strategy: str = "random"
+    # choose the decision threshold for F1 by cross-validation on the training labels (logged; 3 more fits)
+    tune_threshold: bool = True
+    # what may be queued: only this survey (its labels train the model too), alerts with light-curve features
+    # in this band, alerts with at least this many detections; empty / 0: no restriction
+    pool_survey: str = ""
+    pool_band: str = ""
+    pool_min_detections: int = Field(0, ge=0)
     batch_size: int = Field(10, ge=1)
     initial_batch_size: int = Field(30, ge=1)
     # Share of each class of newly labelled candids set aside, once and for good, as the held-out set.

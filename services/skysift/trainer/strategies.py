@@ -1,33 +1,260 @@
-"""Query strategies: score every unlabelled alert, then rank by that score (highest first).
+"""Query strategies: which unlabelled alerts a round asks people to label next, and why.
 
-The prototype computed an uncertainty score and then sampled in arrival order; here the queue is the top of
-an explicit ranking, with ties broken by a seeded random draw so equal scores do not fall back to arrival order.
+Each strategy is a small class in :data:`REGISTRY`: its ``name``, what it ``needs`` (the model's
+probabilities, a committee's, the pool's features) and a ``why`` line for each queued alert. A new strategy
+is one class with the :func:`register` decorator. Strategies that need no model (``random``, ``diverse``)
+can pick the first batch, before any label exists.
 
-For a binary model, least-confident, margin and entropy are monotone functions of |p - 0.5| and therefore
-give the same ranking; they are kept apart because they differ for multi-class models and because their
-scores read differently in the queue. The committee strategy is the one that uses different information:
-the disagreement of a bagged ensemble (query by committee).
+A queue is the top of an explicit ranking (highest score first), ties broken by a seeded random draw so equal
+scores do not fall back to arrival order, and it holds at most one alert per object when object ids are given.
+
+For a binary model, least-confident, margin and entropy are monotone functions of |p - 0.5| and give the
+same ranking; they are kept because their scores read differently in the queue. The others use different
+information: a committee's disagreement, the distance between alerts (diversity), the density of the pool
+around an alert, and the decision threshold chosen by cross-validation (rare classes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from skysift.errors import InvalidArgument
+from skysift.trainer.selection import density, interleave, k_centre, top
 
-STRATEGIES = ("random", "uncertainty", "margin", "entropy", "committee")
+PROBABILITIES, COMMITTEE, FEATURES = "probabilities", "committee", "features"
+# the strategy rounds use unless told; chosen from the evidence in docs/active-learning.md
+DEFAULT = "diverse_uncertainty"
 ALIASES = {"least_confident": "uncertainty", "least-confident": "uncertainty", "qbc": "committee"}
+DIVERSITY_POOL = 10  # batch diversity picks among the DIVERSITY_POOL x n most uncertain alerts
+
+
+@dataclass
+class QueryInput:
+    """What a strategy may look at; ``proba`` rows are pool rows, ``features`` standardised (NaN as 0)."""
+
+    proba: np.ndarray | None = None  # (n, 2): P(negative), P(positive); None before a model exists
+    member_proba: np.ndarray | None = None  # (members, n, 2)
+    features: np.ndarray | None = None  # (n, d)
+    labelled_features: np.ndarray | None = None  # (m, d): the training rows, for distances to what is known
+    object_ids: np.ndarray | None = None  # at most one queued alert per object when given
+    threshold: float = 0.5  # the model's decision threshold
+    positive_class: str = "positive"
+
+    def __len__(self) -> int:
+        for part in (self.proba, self.features, self.object_ids):
+            if part is not None:
+                return len(part)
+        if self.member_proba is not None:
+            return self.member_proba.shape[1]
+        raise ValueError("a query needs the pool's probabilities, features or object ids")
+
+
+@dataclass
+class Ranked:
+    """The queue-worthy part of a ranking: positions into the pool, their scores, and why each was picked."""
+
+    index: np.ndarray
+    score: np.ndarray
+    reason: list[str]
+
+
+class Strategy:
+    """Score every pool row (higher: ask sooner) and say why; ``select`` may override the plain top-n."""
+
+    name: ClassVar[str]
+    needs: ClassVar[frozenset[str]] = frozenset({PROBABILITIES})
+
+    @property
+    def needs_model(self) -> bool:
+        return bool(self.needs & {PROBABILITIES, COMMITTEE})
+
+    def scores(self, q: QueryInput, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def why(self, q: QueryInput, i: int, score: float) -> str:
+        raise NotImplementedError
+
+    def select(self, q: QueryInput, n: int, rng: np.random.Generator) -> Ranked:
+        s = self.scores(q, rng)
+        idx = top(s, n, rng, q.object_ids)
+        return Ranked(idx, s[idx], [self.why(q, int(i), float(s[i])) for i in idx])
+
+
+REGISTRY: dict[str, Strategy] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def _p(q: QueryInput, i: int) -> str:
+    return f"p({q.positive_class})={q.proba[i, 1]:.2f}" if q.proba is not None else ""
+
+
+@register
+class Random(Strategy):
+    name = "random"
+    needs = frozenset()
+
+    def scores(self, q, rng):
+        return rng.random(len(q))
+
+    def why(self, q, i, score):
+        return "random pick"
+
+
+@register
+class Uncertainty(Strategy):
+    name = "uncertainty"
+
+    def scores(self, q, rng):
+        return least_confident(q.proba)
+
+    def why(self, q, i, score):
+        return f"least confident: {_p(q, i)}"
+
+
+@register
+class Margin(Strategy):
+    name = "margin"
+
+    def scores(self, q, rng):
+        return margin(q.proba)
+
+    def why(self, q, i, score):
+        return f"small margin ({1 - score:.2f}): {_p(q, i)}"
+
+
+@register
+class Entropy(Strategy):
+    name = "entropy"
+
+    def scores(self, q, rng):
+        return entropy(q.proba)
+
+    def why(self, q, i, score):
+        return f"high entropy ({score:.2f} bits): {_p(q, i)}"
+
+
+@register
+class Committee(Strategy):
+    name = "committee"
+    needs = frozenset({PROBABILITIES, COMMITTEE})
+
+    def scores(self, q, rng):
+        if q.member_proba is None:
+            raise InvalidArgument("the committee strategy needs the members' probabilities")
+        return committee_disagreement(q.member_proba)
+
+    def why(self, q, i, score):
+        return f"committee disagreement {score:.3f} bits: {_p(q, i)}"
+
+
+@register
+class Diverse(Strategy):
+    """Cold start: a batch spread over the feature space (k-centre greedy on standardised features).
+
+    Needs no model, so it can choose the first batch: a random batch of 30 often holds one class only when a
+    class is rare, a spread-out one reaches the corners where rare classes live.
+    """
+
+    name = "diverse"
+    needs = frozenset({FEATURES})
+
+    def select(self, q, n, rng):
+        candidates = rng.permutation(len(q))[:20_000]  # k-centre over a seeded sample bounds the cost
+        picked, distance = k_centre(q.features[candidates], n, rng, q.labelled_features,
+                                    None if q.object_ids is None else q.object_ids[candidates])
+        idx = candidates[picked]
+        return Ranked(idx, distance, [f"diverse: {d:.2f} from the nearest alert already chosen" for d in distance])
+
+
+@register
+class DiverseUncertainty(Strategy):
+    """Batch diversity: the DIVERSITY_POOL x n most uncertain alerts, then k-centre greedy among them, so one
+    batch holds no near-duplicates (ten alerts of one faint blob teach the model one thing)."""
+
+    name = "diverse_uncertainty"
+    needs = frozenset({PROBABILITIES, FEATURES})
+
+    def select(self, q, n, rng):
+        s = least_confident(q.proba)
+        candidates = top(s, DIVERSITY_POOL * n, rng, q.object_ids)
+        picked, distance = k_centre(q.features[candidates], n, rng, q.labelled_features, None,
+                                    first=0)  # the most uncertain alert first
+        idx = candidates[picked]
+        return Ranked(idx, s[idx], [f"uncertain ({_p(q, int(i))}) and {d:.2f} from the batch's others"
+                                    for i, d in zip(idx, distance)])
+
+
+@register
+class ThresholdBalanced(Strategy):
+    """Rare classes: uncertainty around the model's decision threshold (chosen by cross-validation), with
+    the batch split evenly between alerts just above and just below it, so the rare side is asked about
+    as often as the common one."""
+
+    name = "balanced"
+
+    def scores(self, q, rng):
+        return threshold_uncertainty(q.proba, q.threshold)
+
+    def select(self, q, n, rng):
+        s = self.scores(q, rng)
+        above = q.proba[:, 1] >= q.threshold
+        sides = [top(np.where(side, s, -np.inf), n, rng, q.object_ids) for side in (above, ~above)]
+        sides = [ix[np.isfinite(s[ix])] for ix in sides]
+        idx = np.array(interleave(sides, n, q.object_ids), dtype=np.int64)
+        return Ranked(idx, s[idx], [self.why(q, int(i), float(s[i])) for i in idx])
+
+    def why(self, q, i, score):
+        side = "above" if q.proba[i, 1] >= q.threshold else "below"
+        return f"near the decision threshold {q.threshold:.2f} ({side}): {_p(q, i)}"
+
+
+@register
+class DensityWeighted(Strategy):
+    """Density-weighted uncertainty: uncertainty times how typical the alert is of the pool (its closeness to
+    its nearest pool neighbours), so that isolated outliers are not asked about before whole uncertain groups."""
+
+    name = "density"
+    needs = frozenset({PROBABILITIES, FEATURES})
+
+    def select(self, q, n, rng):
+        typical = density(q.features, rng)
+        s = threshold_uncertainty(q.proba, q.threshold) * typical
+        idx = top(s, n, rng, q.object_ids)
+        return Ranked(idx, s[idx], [f"uncertain in a dense region (density {typical[i]:.2f}): {_p(q, int(i))}"
+                                    for i in idx])
+
+
+STRATEGIES = (*REGISTRY, "default")  # the built-in names (a strategy registered later is known to check_strategy)
 
 
 def check_strategy(name: str) -> str:
     name = ALIASES.get(name, name)
-    if name not in STRATEGIES:
-        raise InvalidArgument(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
+    if name != "default" and name not in REGISTRY:
+        raise InvalidArgument(f"unknown strategy {name!r}; expected one of {', '.join([*REGISTRY, 'default'])}")
     return name
 
 
+def get(name: str) -> Strategy:
+    name = check_strategy(name)
+    return REGISTRY[DEFAULT if name == "default" else name]
+
+
+def query(strategy: str, n: int, rng: np.random.Generator, q: QueryInput) -> Ranked:
+    """Rank the pool with ``strategy`` and return its top ``n`` (fewer when the pool is smaller)."""
+    n = min(n, len(q))
+    if n <= 0:
+        return Ranked(np.empty(0, dtype=np.int64), np.empty(0), [])
+    return get(strategy).select(q, n, rng)
+
+
+# -- scores ----------------------------------------------------------------------------------------------------
 def least_confident(proba: np.ndarray) -> np.ndarray:
     """1 - max_k p_k: 0 when the model is sure, 0.5 at p = 0.5 for two classes."""
     return 1.0 - proba.max(axis=1)
@@ -45,6 +272,12 @@ def entropy(proba: np.ndarray) -> np.ndarray:
     return -(p * np.log2(p)).sum(axis=1)
 
 
+def threshold_uncertainty(proba: np.ndarray, threshold: float) -> np.ndarray:
+    """1 at the decision threshold, 0 at p = 0 or 1 (least-confident rescaled around ``threshold``)."""
+    p = proba[:, 1]
+    return 1.0 - np.where(p >= threshold, (p - threshold) / max(1 - threshold, 1e-9), (threshold - p) / max(threshold, 1e-9))
+
+
 def committee_disagreement(member_proba: np.ndarray) -> np.ndarray:
     """Mean KL divergence of each member from the consensus (McCallum & Nigam), in bits.
 
@@ -53,69 +286,3 @@ def committee_disagreement(member_proba: np.ndarray) -> np.ndarray:
     p = np.clip(member_proba, 1e-12, 1.0)
     consensus = p.mean(axis=0)
     return (p * (np.log2(p) - np.log2(consensus)[None])).sum(axis=2).mean(axis=0)
-
-
-@dataclass
-class Ranked:
-    """The queue-worthy part of a ranking: positions into the pool, their scores, and the reason text."""
-
-    index: np.ndarray
-    score: np.ndarray
-    reason: list[str]
-
-
-def score(strategy: str, proba: np.ndarray | None, member_proba: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-    """Scores for each pool row under ``strategy`` (higher: ask sooner)."""
-    strategy = check_strategy(strategy)
-    if strategy == "random":
-        n = len(proba) if proba is not None else len(member_proba[0])
-        return rng.random(n)
-    if strategy == "committee":
-        if member_proba is None:
-            raise InvalidArgument("the committee strategy needs the members' probabilities")
-        return committee_disagreement(member_proba)
-    return {"uncertainty": least_confident, "margin": margin, "entropy": entropy}[strategy](proba)
-
-
-def top(scores: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of the ``n`` highest scores, best first; ties ordered by a seeded random draw.
-
-    Uses a partial sort, so ranking a 1M-row pool for a queue of 10 stays cheap.
-    """
-    n = min(n, len(scores))
-    if n == 0:
-        return np.empty(0, dtype=np.int64)
-    tiebreak = rng.random(len(scores))
-    if n < len(scores):
-        # keep every row tied with the n-th best, then order them exactly
-        threshold = np.partition(scores, len(scores) - n)[len(scores) - n]
-        candidates = np.flatnonzero(scores >= threshold)
-    else:
-        candidates = np.arange(len(scores))
-    order = np.lexsort((tiebreak[candidates], -scores[candidates]))
-    return candidates[order[:n]]
-
-
-def reasons(strategy: str, score_values: np.ndarray, proba: np.ndarray | None, positive_class: str) -> list[str]:
-    """One line per queued alert telling the labeller why it was picked."""
-    strategy = check_strategy(strategy)
-    out = []
-    for i, s in enumerate(score_values):
-        p = f"p({positive_class})={proba[i, 1]:.2f}" if proba is not None else ""
-        text = {
-            "random": "random pick",
-            "uncertainty": f"least confident: {p}",
-            "margin": f"small margin ({1 - s:.2f}): {p}",
-            "entropy": f"high entropy ({s:.2f} bits): {p}",
-            "committee": f"committee disagreement {s:.3f} bits: {p}",
-        }[strategy]
-        out.append(text)
-    return out
-
-
-def query(strategy: str, n: int, rng: np.random.Generator, proba: np.ndarray | None = None,
-          member_proba: np.ndarray | None = None, positive_class: str = "positive") -> Ranked:
-    """Rank the pool and return its top ``n`` with scores and reasons."""
-    s = score(strategy, proba, member_proba, rng)
-    idx = top(s, n, rng)
-    return Ranked(idx, s[idx], reasons(strategy, s[idx], None if proba is None else proba[idx], positive_class))

@@ -4,7 +4,7 @@ What inference relies on: the model is logged with ``mlflow.sklearn`` under the 
 signature and an input example, registered as ``skysift_<tag>``, and each version carries the tags
 ``feature_set_version``, ``model_tag`` and ``feature_columns`` (JSON list, the column order of predict_proba's X).
 
-The ``champion`` alias moves to a new version only if it is not worse than the current champion on *this*
+The ``champion`` alias (the rule is :func:`skysift.trainer.evaluation.promotion`) moves to a new version only if it is not worse than the current champion on *this*
 round's held-out set (both models scored on the same rows, ``champion_metric``, default F1, with an optional
 tolerance). A champion trained on another feature set is replaced (it cannot score these features); with no
 held-out labels there is nothing to compare on and the alias stays where it is (unless there is no champion).
@@ -176,8 +176,8 @@ def _log_round(r: RoundLog) -> Tracked:
 def _model_plots(r: RoundLog, out: Path) -> None:
     s = r.settings
     classes = r.tag.classes
-    if len(r.y_holdout):
-        m = evaluation.metrics(r.y_holdout, r.model.predict_proba(r.X_holdout)[:, 1])
+    if len(r.y_holdout):  # the round's held-out confusion counts (computed once, in the round)
+        m = {k: r.metrics[f"holdout_{k}"] for k in ("tn", "fp", "fn", "tp")}
         (out / "confusion_matrix.png").write_bytes(
             evaluation.confusion_plot(m, classes, f"held-out, round {r.round} (n={len(r.y_holdout)})"))
         (out / "confusion_matrix.json").write_text(json.dumps({k: m[k] for k in ("tn", "fp", "fn", "tp")}))
@@ -219,26 +219,21 @@ def _register(mlflow, r: RoundLog, run_id: str, cols: list[str], metrics: dict) 
 
 def _champion(mlflow, client, r: RoundLog, name: str, version: str, cols: list[str], metrics: dict
               ) -> tuple[bool, str, dict]:
-    """Decide whether ``version`` becomes the champion; return (move, why, comparison metrics)."""
+    """Gather what the champion rule (:func:`.evaluation.promotion`) compares; return (move, why, metrics)."""
     metric = r.settings.champion_metric
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
     except mlflow.exceptions.MlflowException:
-        return True, f"version {version} is the first champion of {name}", {}
-    if current.tags.get("feature_columns") != json.dumps(cols) or current.tags.get("feature_set_version") != r.spec.version:
-        return True, f"version {version} replaces champion {current.version} trained on another feature set", {}
+        return (*evaluation.promotion(name, version, metric, None), {})
+    same = current.tags.get("feature_columns") == json.dumps(cols) and current.tags.get("feature_set_version") == r.spec.version
     new_value = metrics.get(f"holdout_{metric}")
-    if new_value is None:
-        return False, f"champion stays at version {current.version}: no held-out {metric} to compare on", {}
-    old = mlflow.sklearn.load_model(f"models:/{name}/{current.version}")
-    old_value = evaluation.metrics(r.y_holdout, old.predict_proba(r.X_holdout[cols])[:, 1]).get(metric)
-    extra = {f"champion_holdout_{metric}": old_value} if old_value is not None else {}
-    if old_value is None or new_value >= old_value - r.settings.champion_tolerance:
-        old_text = "undefined" if old_value is None else f"{old_value:.3f}"
-        return True, (f"version {version} is the champion: held-out {metric} {new_value:.3f} vs {old_text} "
-                      f"for version {current.version}"), extra
-    return False, (f"champion stays at version {current.version}: held-out {metric} {old_value:.3f} "
-                   f"beats {new_value:.3f}"), extra
+    old_value = None
+    if same and new_value is not None:
+        old = mlflow.sklearn.load_model(f"models:/{name}/{current.version}")
+        old_value = evaluation.metrics(r.y_holdout, old.predict_proba(r.X_holdout[cols])[:, 1]).get(metric)
+    moved, why = evaluation.promotion(name, version, metric, new_value, current.version, old_value, same,
+                                      r.settings.champion_tolerance)
+    return moved, why, {f"champion_holdout_{metric}": old_value} if old_value is not None else {}
 
 
 def log_dataset(tracking_uri: str, prefix: str, manifest: dict) -> dict:
@@ -268,7 +263,7 @@ def log_dataset(tracking_uri: str, prefix: str, manifest: dict) -> dict:
 
 
 def log_experiment(tracking_uri: str, prefix: str, model_tag: str, name: str, params: dict, points: pd.DataFrame,
-                   summary: pd.DataFrame, auc: pd.DataFrame, plot_png: bytes, verdict: str) -> str:
+                   summary: pd.DataFrame, report: pd.DataFrame, plot_png: bytes, verdict: str) -> str:
     """A parent run with the plot and tables, and one child run per configuration whose metrics are the mean
     and spread over seeds at each number of labels (step = labels), so MLflow draws the learning curves."""
     mlflow = connect(tracking_uri)
@@ -279,18 +274,18 @@ def log_experiment(tracking_uri: str, prefix: str, model_tag: str, name: str, pa
             out = Path(tmp)
             points.to_csv(out / "learning_curves_points.csv", index=False)
             summary.to_csv(out / "learning_curves.csv", index=False)
-            auc.to_csv(out / "area_under_curves.csv", index=False)
+            report.to_csv(out / "report.csv", index=False)
             (out / "learning_curves.png").write_bytes(plot_png)
             (out / "verdict.txt").write_text(verdict + "\n")
             mlflow.log_artifacts(tmp)
-        best = auc.iloc[0]
+        best = report.iloc[0]
         mlflow.log_metrics({"best_mean_f1": float(best["mean_f1"])})
         mlflow.set_tag("skysift.best_config", best["config"])
         for config, curve in summary.groupby("config", sort=False):
             with mlflow.start_run(experiment_id=exp, run_name=config, nested=True):
                 first = points[points["config"] == config].iloc[0]
-                mlflow.log_params({k: first[k] for k in ("strategy", "initial_batch_size", "batch_size",
-                                                         "learning_rate", "class_weight")})
+                mlflow.log_params({k: first[k] for k in ("strategy", "initial_batch_size", "initial", "batch_size",
+                                                         "learning_rate", "class_weight", "threshold")})
                 for row in curve.itertuples(index=False):
                     values = {k: float(v) for k, v in row._asdict().items()
                               if k.endswith(("_mean", "_std")) and np.isfinite(v)}

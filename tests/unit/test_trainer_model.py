@@ -1,0 +1,34 @@
+"""The round's model: parameters, class weights when a class is rare, the decision threshold by cross-validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skysift.errors import InvalidArgument
+from skysift.trainer import experiments as ex
+from skysift.trainer.model import cv_threshold, limited_threads, model_params, resolved_class_weight
+from tests.trainer_data import SNAD_CSV
+
+
+def test_class_weights_are_balanced_only_when_a_class_is_rare():
+    params = model_params({})
+    assert params["class_weight"] == "auto"
+    assert resolved_class_weight(params, [1] * 3 + [0] * 27) == "balanced"
+    assert resolved_class_weight(params, [1] * 12 + [0] * 18) is None
+    assert resolved_class_weight(model_params({"class_weight": "none"}), [1] * 3 + [0] * 27) is None
+    with pytest.raises(InvalidArgument, match="class_weight must be one of auto, balanced, none"):
+        model_params({"class_weight": "heavy"})
+
+
+def test_the_cv_threshold_is_reproducible_and_needs_three_labels_of_each_class():
+    data = ex.from_table(SNAD_CSV, label_column="label", id_column="oid")
+    rng = np.random.default_rng(0)
+    pos, neg = np.flatnonzero(data.y == 1), np.flatnonzero(data.y == 0)
+    rows = np.concatenate([rng.choice(pos, 12, replace=False), rng.choice(neg, 108, replace=False)])
+    X, y = data.X.iloc[rows].reset_index(drop=True), data.y[rows]
+    params = model_params({"class_weight": "none", "max_iter": 30})
+    with limited_threads(1):
+        t = cv_threshold(X, y, params, seed=0)
+        assert t == cv_threshold(X, y, params, seed=0) and 0 < t < 1
+        assert cv_threshold(X.iloc[:40], np.r_[np.ones(2, int), np.zeros(38, int)], params, 0) == 0.5  # no 3-fold split
