@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Compiled bytecode makes every test subprocess start seconds faster (astropy, mlflow).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: dev test test-slow bench al-evidence proto lint audit image system-deps catalogs clean help chart-scan
+.PHONY: dev test test-slow bench bench-gate al-evidence proto lint audit image system-deps catalogs clean help chart-scan
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -53,6 +53,9 @@ test-slow: $(CATALOGS) system-deps  ## long fault-injection and soak runs
 
 bench: $(CATALOGS)  ## throughput / latency benchmarks with ratios against baselines
 	$(VENV)/bin/skysift bench
+
+bench-gate: $(CATALOGS)  ## short bench (~1-2 min): fails when a ratio falls below 55% of bench/gate_reference.json
+	$(PY) -m bench.gate
 
 al-evidence: $(STAMP)  ## compare the query strategies on the labelled sets in tests/data, write docs/active-learning.md (~1 h)
 	nice $(PY) tools/al_evidence.py run

@@ -95,6 +95,39 @@ def process_alerts(dat: pd.DataFrame) -> pd.DataFrame:
     return dat[["candid", "objectId", "ra", "dec", "drb", "mjd", "mag", "magerr", "maglim", "fid"]]
 
 
+RUBIN_FIDS = {"g": BANDS["g"], "r": BANDS["r"]}  # the prototype's bands; Rubin's others are left out (fid 0)
+
+
+def _rubin_history(alert, field: str) -> np.ndarray:
+    """``extract_field`` on a Rubin alert: diaSource's value, its prvDiaSources', then its forced sources' (the
+    non-detections: a time and a band, no magnitude), as the prototype would have pulled them out."""
+    sources = [alert["diaSource"], *(alert["prvDiaSources"] or [])]
+    forced = alert["prvDiaForcedSources"] or []
+    if field == "fid":
+        return np.array([RUBIN_FIDS.get(s["band"], 0) for s in sources + forced], dtype=object)
+    if field == "mjd":
+        return np.array([s["midpointMjdTai"] for s in sources + forced], dtype=object)
+    if field == "mag":
+        values = [-2.5 * np.log10(abs(s["psfFlux"])) + 31.4 if s["psfFlux"] else None for s in sources]
+    else:  # magerr
+        values = [2.5 / np.log(10) * s["psfFluxErr"] / abs(s["psfFlux"]) if s["psfFlux"] else None for s in sources]
+    return np.array(values + [None] * len(forced), dtype=object)
+
+
+def process_rubin_alerts(dat: pd.DataFrame) -> pd.DataFrame:
+    """``process_alerts`` for Rubin packets: fluxes turned into AB magnitudes row by row (``apply``)."""
+    dat["candid"] = dat["diaSourceId"]
+    dat["objectId"] = dat.apply(lambda row: str(row["diaSource"]["diaObjectId"]), axis=1)
+    dat["mag"] = dat.apply(lambda alert: _rubin_history(alert, "mag"), axis=1)
+    dat["magerr"] = dat.apply(lambda alert: _rubin_history(alert, "magerr"), axis=1)
+    dat["mjd"] = dat.apply(lambda alert: _rubin_history(alert, "mjd"), axis=1)
+    dat["fid"] = dat.apply(lambda alert: _rubin_history(alert, "fid"), axis=1)
+    dat["ra"] = dat.apply(lambda row: row["diaSource"]["ra"], axis=1)
+    dat["dec"] = dat.apply(lambda row: row["diaSource"]["dec"], axis=1)
+    dat["drb"] = dat.apply(lambda row: row["diaSource"]["reliability"], axis=1)
+    return dat[["candid", "objectId", "ra", "dec", "drb", "mjd", "mag", "magerr", "fid"]]
+
+
 def prototype_ingest(packets: list[bytes], schema: bytes | None, out: Path) -> pd.DataFrame:
     """Per-message fastavro → one DataFrame per message → concat → clean → parquet (the prototype's poll)."""
     frames = [pd.DataFrame.from_records([record]) for record in fastavro_records(packets, schema)]
@@ -169,10 +202,24 @@ def make_features(clean: pd.DataFrame, with_ebv: bool) -> pd.DataFrame:
     return X[FEATURE_COLUMNS].astype(float)
 
 
-def prototype_poll(packets: list[bytes], schema: bytes | None, workdir: Path, estimator, columns) -> pd.DataFrame:
-    """The prototype's hour end to end: poll → parquet → features → score every alert → predictions parquet."""
+def prototype_ingest_rubin(groups: list[Alerts], out: Path) -> pd.DataFrame:
+    """The prototype's poll on Rubin packets: per-message fastavro (each schema id's schema, Confluent header
+    skipped) → one DataFrame per message → concat → clean row by row → parquet."""
+    records = [r for g in groups for r in fastavro_records(g.packets(), g.schema, len(g.prefix))]
+    cleaned = process_rubin_alerts(pd.concat([pd.DataFrame.from_records([r]) for r in records], ignore_index=True))
+    cleaned.to_parquet(out)
+    return cleaned
+
+
+def prototype_poll(packets: list[bytes] | list[Alerts], schema: bytes | None, workdir: Path, estimator, columns,
+                   survey: str = "ztf") -> pd.DataFrame:
+    """The prototype's hour end to end: poll → parquet → features → score every alert → predictions parquet.
+    For ``survey="lsst"``, ``packets`` are groups of Rubin payloads (one per schema id) and ``schema`` is unused."""
     alerts_path, predictions_path = workdir / "alerts.parquet", workdir / "predictions.parquet"
-    prototype_ingest(packets, schema, alerts_path)
+    if survey == "lsst":
+        prototype_ingest_rubin(packets, alerts_path)
+    else:
+        prototype_ingest(packets, schema, alerts_path)
     X = make_features(pd.read_parquet(alerts_path), with_ebv=True)
     proba = estimator.predict_proba(X[list(columns)].to_numpy())
     predictions = pd.DataFrame({"candid": X.index, "probability": proba[:, 1]})

@@ -30,8 +30,9 @@ from bench.ingest import IngestSection
 from bench.measure import single_thread_env
 from bench.report import Report
 from bench.scaling import ScalingSection
+from bench.store import StoreSection
 
-SECTIONS = ("ingest", "features", "al", "e2e", "inference", "scaling")
+SECTIONS = ("ingest", "features", "al", "e2e", "inference", "store", "scaling")
 
 CHECKOUT = Path(__file__).resolve().parents[1]  # bench/ is a top-level directory of the checkout
 
@@ -49,6 +50,9 @@ class Options:
     pools: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     grpc_requests: dict[int, int] = field(default_factory=lambda: {1: 400, 100: 60, 1000: 20})
     workers: tuple[int, ...] = (1, 2)
+    n_label_events: int = 1_000_000  # label events in the snapshot a round reads (store section)
+    n_new_label_events: int = 1_000  # events submitted after it, each its own object
+    startup_nights: int = 30  # nights of 24 hourly features batches the inference start-up indexes
     budget_s: float = 250.0  # optional work (the largest pools) is skipped when it would overrun this
     cpu: int | None = None  # the core to pin to (default: the last allowed one)
     sections: tuple[str, ...] = SECTIONS
@@ -56,7 +60,7 @@ class Options:
 
 
 class Bench(IngestSection, FeaturesSection, ActiveLearningSection, EndToEndSection, InferenceSection,
-            ScalingSection):
+            StoreSection, ScalingSection):
     """The sections share the loaded data, the stores and the report: each is a class of its own module."""
 
     def __init__(self, options: Options, workdir: Path, report: Report):
@@ -67,6 +71,7 @@ class Bench(IngestSection, FeaturesSection, ActiveLearningSection, EndToEndSecti
         self.agreement: list[dict] = []
         self.tracking_uri = ""
         self.champion = None  # LoadedModel of the first round's model
+        self.cleanups: list = []  # servers a section started, stopped when the run ends
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -128,6 +133,7 @@ def run(options: Options | None = None) -> Report:
              ("e2e", bench.run_e2e, bool(wanted & {"e2e", "inference"})),
              ("al larger pools", lambda: bench.run_al(final=True), "al" in wanted),
              ("inference", bench.run_inference, "inference" in wanted),
+             ("store", bench.run_store, "store" in wanted),
              ("scaling", bench.run_scaling, "scaling" in wanted and len(allowed) > 1)]
     if "scaling" in wanted and len(allowed) < 2:
         report.skipped.append("1 vs 2 feature workers: only one CPU is available to this process")
@@ -139,6 +145,8 @@ def run(options: Options | None = None) -> Report:
                 step()
                 seconds[name] = round(time.monotonic() - t0, 1)
     finally:
+        for stop in bench.cleanups:
+            stop()
         os.chdir(cwd)
         os.sched_setaffinity(0, previous_affinity)
         report.environment["agreement"] = bench.agreement

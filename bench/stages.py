@@ -57,3 +57,11 @@ def store_candids(store) -> list[int]:
         if key.endswith("_alerts.parquet"):
             out += store.read_table(key, columns=["candid"]).column("candid").to_pylist()
     return out
+
+
+def rubin_packets(groups) -> list:
+    """Rubin's Kafka messages: Confluent wire format (magic byte, schema id, payload), the schema found by its id."""
+    from skysift.alerts.decode import Packet
+
+    packets = [p for g in groups for p in g.packets()]
+    return [Packet(p, topic="lsst-alerts", partition=0, offset=i) for i, p in enumerate(packets)]

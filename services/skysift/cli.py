@@ -123,11 +123,13 @@ def dev(
     app_port: int = typer.Option(8501, help="Port of the Streamlit app."),
     demo: str = typer.Option("demo/alerts", help="Alert packets replayed by the first poll."),
 ) -> None:
-    """Run the whole system on loopback: MLflow, the five services, one poll of the demo alerts, Streamlit."""
+    """Run the whole system on loopback: MLflow, the five services, one poll of the demo alerts (stamps kept),
+    round 0 of the experiment the app opens on, Streamlit; then print how to reach it from another shell."""
     import os
     from pathlib import Path
 
     from skysift import devstack, pipeline
+    from skysift.modeltags import DEFAULT_EXPERIMENT
 
     work = Path(workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -136,7 +138,7 @@ def dev(
     stack = devstack.Stack(work)
     try:
         token_file = devstack.local_token(work, env)
-        typer.echo(f"starting MLflow on 127.0.0.1:{mlflow_port} (first start takes ~20 s) ...")
+        typer.echo(f"starting MLflow on 127.0.0.1:{mlflow_port} (first start takes ~20 s, minutes on a busy machine) ...")
         env["SKYSIFT_MLFLOW_TRACKING_URI"] = devstack.start_mlflow(stack, mlflow_port, env)
         typer.echo("starting services ...")
         addresses = devstack.start_services(stack, env, load_settings())
@@ -145,22 +147,24 @@ def dev(
         os.environ.clear()  # this process polls as the stack's client: exactly its environment (and token)
         os.environ.update(env)
         settings = load_settings()
-        typer.echo(f"polling the demo alerts in {demo} through gRPC ...")
-        report = pipeline.run_poll(pipeline.GrpcStages(settings), replay_path=str(Path(demo).resolve()))
+        typer.echo(f"polling the demo alerts in {demo} through gRPC, stamps kept ...")
+        report = pipeline.run_poll(pipeline.GrpcStages(settings), replay_path=str(Path(demo).resolve()),
+                                   keep_cutouts=True)
         for line in report.lines():
             typer.echo(line)
+        typer.echo(devstack.first_round(settings))
         app_url = None if once else devstack.start_app(stack, app_port, env, Path.cwd())
         typer.echo(f"store:   {env['SKYSIFT_STORE_URL']}")
         typer.echo(f"MLflow:  {env['SKYSIFT_MLFLOW_TRACKING_URI']}")
         if app_url:
-            typer.echo(f"app:     {app_url}")
+            typer.echo(f"app:     {app_url}  (opens on experiment {DEFAULT_EXPERIMENT!r})")
         typer.echo(f"logs:    {work}/*.log")
+        typer.echo("in another shell, to use this stack (skysift round, poll, experiment, config check):")
+        for line in devstack.export_lines(env, addresses):
+            typer.echo(f"  {line}")
         if token_file:
-            typer.echo(f"token:   {token_file} (identity dev, roles operator and app); every gRPC call but health needs "
-                       "it. In another shell:")
-            typer.echo(f"           export SKYSIFT_AUTH_TOKEN_FILE={token_file}")
-            typer.echo(f'           grpcurl -plaintext -H "authorization: Bearer $(cat {token_file})" '
-                       f"{addresses['inference']} skysift.v1.Inference/ListModels")
+            typer.echo(f"token:   {token_file} (identity dev, roles operator and app): every gRPC call but health "
+                       "needs it (the export above names it)")
         if not once:
             typer.echo("serving; Ctrl-C to stop")
             import signal
@@ -181,7 +185,7 @@ def dev(
 def bench(
     alerts: int = typer.Option(10_000, help="ZTF alerts per case (real alerts repeated with distinct candids)."),
     pools: str = typer.Option("10000,100000,1000000", help="Active-learning pool sizes, comma-separated."),
-    sections: str = typer.Option(",".join(("ingest", "features", "al", "e2e", "inference", "scaling")),
+    sections: str = typer.Option(",".join(("ingest", "features", "al", "e2e", "inference", "store", "scaling")),
                                  help="What to measure, comma-separated."),
     out: str = typer.Option("bench/results.json", help="Where the JSON results go ('' for none)."),
     budget: float = typer.Option(250.0, help="Seconds; the largest pools are skipped (and said so) past this."),
@@ -227,21 +231,26 @@ UNIT_SETTINGS = (
 @config_app.command("check")
 def config_check() -> None:
     """Validate the shared settings and every unit's (ingest, Kafka, enrichment, features, inference and its sinks,
-    trainer, app, gRPC auth) against the environment, and print them with secrets masked."""
-    from pydantic import BaseModel, SecretStr
+    trainer, app, gRPC auth) against the environment, and print each by its environment variable, with secrets masked; the
+    ones set in this environment are marked."""
+    from pydantic import SecretStr
+    from pydantic_settings import BaseSettings
 
-    def show(prefix: str, model: BaseModel) -> None:
+    def show(model: BaseSettings) -> None:
+        prefix = model.model_config.get("env_prefix", "")
         for name, value in model:
-            if isinstance(value, BaseModel):
-                show(f"{prefix}{name}.", value)
-            else:
-                typer.echo(f"{prefix}{name} = {'***' if isinstance(value, SecretStr) else value}")
+            if isinstance(value, BaseSettings):  # a unit's sink, with variables of its own
+                show(value)
+                continue
+            env = f"{prefix}{name}".upper()
+            shown = "***" if isinstance(value, SecretStr) else value
+            typer.echo(f"{env} = {shown}{'  (set here)' if env in os.environ else ''}")
 
-    show("", load_settings())
+    show(load_settings())
     for path in UNIT_SETTINGS:
         module, cls = path.split(":")
         try:
-            show(f"{cls}.", config.load(getattr(importlib.import_module(module), cls)))
+            show(config.load(getattr(importlib.import_module(module), cls)))
         except errors.ConfigError as exc:
             fail(str(exc))
     typer.secho("configuration OK", fg=typer.colors.GREEN)

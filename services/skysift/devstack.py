@@ -1,13 +1,16 @@
 """`skysift dev`: the whole system on one machine with embedded defaults.
 
 Starts MLflow (sqlite + local artifacts), the five gRPC services on loopback and the Streamlit app as child
-processes, runs one poll over the bundled demo alerts through gRPC, prints where everything is, and stops
-every child on Ctrl-C (or right after the poll with ``once``).
+processes, runs one poll over the bundled demo alerts through gRPC with their stamps kept, runs round 0 of
+the experiment the app opens on (so its first page is a queue to label, not an error), prints where
+everything is and the ``export`` lines another shell needs to reach it, and stops every child on Ctrl-C (or
+right after the round with ``once``).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -20,6 +23,7 @@ from pathlib import Path
 from skysift import config
 from skysift.access import AuthSettings, new_token, write_private
 from skysift.config import SERVICES, Settings
+from skysift.modeltags import DEFAULT_EXPERIMENT, DEFAULT_MODEL_TAG
 
 BIN = Path(sys.executable).parent
 
@@ -93,7 +97,7 @@ def start_mlflow(stack: Stack, port: int, env: dict[str, str]) -> str:
         "--artifacts-destination", str(stack.workdir / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port),
         "--workers", "1",
     ], env)
-    wait_port(port, 180, proc, "mlflow")
+    wait_port(port, 400, proc, "mlflow")  # its first start migrates the database: minutes on a busy machine
     return uri
 
 
@@ -123,3 +127,29 @@ def start_app(stack: Stack, port: int, env: dict[str, str], repo: Path) -> str |
     ], env)
     wait_port(port, 120, proc, "streamlit")
     return f"http://127.0.0.1:{port}"
+
+
+def first_round(settings: Settings, timeout: float = 600) -> str:
+    """Round 0 of the default experiment through the trainer service: the alerts to label first (a random batch,
+    as no model exists yet). Without it the app opens on an experiment with no queue."""
+    from skysift import config
+    from skysift.app.trainer import TrainerClient
+    from skysift.trainer.settings import TrainerSettings
+
+    strategy = config.load(TrainerSettings).strategy
+    result = TrainerClient(settings, timeout=timeout).run_round(DEFAULT_EXPERIMENT, DEFAULT_MODEL_TAG, strategy,
+                                                                timeout)
+    if not result.created:
+        return f"round {result.round} of experiment {DEFAULT_EXPERIMENT!r} already there: {result.message}"
+    return (f"round {result.round} of experiment {DEFAULT_EXPERIMENT!r} ({DEFAULT_MODEL_TAG}): {result.queue_size} "
+            "alerts queued to label in the app; `skysift round` learns from your labels")
+
+
+def export_lines(env: dict[str, str], addresses: dict[str, str]) -> list[str]:
+    """``export`` lines that point another shell's `skysift` at this stack (its store, MLflow and services)."""
+    names = {"SKYSIFT_STORE_URL": env["SKYSIFT_STORE_URL"],
+             "SKYSIFT_MLFLOW_TRACKING_URI": env["SKYSIFT_MLFLOW_TRACKING_URI"]}
+    names.update({f"SKYSIFT_{service.upper()}_ADDRESS": address for service, address in addresses.items()})
+    if env.get("SKYSIFT_AUTH_TOKEN_FILE"):  # the stack's own token (skysift dev made it): a path, never the token
+        names["SKYSIFT_AUTH_TOKEN_FILE"] = env["SKYSIFT_AUTH_TOKEN_FILE"]
+    return [f"export {name}={shlex.quote(value)}" for name, value in names.items()]

@@ -57,6 +57,8 @@ MODEL_TAGS: dict[str, ModelTag] = {
     ),
 }
 DEFAULT_MODEL_TAG = "galactic"
+# The experiment `skysift round` runs, the app opens on and `skysift dev` starts (the chart's round.experiment too).
+DEFAULT_EXPERIMENT = "default"
 
 
 def check_label(label: str) -> str:

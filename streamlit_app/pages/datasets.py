@@ -9,21 +9,32 @@ from skysift import errors
 from skysift.alerts import surveys
 from skysift.app import ui
 from skysift.modeltags import MODEL_TAGS
+from skysift.trainer.datasets import DatasetRequest
 
 base, app = ui.settings()
 client = ui.trainer()
 
+QUALITY_HELP = ("1 is a clean, balanced set. The score multiplies the share of rows without a duplicate candid, "
+                "without missing features and without labellers' conflicts, and the minority class's share "
+                "relative to the minimum wanted; the issues column says which check fell short.")
+
 st.title("Datasets")
 
 with st.expander("Collect a new dataset", expanded=False), st.form("collect"):
+    st.caption("The alerts stored (ingested) between From and To, labelled by humans where they were, else by the "
+               "champion where it is confident enough.")
     name = st.text_input("Name", placeholder="e.g. galactic-2025-q1")
     c1, c2 = st.columns(2)
     survey = c1.selectbox("Survey", surveys.names())
     model_tag = c2.selectbox("Model tag", list(MODEL_TAGS), index=list(MODEL_TAGS).index(app.model_tag)
                              if app.model_tag in MODEL_TAGS else 0)
     today = datetime.now(UTC).date()
-    start, end = c1.date_input("From", today - timedelta(days=30)), c2.date_input("To (inclusive)", today)
-    threshold = c1.number_input("Score threshold", min_value=0.0, max_value=1.0, value=0.5, step=0.05)
+    start = c1.date_input("From", today - timedelta(days=30), help="Ingest time (UTC): when skysift stored the "
+                          "alert, not when it was observed.")
+    end = c2.date_input("To (inclusive)", today, help="Ingest time (UTC), this whole day included.")
+    threshold = c1.number_input("Score threshold", min_value=0.5, max_value=1.0, value=DatasetRequest.score_threshold,
+                                step=0.05, help="Confidence the champion's prediction needs to fill in as a label "
+                                                "where no human labelled the alert (the CLI's default too).")
     max_samples = c2.number_input("Max samples", min_value=1, value=1000, step=100)
     prefer = st.checkbox("Prefer human-validated labels", value=True)
     if st.form_submit_button("Collect", type="primary"):
@@ -52,7 +63,9 @@ table = pd.DataFrame([{
     "classes": ", ".join(f"{k}: {v}" for k, v in sorted(d.class_counts.items())),
     "issues": "; ".join(d.quality_issues),
 } for d in datasets])
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(table, hide_index=True, width="stretch",
+             column_config={"quality": st.column_config.NumberColumn(format="%.2f", help=QUALITY_HELP)})
+st.caption(f"Quality: {QUALITY_HELP}")
 
 ids = [d.dataset_id for d in datasets]
 chosen = st.selectbox("Inspect", ids, format_func=lambda i: f"{i} · {next(d.name for d in datasets if d.dataset_id == i)}")

@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from skysift import errors
-from skysift.app import agreement, alertdata, champion, plots, stamps, ui
+from skysift.app import agreement, alertdata, card, champion, plots, stamps, ui
 from skysift.app.labelling import SORTS, LabelSession
-from skysift.modeltags import LABEL_KEYS, LABELS, MODEL_TAGS
+from skysift.modeltags import LABEL_KEYS, LABELS, MODEL_TAGS, get_tag
 from skysift.store import keys
 
 NAV_KEYS = {"undo": "U", "previous": "Left", "next": "Right"}
@@ -28,7 +28,9 @@ def experiments_in_store() -> list[str]:
 @st.cache_data(max_entries=512, show_spinner=False)
 def stamp_image(alerts_key: str, candid: int, which: str, stretch: str, zscale: bool) -> bytes:
     view = alertdata.load_alert(ui.batches(), alerts_key, candid)
-    return stamps.stamp_png(view.cutouts[which], stretch=stretch, zscale=zscale)
+    alert = view.alert
+    return stamps.stamp_png(view.cutouts[which], stretch=stretch, zscale=zscale, survey=alert.get("survey") or "",
+                            ra=alert.get("ra"), dec=alert.get("dec"))
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -46,6 +48,14 @@ def champion_scores(candids: tuple[int, ...], model_tag: str) -> champion.Champi
 @st.cache_data(show_spinner=False)
 def round_model(experiment: str, round_number: int) -> tuple[str, str]:
     return champion.round_model(ui.store(), experiment, round_number)
+
+
+def counted_labels(model_tag: str) -> str:
+    """Which labels the model of ``model_tag`` learns from, and which it ignores (a sentence for the legend)."""
+    tag = get_tag(model_tag)
+    ignored = [lab for lab in LABELS if tag.target(lab) is None]
+    return (f"The **{model_tag}** model learns {', '.join(sorted(tag.positive))} as {tag.positive_class} and "
+            f"{', '.join(sorted(tag.negative))} as {tag.negative_class}; it ignores {', '.join(ignored)}.")
 
 
 def _guard(action, *args) -> None:
@@ -79,6 +89,52 @@ def on_review() -> None:
     st.session_state.show_labelled = True  # the sidebar toggle, drawn after this callback
 
 
+def on_find() -> None:
+    """Jump to the alert whose candid or objectId was typed; an object not in the queue gets its stored history."""
+    wanted = st.session_state.find.strip()
+    st.session_state.pop("lookup_object", None)
+    st.session_state.pop("find_message", None)
+    if not wanted:
+        return
+    session = st.session_state.label_session
+    found = next((i for i in session.items if str(i.candid) == wanted), None) or next(
+        (i for i in session.items if i.object_id == wanted), None)
+    if found is not None:
+        session.show_labelled = True
+        st.session_state.show_labelled = True  # the sidebar toggle, drawn after this callback
+        session.cursor = found.candid
+    else:
+        st.session_state.lookup_object = wanted
+        st.session_state.show_object = True  # the history toggle, drawn after this callback
+        st.session_state.find_message = (f"{wanted} is not in this round's queue: its stored alerts, if any, are "
+                                         "under Object history (objectIds only: a candid is found in the queue).")
+
+
+@st.cache_data(ttl=120, max_entries=64, show_spinner="Reading the object's alerts from the store…")
+def object_history(survey: str, object_id: str, current_jd: float | None) -> alertdata.ObjectHistory:
+    return alertdata.object_history(ui.store(), survey, object_id, current_jd)
+
+
+def object_context(survey: str, alert: dict) -> None:
+    """The object's whole stored history (every alert of it, with dates), read only when asked for."""
+    lookup = st.session_state.get("lookup_object")
+    object_id = lookup or alert["objectId"]
+    with st.expander(f"Object history: every stored alert of {object_id}", expanded=bool(lookup)):
+        if not st.toggle("Read them from the store", key="show_object"):
+            return
+        with ui.reported(f"read the alerts of {object_id}", stop=False):
+            found = object_history(survey, object_id, None if lookup else alert.get("jd"))
+            if not found.alerts:
+                st.info(f"No stored {survey} alert of {object_id} in the newest {found.batches_read} batches.")
+                return
+            curve, table = st.columns([3, 2])
+            curve.image(plots.figure_png(plots.light_curve_figure(plots.light_curve(found.curve_row))),
+                        caption=f"Every point of the {len(found.alerts)} stored alerts of {object_id}"
+                                + ("" if lookup else "; ringed and dotted: the alert on screen"))
+            table.dataframe(pd.DataFrame(alertdata.history_table(found, None if lookup else alert["candid"])),
+                            hide_index=True, height=300)
+
+
 def history_and_agreement(session: LabelSession) -> None:
     """The labeller's own events and the labellers' agreement; read from the trainer only when opened."""
     with st.expander(f"Your label history ({session.done} of this round's alerts labelled)"):
@@ -95,7 +151,9 @@ def history_and_agreement(session: LabelSession) -> None:
         if st.toggle("Compare the labellers", key="show_agreement"):
             with ui.reported("read the labels from the trainer", stop=False):
                 candids = [i.candid for i in session.items] if scope == "this round's queue" else []
-                found = agreement.agreement(ui.trainer().labels(candids, history=True))
+                events = ui.trainer().labels(candids, history=True)
+                found = agreement.agreement(events)
+                used = {e.candid: f"{e.label} ({e.user})" for e in sorted((e for e in events if e.timestamp), key=lambda e: e.timestamp)}
                 st.caption(f"{found.n_shared} alerts labelled by more than one user (skips left out); Cohen's kappa is "
                            "agreement corrected for chance: 1 perfect, 0 no better than chance, – undefined (a single "
                            "label between the pair).")
@@ -105,9 +163,15 @@ def history_and_agreement(session: LabelSession) -> None:
                                            for p in found.pairs],
                                           columns=["labeller", "other labeller", "alerts", "agreed", "agreement %",
                                                    "Cohen's kappa"]), hide_index=True)
+                st.markdown("**Disagreements to adjudicate**")
+                st.caption("Consensus rule: rounds and datasets train on each alert's latest label, whoever gave it. "
+                           "To settle a disagreement, agree on the class and label the alert again (Find it in the "
+                           "sidebar): that label is then the latest.")
                 st.dataframe(pd.DataFrame([{"candid": str(d["candid"]), "objectId": d["objectId"],
-                                            "labels": " · ".join(f"{u}: {lab}" for u, lab in d["labels"].items())}
-                                           for d in found.disagreements], columns=["candid", "objectId", "labels"]),
+                                            "labels": " · ".join(f"{u}: {lab}" for u, lab in d["labels"].items()),
+                                            "used by rounds (latest)": used.get(d["candid"], "")}
+                                           for d in found.disagreements],
+                                          columns=["candid", "objectId", "labels", "used by rounds (latest)"]),
                              hide_index=True)
 
 
@@ -125,10 +189,14 @@ with st.sidebar:
     sort_by = st.selectbox("Sort by", list(SORTS), format_func=SORTS.get, key="sort_by",
                            help="Random is the control: what labels would look like without a model choosing.")
     show_labelled = st.toggle("Show alerts I already labelled", key="show_labelled")
+    st.text_input("Find objectId or candid", key="find", on_change=on_find, placeholder="e.g. ZTF18abcdefg")
+    if "find_message" in st.session_state:
+        st.caption(st.session_state.find_message)
     if st.button("Reload queue", icon=":material/refresh:"):
         st.session_state.pop("label_session_key", None)
 
-st.title("Label alerts")
+# One screen per alert at 1400×1000: less of Streamlit's padding above and beside the page.
+st.html("<style>[data-testid=stMainBlockContainer]{padding:3.4rem 1.5rem 1rem 1.5rem}</style>")
 if not user:
     st.info("Give your name in the sidebar first: every label is attributed to a user.")
     st.stop()
@@ -193,64 +261,74 @@ if item is None:
 mine = session.mine.get(item.candid)
 shown = len(session.view)
 
-# --- the buttons, with their keys; the candid is bound now, so a click labels the alert on screen ------------
-with st.container(horizontal=True, gap="small"):
-    for label in LABELS:
-        st.button(label, key=f"label_{label}", shortcut=LABEL_KEYS[label], on_click=on_label,
-                  args=(item.candid, label), type="primary" if mine == label else "secondary")
-    st.button("undo", key="undo", shortcut=NAV_KEYS["undo"], on_click=on_undo, disabled=not session.undo_stack,
-              icon=":material/undo:")
-    st.button("prev", key="previous", shortcut=NAV_KEYS["previous"], on_click=on_move, args=(-1,),
-              disabled=session.position == 0, icon=":material/arrow_back:")
-    st.button("next", key="next", shortcut=NAV_KEYS["next"], on_click=on_move, args=(1,),
-              disabled=session.position >= shown - 1, icon=":material/arrow_forward:")
-legend = " · ".join(f"`{LABEL_KEYS[label]}` {label}" for label in LABELS)
-st.caption(f"Keys: {legend} · `U` undo · `←`/`→` previous/next. Skip (`0`) records that you saw the alert "
-           "and chose not to label it.")
-
-# --- the alert ---------------------------------------------------------------------------------------------
+# --- everything about the alert is read and rendered before anything of it is drawn, so the alert, its
+# buttons and their keys change together (drawn one by one, the previous alert stayed under the next heading)
 with ui.reported(f"read alert {item.candid} from the store"):
     view = alertdata.load_alert(ui.batches(), item.alerts_key, item.candid)
 alert = view.alert
-head = f"#{session.position + 1} of {shown} · {alert['objectId']} · candid {alert['candid']}"
-if mine:
-    head += f" · your label: **{mine}**"
-st.subheader(head)
-others = session.others.get(item.candid)
-if others:
-    st.caption("Also labelled by " + ", ".join(f"{u}: {lab}" for u, lab in sorted(others.items())))
+survey = alert.get("survey") or ""
+flux = bool(st.session_state.get("flux")) and plots.light_curve(alert).has_flux
+pictures = []
+for which in stamps.STAMPS if view.cutouts else ():
+    if which not in view.cutouts:
+        pictures.append(card.StampPicture(which, None, f"no {which} stamp"))
+        continue
+    try:
+        pictures.append(card.StampPicture(which, stamp_image(item.alerts_key, item.candid, which, stretch, zscale)))
+    except errors.InvalidArgument as exc:  # one unreadable stamp must not hide the others
+        pictures.append(card.StampPicture(which, None, f"cannot be shown: {exc}"))
+if view.cutouts:
+    first = next(iter(view.cutouts.values()))
+    stamps_note = stamps.orientation_note(first, survey, alert.get("ra"), alert.get("dec")) + "; click to enlarge"
+else:
+    stamps_note = ("No stamps kept for this alert: the poll that stored it kept no cutouts, so there is no "
+                   f"{keys.parse_batch(item.alerts_key).sibling('cutouts')!s} row for it. For a replayed path, "
+                   "`skysift ingest reset-cursor PATH` then `skysift poll --from PATH --keep-cutouts` adds them.")
+alert_card = card.Card(
+    candid=item.candid, mine=mine,
+    heading=f"#{session.position + 1} of {shown} · {alert['objectId']} · candid {alert['candid']}",
+    light_curve_png=light_curve_image(item.alerts_key, item.candid, show_limits, flux),
+    light_curve_caption="Detections with 1σ errors; open triangles: upper limits (diffmaglim), not magnitudes; "
+                        "ringed and dotted: this alert.",
+    stamps=pictures, stamps_note=stamps_note, facts=alertdata.facts(view, item))
+others = session.others.get(item.candid) if mine else None  # blind: others' labels only once you labelled it
+links = alertdata.links(alert["objectId"], survey, alert.get("ra"), alert.get("dec"))
 
-left, right = st.columns([3, 2])
-with left:
-    curve = plots.light_curve(alert)
-    flux = curve.has_flux and st.toggle("Flux (nJy) instead of magnitude", value=False, key="flux")
-    st.image(light_curve_image(item.alerts_key, item.candid, show_limits, bool(flux)),
-             caption="Light curve: detections with 1σ errors; open triangles are upper limits (diffmaglim), "
-                     "not magnitudes; the ringed point is this alert.")
-    if view.cutouts:
-        stamp_cols = st.columns(len(stamps.STAMPS))
-        for col, which in zip(stamp_cols, stamps.STAMPS):
-            if which not in view.cutouts:
-                col.caption(f"no {which} stamp")
-                continue
-            try:
-                col.image(stamp_image(item.alerts_key, item.candid, which, stretch, zscale), caption=which,
-                          width="stretch")
-            except errors.InvalidArgument as exc:  # one unreadable stamp must not hide the others
-                col.warning(f"{which} stamp cannot be shown: {exc}")
-    else:
-        st.info("No stamps kept for this alert: the poll stored no cutouts (`--no-cutouts`), "
-                f"so there is no {keys.parse_batch(item.alerts_key).sibling('cutouts')!s} row for it.",
-                icon=":material/hide_image:")
-with right:
-    st.dataframe(pd.DataFrame(alertdata.facts(view, item), columns=["fact", "value"]), hide_index=True,
-                 width="stretch")
-    if view.missing:
-        st.caption("Not available yet for this batch: " + ", ".join(view.missing))
-    links = alertdata.links(alert["objectId"], alert.get("survey") or "", alert.get("ra"), alert.get("dec"))
+# --- the buttons, keyed by the candid they label: a key pressed while this alert is on screen labels it -------
+with st.container(horizontal=True, gap="small", key="label_buttons"):
+    for label in LABELS:
+        st.button(label, key=f"label_{label}_{item.candid}", shortcut=LABEL_KEYS[label], on_click=on_label,
+                  args=(item.candid, label), type="primary" if mine == label else "secondary")
+    st.button("undo", key="undo", shortcut=NAV_KEYS["undo"], on_click=on_undo, disabled=not session.undo_stack)
+    st.button("prev", key="previous", shortcut=NAV_KEYS["previous"], on_click=on_move, args=(-1,),
+              disabled=session.position == 0, help="previous alert")
+    st.button("next", key="next", shortcut=NAV_KEYS["next"], on_click=on_move, args=(1,),
+              disabled=session.position >= shown - 1, help="next alert")
+st.caption(f"{counted_labels(model_tag)} Skip (`0`) records that you saw the alert and chose not to label it; "
+           "`U` undoes, `←`/`→` move.")
+st.html(card.card_html(alert_card))
+
+below_left, below_right = st.columns([3, 2])
+with below_left:
     st.markdown(" · ".join(f"[{name}]({url})" for name, url in links.items()))
-    st.text_input("Comment (optional, saved with your next label of this alert)", key=f"comment_{item.candid}")
+    if others:
+        st.caption("Also labelled by " + ", ".join(f"{u}: {lab}" for u, lab in sorted(others.items())))
+    if view.cutouts:
+        with st.container(horizontal=True, gap="small"):
+            for which, data in view.cutouts.items():
+                st.download_button(f"{which} FITS", data, file_name=f"{alert['candid']}_{which}.fits.gz"
+                                   if data[:2] == b"\x1f\x8b" else f"{alert['candid']}_{which}.fits",
+                                   mime="application/fits", key=f"fits_{which}", icon=":material/download:",
+                                   on_click="ignore")
+    if plots.light_curve(alert).has_flux:
+        st.toggle("Flux (nJy) instead of magnitude", key="flux")
+with below_right:
+    c1, c2 = st.columns([3, 1])
+    c1.text_input("Comment (saved with your next label of this alert)", key=f"comment_{item.candid}")
     st.session_state.goto_number = session.position + 1
-    st.number_input("Go to alert #", min_value=1, max_value=shown, key="goto_number", on_change=on_goto)
+    c2.number_input("Go to #", min_value=1, max_value=shown, key="goto_number", on_change=on_goto)
+if view.missing:
+    st.caption("Not available yet for this batch: " + ", ".join(view.missing))
+object_context(survey, alert)
 
 history_and_agreement(session)

@@ -103,6 +103,26 @@ else:
 
 tab_rounds, tab_strategies, tab_round, tab_compare = st.tabs(
     ["Per round", "Strategies", "One round", "Two runs side by side"])
+champion_run = champ["run_id"] if champ else None
+
+
+def counts_of(runs) -> dict[str, dict]:
+    """Held-out confusion counts per run (rounds with a model log them), for the n and interval of each metric."""
+    out = {}
+    for run_id in runs["run_id"]:
+        with ui.reported(f"fetch the artifacts of run {run_id}", stop=False):
+            found = artifacts(uri, run_id).get("confusion_counts")
+            if found:
+                out[run_id] = found
+    return out
+
+
+def table_columns(table) -> dict:
+    config = {c: st.column_config.NumberColumn(format="%.3f") for c in rounds.METRICS if c in table}
+    if "mlflow" in table:
+        config["mlflow"] = st.column_config.LinkColumn("MLflow", display_text="open run")
+    return config
+
 
 with tab_rounds:
     names = sorted(by_name)
@@ -110,10 +130,17 @@ with tab_rounds:
     chosen = st.selectbox("Experiment", names, index=default, key="rounds_experiment")
     with ui.reported("read runs from MLflow"):
         runs = runs_of(uri, (by_name[chosen],))
-    st.dataframe(rounds.round_table(runs), hide_index=True, width="stretch")
-    curve = rounds.learning_curves(runs, metric)
+    counts = counts_of(runs)
+    table = rounds.with_intervals(rounds.round_table(runs), counts, champion_run)
+    table["mlflow"] = [rounds.run_link(uri, e, r) for e, r in zip(runs["experiment_id"], runs["run_id"])]
+    st.dataframe(table.iloc[::-1], hide_index=True, width="stretch", column_config=table_columns(table))
+    st.caption("Latest round first; ★ the champion's round. Beside each metric: the held-out alerts it rests on (n) "
+               "and its 95 % interval (Wilson for accuracy, precision, recall; bootstrap over the held-out alerts "
+               "for F1). Intervals that overlap are not a change.")
+    curve = rounds.round_curve(runs, metric, counts)
     if not curve.empty:
-        st.altair_chart(rounds.curves_chart(curve, metric), width="stretch")
+        st.altair_chart(rounds.curves_chart(curve, metric, band="95 % interval")
+                        + rounds.champion_mark(curve, champion_run), width="stretch")
     else:
         st.info(f"No held-out {metric} logged in {chosen} yet (rounds with too few labels are not evaluated).")
 
@@ -124,28 +151,45 @@ with tab_strategies:
         with ui.reported("read runs from MLflow"):
             runs_all = runs_of(uri, tuple(by_name[p] for p in picked))
         curves = rounds.learning_curves(runs_all, metric)
-        if curves.empty:
-            st.info(f"No held-out {metric} in these experiments yet.")
-        else:
+        if not curves.empty:
             st.altair_chart(rounds.curves_chart(curves, metric), width="stretch")
-            st.caption("Lines: mean over the chosen experiments of each strategy; band: min to max.")
+            st.caption("Rounds: mean over the chosen experiments of each strategy; band: min to max.")
             st.dataframe(curves, hide_index=True)
+        simulated = runs_all[runs_all["run_name"].fillna("").str.startswith("experiment_")]
+        for _, parent in simulated.iterrows():
+            with ui.reported(f"fetch the artifacts of run {parent['run_id']}", stop=False):
+                summary = artifacts(uri, parent["run_id"]).get("learning_curves")
+                sim = rounds.experiment_curves(summary if summary is not None else pd.DataFrame(), metric)
+                if not sim.empty:
+                    st.markdown(f"**`skysift experiment` {parent['experiment'].removeprefix('experiment-')}** "
+                                f"(simulated on labelled alerts; band: ±1 std over seeds)")
+                    st.altair_chart(rounds.curves_chart(sim, metric, band="±1 std"), width="stretch")
+        if curves.empty and simulated.empty:
+            st.info(f"No held-out {metric} in these experiments yet.")
 
 with tab_round:
     with ui.reported("read runs from MLflow"):
         runs_all = runs_of(uri, tuple(refs))
-    if runs_all.empty:
+    rounds_only = runs_all.dropna(subset=["round"]).sort_values("start_time", ascending=False)
+    if rounds_only.empty:
         st.info("No runs yet.")
     else:
-        labels = {row["run_id"]: run_label(row) for _, row in runs_all.iterrows()}
-        run_id = st.selectbox("Round", list(labels), format_func=labels.get, key="one_round")
-        row = runs_all.set_index("run_id").loc[run_id]
+        labels = {row["run_id"]: run_label(row) for _, row in rounds_only.iterrows()}
+        run_id = st.selectbox("Round (latest first)", list(labels), format_func=labels.get, key="one_round")
+        row = rounds_only.set_index("run_id").loc[run_id]
         with ui.reported(f"fetch the artifacts of run {run_id}"):
             arts = artifacts(uri, run_id)
-        c1, c2, c3 = st.columns(3)
+        link = rounds.run_link(uri, row["experiment_id"], run_id)
+        if link:
+            st.markdown(f"[This round's run in MLflow]({link})")
+        c1, c2, c3 = st.columns([1, 1, 1.4])
         with c1:
             st.markdown("**Confusion matrix (held-out)**")
-            if "confusion" in arts:
+            if "confusion_counts" in arts:
+                n = sum(arts["confusion_counts"].values())
+                st.image(rounds.confusion_png(arts["confusion_counts"], classes, f"n = {n} held-out alerts"),
+                         caption=f"held-out confusion matrix, round {row['round']}")
+            elif "confusion" in arts:
                 st.image(arts["confusion"], caption=f"held-out confusion matrix, round {row['round']}")
             else:
                 st.caption("not logged for this round")
@@ -159,7 +203,9 @@ with tab_round:
         with c3:
             st.markdown("**Permutation importance**")
             if "importance_csv" in arts:
-                st.dataframe(arts["importance_csv"], hide_index=True, height=300)
+                st.altair_chart(rounds.importance_chart(arts["importance_csv"]), width="stretch")
+                with st.expander("as a table"):
+                    st.dataframe(arts["importance_csv"], hide_index=True)
             elif "importance_png" in arts:
                 st.image(arts["importance_png"], caption="permutation importance")
             else:

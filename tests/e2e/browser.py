@@ -20,6 +20,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
+VIEWPORT = {"width": 1400, "height": 1000}  # a laptop screen: the label page must fit it without scrolling
 MISSING = "no chromium on PATH: `make system-deps` installs Debian's chromium package"
 # In CI a missing Chromium fails the browser tests (see the ``browser`` fixture); only a local run may skip them.
 MARKS = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None and not IN_CI, reason=MISSING)]
@@ -53,13 +54,23 @@ def idle(page) -> None:
 
 
 def screenshot(page, name: str) -> Path:
+    """The viewport as a scanner sees it (what lies below the fold is not in the picture)."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path))
     return path
 
 
-MIN_DRAWN_PX = 40  # smaller than any stamp, plot or table the pages draw at the tests' 1400x1100 viewport
+def overflow_px(page) -> int:
+    """How far the page's content reaches below the viewport, in pixels (0: nothing to scroll to). Streamlit
+    scrolls its main section, not the document, so both are measured."""
+    return page.evaluate("""() => Math.max(...[document.scrollingElement,
+        document.querySelector('[data-testid=stMain]'),
+        document.querySelector('[data-testid=stAppViewContainer]')]
+        .filter(Boolean).map(e => e.scrollHeight - e.clientHeight))""")
+
+
+MIN_DRAWN_PX = 40  # smaller than any stamp, plot or table the pages draw at the tests' 1400x1000 viewport
 
 
 def image(page, caption: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, MISSING
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, MISSING, VIEWPORT
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +21,6 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    context = browser.new_context(viewport=VIEWPORT)
     yield context.new_page()
     context.close()

@@ -3,7 +3,10 @@ check the label reached the store, and save a screenshot of each page to test-ar
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
+import time
 
 import pytest
 
@@ -20,11 +23,12 @@ from tests.app_support import (
     start_trainer,
 )
 from tests.e2e.browser import (
+    ARTIFACTS,
     MARKS,
     assert_not_blank,
     assert_on_first_screen,
     idle,
-    image,
+    overflow_px,
     screenshot,
     start_streamlit,
 )
@@ -65,21 +69,40 @@ def app(browser, tmp_path_factory, mlflow_server):  # browser first: without Chr
         trainer.stop()
 
 
+def shown_candid(page) -> int:
+    """The candid of the alert on screen (the card carries it)."""
+    return int(page.locator(".sk-card").get_attribute("data-candid"))
+
+
 def test_keyboard_label_reaches_the_store(app, page):
     url, store = app
     page.goto(url)
     # shortcuts work once their buttons are mounted; the last element of the facts column means the page is drawn
-    page.locator(".st-key-label_galactic button").wait_for(timeout=60_000)
-    page.get_by_text("Go to alert #").wait_for(timeout=60_000)
+    page.locator("[class*=st-key-label_galactic_] button").wait_for(timeout=60_000)
+    page.get_by_text("Go to #").wait_for(timeout=60_000)
     page.get_by_text(f"0 of {N} this round").wait_for(timeout=30_000)
     idle(page)
-    heading = page.locator("h3").filter(has_text="candid").first
-    candid = int(heading.inner_text().split("candid ")[1].split()[0])
+    candid = shown_candid(page)
     # what a labeller must see at once: which alert, its light curve and its three stamps
-    assert_on_first_screen(page, heading, "the alert's heading")
-    for caption in ("Light curve", "science", "template", "difference"):
-        assert_on_first_screen(page, image(page, caption), caption)
+    assert_on_first_screen(page, page.locator(".sk-card"), "the alert (heading, light curve, stamps, facts)")
+    assert_on_first_screen(page, page.locator(".sk-lc img"), "the light curve")
     assert_not_blank(screenshot(page, "label"))
+    assert overflow_px(page) <= 0, "the label page needs a scroll at 1400×1000"
+    # the stamps are at least 200 px on screen, beside the light curve (same row)
+    stamps = page.locator(".sk-stamp img.sk-small")
+    assert stamps.count() == 3
+    boxes = [assert_on_first_screen(page, stamps.nth(i), f"stamp {i}") for i in range(3)]
+    curve = page.locator(".sk-lc img").bounding_box()
+    assert all(b["width"] >= 200 and b["height"] >= 200 for b in boxes), boxes
+    assert all(abs(b["y"] - curve["y"]) < 40 and b["x"] > curve["x"] + curve["width"] for b in boxes)
+    # the label buttons sit on one row
+    tops = {round(page.locator(f"[class*=st-key-label_{lab}_] button").bounding_box()["y"]) for lab in LABEL_KEYS}
+    assert len(tops) == 1, tops
+    stamps.nth(2).click()
+    page.locator(".sk-zoom img").nth(2).wait_for(state="visible")
+    assert page.locator(".sk-zoom img").nth(2).bounding_box()["width"] >= 400
+    screenshot(page, "label-stamp-enlarged")
+    stamps.nth(2).click()
     page.keyboard.press(LABEL_KEYS["galactic"])
     try:
         page.get_by_text(f"1 of {N} this round").wait_for(timeout=60_000)
@@ -88,8 +111,8 @@ def test_keyboard_label_reaches_the_store(app, page):
     latest = LabelStore(store).latest()
     assert (latest[candid].label, latest[candid].user, latest[candid].source) == ("galactic", USER, "human")
     # the labelled alert leaves the list (hidden by default): the next one is #1 of the N - 1 left
-    page.locator("h3").filter(has_text=f"#1 of {N - 1} ·").wait_for(timeout=30_000)
-    assert f"candid {candid}" not in page.locator("h3").filter(has_text="candid").first.inner_text()
+    page.locator(".sk-head").filter(has_text=f"#1 of {N - 1} ·").wait_for(timeout=30_000)
+    assert shown_candid(page) != candid
 
 
 def test_rounds_page_renders(app, page):
@@ -101,6 +124,10 @@ def test_rounds_page_renders(app, page):
     idle(page)
     assert_on_first_screen(page, page.locator("[data-testid=stDataFrame]").first, "the table of rounds")
     assert_not_blank(screenshot(page, "rounds"))
+    page.get_by_role("tab", name="One round").click()
+    page.get_by_text("Permutation importance").first.wait_for(timeout=60_000)
+    idle(page)
+    assert_not_blank(screenshot(page, "rounds-one-round"))
 
 
 def test_datasets_page_renders(app, page):
@@ -112,3 +139,56 @@ def test_datasets_page_renders(app, page):
     idle(page)
     assert_on_first_screen(page, page.locator("[data-testid=stDataFrame]").first, "the table of datasets")
     assert_not_blank(screenshot(page, "datasets"))
+
+
+
+# In one step, so no redraw can come between them: read the candid on screen and press a key as a labeller
+# would (the keydown event Streamlit's shortcuts listen to).
+PRESS = """(key) => {
+    const card = document.querySelector('.sk-card');
+    const shown = card ? card.dataset.candid : null;
+    for (const type of ['keydown', 'keyup']) {
+        document.body.dispatchEvent(new KeyboardEvent(type, {key, code: 'Digit' + key, bubbles: true,
+                                                             cancelable: true}));
+    }
+    return shown;
+}"""
+
+
+def test_keys_pressed_as_fast_as_the_page_allows_label_only_the_alert_on_screen(app, page):
+    """Each key is pressed the moment a new alert shows, and every third one again at once (while the page is
+    still redrawing): every label stored must be one pressed while its alert was on screen."""
+    url, store = app
+    page.goto(url)
+    page.locator(".sk-card").wait_for(timeout=60_000)
+    idle(page)
+    earlier = len(LabelStore(store).events())  # the other tests' labels are not this test's
+    keys = [LABEL_KEYS[label] for label in ("galactic", "extragalactic", "varstar", "agn")]
+    pressed: list[tuple[int, str]] = []  # (candid on screen, label key) for every press
+    settle_s = []
+    for n in range(20):
+        if not page.locator(".sk-card").count():
+            break
+        key = keys[n % len(keys)]
+        started = time.monotonic()
+        shown = page.evaluate(PRESS, key)
+        pressed.append((int(shown), key))
+        if n % 3 == 2:  # a second key straight away, on whatever the page shows now
+            again = page.evaluate(PRESS, keys[(n + 1) % len(keys)])
+            if again:
+                pressed.append((int(again), keys[(n + 1) % len(keys)]))
+        page.wait_for_function("c => { const e = document.querySelector('.sk-card');"
+                               " return !e || e.dataset.candid !== c; }", arg=shown, timeout=60_000)
+        idle(page)
+        settle_s.append(time.monotonic() - started)
+    screenshot(page, "label-fast-keys-done")
+    by_key = {v: k for k, v in LABEL_KEYS.items()}
+    allowed = {(candid, by_key[key]) for candid, key in pressed}
+    events = LabelStore(store).events()[earlier:]
+    assert {e.candid for e in events} == {candid for candid, _ in pressed}
+    assert len(pressed) >= N - 1 and not page.locator(".sk-card").count()  # the whole queue, key by key
+    stray = [(e.candid, e.label) for e in events if (e.candid, e.label) not in allowed]
+    assert not stray, f"labels stored for alerts that were not on screen when the key was pressed: {stray}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "label-key-to-settled.json").write_text(json.dumps(
+        {"median_s": statistics.median(settle_s), "n": len(settle_s), "seconds": settle_s}, indent=1))

@@ -1,7 +1,10 @@
 """The label page (AppTest) against a real trainer process, on a store holding real alerts and their features."""
 
+import html
 import os
+import re
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -89,8 +92,29 @@ def progress(at) -> str:
     return at.get("progress")[0].proto.text
 
 
+def card(at) -> str:
+    """The HTML of the alert on screen (the page draws it as one block)."""
+    return next(e.proto.body for e in at.get("html") if "sk-card" in e.proto.body)
+
+
 def shown(at) -> str:
-    return at.subheader[0].value
+    """The alert's heading as the labeller reads it."""
+    head = re.search(r'<div class="sk-head">(.*?)</div>', card(at), re.S).group(1)
+    return html.unescape(re.sub(r"<[^>]+>", "", head))
+
+
+def shown_facts(at) -> dict[str, str]:
+    return {html.unescape(k): html.unescape(v) for k, v in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", card(at))}
+
+
+def stamp_names(at) -> list[str]:
+    return re.findall(r'<img class="sk-small" src="[^"]+" alt="(\w+) stamp"', card(at))
+
+
+def press(at, label: str):
+    """Click a label button as its key does: the button of the alert on screen."""
+    candid = re.search(r'data-candid="(\d+)"', card(at)).group(1)
+    return at.button(key=f"label_{label}_{candid}").click().run()
 
 
 def table_with(at, column: str):
@@ -105,11 +129,9 @@ def test_first_queued_alert_is_shown_with_light_curve_stamps_facts_and_links(pag
     at, _ = page
     first = queue_items(world)[0]
     assert f"0 of {N} this round" in progress(at)
-    assert f"{first.object_id} · candid {first.candid}" in at.subheader[0].value
-    captions = [img.captions[0] for img in at.image]
-    assert captions[0].startswith("Light curve") and captions[1:] == ["science", "template", "difference"]
-    facts = at.dataframe[0].value
-    assert str(first.candid) in facts["value"].tolist()
+    assert f"{first.object_id} · candid {first.candid}" in shown(at)
+    assert 'alt="light curve"' in card(at) and stamp_names(at) == ["science", "template", "difference"]
+    assert shown_facts(at)["candid"] == str(first.candid)
     links = " ".join(m.value for m in at.markdown)
     assert f"https://fink-portal.org/{first.object_id}" in links
 
@@ -117,61 +139,61 @@ def test_first_queued_alert_is_shown_with_light_curve_stamps_facts_and_links(pag
 def test_label_key_button_submits_through_the_trainer_and_moves_on(page, world):
     at, user = page
     first, second = queue_items(world)[:2]
-    at.button(key="label_galactic").click().run()
+    press(at, "galactic")
     assert not at.exception
     events = events_of(world, user)
     assert [(e.candid, e.label, e.source, e.experiment, e.round) for e in events] == [
         (first.candid, "galactic", "human", EXPERIMENT, world["round"].round)]
     assert f"1 of {N} this round" in progress(at)
-    assert f"candid {second.candid}" in at.subheader[0].value
+    assert f"candid {second.candid}" in shown(at)
 
 
 def test_label_is_visible_after_a_reload(page, world):
     at, _ = page
     first = queue_items(world)[0]
-    at.button(key="label_extragalactic").click().run()
+    press(at, "extragalactic")
     st.cache_resource.clear()
     again = AppTest.from_file(str(APP), default_timeout=60).run()  # a new session: state comes from the trainer only
     assert f"1 of {N} this round" in progress(again)
     show_labelled(again).button(key="previous").click().run()
-    assert f"candid {first.candid} · your label: **extragalactic**" in again.subheader[0].value
+    assert f"candid {first.candid} · your label: extragalactic" in shown(again)
 
 
 def test_undo_takes_the_label_back_and_returns_to_the_alert(page, world):
     at, user = page
     first = queue_items(world)[0]
-    at.button(key="label_agn").click().run()
+    press(at, "agn")
     at.button(key="undo").click().run()
     assert f"0 of {N} this round" in progress(at)
-    assert f"candid {first.candid}" in at.subheader[0].value and "your label" not in at.subheader[0].value
+    assert f"candid {first.candid}" in shown(at) and "your label" not in shown(at)
     events = events_of(world, user)
     assert [(e.label, e.comment) for e in events] == [("agn", ""), ("skip", UNDO_COMMENT)]
 
 
 def test_undo_of_a_relabel_restores_the_earlier_label(page, world):
     at, user = page
-    at.button(key="label_bogus").click().run()
+    press(at, "bogus")
     show_labelled(at).button(key="previous").click().run()
-    at.button(key="label_real").click().run()
+    press(at, "real")
     at.button(key="undo").click().run()
     first = queue_items(world)[0]
     latest = {e.candid: e.label for e in events_of(world, user)}
     assert latest[first.candid] == "bogus"
-    assert "your label: **bogus**" in at.subheader[0].value
+    assert "your label: bogus" in shown(at)
 
 
 def test_skip_records_that_the_alert_was_seen_and_moves_on(page, world):
     at, user = page
     first, second = queue_items(world)[:2]
-    at.button(key="label_skip").click().run()
+    press(at, "skip")
     assert [(e.candid, e.label) for e in events_of(world, user)] == [(first.candid, "skip")]
-    assert f"candid {second.candid}" in at.subheader[0].value
+    assert f"candid {second.candid}" in shown(at)
 
 
 def test_whole_queue_labelled_says_so(page, world):
     at, _ = page
     for _ in range(N):
-        at.button(key="label_varstar").click().run()
+        press(at, "varstar")
     assert f"{N} of {N} this round" in progress(at)
     assert f"All {N} alerts of round" in at.success[0].value
 
@@ -198,13 +220,13 @@ def test_labels_of_other_labellers_are_shown_not_counted(world):
 def test_labelled_alerts_are_hidden_until_asked_for(page, world):
     at, _ = page
     first, second = queue_items(world)[:2]
-    at.button(key="label_galactic").click().run()
+    press(at, "galactic")
     assert shown(at).startswith(f"#1 of {N - 1} · ") and f"candid {second.candid}" in shown(at)
     assert at.button(key="previous").disabled  # the labelled alert is not in the list
     show_labelled(at)
     assert shown(at).startswith(f"#2 of {N} · ")
     at.button(key="previous").click().run()
-    assert f"candid {first.candid} · your label: **galactic**" in shown(at)
+    assert f"candid {first.candid} · your label: galactic" in shown(at)
     at.toggle(key="show_labelled").set_value(False).run()  # the alert on screen stays until one moves on
     assert f"candid {first.candid}" in shown(at)
     at.button(key="next").click().run()
@@ -214,10 +236,10 @@ def test_labelled_alerts_are_hidden_until_asked_for(page, world):
 def test_whole_queue_labelled_then_review_shows_every_alert(page, world):
     at, _ = page
     for _ in range(N):
-        at.button(key="label_skip").click().run()
+        press(at, "skip")
     next(b for b in at.button if b.label == "Review from the first alert").click().run()
     assert at.toggle(key="show_labelled").value is True
-    assert shown(at).startswith(f"#1 of {N} · ") and "your label: **skip**" in shown(at)
+    assert shown(at).startswith(f"#1 of {N} · ") and "your label: skip" in shown(at)
 
 
 def test_random_order_is_seeded_per_session_and_stays_put(page, world):
@@ -231,7 +253,7 @@ def test_random_order_is_seeded_per_session_and_stays_put(page, world):
     at.run()
     at.run()  # reruns keep the order and the place in it
     assert f"candid {expected[0]}" in shown(at)
-    at.button(key="label_agn").click().run()
+    press(at, "agn")
     assert f"candid {expected[1]}" in shown(at)
     at.selectbox(key="sort_by").set_value("queue").run()  # another order starts from its first unlabelled alert
     first_open = next(i.candid for i in queue_items(world) if i.candid != expected[0])
@@ -312,8 +334,8 @@ def test_retrained_order_stands_when_the_rounds_meta_cannot_be_read(page, world,
 def test_my_history_lists_my_labels_latest_first(page, world):
     at, _ = page
     first, second = queue_items(world)[:2]
-    at.button(key="label_galactic").click().run()
-    at.button(key="label_agn").click().run()
+    press(at, "galactic")
+    press(at, "agn")
     at.button(key="undo").click().run()
     at.toggle(key="show_history").set_value(True).run()
     assert not at.exception
@@ -337,8 +359,9 @@ def test_agreement_of_two_labellers_on_the_page(page, world):
     row = pairs[(pairs["labeller"] == "zz-ann") & (pairs["other labeller"] == "zz-bob")].iloc[0]
     assert (row["alerts"], row["agreed"], row["agreement %"], row["Cohen's kappa"]) == (4, 3, 75.0, 0.5)
     disagreements = table_with(at, "labels")
-    assert "zz-ann: galactic · zz-bob: agn" in disagreements.loc[disagreements["candid"] == str(items[1].candid),
-                                                                  "labels"].iloc[0]
+    row = disagreements.loc[disagreements["candid"] == str(items[1].candid)].iloc[0]
+    assert "zz-ann: galactic · zz-bob: agn" in row["labels"]
+    assert row["used by rounds (latest)"] == "agn (zz-bob)"  # the consensus rule: the latest label
 
 
 @pytest.fixture(scope="module")
@@ -358,13 +381,41 @@ def test_rubin_alert_shows_bands_fluxes_and_stamps(rubin_world, monkeypatch):
     st.cache_data.clear()
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception and not at.error
-    facts = dict(zip(at.dataframe[0].value["fact"], at.dataframe[0].value["value"]))
+    facts = shown_facts(at)
     assert facts["survey"] == "lsst" and facts["reliability"] != "–"
     links = " ".join(m.value for m in at.markdown)
     assert f"(https://lasair.lsst.ac.uk/objects/{facts['objectId']}/)" in links
     assert f"(https://lsst.fink-portal.org/{facts['objectId']})" in links
     assert at.toggle(key="flux").value is False  # the flux view is offered for Rubin rows
     at.toggle(key="flux").set_value(True).run()
-    assert not at.exception and [img.captions[0] for img in at.image][1:] == ["science", "template", "difference"]
-    at.button(key="label_real").click().run()
+    assert not at.exception and stamp_names(at) == ["science", "template", "difference"]
+    press(at, "real")
     assert "1 of" in progress(at)
+
+
+def test_labelling_is_blind_to_other_labellers_until_you_labelled_the_alert(page, world):
+    at, _ = page
+    first = queue_items(world)[0]
+    client(world).submit([Label(candid=first.candid, label="agn", user="zz-carol", experiment=EXPERIMENT)])
+    next(b for b in at.sidebar.button if b.label == "Reload queue").click().run()
+    assert f"candid {first.candid}" in shown(at)
+    assert not any("zz-carol" in c.value for c in at.caption)  # not before you labelled it: no anchoring
+    press(at, "galactic")
+    show_labelled(at).button(key="previous").click().run()
+    assert f"candid {first.candid} · your label: galactic" in shown(at)
+    assert any(c.value.startswith("Also labelled by") and "zz-carol: agn" in c.value for c in at.caption)
+
+
+def test_find_jumps_to_an_alert_of_the_queue_and_shows_the_history_of_other_objects(page, world):
+    at, _ = page
+    third = queue_items(world)[2]
+    at.text_input(key="find").input(str(third.candid)).run()
+    assert f"candid {third.candid}" in shown(at)
+    queued = {i.object_id for i in queue_items(world)}
+    counts = Counter(o for o in world["table"]["objectId"].to_pylist() if o not in queued)
+    other, n_alerts = counts.most_common(1)[0]  # an object of the store with several alerts, not in this queue
+    at.text_input(key="find").input(other).run()
+    assert any("not in this round's queue" in c.value for c in at.sidebar.caption)
+    history = table_with(at, "MJD")
+    assert len(history) == n_alerts > 1 and history["date (UTC)"].str.startswith("20").all()
+    assert history["MJD"].is_monotonic_increasing

@@ -98,10 +98,17 @@ def frame(at, columns: set):
 def test_rounds_table_has_one_row_per_round_with_held_out_metrics(at, world):
     page = rounds_page(at)
     table = frame(page, {"round", "f1", "n_train"})
-    assert list(table["round"]) == [r.round for r in world["rounds"]["al-uncertainty"]]
+    assert list(table["round"]) == [r.round for r in world["rounds"]["al-uncertainty"]][::-1]  # latest first
     trained = table.dropna(subset=["f1"])
     assert len(trained) >= 1 and trained["n_train"].min() > 0
     assert {"precision", "recall", "accuracy", "train_n_positive", "train_n_negative"} <= set(table.columns)
+    # each metric with the held-out alerts it rests on and its interval; the champion's round starred
+    last = trained.iloc[0]
+    assert last["f1 n"] == last["n_holdout"] == last["accuracy n"] > 0
+    low, high = (float(v) for v in last["f1 95%"].split("–"))
+    assert low <= last["f1"] <= high and high - low > 0.05  # a handful of held-out alerts: a wide interval
+    assert (table["champion"] == "★").sum() <= 1
+    assert table["mlflow"].str.contains(f"/#/experiments/.+/runs/{last['run_id']}").any()
 
 
 def test_strategies_are_compared_as_learning_curves(at, world):
@@ -122,7 +129,8 @@ def test_one_round_shows_confusion_matrix_importance_and_class_balance(at, world
     assert len(importance) > 5
     captions = [c for img in page.image for c in img.captions]
     assert f"held-out confusion matrix, round {trained.round}" in captions
-    assert len(page.get("vega_lite_chart")) == 3  # metric per round, strategies, this round's class balance
+    # metric per round, strategies, this round's class balance and importance
+    assert len(page.get("vega_lite_chart")) == 4
     assert "Champion: **skysift_galactic version" in page.caption[0].value
 
 

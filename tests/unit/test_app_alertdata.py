@@ -102,4 +102,31 @@ def test_rubin_links_go_to_the_brokers_lsst_sites_by_dia_object_id():
 
 
 def test_rubin_solar_system_source_without_dia_object_only_has_finders():
-    assert sorted(links("ss21474836480", "lsst", 10.0, 5.0)) == ["Legacy Survey viewer", "SIMBAD (5 arcsec)"]
+    assert sorted(links("ss21474836480", "lsst", 10.0, 5.0)) == ["Legacy Survey viewer", "SIMBAD (5 arcsec)",
+                                                                 "TNS (5 arcsec)"]
+
+
+def test_object_history_gathers_every_stored_alert_of_the_object_across_batches(tmp_path):
+    """Two batches (two polls) each holding alerts of ZTF18acaxelp: all of them, oldest first, their points once."""
+    from datetime import UTC, datetime
+
+    from skysift.app.alertdata import history_table, object_history
+    from skysift.store import open_store
+    from tests.app_support import write_batch, ztf_packets
+
+    store = open_store(str(tmp_path / "store"))
+    packets = ztf_packets(100)
+    first_key, first = write_batch(store, packets[:50], datetime(2024, 5, 1, tzinfo=UTC), cutouts=False)
+    second_key, second = write_batch(store, packets[50:], datetime(2024, 5, 2, tzinfo=UTC), cutouts=False)
+    rows = [r for t in (first, second) for r in t.to_pylist() if r["objectId"] == "ZTF18acaxelp"]
+    assert len(rows) == 2
+    found = object_history(store, "ztf", "ZTF18acaxelp", current_jd=rows[0]["jd"])
+    assert [a["candid"] for a in found.alerts] == [r["candid"] for r in sorted(rows, key=lambda r: r["jd"])]
+    assert {a["alerts_key"] for a in found.alerts} <= {first_key, second_key}
+    every_point = {(round(jd, 5), b) for r in rows for jd, b in zip(r["det_jd"], r["det_band"])}
+    assert len(found.curve_row["det_jd"]) == len(every_point)  # the union, each point once
+    table = history_table(found, rows[0]["candid"])
+    assert [t["candid"] for t in table if t[""]] == [str(rows[0]["candid"])]
+    assert table[0]["date (UTC)"][:2] == "20" and table[0]["MJD"] == pytest.approx(found.alerts[0]["jd"] - 2400000.5,
+                                                                                    abs=1e-4)
+    assert object_history(store, "ztf", "ZTF00nothing").alerts == []

@@ -109,4 +109,4 @@ def test_right_password_signs_the_labeller_in(app_env, monkeypatch):
     at.text_input[1].input("correct horse")
     at.button[0].click().run()
     assert at.session_state.labeller == "bob"
-    assert at.title[0].value == "Label alerts"
+    assert [s.label for s in at.sidebar.selectbox][:2] == ["Experiment", "Model tag"]  # the label page ran

@@ -68,3 +68,37 @@ def test_two_runs_side_by_side_show_only_what_differs():
     assert diff.loc["holdout_f1"].tolist() == ["0.8", "0.6"]
     assert "n_train" not in diff.index and "seed" not in diff.index
     assert "n_train" in differing(a, b, only_different=False)["field"].tolist()
+
+
+def test_wilson_interval_matches_the_textbook_values_and_stays_in_zero_one():
+    from skysift.app.rounds import wilson
+
+    assert wilson(4, 6) == pytest.approx((0.300, 0.903), abs=1e-3)  # Newcombe (1998), 95 %
+    low, high = wilson(0, 5)
+    assert low == 0.0 and 0 < high < 0.5
+    assert wilson(5, 5)[1] == pytest.approx(1.0) and wilson(0, 0) is None
+
+
+def test_metric_intervals_say_how_many_alerts_each_metric_rests_on_and_narrow_with_more():
+    from skysift.app.rounds import metric_intervals
+
+    few = metric_intervals({"tp": 2, "fp": 1, "fn": 1, "tn": 2})
+    many = metric_intervals({"tp": 200, "fp": 100, "fn": 100, "tn": 200})
+    assert {m: n for m, (n, _) in few.items()} == {"accuracy": 6, "precision": 3, "recall": 3, "f1": 6}
+    for metric in few:
+        (lo_few, hi_few), (lo_many, hi_many) = few[metric][1], many[metric][1]
+        assert hi_many - lo_many < (hi_few - lo_few) / 3, metric
+        assert lo_many < 0.667 < hi_many  # the value of both
+    assert metric_intervals({"tp": 0, "fp": 0, "fn": 0, "tn": 4})["precision"] == (0, None)
+
+
+def test_experiment_curves_read_the_summary_skysift_experiment_logs():
+    from skysift.app.rounds import experiment_curves
+
+    summary = pd.DataFrame({"config": ["random", "random", "uncertainty"], "n_labels": [10, 20, 10],
+                            "f1_mean": [0.5, 0.6, 0.7], "f1_std": [0.1, None, 0.05], "f1_count": [5, 5, 5]})
+    curves = experiment_curves(summary, "f1")
+    assert curves[["strategy", "n_train", "mean"]].values.tolist() == [["random", 10, 0.5], ["random", 20, 0.6],
+                                                                       ["uncertainty", 10, 0.7]]
+    assert curves["min"].tolist() == pytest.approx([0.4, 0.6, 0.65])
+    assert experiment_curves(summary, "roc_auc").empty

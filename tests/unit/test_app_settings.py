@@ -65,3 +65,22 @@ def test_password_from_secret_file_is_checked_and_never_shown(tmp_path, monkeypa
 
 def test_no_password_configured_accepts_nothing(monkeypatch):
     assert not password_ok(app_settings(monkeypatch), "")
+
+
+def test_one_default_experiment_and_threshold_across_cli_app_and_chart():
+    """A newcomer moving between `skysift`, the app and the chart meets the same experiment and threshold."""
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    from skysift.app.settings import AppSettings
+    from skysift.modeltags import DEFAULT_EXPERIMENT
+    from skysift.trainer import cli as trainer_cli
+    from skysift.trainer.datasets import DatasetRequest
+
+    round_default = inspect.signature(trainer_cli.round_command).parameters["experiment"].default.default
+    chart = yaml.safe_load((Path(__file__).resolve().parents[2] / "charts/skysift/values.yaml").read_text())
+    assert AppSettings().experiment == round_default == chart["round"]["experiment"] == DEFAULT_EXPERIMENT
+    collect_default = inspect.signature(trainer_cli.dataset_collect).parameters["score_threshold"].default.default
+    assert collect_default == DatasetRequest.score_threshold  # the datasets page's default

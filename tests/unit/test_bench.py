@@ -19,6 +19,7 @@ def tiny(tmp_path: Path, sections: tuple[str, ...], **extra) -> runner.Options:
     return runner.Options(root=ROOT, out=tmp_path / "results.json", n_alerts=30, batch=10, n_rubin=8,
                           n_baseline=10, n_ebv_baseline=3, n_e2e_baseline=5, pools=(1_000,),
                           grpc_requests={1: 3, 1000: 1}, workers=(1, 2), sections=sections, profile_misses=False,
+                          n_label_events=2_000, n_new_label_events=20, startup_nights=1,
                           **extra)
 
 
@@ -72,9 +73,14 @@ def test_whole_bench_on_a_few_alerts(tmp_path):
     """Every section, MLflow and gRPC included (tens of seconds: slow)."""
     report = runner.run(tiny(tmp_path, runner.SECTIONS))
     sections = {r.section for r in report.rows}
-    assert {"AL round", "e2e", "inference", "scaling"} <= sections
+    assert {"AL round", "e2e", "inference", "labels", "scaling"} <= sections
+    assert report.row("labels", "round's label loading, 2,020 events on S3").n == 2_020
+    assert any(r.case.startswith("start-up: candid index over 1 nights") for r in report.rows)
     agreement = {a["case"]: a for a in report.environment["agreement"]}
-    assert agreement["end to end"]["product_candids_match"] and agreement["end to end"]["baseline_candids_match"]
+    for survey in ("ZTF", "Rubin"):
+        entry = agreement[f"end to end {survey}"]
+        assert entry["product_candids_match"] and entry["baseline_candids_match"] and entry["baseline_rows"] > 0
+    assert any(c.target.startswith("Rubin end to end >= 1,500") for c in report.checks)
     assert any(c.target.startswith("single-alert scoring") for c in report.checks)
     scored = {r.case.rsplit(",", 1)[0]: r.n for r in report.rows if r.case.startswith("gRPC ScoreCandids")}
     assert scored["gRPC ScoreCandids packed"] == scored["gRPC ScoreCandids per alert"] > 0  # both answered every alert

@@ -35,7 +35,9 @@ def test_config_check_validates_every_unit_and_masks_their_secrets(monkeypatch):
     monkeypatch.setenv("SKYSIFT_ENRICHMENT_LASAIR_TOKEN", "lasair-token-456")
     result = CliRunner().invoke(app, ["config", "check"])
     assert result.exit_code == 0, result.output
-    assert "KafkaSettings.sasl_password = ***" in result.output and "TrainerSettings." in result.output
+    assert "SKYSIFT_KAFKA_SASL_PASSWORD = ***  (set here)" in result.output
+    assert "SKYSIFT_TRAINER_STRATEGY = " in result.output and "SKYSIFT_SLACK_WEBHOOK_URL = " in result.output
+    assert "SKYSIFT_STORE_URL = " in result.output and "store_url" not in result.output  # the variable, not the field
     assert "kafka-pass-123" not in result.output and "lasair-token-456" not in result.output
     monkeypatch.setenv("SKYSIFT_INGEST_MAX_ALERTS", "lots")
     result = CliRunner().invoke(app, ["config", "check"])

@@ -133,3 +133,28 @@ def test_the_snapshot_schema_follows_the_event_fields_in_order():
                        timestamp=datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), source="import", event_id="e1",
                        experiment="vra", round=3, comment="host nucleus")
     assert snapshot_events(snapshot_table({"k": event})) == {"k": event}
+
+
+def test_a_snapshot_is_extended_by_the_newer_events_in_key_order_even_when_a_late_import_sorts_inside_it(local_store,
+                                                                                                          tmp_path):
+    """The next snapshot is the one read plus the newer events as columns, re-sorted when an old-dated import
+    lands inside it: a fresh reader of it gets exactly the events alone, timestamps as UTC datetimes."""
+    import pyarrow.parquet as pq
+
+    from skysift.trainer.labels import SNAPSHOTS_PREFIX
+
+    LabelStore(local_store, snapshot_after=3).submit([LabelEvent(candid=c, label="real", user="ann") for c in (1, 2, 3)])
+    assert len(LabelStore(local_store, snapshot_after=3).events()) == 3  # the first snapshot
+    writer = LabelStore(local_store, snapshot_after=3)
+    writer.events()
+    writer.submit([LabelEvent(candid=c, label="bogus", user="bob") for c in (4, 5)])
+    path = tmp_path / "old.csv"
+    path.write_text("candid,objectId,label,timestamp\n6,ZTF6,agn,2020-01-01T00:00:00+00:00\n")
+    writer.import_csv(path, user="importer")  # dated 2020: sorts before every snapshotted event
+    assert len(writer.events()) == 6  # three newer events: the second snapshot, extended from the first
+    newest = local_store.list_keys(SNAPSHOTS_PREFIX)[-1]
+    keys = pq.read_table(local_store.url + "/" + newest).column("key").to_pylist()
+    assert keys == sorted(keys) and len(keys) == 6
+    fresh = LabelStore(local_store, snapshot_after=10**9).events()
+    alone = LabelStore(local_store, snapshots=False).events()
+    assert fresh == alone and fresh[0].candid == 6 and all(e.timestamp.tzinfo is UTC for e in fresh)

@@ -207,3 +207,36 @@ def test_a_store_replay_skips_bookkeeping_and_dead_letters(local_settings, local
     assert any(k.startswith("state/") for k in local_store.list_keys(""))
     names = open_replay("store://", local_store, local_settings).names
     assert names and all(k.startswith("alerts/") for k in names)
+
+
+def test_a_replay_directory_is_listed_again_only_where_it_changed(tmp_path):
+    """Each poll lists its replay directory: unchanged directories come from the cache (stat-ed, not listed), a
+    file added anywhere is found at once, and the order stays that of sorted paths."""
+    import os
+    import time
+
+    from skysift.ingest.replay import DirectoryListings
+
+    d = tmp_path / "archive"
+    for night in ("night=1", "night=2", "night=1-late"):
+        (d / night).mkdir(parents=True)
+        for name in ("b.avro", "a.avro", "notes.txt", ".tmp.avro", "x_features.parquet"):
+            (d / night / name).write_bytes(b"")
+    (d / "top.bin").write_bytes(b"")
+    settled = time.time() - 60  # as if written a minute ago: the listings may be cached
+    for path in [d, *d.iterdir()]:
+        os.utime(path, (settled, settled))
+
+    def expected():  # the previous listing: every packet file under d, as sorted Paths
+        return [str(p) for p in sorted(p for p in d.rglob("*") if p.is_file() and p.name.endswith((".avro", ".bin"))
+                                       and not p.name.startswith(".") and "_features" not in p.name)]
+
+    listings = DirectoryListings()
+    assert listings.files(str(d)) == expected() and listings.scanned == 4
+    assert listings.files(str(d)) == expected() and listings.scanned == 0
+    (d / "night=2" / "c.avro").write_bytes(b"")
+    assert listings.files(str(d)) == expected() and listings.scanned == 1
+    assert str(d / "night=2" / "c.avro") in listings.files(str(d))  # recently changed: listed again, never stale
+    (d / "night=3").mkdir()
+    (d / "night=3" / "a.avro").write_bytes(b"")
+    assert listings.files(str(d)) == expected()

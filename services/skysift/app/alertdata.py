@@ -88,6 +88,67 @@ def load_alert(cache: BatchCache, alerts_key: str, candid: int) -> AlertView:
     return AlertView(alert, cutouts or None, context, missing)
 
 
+HISTORY_COLUMNS = ["candid", "objectId", "jd", "band", "magpsf", "sigmapsf", "drb", "det_jd", "det_band",
+                   "det_magpsf", "det_sigmapsf", "ul_jd", "ul_band", "ul_diffmaglim"]
+MJD_OFFSET = 2400000.5
+
+
+@dataclass
+class ObjectHistory:
+    """Every stored alert of one object (oldest first) and the union of their light curves."""
+
+    object_id: str
+    alerts: list[dict]  # candid, jd, band, magpsf, sigmapsf, drb, alerts_key
+    curve_row: dict  # an alert-like row whose det_*/ul_* lists hold every point any of the alerts carried
+    batches_read: int
+
+
+def object_history(store, survey: str, object_id: str, current_jd: float | None = None,
+                   max_batches: int = 400) -> ObjectHistory:
+    """The object's alerts across every stored alerts batch of ``survey`` (the newest ``max_batches``), not only
+    the history one alert carries (30 days for ZTF). Points repeated across alerts count once."""
+    keys_found = [k for k in store.list_keys(f"alerts/survey={survey}/") if k.endswith("_alerts.parquet")]
+    keys_read = keys_found[-max_batches:]
+    alerts, points, limits = [], {}, {}
+    for key in keys_read:
+        try:
+            table = store.read_table(key, columns=HISTORY_COLUMNS)
+        except NotFound:  # removed since the listing
+            continue
+        table = table.filter(pc.equal(table["objectId"], object_id))
+        for row in table.to_pylist():
+            alerts.append({k: row[k] for k in ("candid", "jd", "band", "magpsf", "sigmapsf", "drb")} | {"alerts_key": key})
+            for jd, band, mag, err in zip(row["det_jd"] or [], row["det_band"] or [], row["det_magpsf"] or [],
+                                          row["det_sigmapsf"] or []):
+                points[(round(jd, 5), band)] = (jd, band, mag, err)
+            for jd, band, lim in zip(row["ul_jd"] or [], row["ul_band"] or [], row["ul_diffmaglim"] or []):
+                limits[(round(jd, 5), band)] = (jd, band, lim)
+    alerts.sort(key=lambda a: a["jd"] or 0.0)
+    det = sorted(points.values())
+    ul = sorted(v for k, v in limits.items() if k not in points)
+    curve_row = {"jd": current_jd if current_jd is not None else (alerts[-1]["jd"] if alerts else None),
+                 "det_jd": [d[0] for d in det], "det_band": [d[1] for d in det], "det_magpsf": [d[2] for d in det],
+                 "det_sigmapsf": [d[3] for d in det], "ul_jd": [u[0] for u in ul], "ul_band": [u[1] for u in ul],
+                 "ul_diffmaglim": [u[2] for u in ul]}
+    return ObjectHistory(object_id, alerts, curve_row, len(keys_read))
+
+
+def history_table(history: ObjectHistory, current_candid: int | None) -> list[dict]:
+    """One row per alert of the object for the page: MJD and calendar date, the current alert marked."""
+    from datetime import UTC, datetime, timedelta
+
+    epoch = datetime(1858, 11, 17, tzinfo=UTC)
+    rows = []
+    for a in history.alerts:
+        mjd = a["jd"] - MJD_OFFSET if a["jd"] is not None else None
+        rows.append({"": "▶ this alert" if a["candid"] == current_candid else "", "candid": str(a["candid"]),
+                     "MJD": None if mjd is None else round(mjd, 4),
+                     "date (UTC)": "" if mjd is None else f"{epoch + timedelta(days=mjd):%Y-%m-%d %H:%M}",
+                     "band": a["band"], "mag": _fmt(a["magpsf"], 2), "±": _fmt(a["sigmapsf"], 2),
+                     "drb": _fmt(a["drb"])})
+    return rows
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -158,6 +219,8 @@ def links(object_id: str, survey: str, ra: float | None, dec: float | None) -> d
     if ra is not None and dec is not None:
         out["Legacy Survey viewer"] = "https://www.legacysurvey.org/viewer?" + urlencode(
             {"ra": f"{ra:.6f}", "dec": f"{dec:.6f}", "layer": "ls-dr10", "zoom": 16})
+        out["TNS (5 arcsec)"] = "https://www.wis-tns.org/search?" + urlencode(
+            {"ra": f"{ra:.6f}", "decl": f"{dec:+.6f}", "radius": 5, "coords_unit": "arcsec"})
         out["SIMBAD (5 arcsec)"] = "https://simbad.cds.unistra.fr/simbad/sim-coo?" + urlencode(
             {"Coord": f"{ra:.6f} {dec:+.6f}", "CooFrame": "ICRS", "Radius": 5, "Radius.unit": "arcsec"})
     return out

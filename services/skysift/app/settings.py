@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skysift.errors import ConfigError
-from skysift.modeltags import DEFAULT_MODEL_TAG
+from skysift.modeltags import DEFAULT_EXPERIMENT, DEFAULT_MODEL_TAG
 
 
 class AppSettings(BaseSettings):
@@ -25,7 +25,7 @@ class AppSettings(BaseSettings):
     password: SecretStr | None = None  # shared password; each labeller still gives their own name
     require_login: bool = False
     cluster: bool = False  # set by the Helm chart: the app is reachable by others, a login is mandatory
-    experiment: str = "default"  # experiment shown first on the label page
+    experiment: str = DEFAULT_EXPERIMENT  # experiment shown first on the label page
     model_tag: str = DEFAULT_MODEL_TAG
     rpc_timeout_s: float = Field(15.0, gt=0)
     round_timeout_s: float = Field(1800.0, gt=0)  # "run a round now": training on a large pool takes minutes

@@ -1,5 +1,6 @@
 """`skysift kafka offsets|reset`: where the ingest consumer group stands on its topics, and moving it; `skysift
-status`: what the store holds at each stage, what is behind, the dead letters and the Kafka lag."""
+status`: what the store holds at each stage, what is behind, the dead letters and the Kafka lag; `skysift ingest
+reset-cursor`: read a replay path again."""
 
 from __future__ import annotations
 
@@ -101,6 +102,25 @@ def status(days: float = typer.Option(30.0, help="Batches written by the polls o
         typer.echo("kafka lag: - (the ingest source is a replay)")
 
 
+ingest_app = typer.Typer(help="The ingest stage's replay sources.", no_args_is_help=True)
+
+
+@ingest_app.command("reset-cursor")
+def reset_cursor(path: str = typer.Argument(..., help="The replay path as given to `skysift poll --from` (a file or "
+                                                       "directory, store://PREFIX or s3://BUCKET/PREFIX).")) -> None:
+    """Forget which files of a replay path were read, so the next `skysift poll --from PATH` reads it from its start
+    (e.g. again with --keep-cutouts). Alerts already in the store are skipped as duplicates by candid."""
+    from skysift.ingest.replay import open_replay
+    from skysift.store import open_store
+
+    settings = load_settings()
+    source = _run(lambda: open_replay(path, open_store(settings=settings), settings))
+    read = _run(source.reset)
+    typer.echo(f"replay cursor of {source.where} reset: {read} of its {len(source.names)} files had been read; "
+               "the next poll of it reads them all again")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(kafka_app, name="kafka")
     app.command("status")(status)
+    app.add_typer(ingest_app, name="ingest")

@@ -41,7 +41,7 @@ from skysift.ingest.kafka import KafkaSource
 from skysift.ingest.replay import StoredBatch, open_replay, records_in
 from skysift.ingest.settings import IngestSettings, KafkaSettings
 from skysift.store.base import ObjectStore, store_errors
-from skysift.store.keys import Batch, BatchKey, dlq_key, new_batch
+from skysift.store.keys import Batch, BatchKey, dlq_key, new_batch, parse_batch
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,17 @@ class CandidIndex:
         mine = INDEX_PREFIX + f"survey={survey}/"  # forget this survey's nights that were not asked for
         self._known = {k: v for k, v in self._known.items() if not k.startswith(mine)} | used
         return np.concatenate([np.empty(0, dtype=np.int64), *used.values()])
+
+
+    def batches_holding(self, survey: str, candids: np.ndarray) -> dict[str, np.ndarray]:
+        """The alerts keys (of the nights :meth:`written` was last asked for) holding ``candids``, with theirs."""
+        mine = INDEX_PREFIX + f"survey={survey}/"
+        out = {}
+        for index_key, known in self._known.items():
+            hit = candids[np.isin(candids, known)] if index_key.startswith(mine) else candids[:0]
+            if hit.size:
+                out["alerts/" + index_key.removeprefix(INDEX_PREFIX)] = hit
+        return out
 
 
 def recent_nights(now: datetime, days: int) -> set[str]:
@@ -247,7 +258,11 @@ class IngestStage:
                         result.n_rejected += rejected
                     nights = observing_night(table.column("jd").to_numpy(zero_copy_only=False), survey, now)
                     seen = index.written(survey, recent | set(nights.tolist()))
-                    keep = self._deduplicate(table.column("candid").to_numpy(), seen, result)
+                    candids = table.column("candid").to_numpy()
+                    keep = self._deduplicate(candids, seen, result)
+                    if survey in decoded.cutouts:
+                        self._stamps_for_stored(survey, np.setdiff1d(candids, candids[keep]), decoded.cutouts[survey],
+                                                result)
                     for night in sorted(set(nights[keep].tolist())):  # one file per night, rows in arrival order
                         rows = keep[nights[keep] == night]
                         self._write(survey, night, table.take(rows), decoded.cutouts.get(survey), now, result)
@@ -290,6 +305,16 @@ class IngestStage:
             self.store.write_table(cut_key, cutouts)
             result.cutouts.append(Batch(cut_key, survey, cutouts.num_rows))
         self._index.add(str(key), alerts.column("candid"))
+
+    def _stamps_for_stored(self, survey: str, duplicates: np.ndarray, cutouts: pa.Table, result: PollResult) -> None:
+        """Stamps of alerts stored by an earlier poll that kept none (a path replayed again with its cursor reset
+        and stamps kept): written as the cutouts of their batch, if that batch has none yet."""
+        for alerts_key, candids in self._index.batches_holding(survey, duplicates).items():
+            rows = cutouts.filter(pc.is_in(cutouts.column("candid"), value_set=pa.array(candids)))
+            rows = rows.take(first_occurrences(rows.column("candid").to_numpy()))
+            cut_key = str(parse_batch(alerts_key, "alerts").sibling("cutouts"))
+            if rows.num_rows and self.store.put_if_absent(cut_key, parquet_bytes(rows)):
+                result.cutouts.append(Batch(cut_key, survey, rows.num_rows))
 
     def _write_dlq(self, decoded, now: datetime) -> str:
         packets = decoded.dead_packets

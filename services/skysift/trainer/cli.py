@@ -13,6 +13,7 @@ import typer
 
 from skysift.alerts import surveys
 from skysift.cliutil import exit_code, fail, load_settings
+from skysift.modeltags import DEFAULT_EXPERIMENT
 
 label_app = typer.Typer(help="Import or export labels (the prototype's labels.csv columns).", no_args_is_help=True)
 dataset_app = typer.Typer(help="Collect, list and inspect training datasets (alerts of a time window with labels, "
@@ -37,7 +38,8 @@ def _csv(text: str, cast=str) -> list:
 
 
 def round_command(
-    experiment: str = typer.Option("default", help="Experiment name: rounds/<experiment>/ and the MLflow experiment."),
+    experiment: str = typer.Option(DEFAULT_EXPERIMENT, help="Experiment name: rounds/<experiment>/ and the MLflow "
+                                                            "experiment."),
     model_tag: str = typer.Option("galactic", help="Model tag (galactic, realbogus)."),
     strategy: str | None = typer.Option(None, help="default, random, uncertainty, margin, entropy, committee, "
                                                       "diverse, diverse_uncertainty, balanced or density "

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skysift import validation
@@ -134,8 +135,27 @@ def snapshot_table(events: dict[str, LabelEvent]) -> pa.Table:
 
 def snapshot_events(table: pa.Table) -> dict[str, LabelEvent]:
     """Events built positionally from the columns (the fields' order is the schema's)."""
-    columns = [table.column(name).to_pylist() for name in EVENT_FIELDS]
+    columns = [_python_values(table.column(name)) for name in EVENT_FIELDS]
     return dict(zip(table.column("key").to_pylist(), (LabelEvent(*row) for row in zip(*columns))))
+
+
+def _python_values(column: pa.ChunkedArray) -> list:
+    """A column as Python values; UTC timestamps through numpy, as Arrow's own conversion of tz-aware timestamps
+    builds each one through a time-zone lookup (12 s per million here, 1.4 s this way)."""
+    if pa.types.is_timestamp(column.type) and column.null_count == 0:
+        return [t.replace(tzinfo=UTC) for t in column.cast(pa.timestamp("us")).to_numpy().astype(object)]
+    return column.to_pylist()
+
+
+def _in_key_order(base: dict[str, LabelEvent], newer: dict[str, LabelEvent]) -> dict[str, LabelEvent]:
+    """``base`` (in key order) with ``newer``, in key order: sorting only ``newer`` when it all sorts after ``base``
+    (the usual case: events written since the snapshot), the whole only when it does not (late imports)."""
+    if not newer:
+        return base
+    added = sorted(newer.items())
+    if base and added[0][0] <= next(reversed(base)):
+        return dict(sorted({**base, **newer}.items()))
+    return {**base, **dict(added)}
 
 
 class LabelStore:
@@ -150,6 +170,7 @@ class LabelStore:
         self._lock = threading.Lock()
         self._snapshot_key: str | None = None  # the snapshot last read, kept: snapshots never change once written
         self._snapshot_events: dict[str, LabelEvent] | None = None
+        self._snapshot_table: pa.Table | None = None  # the same events as columns, which the next snapshot extends
         self._snapshot_listed_at: datetime | None = None
 
     def submit(self, events: list[LabelEvent]) -> list[str]:
@@ -174,7 +195,7 @@ class LabelStore:
     def _read(self) -> dict[str, LabelEvent]:
         """Event key -> event, in key order: the newest snapshot, then the events listed since (module docstring)."""
         started = datetime.now(UTC)
-        snapshot, listed_at = self._snapshot() if self.snapshots else (None, None)
+        snapshot, listed_at, previous = self._snapshot() if self.snapshots else (None, None, None)
         if snapshot is None:
             names = self.store.list_keys(EVENTS_PREFIX)
             late: list[str] = []
@@ -182,20 +203,20 @@ class LabelStore:
             since = listed_at - OVERLAP
             names = self.store.list_keys(EVENTS_PREFIX, start_after=keys.label_event_key(since, ""))
             late = self.store.list_keys(LATE_PREFIX, start_after=late_key(since, ""))
+        base = snapshot or {}
         with self._lock:
-            known = self._cache if snapshot is None else {**snapshot, **self._cache}
-            missing = [k for k in names + late if k not in known]
+            missing = [k for k in names + late if k not in self._cache and k not in base]
         fetched = self._fetch(missing)
         with self._lock:
             self._cache.update(fetched)
-            events = {} if snapshot is None else dict(snapshot)
-            events.update((k, self._cache.get(k) or events[k]) for k in names)
+            newer = {k: self._cache[k] for k in names if k not in base}
             for k in late:
                 event = self._cache[k]
-                events[event_key(event)] = event
-            events = dict(sorted(events.items()))
-        if self.snapshots and len(events) - len(snapshot or {}) >= self.snapshot_after:
-            self._write_snapshot(events, started)
+                if event_key(event) not in base:
+                    newer[event_key(event)] = event
+        events = _in_key_order(base, newer)
+        if self.snapshots and len(newer) >= self.snapshot_after:
+            self._write_snapshot(events, newer, previous, started)
         return events
 
     def _fetch(self, names: list[str]) -> dict[str, LabelEvent]:
@@ -204,29 +225,40 @@ class LabelStore:
         with ThreadPoolExecutor(max_workers=min(self.read_threads, len(names))) as pool:
             return {k: LabelEvent.from_json(data) for k, data in zip(names, pool.map(self.store.get_bytes, names))}
 
-    def _snapshot(self) -> tuple[dict[str, LabelEvent] | None, datetime | None]:
-        """The newest readable snapshot's events and the time its listing began; (None, None) without one."""
+    def _snapshot(self) -> tuple[dict[str, LabelEvent] | None, datetime | None, pa.Table | None]:
+        """The newest readable snapshot's events, the time its listing began and its table; Nones without one."""
         for key in reversed(self.store.list_keys(SNAPSHOTS_PREFIX)):
             with self._lock:
                 if key == self._snapshot_key:
-                    return self._snapshot_events, self._snapshot_listed_at
+                    return self._snapshot_events, self._snapshot_listed_at, self._snapshot_table
             try:
                 data = self.store.get_bytes(key)
                 table = pq.read_table(io.BytesIO(data))
                 listed_at = datetime.fromisoformat(table.schema.metadata[b"skysift.listed_at"].decode())
                 events = snapshot_events(table)
+                table = table.select(["key", *EVENT_FIELDS]).cast(SNAPSHOT_SCHEMA)
             except (SkysiftError, pa.ArrowException, KeyError, TypeError, ValueError, OSError) as exc:
                 log.warning("label snapshot skipped", extra={"key": key, "error": str(exc)})
                 continue
             with self._lock:
                 self._snapshot_key, self._snapshot_events, self._snapshot_listed_at = key, events, listed_at
-            return events, listed_at
-        return None, None
+                self._snapshot_table = table
+            return events, listed_at, table
+        return None, None, None
 
-    def _write_snapshot(self, events: dict[str, LabelEvent], listed_at: datetime) -> None:
+    def _write_snapshot(self, events: dict[str, LabelEvent], newer: dict[str, LabelEvent], previous: pa.Table | None,
+                        listed_at: datetime) -> None:
         """Compact ``events`` (read from a listing that began at ``listed_at``) into a new snapshot and delete the
-        older ones beyond :data:`KEEP_SNAPSHOTS`. Best effort: a failure leaves the events, which stay complete."""
-        table = snapshot_table(events).replace_schema_metadata({"skysift.listed_at": listed_at.isoformat()})
+        older ones beyond :data:`KEEP_SNAPSHOTS`: the snapshot read (``previous``, as columns) extended by the events
+        ``newer`` than it, so only those are turned into columns. Best effort: a failure leaves the events, which
+        stay complete."""
+        if previous is None:
+            table = snapshot_table(events)
+        else:
+            table = pa.concat_tables([previous, snapshot_table(dict(sorted(newer.items())))])
+            if previous.num_rows and min(newer) <= previous.column("key")[-1].as_py():  # a late import sorts inside
+                table = table.take(pc.sort_indices(table, [("key", "ascending")]))
+        table = table.replace_schema_metadata({"skysift.listed_at": listed_at.isoformat()})
         key = f"{SNAPSHOTS_PREFIX}{listed_at:%Y%m%dT%H%M%S%fZ}_{uuid.uuid4().hex[:8]}.parquet"
         try:
             self.store.write_table(key, table)
@@ -237,6 +269,7 @@ class LabelStore:
             return
         with self._lock:
             self._snapshot_key, self._snapshot_events, self._snapshot_listed_at = key, events, listed_at
+            self._snapshot_table = table
 
     def latest(self, candids=None) -> dict[int, LabelEvent]:
         """The current label of each candid (its latest event), optionally only for ``candids``."""
