@@ -68,8 +68,14 @@ def _guard(action, *args) -> None:
 
 
 def on_label(candid: int, label: str) -> None:
+    session = st.session_state.label_session
+    if candid != session.cursor:
+        # A button of an alert the page has already left: while the page redraws, the previous alert's buttons
+        # stay mounted (stale) beside the new ones, and a key press clicked both (seen in Chromium). Only the
+        # alert the session is on can be labelled, so one key labels one alert.
+        return
     comment = st.session_state.get(f"comment_{candid}", "").strip()
-    _guard(st.session_state.label_session.label, candid, label, comment)
+    _guard(session.label, candid, label, comment)
 
 
 def on_undo() -> None:

@@ -161,7 +161,7 @@ with tab_strategies:
                 summary = artifacts(uri, parent["run_id"]).get("learning_curves")
                 sim = rounds.experiment_curves(summary if summary is not None else pd.DataFrame(), metric)
                 if not sim.empty:
-                    st.markdown(f"**`skysift experiment` {parent['experiment'].removeprefix('experiment-')}** "
+                    st.markdown(f"**`skysift experiment` {parent['run_name'].removeprefix('experiment_')}** "
                                 f"(simulated on labelled alerts; band: ±1 std over seeds)")
                     st.altair_chart(rounds.curves_chart(sim, metric, band="±1 std"), width="stretch")
         if curves.empty and simulated.empty:

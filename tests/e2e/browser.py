@@ -97,3 +97,8 @@ def assert_not_blank(path: Path, min_colours: int = 64) -> None:
 
     colours = Image.open(path).convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is None or len(colours) >= min_colours, f"{path} looks blank: {len(colours)} colours"
+
+
+def shown_candid(page) -> int:
+    """The candid of the alert on screen (the card carries it)."""
+    return int(page.locator(".sk-card").get_attribute("data-candid"))

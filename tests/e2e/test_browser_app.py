@@ -30,6 +30,7 @@ from tests.e2e.browser import (
     idle,
     overflow_px,
     screenshot,
+    shown_candid,
     start_streamlit,
 )
 
@@ -67,11 +68,6 @@ def app(browser, tmp_path_factory, mlflow_server):  # browser first: without Chr
             streamlit.stop()
     finally:
         trainer.stop()
-
-
-def shown_candid(page) -> int:
-    """The candid of the alert on screen (the card carries it)."""
-    return int(page.locator(".sk-card").get_attribute("data-candid"))
 
 
 def test_keyboard_label_reaches_the_store(app, page):

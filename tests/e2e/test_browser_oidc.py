@@ -6,8 +6,6 @@ through the provider's end-session endpoint; a rejected client secret leaves the
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from skysift import config
@@ -16,7 +14,7 @@ from skysift.store import open_store
 from skysift.trainer.labels import LabelStore
 from tests import servers
 from tests.app_support import labelling_batch, run_round, start_trainer
-from tests.e2e.browser import MARKS, idle, screenshot, start_streamlit
+from tests.e2e.browser import MARKS, idle, screenshot, shown_candid, start_streamlit
 from tests.fakes.oidc import FakeOIDC
 
 EXPERIMENT = "oidc"
@@ -89,13 +87,13 @@ def test_oidc_login_labels_as_the_provider_identity_and_logs_out(app, idp, page)
     url, store, _ = app
     page.goto(url)
     login_gate(page)
-    assert page.locator(".st-key-label_galactic").count() == 0  # nothing of the label page before the login
+    assert page.locator("[class*=st-key-label_galactic_]").count() == 0  # nothing of the label page before the login
     screenshot(page, "oidc-login-gate")
     login_gate(page).click()
     # through /auth/login, the provider's /authorize and /oauth2callback back to the app, now logged in
     page.get_by_text(f"Signed in as {idp.user['email']}").wait_for(timeout=WAIT_MS)
-    page.locator(".st-key-label_galactic button").wait_for(timeout=WAIT_MS)
-    page.get_by_text("Go to alert #").wait_for(timeout=WAIT_MS)
+    page.locator("[class*=st-key-label_galactic_] button").wait_for(timeout=WAIT_MS)
+    page.get_by_text("Go to #").wait_for(timeout=WAIT_MS)
     page.get_by_text(f"0 of {N} this round").wait_for(timeout=WAIT_MS)
     idle(page)
     screenshot(page, "oidc-label")
@@ -104,7 +102,7 @@ def test_oidc_login_labels_as_the_provider_identity_and_logs_out(app, idp, page)
     (token,) = idp.calls("/token")
     assert token.status == 200 and token.authorization.startswith("Basic ") and token.params["code_verifier"]
 
-    candid = int(re.search(r"candid (\d+)", page.locator("h3").filter(has_text="candid").first.inner_text())[1])
+    candid = shown_candid(page)
     page.keyboard.press(LABEL_KEYS["galactic"])
     page.get_by_text(f"1 of {N} this round").wait_for(timeout=WAIT_MS)
     event = LabelStore(store).latest()[candid]

@@ -76,6 +76,7 @@ def test_a_batch_stranded_between_stages_and_one_polled_before_any_model_are_cau
 
         alerts, features = fink_batch()  # a champion appears (another round, another process)
         register_model(settings.mlflow_tracking_uri, "galactic", features, galactic_target(alerts))
+        stages = pipeline.InProcessStages(settings)  # the next hourly poll: a new process, as the CronJob runs it
         report = pipeline.run_poll(stages, replay_path=str(packets))
         assert report.caught_up and all(line.endswith("predictions written") for line in report.caught_up)
         final = candids_by_stage(store)

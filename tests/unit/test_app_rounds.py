@@ -102,3 +102,14 @@ def test_experiment_curves_read_the_summary_skysift_experiment_logs():
                                                                        ["uncertainty", 10, 0.7]]
     assert curves["min"].tolist() == pytest.approx([0.4, 0.6, 0.65])
     assert experiment_curves(summary, "roc_auc").empty
+
+
+def test_a_perfect_f1_on_a_few_held_out_alerts_still_gets_a_wide_interval():
+    """Four alerts all right prove little: the interval must not collapse to 1.00-1.00 (it did with the observed
+    shares alone), and it narrows as the same perfect score rests on more alerts."""
+    from skysift.app.rounds import f1_bootstrap
+
+    few = f1_bootstrap({"tp": 2, "fp": 0, "fn": 0, "tn": 2})
+    many = f1_bootstrap({"tp": 200, "fp": 0, "fn": 0, "tn": 200})
+    assert few[1] == 1.0 and few[0] < 0.8
+    assert many[0] > 0.97 and many[1] - many[0] < few[1] - few[0]
