@@ -6,6 +6,9 @@ The trainer (:mod:`skysift.trainer.tracking`) logs one experiment per (model tag
 ``train_n_positive``/``train_n_negative``; artifacts ``confusion_matrix.png`` and
 ``permutation_importance.{csv,png}``. Names are read defensively: a run without a column shows a gap, not an
 error, so older runs and hand-made runs still list.
+
+Over ~350 lines: it is the rounds page's whole model (runs, learning curves, intervals, charts), kept apart from
+Streamlit so each piece is tested without a page; splitting it would scatter one page's logic over modules.
 """
 
 from __future__ import annotations
