@@ -78,3 +78,17 @@ def test_alert_without_history_plots_without_error():
            "ul_band": [], "ul_diffmaglim": []}
     ax = light_curve_figure(light_curve(row)).axes[0]
     assert any("no detection" in t.get_text() for t in ax.texts)
+
+
+
+def test_a_single_detection_is_drawn_on_the_30_days_before_it_not_on_years():
+    """matplotlib widens a zero-width range to years (a lone Rubin detection of the demo showed 2017-2034)."""
+    from skysift.app.plots import MJD_OFFSET
+
+    real = decode_packets(rubin_packets(1)).alerts["lsst"].to_pylist()[0]
+    last = real["det_jd"].index(max(real["det_jd"]))  # the alert itself, as if it were the object's first detection
+    row = {**real, **{k: [v[last]] for k, v in real.items() if k.startswith("det_")},
+           **{k: [] for k in real if k.startswith("ul_")}}
+    ax = light_curve_figure(light_curve(row)).axes[0]
+    low, high = ax.get_xlim()
+    assert 30 <= high - low <= 33 and low < row["det_jd"][0] - MJD_OFFSET < high

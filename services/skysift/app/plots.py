@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from skysift.alerts.schema import HISTORY_DAYS
+
 MJD_OFFSET = 2400000.5  # JD of MJD 0
 
 # Filter colours as ZTF and Rubin scanners know them (g green, r red).
@@ -96,6 +98,7 @@ def light_curve_figure(curve: LightCurve, upper_limits: bool = True, flux: bool 
                    label="this alert")
     if math.isfinite(curve.ref_jd):
         ax.axvline(curve.ref_jd - MJD_OFFSET, color="black", lw=0.8, ls=":", zorder=0)
+    _at_least_the_window(ax, curve, upper_limits and not flux)
     ax.set_xlabel("MJD")
     ax.xaxis.get_major_formatter().set_useOffset(False)
     top = ax.secondary_xaxis("top", functions=(lambda m: m, lambda m: m))
@@ -114,6 +117,17 @@ def light_curve_figure(curve: LightCurve, upper_limits: bool = True, flux: bool 
     else:
         ax.text(0.5, 0.5, "no detection to plot", ha="center", va="center", transform=ax.transAxes)
     return fig
+
+
+def _at_least_the_window(ax, curve: LightCurve, with_limits: bool) -> None:
+    """Show at least the 30 days before the latest point: with one detection matplotlib widens a zero-width range to
+    years (a single Rubin detection was drawn on an axis from 2017 to 2034)."""
+    mjds = [curve.detections["mjd"]] + ([curve.upper_limits["mjd"]] if with_limits else [])
+    points = [float(m) for series in mjds for m in series.dropna()]
+    if math.isfinite(curve.ref_jd):
+        points.append(curve.ref_jd - MJD_OFFSET)
+    if points and max(points) - min(points) < HISTORY_DAYS:
+        ax.set_xlim(max(points) - HISTORY_DAYS - 1, max(points) + 1)
 
 
 def _date_formatter():
