@@ -240,9 +240,7 @@ class LabelStore:
             except (SkysiftError, pa.ArrowException, KeyError, TypeError, ValueError, OSError) as exc:
                 log.warning("label snapshot skipped", extra={"key": key, "error": str(exc)})
                 continue
-            with self._lock:
-                self._snapshot_key, self._snapshot_events, self._snapshot_listed_at = key, events, listed_at
-                self._snapshot_table = table
+            self._remember(key, events, listed_at, table)
             return events, listed_at, table
         return None, None, None
 
@@ -267,6 +265,10 @@ class LabelStore:
         except SkysiftError as exc:
             log.warning("label snapshot not written", extra={"key": key, "error": str(exc)})
             return
+        self._remember(key, events, listed_at, table)
+
+    def _remember(self, key: str, events: dict[str, LabelEvent], listed_at: datetime, table: pa.Table) -> None:
+        """Keep the snapshot last read or written: snapshots never change once written, so it is not read again."""
         with self._lock:
             self._snapshot_key, self._snapshot_events, self._snapshot_listed_at = key, events, listed_at
             self._snapshot_table = table
