@@ -43,8 +43,17 @@ class StoreSection:
         self.run_inference_startup()
 
     def run_label_loading(self) -> None:
+        from skysift.modeltags import get_tag
         from skysift.store import open_store
-        from skysift.trainer.labels import SNAPSHOTS_PREFIX, LabelEvent, LabelStore, event_key, snapshot_table
+        from skysift.trainer.labels import (
+            SNAPSHOTS_PREFIX,
+            LabelEvent,
+            LabelStore,
+            event_key,
+            label_conflicts,
+            labels_digest,
+            snapshot_table,
+        )
 
         o = self.o
         settings = self.s3_settings("bench-labels")
@@ -65,9 +74,12 @@ class StoreSection:
                                   for i in range(o.n_new_label_events)])
         n = o.n_label_events + o.n_new_label_events
 
-        def round_loading():  # what a round reads: every candid's latest label, then the history (conflicts)
+        def round_loading():  # what a round reads: every candid's latest label and digest, then the conflicts
             labels_of_round = LabelStore(open_store(settings=settings))
-            return len(labels_of_round.latest()), len(labels_of_round.history())
+            latest = labels_of_round.latest_table()
+            labels_digest(latest)
+            label_conflicts(labels_of_round.table(), get_tag("galactic"))
+            return latest.num_rows, labels_of_round.table().num_rows
 
         t0 = time.perf_counter()
         n_latest, n_history = round_loading()

@@ -36,13 +36,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from skysift import errors
 from skysift.modeltags import ModelTag, get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation, strategies, tracking
 from skysift.trainer.datasets import training_labels
-from skysift.trainer.labels import LabelStore, label_conflicts, labels_digest
+from skysift.trainer.labels import LabelStore, label_conflicts, label_targets, labels_digest
 from skysift.trainer.model import can_fit, cold_start_query, fit_and_query, limited_threads, model_params
 from skysift.trainer.pool import FeatureSpec, PoolFilter, labelled_rows, load_pool, with_object_ids
 from skysift.trainer.records import (
@@ -229,14 +230,17 @@ class Trainer:
     # -- the phases -------------------------------------------------------------------------------
     def _labelled(self, req: RoundRequest) -> Labelled:
         """The label events' latest labels, or a collected dataset's samples, with their digest."""
-        latest = self.labels.latest()
+        latest = self.labels.latest_table()  # columns: a million events build no object each
         digest = labels_digest(latest)
+        candids = latest.column("candid").to_pylist()
         if req.dataset_id:
             labels = training_labels(self.store, req.dataset_id, req.tag.name, req.force)
             digest = hashlib.sha256(f"dataset={req.dataset_id};{digest}".encode()).hexdigest()
         else:
-            labels = {c: (e.label, req.tag.target(e.label)) for c, e in latest.items()}
-        return Labelled(labels, digest, set(latest) | set(labels), {e.object_id for e in latest.values() if e.object_id})
+            targets = label_targets(latest.column("label"), req.tag).to_pylist()
+            labels = dict(zip(candids, zip(latest.column("label").to_pylist(), targets)))
+        objects = set(pc.unique(latest.column("object_id")).to_pylist()) - {"", None}
+        return Labelled(labels, digest, set(candids) | set(labels), objects)
 
     @staticmethod
     def _unchanged(prev: dict, req: RoundRequest) -> RoundResult:
@@ -342,7 +346,7 @@ class Trainer:
     def _quality(self, train: pd.DataFrame, tag: ModelTag):
         if not len(train):
             return None
-        conflicts = label_conflicts(self.labels.history(), tag)
+        conflicts = label_conflicts(self.labels.table(), tag)
         return evaluation.quality(train.reset_index(), list(self.spec.columns), conflicts)
 
     def _track(self, result: RoundResult, req: RoundRequest, query: Query, sets: Sets, quality, queue: pd.DataFrame,
