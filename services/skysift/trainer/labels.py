@@ -164,19 +164,31 @@ def _extended(base: pa.Table | None, newer: dict[str, LabelEvent]) -> pa.Table:
 
 
 def _keys_in(table: pa.Table | None, names: list[str]) -> set[str]:
-    """Those of ``names`` that are keys of ``table``: one hash lookup in Arrow, not a Python set of a million keys."""
+    """Those of ``names`` that are keys of ``table``: its key column probed against the few names in Arrow (hashing
+    the million keys instead took 20x longer)."""
     if table is None or not names:
         return set()
-    candidates = pa.array(names, pa.string())
-    return set(candidates.filter(pc.is_in(candidates, value_set=table.column("key"))).to_pylist())
+    keys_ = table.column("key")
+    return set(keys_.filter(pc.is_in(keys_, value_set=pa.array(names, pa.string()))).to_pylist())
 
 
-def _last_rows(table: pa.Table, by: list[str]) -> pa.Table:
-    """The last row of ``table`` (in key order: the latest event) for each value of the ``by`` columns, by candid."""
-    rows = table.select(by).append_column("row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
-    last = rows.group_by(by, use_threads=False).aggregate([("row", "max")]).column("row_max")
-    latest = table.take(last)
-    return latest.take(pc.sort_indices(latest, [("candid", "ascending")]))
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """Integers that are equal where the values are: the values themselves for integers, else dictionary codes."""
+    if pa.types.is_integer(column.type):
+        return column.to_numpy()
+    return pc.index_in(column, value_set=pc.unique(column)).to_numpy()
+
+
+def _last_rows(table: pa.Table, by: list[str]) -> np.ndarray:
+    """Row numbers of the last row (in key order: the latest event) of each group of equal ``by`` values, ordered by
+    those values: one numpy sort, where Arrow's group-by and takes took seconds per million rows."""
+    codes = [_codes(table.column(name)) for name in by]
+    order = np.lexsort([np.arange(table.num_rows), *reversed(codes)])
+    same_as_next = np.zeros(table.num_rows, bool)
+    same_as_next[:-1] = True
+    for values in (c[order] for c in codes):
+        same_as_next[:-1] &= values[1:] == values[:-1]
+    return order[~same_as_next]
 
 
 def latest_of(table: pa.Table, candids=None) -> pa.Table:
@@ -184,7 +196,7 @@ def latest_of(table: pa.Table, candids=None) -> pa.Table:
     if candids is not None:
         wanted = pa.array(np.unique(np.asarray(list(candids), dtype=np.int64)))
         table = table.filter(pc.is_in(table.column("candid"), value_set=wanted))
-    return _last_rows(table, ["candid"])
+    return table.take(_last_rows(table, ["candid"]))
 
 
 def label_targets(labels: pa.ChunkedArray, tag: ModelTag) -> pa.Array:
@@ -370,7 +382,7 @@ def _row_event(row: dict, user: str, source: str) -> LabelEvent:
 
 def label_conflicts(events: pa.Table, tag: ModelTag) -> set[int]:
     """Candids whose labellers' latest labels map to different targets under ``tag`` (``events``: in key order)."""
-    per_user = _last_rows(events.select(["candid", "user", "label"]), ["candid", "user"])
+    per_user = events.select(["candid", "label"]).take(_last_rows(events, ["candid", "user"]))
     targets = pa.table({"candid": per_user.column("candid"), "target": label_targets(per_user.column("label"), tag)})
     counts = targets.drop_null().group_by("candid", use_threads=False).aggregate([("target", "count_distinct")])
     return set(counts.filter(pc.greater(counts.column("target_count_distinct"), 1)).column("candid").to_pylist())
