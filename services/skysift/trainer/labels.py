@@ -382,14 +382,25 @@ def _row_event(row: dict, user: str, source: str) -> LabelEvent:
 
 def label_conflicts(events: pa.Table, tag: ModelTag) -> set[int]:
     """Candids whose labellers' latest labels map to different targets under ``tag`` (``events``: in key order)."""
-    per_user = events.select(["candid", "label"]).take(_last_rows(events, ["candid", "user"]))
-    targets = pa.table({"candid": per_user.column("candid"), "target": label_targets(per_user.column("label"), tag)})
-    counts = targets.drop_null().group_by("candid", use_threads=False).aggregate([("target", "count_distinct")])
-    return set(counts.filter(pc.greater(counts.column("target_count_distinct"), 1)).column("candid").to_pylist())
+    per_user = events.select(["candid", "label"]).take(_last_rows(events, ["candid", "user"]))  # by candid
+    targets = label_targets(per_user.column("label"), tag)
+    used = targets.is_valid().to_numpy(zero_copy_only=False)
+    candid = per_user.column("candid").to_numpy()[used]
+    target = targets.filter(targets.is_valid()).to_numpy()
+    if not len(candid):
+        return set()
+    starts = np.flatnonzero(np.r_[True, candid[1:] != candid[:-1]])  # each candid's run of labellers
+    differ = np.minimum.reduceat(target, starts) != np.maximum.reduceat(target, starts)
+    return set(candid[starts[differ]].tolist())
 
 
 def labels_digest(latest: pa.Table) -> str:
     """A digest of the current labels (:func:`latest_of`: by candid): a round whose digest equals the last round's has
-    nothing new. The text hashed is "candid:event_id;" per candid, joined by Arrow rather than row by row."""
-    pairs = pc.binary_join_element_wise(pc.cast(latest.column("candid"), pa.string()), latest.column("event_id"), ":")
-    return hashlib.sha256("".join(f"{p};" for p in pairs.to_pylist()).encode()).hexdigest()
+    nothing new. The text hashed is "candid:event_id;" per candid, built by Arrow and hashed from its buffer."""
+    h = hashlib.sha256()
+    if latest.num_rows:
+        pairs = pc.binary_join_element_wise(pc.cast(latest.column("candid"), pa.string()), latest.column("event_id"), ":")
+        text = pc.binary_join_element_wise(pairs, "", ";").combine_chunks()
+        offsets = np.frombuffer(text.buffers()[1], np.int32)[text.offset:text.offset + len(text) + 1]
+        h.update(memoryview(text.buffers()[2])[offsets[0]:offsets[-1]])
+    return h.hexdigest()
