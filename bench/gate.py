@@ -74,7 +74,7 @@ def measure(reference: dict[str, float], run=run_sections, retries: int = RETRIE
     below the tolerance: each ratio's best. ``run`` takes the sections and returns (ratios, disagreeing cases)."""
     measured = Measured()
     sections = tuple(sorted({name.split(" / ")[0] for name in reference}))
-    for attempt in range(retries + 1):
+    for _ in range(retries + 1):
         measured.add(sections, *run(sections))
         failing = regressions(measured.best, reference)
         sections = tuple(sorted({line.split(" / ")[0] for line in failing}))
