@@ -79,7 +79,7 @@ class StoreSection:
 
         def round_loading():  # what a round reads: every candid's latest label and digest, then the conflicts
             labels_of_round = LabelStore(open_store(settings=settings))
-            latest = labels_of_round.latest_table()
+            latest = labels_of_round.latest_table(columns=["candid", "label", "event_id", "object_id"])
             labels_digest(latest)
             label_conflicts(labels_of_round.table(), get_tag("galactic"))
             return latest.num_rows, labels_of_round.table().num_rows

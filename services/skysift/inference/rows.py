@@ -7,7 +7,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from skysift.features.core import feature_batches
 from skysift.inference.scoring import batch_feature_set_version, feature_matrix, with_object_ids
 from skysift.store import keys
 from skysift.store.base import ObjectStore
+from skysift.store.snapshots import write_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +155,7 @@ class CandidIndex:
         candids = np.concatenate(self._per_key) if self._per_key else np.empty(0, np.int64)
         meta = {"keys": self._keys, "rows": [len(c) for c in self._per_key]}
         table = pa.table({"candid": candids}).replace_schema_metadata({"skysift.batches": json.dumps(meta)})
-        key = f"{SNAPSHOTS_PREFIX}{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}_{uuid.uuid4().hex[:8]}.parquet"
-        try:
-            self.store.write_table(key, table)
-            for old in self.store.list_keys(SNAPSHOTS_PREFIX)[:-KEEP_SNAPSHOTS]:
-                self.store.delete(old)
-        except SkysiftError as exc:
-            log.warning("candid-index snapshot not written", extra={"key": key, "error": str(exc)})
+        write_snapshot(self.store, SNAPSHOTS_PREFIX, datetime.now(UTC), table, KEEP_SNAPSHOTS)
 
     def _candids(self, key: str) -> np.ndarray | None:
         """The candid column of a features batch; None when it cannot be read (one unreadable object must not stop

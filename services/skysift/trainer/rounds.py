@@ -230,7 +230,7 @@ class Trainer:
     # -- the phases -------------------------------------------------------------------------------
     def _labelled(self, req: RoundRequest) -> Labelled:
         """The label events' latest labels, or a collected dataset's samples, with their digest."""
-        latest = self.labels.latest_table()  # columns: a million events build no object each
+        latest = self.labels.latest_table(columns=["candid", "label", "event_id", "object_id"])  # no object per event
         digest = labels_digest(latest)
         candids = latest.column("candid").to_pylist()
         if req.dataset_id:
