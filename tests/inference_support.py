@@ -9,7 +9,7 @@ from datetime import UTC
 import numpy as np
 import pyarrow as pa
 
-from skysift.modeltags import MODEL_TAGS
+from skysift.modeltags import get_tag
 from skysift.store import keys
 
 # SIMBAD types (Fink's cdsxmatch) of stars and other galactic sources, for a target on real alerts.
@@ -50,7 +50,7 @@ def register_model(tracking_uri: str, tag: str, features: pa.Table, y: np.ndarra
                                and not np.isnan(features.column(c).to_numpy(zero_copy_only=False)).all()])
     X = features.select(columns).to_pandas()  # a DataFrame, as the trainer fits on
     model = HistGradientBoostingClassifier(max_iter=max_iter, random_state=0).fit(X, y)
-    name = MODEL_TAGS[tag].registered_name()
+    name = get_tag(tag).registered_name()
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment = mlflow.set_experiment(f"inference-tests-{tag}")
@@ -132,7 +132,7 @@ def other_model(tracking_uri: str) -> str:
 def point_alias(tracking_uri: str, tag: str, alias: str, version: str) -> None:
     from mlflow.tracking import MlflowClient
 
-    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(MODEL_TAGS[tag].registered_name(), alias, version)
+    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(get_tag(tag).registered_name(), alias, version)
 
 
 def ztf_packets() -> list[bytes]:

@@ -9,7 +9,7 @@ import streamlit as st
 from skysift import errors
 from skysift.app import agreement, alertdata, card, champion, plots, stamps, ui
 from skysift.app.labelling import SORTS, LabelSession
-from skysift.modeltags import LABEL_KEYS, LABELS, MODEL_TAGS, get_tag
+from skysift.modeltags import get_tag, label_keys, labels, tags
 from skysift.store import keys
 
 NAV_KEYS = {"undo": "U", "previous": "Left", "next": "Right"}
@@ -53,7 +53,7 @@ def round_model(experiment: str, round_number: int) -> tuple[str, str]:
 def counted_labels(model_tag: str) -> str:
     """Which labels the model of ``model_tag`` learns from, and which it ignores (a sentence for the legend)."""
     tag = get_tag(model_tag)
-    ignored = [lab for lab in LABELS if tag.target(lab) is None]
+    ignored = [lab for lab in labels() if tag.target(lab) is None]
     return (f"The **{model_tag}** model learns {', '.join(sorted(tag.positive))} as {tag.positive_class} and "
             f"{', '.join(sorted(tag.negative))} as {tag.negative_class}; it ignores {', '.join(ignored)}.")
 
@@ -187,7 +187,7 @@ with st.sidebar:
         known = experiments_in_store()
     choices = sorted(set(known) | {app.experiment})
     experiment = st.selectbox("Experiment", choices, index=choices.index(app.experiment))
-    tags = list(MODEL_TAGS)
+    tags = list(tags())
     model_tag = st.selectbox("Model tag", tags, index=tags.index(app.model_tag) if app.model_tag in tags else 0)
     show_limits = st.toggle("Upper limits", value=True)
     stretch = st.selectbox("Stamp stretch", stamps.STRETCHES, index=0)
@@ -302,8 +302,8 @@ links = alertdata.links(alert["objectId"], survey, alert.get("ra"), alert.get("d
 
 # --- the buttons, keyed by the candid they label: a key pressed while this alert is on screen labels it -------
 with st.container(horizontal=True, gap="small", key="label_buttons"):
-    for label in LABELS:
-        st.button(label, key=f"label_{label}_{item.candid}", shortcut=LABEL_KEYS[label], on_click=on_label,
+    for label in labels():
+        st.button(label, key=f"label_{label}_{item.candid}", shortcut=label_keys()[label], on_click=on_label,
                   args=(item.candid, label), type="primary" if mine == label else "secondary")
     st.button("undo", key="undo", shortcut=NAV_KEYS["undo"], on_click=on_undo, disabled=not session.undo_stack)
     st.button("prev", key="previous", shortcut=NAV_KEYS["previous"], on_click=on_move, args=(-1,),

@@ -12,7 +12,7 @@ import pytest
 
 from skysift import config
 from skysift.app.trainer import TrainerClient
-from skysift.modeltags import LABEL_KEYS
+from skysift.modeltags import label_keys
 from skysift.store import open_store
 from skysift.trainer.labels import LabelStore
 from tests.app_support import (
@@ -92,14 +92,14 @@ def test_keyboard_label_reaches_the_store(app, page):
     assert all(b["width"] >= 200 and b["height"] >= 200 for b in boxes), boxes
     assert all(abs(b["y"] - curve["y"]) < 40 and b["x"] > curve["x"] + curve["width"] for b in boxes)
     # the label buttons sit on one row
-    tops = {round(page.locator(f"[class*=st-key-label_{lab}_] button").bounding_box()["y"]) for lab in LABEL_KEYS}
+    tops = {round(page.locator(f"[class*=st-key-label_{lab}_] button").bounding_box()["y"]) for lab in label_keys()}
     assert len(tops) == 1, tops
     stamps.nth(2).click()
     page.locator(".sk-zoom img").nth(2).wait_for(state="visible")
     assert page.locator(".sk-zoom img").nth(2).bounding_box()["width"] >= 400
     screenshot(page, "label-stamp-enlarged")
     stamps.nth(2).click()
-    page.keyboard.press(LABEL_KEYS["galactic"])
+    page.keyboard.press(label_keys()["galactic"])
     try:
         page.get_by_text(f"1 of {N} this round").wait_for(timeout=60_000)
     finally:
@@ -159,7 +159,7 @@ def test_keys_pressed_as_fast_as_the_page_allows_label_only_the_alert_on_screen(
     page.locator(".sk-card").wait_for(timeout=60_000)
     idle(page)
     earlier = len(LabelStore(store).events())  # the other tests' labels are not this test's
-    keys = [LABEL_KEYS[label] for label in ("galactic", "extragalactic", "varstar", "agn")]
+    keys = [label_keys()[label] for label in ("galactic", "extragalactic", "varstar", "agn")]
     pressed: list[tuple[int, str]] = []  # (candid on screen, label key) for every press
     settle_s = []
     for n in range(20):
@@ -178,7 +178,7 @@ def test_keys_pressed_as_fast_as_the_page_allows_label_only_the_alert_on_screen(
         idle(page)
         settle_s.append(time.monotonic() - started)
     screenshot(page, "label-fast-keys-done")
-    by_key = {v: k for k, v in LABEL_KEYS.items()}
+    by_key = {v: k for k, v in label_keys().items()}
     allowed = {(candid, by_key[key]) for candid, key in pressed}
     events = LabelStore(store).events()[earlier:]
     assert {e.candid for e in events} == {candid for candid, _ in pressed}

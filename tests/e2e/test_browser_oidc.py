@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from skysift import config
-from skysift.modeltags import LABEL_KEYS
+from skysift.modeltags import label_keys
 from skysift.store import open_store
 from skysift.trainer.labels import LabelStore
 from tests import servers
@@ -103,7 +103,7 @@ def test_oidc_login_labels_as_the_provider_identity_and_logs_out(app, idp, page)
     assert token.status == 200 and token.authorization.startswith("Basic ") and token.params["code_verifier"]
 
     candid = shown_candid(page)
-    page.keyboard.press(LABEL_KEYS["galactic"])
+    page.keyboard.press(label_keys()["galactic"])
     page.get_by_text(f"1 of {N} this round").wait_for(timeout=WAIT_MS)
     event = LabelStore(store).latest()[candid]
     assert (event.label, event.user, event.source) == ("galactic", idp.user["email"], "human")
