@@ -26,6 +26,7 @@ from skysift.errors import ConfigError, InvalidArgument
 
 # The experiment `skysift round` runs, the app opens on and `skysift dev` starts (the chart's round.experiment too).
 DEFAULT_EXPERIMENT = "default"
+SKIP = "skip"  # the label that answers nothing: every vocabulary has it, no tag learns from it
 TAG_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")  # part of registered model and MLflow experiment names
 
 
@@ -233,9 +234,14 @@ def _build(spec: _FileSpec, raw, source: str) -> Vocabulary:
         names[lab.name] = i
         keys_[lab.key] = lab.name
 
+    if SKIP not in names:
+        fault(f"the labels need {SKIP!r}: a labeller's \"not sure\" and the app's undo are stored as it", "labels")
+
     def known(label: str, *path) -> str:
         if label not in names:
             fault(f"unknown label {label!r}; the labels are {', '.join(names)}", *path)
+        if label == SKIP:
+            fault(f"{SKIP!r} cannot train a class: it means the labeller gave no answer", *path)
         return label
 
     tags: dict[str, ModelTag] = {}

@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from skysift import errors
-from skysift.app import agreement, alertdata, card, champion, plots, stamps, ui
+from skysift.app import agreement, alertdata, card, champion, labelling, plots, stamps, ui
 from skysift.app.labelling import SORTS, LabelSession
-from skysift.modeltags import get_tag, label_keys, labels, tags
+from skysift.modeltags import SKIP, get_tag, label_keys, labels, tags, vocabulary
 from skysift.store import keys
 
 NAV_KEYS = {"undo": "U", "previous": "Left", "next": "Right"}
@@ -54,6 +54,9 @@ def counted_labels(model_tag: str) -> str:
     """Which labels the model of ``model_tag`` learns from, and which it ignores (a sentence for the legend)."""
     tag = get_tag(model_tag)
     ignored = [lab for lab in labels() if tag.target(lab) is None]
+    if tag.multiclass:
+        return (f"The **{model_tag}** model learns {', '.join(tag.classes)}, one class each; "
+                f"it ignores {', '.join(ignored)}.")
     return (f"The **{model_tag}** model learns {', '.join(sorted(tag.positive))} as {tag.positive_class} and "
             f"{', '.join(sorted(tag.negative))} as {tag.negative_class}; it ignores {', '.join(ignored)}.")
 
@@ -301,16 +304,18 @@ others = session.others.get(item.candid) if mine else None  # blind: others' lab
 links = alertdata.links(alert["objectId"], survey, alert.get("ra"), alert.get("dec"))
 
 # --- the buttons, keyed by the candid they label: a key pressed while this alert is on screen labels it -------
+st.html(labelling.button_style(vocabulary().labels))
 with st.container(horizontal=True, gap="small", key="label_buttons"):
-    for label in labels():
-        st.button(label, key=f"label_{label}_{item.candid}", shortcut=label_keys()[label], on_click=on_label,
-                  args=(item.candid, label), type="primary" if mine == label else "secondary")
+    for lab in vocabulary().labels:
+        st.button(lab.name, key=f"label_{lab.name}_{item.candid}", shortcut=lab.key, on_click=on_label,
+                  args=(item.candid, lab.name), type="primary" if mine == lab.name else "secondary",
+                  help=f"{lab.description} (key {lab.key})")
     st.button("undo", key="undo", shortcut=NAV_KEYS["undo"], on_click=on_undo, disabled=not session.undo_stack)
     st.button("prev", key="previous", shortcut=NAV_KEYS["previous"], on_click=on_move, args=(-1,),
               disabled=session.position == 0, help="previous alert")
     st.button("next", key="next", shortcut=NAV_KEYS["next"], on_click=on_move, args=(1,),
               disabled=session.position >= shown - 1, help="next alert")
-st.caption(f"{counted_labels(model_tag)} Skip (`0`) records that you saw the alert and chose not to label it; "
+st.caption(f"{counted_labels(model_tag)} {SKIP.capitalize()} (`{label_keys()[SKIP]}`) records that you saw the alert and chose not to label it; "
            "`U` undoes, `←`/`→` move.")
 st.html(card.card_html(alert_card))
 

@@ -26,6 +26,7 @@ TEAM = textwrap.dedent("""\
       - {name: snia, key: "4", colour: "#6a1b9a", description: A type Ia supernova.}
       - {name: snii, key: "5", colour: "#2e7d32", description: A type II supernova.}
       - {name: bogus, key: "9", colour: "#c62828", description: An artefact.}
+      - {name: skip, key: "0", colour: "#757575", description: Not sure.}
     tags:
       - name: classes
         kind: multiclass
@@ -66,7 +67,7 @@ def test_the_setting_names_the_file_every_module_reads(tmp_path, monkeypatch):
     modeltags.vocabulary.cache_clear()
     try:
         assert config.load(config.Settings).taxonomy_file == path
-        assert modeltags.labels() == ("agn", "cv", "varstar", "snia", "snii", "bogus")
+        assert modeltags.labels() == ("agn", "cv", "varstar", "snia", "snii", "bogus", "skip")
         assert modeltags.default_tag() == "classes"
         with pytest.raises(Exception, match="unknown label 'galactic'"):
             modeltags.check_label("galactic")
@@ -108,6 +109,9 @@ def _line_of(text: str, needle: str, occurrence: int = 1) -> int:
     (("Transient: [snia, snii]", "Transient: [snia, snii, kilonova]"), "Transient:", 1,
      "'kilonova' in group 'Transient' is neither a class nor a group"),
     (("default_tag: classes", "default_tag: sntype"), "default_tag", 1, "default_tag 'sntype' is not a tag"),
+    (('  - {name: skip, key: "0", colour: "#757575", description: Not sure.}\n', ""), "labels:", 1,
+     "the labels need 'skip'"),
+    (("negative: [bogus]", "negative: [bogus, skip]"), "negative: [bogus", 1, "'skip' cannot train a class"),
     (("kind: multiclass", "kind: multi"), "kind: multi", 1, "tags.0.kind"),
     (('colour: "#1565c0"', 'colour: blue'), "name: cv", 1, "labels.1.colour"),
     (("  - name: realbogus", "  - name: classes"), "name: classes", 2, "tag 'classes' is defined twice"),

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from skysift.app.trainer import Label, Queue, QueueItem, TrainerClient
 from skysift.errors import InvalidArgument
+from skysift.modeltags import Label as VocabularyLabel
 from skysift.modeltags import check_label
 
 UNDO_COMMENT = "undo"
@@ -30,6 +31,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The orders Astronomaly offers: the query strategy's, a retrained model's uncertainty, and random as the control.
 SORTS = {"queue": "queue order (the round's strategy rank)", "retrained": "retrained model (champion) uncertainty",
          "random": "random (control)"}
+
+
+def button_style(labels: tuple[VocabularyLabel, ...]) -> str:
+    """CSS giving each label's button its vocabulary colour (a bar on its left edge), so that the row of buttons
+    reads the same as the taxonomy file a team wrote."""
+    rules = "".join(f"[class*=st-key-label_{lab.name}_] button{{border-left:6px solid {lab.colour}}}" for lab in labels)
+    return f"<style>{rules}</style>"
 
 
 def is_undo(event: Label) -> bool:
