@@ -273,7 +273,7 @@ def log_dataset(tracking_uri: str, prefix: str, manifest: dict) -> dict:
                 "total_samples": n, "n_validated": manifest["n_validated"], "n_predicted": manifest["n_predicted"],
                 "data_quality_score": manifest["quality_score"],
                 **{f"n_{k}": v for k, v in counts.items()},
-                **({"positive_ratio": list(counts.values())[1] / n} if n else {}),
+                **({"positive_ratio": list(counts.values())[1] / n} if n and len(counts) == 2 else {}),
             })
             mlflow.set_tags({"skysift.dataset_id": manifest["dataset_id"], "skysift.passed": str(manifest["passed"]),
                              "skysift.quality_issues": "; ".join(manifest["quality_issues"])})
