@@ -52,13 +52,14 @@ def round_model(experiment: str, round_number: int) -> tuple[str, str]:
 
 def counted_labels(model_tag: str) -> str:
     """Which labels the model of ``model_tag`` learns from, and which it ignores (a sentence for the legend)."""
-    tag = get_tag(model_tag)
-    ignored = [lab for lab in labels() if tag.target(lab) is None]
+    tag, vocab = get_tag(model_tag), vocabulary().labels
+    ignored = labelling.described([lab for lab in labels() if tag.target(lab) is None], vocab)
     if tag.multiclass:
-        return (f"The **{model_tag}** model learns {', '.join(tag.classes)}, one class each; "
-                f"it ignores {', '.join(ignored)}.")
-    return (f"The **{model_tag}** model learns {', '.join(sorted(tag.positive))} as {tag.positive_class} and "
-            f"{', '.join(sorted(tag.negative))} as {tag.negative_class}; it ignores {', '.join(ignored)}.")
+        return (f"The **{model_tag}** model learns {labelling.described(tag.classes, vocab)}, one class each; "
+                f"it ignores {ignored}.")
+    return (f"The **{model_tag}** model learns {labelling.described(sorted(tag.positive), vocab)} as "
+            f"{tag.positive_class} and {labelling.described(sorted(tag.negative), vocab)} as {tag.negative_class}; "
+            f"it ignores {ignored}.")
 
 
 def _guard(action, *args) -> None:
@@ -308,15 +309,14 @@ st.html(labelling.button_style(vocabulary().labels))
 with st.container(horizontal=True, gap="small", key="label_buttons"):
     for lab in vocabulary().labels:
         st.button(lab.name, key=f"label_{lab.name}_{item.candid}", shortcut=lab.key, on_click=on_label,
-                  args=(item.candid, lab.name), type="primary" if mine == lab.name else "secondary",
-                  help=f"{lab.description} (key {lab.key})")
+                  args=(item.candid, lab.name), type="primary" if mine == lab.name else "secondary")
     st.button("undo", key="undo", shortcut=NAV_KEYS["undo"], on_click=on_undo, disabled=not session.undo_stack)
     st.button("prev", key="previous", shortcut=NAV_KEYS["previous"], on_click=on_move, args=(-1,),
               disabled=session.position == 0, help="previous alert")
     st.button("next", key="next", shortcut=NAV_KEYS["next"], on_click=on_move, args=(1,),
               disabled=session.position >= shown - 1, help="next alert")
 st.caption(f"{counted_labels(model_tag)} {SKIP.capitalize()} (`{label_keys()[SKIP]}`) records that you saw the alert and chose not to label it; "
-           "`U` undoes, `←`/`→` move.")
+           "`U` undoes, `←`/`→` move.", unsafe_allow_html=True)
 st.html(card.card_html(alert_card))
 
 below_left, below_right = st.columns([3, 2])

@@ -13,14 +13,11 @@ import pytest
 from skysift import config
 from skysift.app.trainer import TrainerClient
 from skysift.modeltags import label_keys
-from skysift.store import open_store
 from skysift.trainer.labels import LabelStore
 from tests.app_support import (
     label_queue,
-    labelling_batch,
     oracle_labels,
     run_round,
-    start_trainer,
 )
 from tests.e2e.browser import (
     ARTIFACTS,
@@ -29,9 +26,9 @@ from tests.e2e.browser import (
     assert_on_first_screen,
     idle,
     overflow_px,
+    running_app,
     screenshot,
     shown_candid,
-    start_streamlit,
 )
 
 EXPERIMENT = "browser"
@@ -48,26 +45,17 @@ def app(browser, tmp_path_factory, mlflow_server):  # browser first: without Chr
     env = {**os.environ, **mlflow_server.env, "SKYSIFT_STORE_URL": str(work / "store"),
            "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false",
            "SKYSIFT_APP_USER": USER, "SKYSIFT_APP_EXPERIMENT": EXPERIMENT}
-    settings = config.Settings(store_url=env["SKYSIFT_STORE_URL"])
-    store = open_store(settings=settings)
-    _, table = labelling_batch(store, settings)
-    trainer = start_trainer(work, env)
-    env.update(trainer.env)
-    address = trainer.env["SKYSIFT_TRAINER_ADDRESS"]
-    try:
-        # round 0 answered by the oracle, so round 1 has a model, metrics and artifacts for the rounds page
+
+    def rounds(address, table):
+        """Round 0 answered by the oracle, so round 1 has a model, metrics and artifacts for the rounds page."""
         run_round(address, EXPERIMENT, initial=30, batch=N)
         client = TrainerClient(config.Settings(trainer_address=address), timeout=300)
         label_queue(client, EXPERIMENT, oracle_labels(table))
         assert run_round(address, EXPERIMENT, initial=30, batch=N).model_version
         client.collect_dataset("browser-set", "ztf", None, None, 0.9, True, 1000, "galactic")
-        streamlit = start_streamlit(env, work)
-        try:
-            yield f"http://127.0.0.1:{streamlit.port}", store
-        finally:
-            streamlit.stop()
-    finally:
-        trainer.stop()
+
+    with running_app(env, work, rounds) as (url, store, _):
+        yield url, store
 
 
 def test_keyboard_label_reaches_the_store(app, page):

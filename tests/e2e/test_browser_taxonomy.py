@@ -8,11 +8,9 @@ import textwrap
 
 import pytest
 
-from skysift import config
-from skysift.store import open_store
 from skysift.trainer.labels import LabelStore
-from tests.app_support import labelling_batch, run_round, start_trainer
-from tests.e2e.browser import MARKS, assert_not_blank, idle, screenshot, shown_candid, start_streamlit
+from tests.app_support import run_round
+from tests.e2e.browser import MARKS, assert_not_blank, idle, running_app, screenshot, shown_candid
 
 EXPERIMENT = "team-classes"
 USER = "taxonomy-labeller"
@@ -43,34 +41,24 @@ def app(browser, tmp_path_factory, mlflow_server):  # browser first: without Chr
            "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false",
            "SKYSIFT_APP_USER": USER, "SKYSIFT_APP_EXPERIMENT": EXPERIMENT,
            "SKYSIFT_TAXONOMY_FILE": str(work / "team.yaml")}
-    settings = config.Settings(store_url=env["SKYSIFT_STORE_URL"])
-    store = open_store(settings=settings)
-    labelling_batch(store, settings)
-    trainer = start_trainer(work, env)
-    env.update(trainer.env)
-    try:
-        run_round(trainer.env["SKYSIFT_TRAINER_ADDRESS"], EXPERIMENT, initial=5, batch=5, model_tag=TAG)
-        streamlit = start_streamlit(env, work)
-        try:
-            yield f"http://127.0.0.1:{streamlit.port}", store
-        finally:
-            streamlit.stop()
-    finally:
-        trainer.stop()
+    with running_app(env, work, lambda address, _: run_round(address, EXPERIMENT, initial=5, batch=5,
+                                                              model_tag=TAG)) as (url, store, _):
+        yield url, store
 
 
 def test_the_files_labels_are_the_buttons_and_a_key_stores_its_label(app, page):
     url, store = app
     page.goto(url)
-    page.locator("[class*=st-key-label_snia_] button").first.wait_for(timeout=60_000)
+    page.locator("[class*=st-key-label_snia_] button").wait_for(timeout=60_000)
     page.get_by_text("Go to #").wait_for(timeout=60_000)
     idle(page)
-    shown = {page.locator(f"[class*=st-key-label_{name}_] button").first.inner_text().split("\n")[0] for name in LABELS}
+    shown = {page.locator(f"[class*=st-key-label_{name}_] button").inner_text().split("\n")[0] for name in LABELS}
     assert shown == set(LABELS)
     assert page.locator("[class*=st-key-label_galactic_]").count() == 0  # the packaged vocabulary is not drawn
-    bar = page.locator("[class*=st-key-label_tde_] button").first.evaluate("b => getComputedStyle(b).borderLeftColor")
+    bar = page.locator("[class*=st-key-label_tde_] button").evaluate("b => getComputedStyle(b).borderLeftColor")
     assert bar == "rgb(239, 108, 0)"  # the file's colour for tde, #ef6c00
-    page.get_by_text(f"The {TAG} model learns snia, snii, tde, one class each").wait_for(timeout=10_000)
+    page.get_by_text("model learns snia, snii, tde, one class each").wait_for(timeout=10_000)
+    assert page.locator("span[title='The tde class of this team.']").inner_text() == "tde"  # its description
     assert_not_blank(screenshot(page, "label-custom-taxonomy"))
     candid = shown_candid(page)
     page.keyboard.press(LABELS["tde"][0])

@@ -17,6 +17,7 @@ labelled" (and the trainer as "no target"). The alert comes back on screen to be
 
 from __future__ import annotations
 
+import html
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,9 +36,16 @@ SORTS = {"queue": "queue order (the round's strategy rank)", "retrained": "retra
 
 def button_style(labels: tuple[VocabularyLabel, ...]) -> str:
     """CSS giving each label's button its vocabulary colour (a bar on its left edge), so that the row of buttons
-    reads the same as the taxonomy file a team wrote."""
+    reads the same as the taxonomy file a team wrote; a described name (:func:`described`) is dotted-underlined."""
     rules = "".join(f"[class*=st-key-label_{lab.name}_] button{{border-left:6px solid {lab.colour}}}" for lab in labels)
-    return f"<style>{rules}</style>"
+    return f"<style>{rules}span.sk-described{{text-decoration:underline dotted;cursor:help}}</style>"
+
+
+def described(names, labels: tuple[VocabularyLabel, ...]) -> str:
+    """``names`` joined by commas, each showing its vocabulary description on hover (HTML for the legend)."""
+    by_name = {lab.name: lab.description for lab in labels}
+    return ", ".join(f'<span class="sk-described" title="{html.escape(by_name.get(n, ""))}">{html.escape(n)}</span>'
+                     for n in names)
 
 
 def is_undo(event: Label) -> bool:
