@@ -8,7 +8,6 @@ other variable stars, galaxies and AGN), grouped as Galactic and Extragalactic.
 from __future__ import annotations
 
 import json
-import textwrap
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,36 +23,18 @@ from skysift.trainer.labels import LabelEvent
 from skysift.trainer.rounds import Trainer
 from skysift.trainer.settings import TrainerSettings
 from tests import servers
-from tests.trainer_data import oracle_table, s3_mlflow_settings, write_fink_batches
+from tests.trainer_data import (
+    MULTICLASS_CLASSES,
+    MULTICLASS_TAG,
+    MULTICLASS_TAXONOMY,
+    host_class,
+    oracle_table,
+    s3_mlflow_settings,
+    write_fink_batches,
+)
 
-TAG = "hostclass"
-CLASSES = ("sn", "cv", "varstar", "galaxy")
-TAXONOMY = textwrap.dedent(f"""\
-    labels:
-      - {{name: sn, key: "1", colour: "#6a1b9a", description: A supernova (SIMBAD or TNS).}}
-      - {{name: cv, key: "2", colour: "#1565c0", description: A cataclysmic variable.}}
-      - {{name: varstar, key: "3", colour: "#00838f", description: Another Galactic source.}}
-      - {{name: galaxy, key: "4", colour: "#ef6c00", description: A galaxy or an AGN.}}
-      - {{name: skip, key: "0", colour: "#757575", description: Not sure.}}
-    tags:
-      - name: {TAG}
-        kind: multiclass
-        classes: [{", ".join(CLASSES)}]
-        hierarchy:
-          Galactic: [cv, varstar]
-          Extragalactic: [sn, galaxy]
-    default_tag: {TAG}
-    """)
+TAG, CLASSES, TAXONOMY = MULTICLASS_TAG, MULTICLASS_CLASSES, MULTICLASS_TAXONOMY
 SEED_LABELS_PER_CLASS = 8  # labelled before round 0, so that its model sees every class
-
-
-def _class_of(row) -> str:
-    """The oracle's answer in this taxonomy's classes."""
-    if row.clean_type == "Supernova":
-        return "sn"
-    if row.clean_type == "CataclyV*":
-        return "cv"
-    return "varstar" if row.label == "galactic" else "galaxy"
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +49,7 @@ def run(s3_server, mlflow_server, mlflow_prefix, tmp_path_factory):
         pool = write_fink_batches(store)
         table = oracle_table()
         table = table[table["candid"].isin(pool["candid"])]
-        oracle = {int(r.candid): _class_of(r) for r in table.itertuples(index=False)}
+        oracle = {int(r.candid): host_class(r) for r in table.itertuples(index=False)}
         trainer = Trainer(settings, store, TrainerSettings(mlflow_experiment_prefix=mlflow_prefix,
                                                            permutation_repeats=2, committee_size=2))
         seed = [c for cls in CLASSES for c in sorted(c for c, v in oracle.items() if v == cls)[:SEED_LABELS_PER_CLASS]]

@@ -14,7 +14,7 @@ from skysift.inference.sinks import Scored
 from skysift.inference.sinks.slack import hits
 from skysift.trainer.oracle import clean_type
 from tests.inference_support import fink_batch
-from tests.integration.test_rounds_multiclass import TAXONOMY
+from tests.trainer_data import MULTICLASS_TAXONOMY as TAXONOMY
 
 
 @pytest.fixture

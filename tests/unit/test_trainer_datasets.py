@@ -150,7 +150,10 @@ def test_a_multi_class_tag_collects_its_classes_from_labels_and_confident_predic
                                                                                      monkeypatch):
     from skysift import modeltags
     from skysift.inference.taxonomy import column_name
-    from tests.integration.test_rounds_multiclass import CLASSES, TAG, TAXONOMY, _class_of
+    from tests.trainer_data import MULTICLASS_CLASSES as CLASSES
+    from tests.trainer_data import MULTICLASS_TAG as TAG
+    from tests.trainer_data import MULTICLASS_TAXONOMY as TAXONOMY
+    from tests.trainer_data import host_class
 
     (tmp_path / "team.yaml").write_text(TAXONOMY)
     monkeypatch.setenv("SKYSIFT_TAXONOMY_FILE", str(tmp_path / "team.yaml"))
@@ -160,7 +163,7 @@ def test_a_multi_class_tag_collects_its_classes_from_labels_and_confident_predic
         first, second = sorted(local_store.list_keys("features/"))
         in_first = set(local_store.read_table(first, columns=["candid"]).column("candid").to_pylist())
         oracle = oracle_table()
-        chosen = oracle[oracle["candid"].isin(in_first)].assign(label=lambda t: [_class_of(r) for r in t.itertuples()])
+        chosen = oracle[oracle["candid"].isin(in_first)].assign(label=lambda t: [host_class(r) for r in t.itertuples()])
         LabelStore(local_store).submit([LabelEvent(candid=int(r.candid), label=r.label, user="oracle", source="oracle")
                                         for r in chosen.itertuples()])
         train = pool.merge(chosen.assign(target=chosen["label"].map(CLASSES.index)), on="candid")
