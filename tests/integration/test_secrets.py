@@ -168,7 +168,7 @@ def text_files(root) -> str:
                      if p.is_file() and p.suffix not in (".png", ".pkl", ".skops"))
 
 
-def test_a_round_logs_no_secret_to_mlflow(round_with_secrets, secrets, tmp_path):
+def test_a_round_logs_no_secret_to_mlflow(round_with_secrets, secrets, tmp_path, mlflow_prefix):
     import mlflow
     from mlflow import MlflowClient
 
@@ -176,10 +176,11 @@ def test_a_round_logs_no_secret_to_mlflow(round_with_secrets, secrets, tmp_path)
     assert result["model_version"], result["message"]  # a model was logged and registered: every path ran
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(result["mlflow_run_id"])
-    version = client.get_model_version("skysift_galactic", result["model_version"])
+    name = f"{mlflow_prefix}_galactic"  # the module's own registered model
+    version = client.get_model_version(name, result["model_version"])
     mlflow.set_tracking_uri(uri)
     logged = [mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "run")),
-              mlflow.artifacts.download_artifacts(artifact_uri=f"models:/skysift_galactic/{version.version}",
+              mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}",
                                                   dst_path=str(tmp_path / "model"))]
     scanned = {"params": str(run.data.params), "tags": str(run.data.tags), "version tags": str(version.tags),
                "artifacts": "\n".join(text_files(path) for path in logged), "command output": round_with_secrets["cli"]}
