@@ -48,6 +48,14 @@ def start_streamlit(env: dict, workdir: Path, port: int | None = None) -> server
     return running
 
 
+def open_label_page(page, url: str, label: str) -> None:
+    """Load the app and wait until its label page is drawn: the ``label`` button mounted (shortcuts work once their
+    buttons are) and the last element of the facts column shown."""
+    page.goto(url)
+    page.locator(f"[class*=st-key-label_{label}_] button").wait_for(timeout=60_000)
+    page.get_by_text("Go to #").wait_for(timeout=60_000)
+
+
 @contextlib.contextmanager
 def running_app(env: dict, workdir: Path, prepare: Callable, port: int | None = None):
     """Real alerts (with stamps and features) in ``env``'s store, the trainer and the app as processes on

@@ -25,6 +25,7 @@ from tests.e2e.browser import (
     assert_not_blank,
     assert_on_first_screen,
     idle,
+    open_label_page,
     overflow_px,
     running_app,
     screenshot,
@@ -60,10 +61,7 @@ def app(browser, tmp_path_factory, mlflow_server):  # browser first: without Chr
 
 def test_keyboard_label_reaches_the_store(app, page):
     url, store = app
-    page.goto(url)
-    # shortcuts work once their buttons are mounted; the last element of the facts column means the page is drawn
-    page.locator("[class*=st-key-label_galactic_] button").wait_for(timeout=60_000)
-    page.get_by_text("Go to #").wait_for(timeout=60_000)
+    open_label_page(page, url, "galactic")
     page.get_by_text(f"0 of {N} this round").wait_for(timeout=30_000)
     idle(page)
     candid = shown_candid(page)

@@ -10,7 +10,15 @@ import pytest
 
 from skysift.trainer.labels import LabelStore
 from tests.app_support import run_round
-from tests.e2e.browser import MARKS, assert_not_blank, idle, running_app, screenshot, shown_candid
+from tests.e2e.browser import (
+    MARKS,
+    assert_not_blank,
+    idle,
+    open_label_page,
+    running_app,
+    screenshot,
+    shown_candid,
+)
 
 EXPERIMENT = "team-classes"
 USER = "taxonomy-labeller"
@@ -48,9 +56,7 @@ def app(browser, tmp_path_factory, mlflow_server):  # browser first: without Chr
 
 def test_the_files_labels_are_the_buttons_and_a_key_stores_its_label(app, page):
     url, store = app
-    page.goto(url)
-    page.locator("[class*=st-key-label_snia_] button").wait_for(timeout=60_000)
-    page.get_by_text("Go to #").wait_for(timeout=60_000)
+    open_label_page(page, url, "snia")
     idle(page)
     shown = {page.locator(f"[class*=st-key-label_{name}_] button").inner_text().split("\n")[0] for name in LABELS}
     assert shown == set(LABELS)
