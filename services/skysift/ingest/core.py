@@ -23,6 +23,7 @@ import dataclasses
 import io
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -35,7 +36,7 @@ from skysift import config
 from skysift.alerts import filters, surveys
 from skysift.alerts.decode import decode
 from skysift.alerts.schema import conform
-from skysift.backlog import Behind, find_behind, list_stages
+from skysift.backlog import Behind, Champion, find_behind, list_scored, list_stages
 from skysift.config import Settings
 from skysift.ingest import deadletters
 from skysift.ingest.kafka import KafkaSource
@@ -225,13 +226,16 @@ class IngestStage:
             self._consumer = None
 
     def poll(self, max_alerts: int | None = None, timeout_s: float | None = None, replay_path: str | None = None,
-             keep_cutouts: bool | None = None, filter_name: str | None = None) -> PollResult:
+             keep_cutouts: bool | None = None, filter_name: str | None = None,
+             champions: Sequence[Champion] = ()) -> PollResult:
+        """One bounded poll; ``champions`` (model name, version): the current champions, whose predictions every
+        earlier batch should have (those lacking them are reported behind, to be re-scored)."""
         max_alerts = max_alerts or self.ingest.max_alerts
         timeout_s = timeout_s or self.ingest.timeout_s
         keep_cutouts = self.ingest.keep_cutouts if keep_cutouts is None else keep_cutouts
         selection = filters.get(filter_name or self.ingest.filter)
         with store_errors(self.store):  # before any fetch: a store that cannot be listed fails the poll early
-            backlog = self.backlog(datetime.now(timezone.utc))
+            backlog = self.backlog(datetime.now(timezone.utc), champions)
         source = self.open_source(replay_path)
         failed = True
         try:
@@ -274,10 +278,12 @@ class IngestStage:
         log.info("poll done", extra={k: v for k, v in vars(result).items() if k.startswith("n_")})
         return result
 
-    def backlog(self, now: datetime):
-        """Earlier alerts batches that lack a later stage's file (see :mod:`skysift.backlog`)."""
+    def backlog(self, now: datetime, champions: Sequence[Champion] = ()):
+        """Earlier alerts batches that lack a later stage's file or a champion's predictions (see
+        :mod:`skysift.backlog`)."""
         return find_behind(list_stages(self.store), now, timedelta(days=self.ingest.catchup_days),
-                           timedelta(seconds=self.ingest.catchup_grace_s), self.ingest.catchup_batches)
+                           timedelta(seconds=self.ingest.catchup_grace_s), self.ingest.catchup_batches,
+                           scored=list_scored(self.store, champions))
 
     @staticmethod
     def _deduplicate(candids: np.ndarray, seen: np.ndarray, result: PollResult) -> np.ndarray:
