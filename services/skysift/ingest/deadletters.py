@@ -21,6 +21,7 @@ import pyarrow as pa
 from skysift.alerts.decode import Packet
 from skysift.errors import InvalidArgument
 from skysift.ingest.kafka import KAFKA_SOURCE_PREFIX, kafka_packet, writer_schema
+from skysift.ingest.replay import records_in
 from skysift.ingest.settings import KafkaSettings
 from skysift.store.base import ObjectStore, store_errors
 from skysift.store.keys import dlq_key
@@ -141,8 +142,6 @@ class DeadLetterSource:
 
     def fetch(self, max_alerts: int, timeout_s: float) -> list[Packet]:
         """Whole files, in key order, until ``max_alerts`` letters (the poll gives back what lies past its bound)."""
-        from skysift.ingest.replay import records_in
-
         self._fetched, self._given_back, self._origin = {}, {}, {}
         packets, seen, n = [], set(), 0
         with store_errors(self.store, reading=f"dead letters {self.where}"):
