@@ -105,12 +105,13 @@ def summary(store: ObjectStore, prefix: str = PREFIX) -> list[LetterGroup]:
     counts: Counter = Counter()
     with store_errors(store):
         for key in letter_keys(store, prefix):
-            night = (_NIGHT.search(key) or [None, "?"])[1]
+            found = _NIGHT.search(key)
+            night = found[1] if found else "?"
             table = store.read_table(key, columns=["topic", "error"])
             for topic, error in zip(table.column("topic").to_pylist(), table.column("error").to_pylist()):
                 counts[(night, topic or "?", reason(error))] += 1
-    return [LetterGroup(night, topic, reason, n)
-            for (night, topic, reason), n in sorted(counts.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1:]))]
+    return [LetterGroup(night, topic, why, n)
+            for (night, topic, why), n in sorted(counts.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1:]))]
 
 
 def packet_of(letter: dict, kafka: KafkaSettings, schema: bytes | None) -> Packet:
