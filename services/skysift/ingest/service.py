@@ -27,7 +27,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
     def Poll(self, request: ingest_pb2.PollRequest, context) -> ingest_pb2.PollResponse:
         validation.check_count(request.max_alerts, "max_alerts")
         validation.check_timeout(request.timeout_seconds)
-        champions = [validation.check_champion(c.model_name, c.model_version) for c in request.champions]
+        champions = validation.check_champions([(c.model_name, c.model_version) for c in request.champions])
         with self._lock:
             result = self.stage.poll(
                 max_alerts=request.max_alerts or None,
