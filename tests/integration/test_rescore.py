@@ -13,10 +13,9 @@ from contextlib import contextmanager
 import pytest
 
 from skysift import config, pipeline
-from skysift.modeltags import MODEL_TAGS
 from skysift.store import open_store
 from tests import servers
-from tests.inference_support import base_model, other_model, point_alias
+from tests.inference_support import base_model, other_model, point_alias, registered_name
 
 DEMO = "demo/alerts/ztf/fink-client_ztf_ftransfer"
 
@@ -88,10 +87,11 @@ def test_when_the_champion_moves_the_next_poll_rescores_earlier_batches_and_keep
         assert set(before) == {v1}
 
         point_alias(uri, "galactic", alias, v2)  # a better round moved the champion
-        probe = stages()
+        probe, moved = stages(), [(registered_name("galactic"), v2)]
         deadline = time.monotonic() + 30
-        while probe.champions() != [(MODEL_TAGS["galactic"].registered_name(), v2)] and time.monotonic() < deadline:
+        while (champions := probe.champions()) != moved and time.monotonic() < deadline:
             time.sleep(0.5)  # the inference service notices within its poll interval
+        assert champions == moved
         second = pipeline.run_poll(stages(), replay_path=packets)  # nothing new to ingest: re-scoring only
         assert second.counts["alerts"] == 0 and second.n_behind == n_batches
         assert len(second.caught_up) == n_batches and all(line.endswith(": predictions written")
