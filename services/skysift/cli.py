@@ -281,6 +281,9 @@ def main() -> None:
     without an active exception", apache/arrow#34314), intermittently; a CronJob would then count a finished poll as
     failed and run it again. ``os._exit`` after an explicit flush keeps the command's exit code.
     """
+    from skysift import logs
+
+    logs.setup_cli()
     try:
         app()
         code = 0
