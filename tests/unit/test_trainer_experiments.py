@@ -9,8 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from skysift.cli import app
+from skysift.errors import InvalidArgument
 from skysift.trainer import comparison
 from skysift.trainer import experiments as ex
+from skysift.trainer.experiments import Config
 from tests.trainer_data import SNAD_CSV
 
 
@@ -38,6 +40,17 @@ def test_curve_grows_by_the_batch_size_up_to_max_labels(snad):
     assert [p["n_labels"] for p in points] == [20, 35, 50, 65, 80]
     assert all(0 <= p["f1"] <= 1 and 0 <= p["f1_negative"] <= 1 and 0 <= p["pr_auc"] <= 1 for p in points)
     assert all(p["f1_macro"] == pytest.approx((p["f1"] + p["f1_negative"]) / 2) for p in points)
+
+
+def test_a_growing_batch_reaches_a_long_budget_in_fewer_rounds_and_reads_back(snad):
+    config = ex.grid(["random"], [20], [10], batch_growth=0.25)[0]
+    points = ex.simulate(snad, config, seed=0, max_labels=120)
+    assert [p["n_labels"] for p in points] == [20, 30, 40, 50, 62, 77, 96, 120]  # max(10, 25 % of the labels so far)
+    assert Config.of_points(pd.DataFrame(points)) == {config.label: config} and "grow=0.25" in config.label
+    old = pd.DataFrame(points).drop(columns="batch_growth")  # points saved before the field existed
+    assert list(Config.of_points(old).values())[0].batch_growth == 0.0
+    with pytest.raises(InvalidArgument, match="batch growth"):
+        ex.grid(["random"], batch_growth=2.0)
 
 
 def test_the_first_batch_is_as_class_balanced_as_chance_allows(snad):
@@ -128,7 +141,7 @@ def test_cli_on_a_table_with_a_boolean_column_prints_labels_to_target_and_the_pa
                                       "--budget", "40", "--out", str(tmp_path / "out"), "--name", "t", "--no-mlflow"])
     assert result.exit_code == 0, result.output
     assert "55 features" in result.output  # 54 numeric columns and the boolean one
-    assert "default init=20 +20 lr=0.1 cw=auto t=0.5 vs random:" in result.output
+    assert "default init=20 +20 lr=0.1 cw=balanced t=0.5 vs random:" in result.output
     assert "random's final f1" in result.output and "ratio at 40 labels" in result.output
     assert "better on" in result.output and "±nan" not in result.output
     report = pd.read_csv(tmp_path / "out" / "t_report.csv")

@@ -129,24 +129,37 @@ class Config:
     initial_batch_size: int = 30
     batch_size: int = 10
     learning_rate: float = 0.1
-    class_weight: str = "auto"
+    class_weight: str = "balanced"
     initial: str = "random"  # the first batch: random, or diverse (k-centre on the features)
     threshold: str = "0.5"  # the decision threshold: 0.5, or cv (chosen for F1 on the training labels)
+    # a round queries max(batch_size, batch_growth x labels so far): long curves (to 20 % of a large pool) in
+    # fewer rounds, with the early rounds, where strategies differ most, as fine as batch_size
+    batch_growth: float = 0.0
 
     @property
     def label(self) -> str:
         return (f"{self.strategy} init={self.initial_batch_size}{'' if self.initial == 'random' else ' ' + self.initial} "
-                f"+{self.batch_size} lr={self.learning_rate:g} cw={self.class_weight} t={self.threshold}")
+                f"+{self.batch_size}{f' grow={self.batch_growth:g}' if self.batch_growth else ''} "
+                f"lr={self.learning_rate:g} cw={self.class_weight} t={self.threshold}")
+
+    def next_batch(self, n_labels: int) -> int:
+        return max(self.batch_size, int(self.batch_growth * n_labels))
 
     @property
     def baseline(self) -> Config:
         """The random configuration this one is paired with: the same settings, random queries."""
         return Config("random", self.initial_batch_size, self.batch_size, self.learning_rate, self.class_weight,
-                      "random", self.threshold)
+                      "random", self.threshold, self.batch_growth)
+
+    @staticmethod
+    def of_points(points: pd.DataFrame) -> dict[str, Config]:
+        """The configurations of saved points, by label (points saved before a field existed take its default)."""
+        return {r["config"]: Config(**{k: r[k] for k in Config.__dataclass_fields__ if k in r})
+                for _, r in points.drop_duplicates("config").iterrows()}
 
 
-def grid(strategy_names, initial_sizes=(30,), batch_sizes=(10,), learning_rates=(0.1,), class_weights=("auto",),
-         initials=("random",), thresholds=("0.5",)) -> list[Config]:
+def grid(strategy_names, initial_sizes=(30,), batch_sizes=(10,), learning_rates=(0.1,), class_weights=("balanced",),
+         initials=("random",), thresholds=("0.5",), batch_growth: float = 0.0) -> list[Config]:
     for initial in initials:
         if initial not in ("random", "diverse"):
             raise errors.InvalidArgument(f"the first batch is random or diverse, not {initial!r}")
@@ -156,7 +169,9 @@ def grid(strategy_names, initial_sizes=(30,), batch_sizes=(10,), learning_rates=
     for cw in class_weights:
         model_params({"class_weight": cw})
     names = [strategies.check_strategy(s) for s in strategy_names]
-    return [Config(s, int(i), int(b), float(lr), str(cw), initial, threshold)
+    if not 0 <= batch_growth <= 1:
+        raise errors.InvalidArgument(f"batch growth is a share of the labels so far in [0, 1], not {batch_growth}")
+    return [Config(s, int(i), int(b), float(lr), str(cw), initial, threshold, float(batch_growth))
             for s, i, b, lr, cw, initial, threshold in itertools.product(
                 names, initial_sizes, batch_sizes, learning_rates, class_weights, initials, thresholds)]
 
@@ -197,7 +212,7 @@ def _simulate(data, config, seed, max_labels, holdout_fraction, base_params, com
     points = []
     for round_number in itertools.count():
         y_train = data.y[labelled]
-        n = min(config.batch_size, max_labels - len(labelled), len(unlabelled))
+        n = min(config.next_batch(len(labelled)), max_labels - len(labelled), len(unlabelled))
         objects = None if data.objects is None else data.objects[unlabelled]
         if can_fit(y_train):
             fitted = fit_and_query(data.X.iloc[labelled], y_train, data.X.iloc[unlabelled], config.strategy, n,
