@@ -36,6 +36,10 @@ def fink() -> ex.LabelledSet:
                           DATA / "alerts" / "ztf" / "fink_labeled" / "labels_cdsxmatch.csv", "galactic")
 
 
+def fink_varstar() -> ex.LabelledSet:
+    return ex.from_variable_star_catalogues([DATA / "alerts" / "ztf" / "fink_labeled"])
+
+
 def snad() -> ex.LabelledSet:
     data = ex.from_table(DATA / "tabular" / "snad_realbogus" / "akb_obj_features_snad4.csv", "label", "oid",
                          classes=("bogus", "real"))
@@ -76,7 +80,8 @@ class Run:
 # class weights rounds used before (balanced only while a class is under 20 % of the labels): the diagnosis of why
 # uncertainty lost there. `_cv` repeats it with the threshold rounds choose by cross-validation (3 more fits a round,
 # hence fewer strategies and the short budget).
-SETS = {"fink_galactic": Run(fink, STRATEGIES), "snad_realbogus": Run(snad, STRATEGIES, max_labels=470, batch_growth=0.1),
+SETS = {"fink_galactic": Run(fink, STRATEGIES), "fink_varstar": Run(fink_varstar, STRATEGIES),
+        "snad_realbogus": Run(snad, STRATEGIES, max_labels=470, batch_growth=0.1),
         "snad_rare_real": Run(snad_rare, STRATEGIES, max_labels=280, batch_growth=0.1),
         "snad_rare_real_auto": Run(snad_rare, STRATEGIES, class_weight="auto", main=False),
         "snad_rare_real_cv": Run(snad_rare, ["random", "uncertainty", "diverse_uncertainty"], threshold="cv", main=False)}
@@ -235,6 +240,9 @@ def write() -> None:
         table.to_csv(OUT / f"{name}_report.csv", index=False)
         about = [data.describe(), *data.notes]
         seeds = points.groupby("config")["seed"].nunique()
+        stale = sorted(set(points["config"]) - {c.label for c in SETS[name].configs()})
+        about += [f"not rerun with the current settings ({SETS[name].configs()[0].label.split(' ', 1)[1]}): these points "
+                  f"were saved with {stale[0].split(' ', 1)[1]}"] if stale else []
         lines += [f"## {name}", "", f"{about[0]}; {seeds.min()}-{seeds.max()} seeds per strategy.", *[f"- {n}" for n in about[1:]],
                   *[f"- warning: {w}" for w in comparison.dropped_seeds(points)], "",
                   f"![learning curves]({OUT.name}/{name}_curves.png)", "", *_targets(data, table, points, ceilings), "",

@@ -158,3 +158,17 @@ def test_cli_with_one_seed_prints_no_nan_spread(tmp_path, snad):
                                       "--max-labels", "40", "--out", str(tmp_path / "out"), "--no-mlflow"])
     assert result.exit_code == 0, result.output
     assert "nan" not in result.output.split("best by mean")[1] and "one seed: no test" in result.output
+
+
+def test_fink_alerts_labelled_by_variable_star_catalogue_position_agree_with_simbad():
+    """The position oracle (VSX/GCVS within 1.5 arcsec) on real Fink alerts: both classes, no catalogue column
+    among the features, and the alerts it calls known variable stars are galactic by SIMBAD, a separate oracle."""
+    from tests.trainer_data import LABELS_CSV, oracle_table
+
+    data = ex.from_variable_star_catalogues([LABELS_CSV.parent])
+    assert not [c for c in data.X.columns if c.startswith("varstar")] and "ra" in data.X.columns
+    positives = set(data.ids[data.y == 1])
+    assert 50 <= len(positives) <= len(data.y) - 50
+    simbad = oracle_table().set_index("candid")["label"]
+    typed = [simbad[c] for c in positives if simbad.get(c, "skip") != "skip"]
+    assert len(typed) >= 40 and typed.count("galactic") >= 0.95 * len(typed)

@@ -51,15 +51,14 @@ class LabelledSet:
                 f"{self.X.shape[1]} features")
 
 
-def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic") -> LabelledSet:
-    """Alert files (Avro containers or parquet) with Fink's SIMBAD types as oracle: decode → enrich → features
-    (the one stage chain) → join. Enrichment is a production round's without Lasair: E(B-V) from the offline map
-    and the offline catalogues' context (when installed)."""
+def alert_features(paths: list[Path]):
+    """(feature rows with candid and objectId, the feature set) of alert files (Avro containers or parquet):
+    decode → enrich → features, the one stage chain. Enrichment is a production round's without Lasair: E(B-V)
+    from the offline map and the offline catalogues' context (when installed)."""
     from skysift.alerts.decode import Packet
     from skysift.chain import features_of_packets
     from skysift.enrichment.core import Enricher, enrich
     from skysift.features.sets import configured
-    from skysift.trainer.oracle import left_out, oracle_labels
 
     files = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".avro", ".parquet")})
     if not files:
@@ -73,7 +72,14 @@ def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic"
         raise errors.InvalidArgument(f"no alert decoded from {len(files)} files")
     features = pd.concat([part.features.to_pandas().assign(objectId=part.alerts.column("objectId").to_pylist())
                           for part in chained.surveys])
-    features = features.drop_duplicates("candid", keep="last")
+    return features.drop_duplicates("candid", keep="last").reset_index(drop=True), feature_set
+
+
+def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic") -> LabelledSet:
+    """Alert files with Fink's SIMBAD types as oracle: :func:`alert_features` joined with the labels."""
+    from skysift.trainer.oracle import left_out, oracle_labels
+
+    features, feature_set = alert_features(paths)
     raw = pd.read_csv(labels_csv)
     labels = oracle_labels(raw)
     tag = get_tag(model_tag)
@@ -87,6 +93,28 @@ def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic"
     return LabelledSet(f"alerts+oracle ({labels_csv.name})", joined[feature_set.columns].reset_index(drop=True),
                        joined["target"].to_numpy(dtype=int), joined["candid"].to_numpy(), tag.classes,
                        feature_set.version, joined["objectId"].to_numpy(dtype=object), notes)
+
+
+def from_variable_star_catalogues(paths: list[Path]) -> LabelledSet:
+    """Alert files labelled by position: on a known variable star (VSX or GCVS within Fink's 1.5 arcsec) or not.
+
+    A second oracle on real alerts, independent of SIMBAD. The catalogue's own context columns (``varstar_*``,
+    in feature set 2) are left out of the features: they would hold the answer.
+    """
+    from skysift.enrichment.catalogs import VARSTAR_RADIUS_ARCSEC, load_catalogs
+
+    catalogs = load_catalogs()
+    if catalogs is None:
+        raise errors.FailedPrecondition("the variable-star catalogues are not installed: run `make catalogs`")
+    features, feature_set = alert_features(paths)
+    matched = catalogs.match(features["ra"].to_numpy(float), features["dec"].to_numpy(float), 1.0, VARSTAR_RADIUS_ARCSEC)
+    target = matched["varstar_catalogue"].is_valid().to_numpy(zero_copy_only=False).astype(int)
+    columns = [c for c in feature_set.columns if not c.startswith("varstar")]
+    return LabelledSet(f"alerts labelled by VSX/GCVS position ({catalogs.source})", features[columns],
+                       target, features["candid"].to_numpy(), ("not_catalogued", "known_variable_star"),
+                       feature_set.version, features["objectId"].to_numpy(dtype=object),
+                       [f"left out of the features (they hold the label): {', '.join(sorted(set(feature_set.columns) - set(columns)))}"]
+                       if len(columns) < len(feature_set.columns) else [])
 
 
 def from_table(path: Path, label_column: str = "label", id_column: str | None = None,
