@@ -11,8 +11,8 @@ label events: its samples' candids and targets are the labelled set, the rest of
 digest then covers the dataset id too, and the pool still excludes every labelled candid.
 
 The queue holds at most one alert per object. For a model tag whose classes belong to the object (galactic:
-``ModelTag.object_level``) an object with a labelled alert is not queued again; for real/bogus each alert is
-its own question. ``SKYSIFT_TRAINER_POOL_*`` restrict what may be queued (survey, band, minimum detections);
+``ModelTag.object_level``) an object with a labelled alert is not queued again and its other alerts train with
+that label (:func:`.pool.answered_by_object`); for real/bogus each alert is its own question. ``SKYSIFT_TRAINER_POOL_*`` restrict what may be queued (survey, band, minimum detections);
 the survey restriction applies to the training labels too, so a model tag can be trained per survey.
 
 Measured on 2 shared cores (real feature rows resampled, local store, 120 training labels, uncertainty):
