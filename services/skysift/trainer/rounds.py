@@ -192,7 +192,7 @@ class Trainer:
 
         pool = load_pool(self.store, self.spec, self.ts.pool_read_threads)
         timer.lap("load_pool")
-        sets = self._sets(pool, train_ids, hold_ids, labelled, req.tag)
+        sets = self._sets(pool, train_ids, hold_ids, labelled, req.tag, lend=not req.dataset_id)
         rng = np.random.default_rng([req.seed, number])
         query = self._query(sets, req, rng)
         timer.lap("fit_score_rank")
@@ -264,8 +264,10 @@ class Trainer:
         return kept_train + sorted(c for c in new if c not in held), kept_hold + sorted(held)
 
     def _sets(self, pool: pd.DataFrame, train_ids: list[int], hold_ids: list[int], labelled: Labelled,
-              tag: ModelTag) -> Sets:
-        """Training and held-out feature rows, and the unlabelled pool (filtered, with object ids)."""
+              tag: ModelTag, lend: bool) -> Sets:
+        """Training and held-out feature rows, and the unlabelled pool (filtered, with object ids); with ``lend``
+        (not for a collected dataset, whose samples are the whole training set) an object's label trains its
+        other alerts too."""
         cols = list(self.spec.columns)
         surveyed = PoolFilter(survey=self.pool_filter.survey).apply(pool)
         indexed = surveyed.set_index("candid")
@@ -273,7 +275,8 @@ class Trainer:
         answered: dict[int, tuple[str, int]] = {}
         if tag.object_level:  # an object with a labelled alert is answered for all its alerts
             labelled_rows_ = with_object_ids(self.store, pool[pool["candid"].isin(labelled.any_label)])
-            answered = answered_by_object(labelled_rows_, unlabelled, train_ids, hold_ids, labelled.labels)
+            if lend:
+                answered = answered_by_object(labelled_rows_, unlabelled, train_ids, hold_ids, labelled.labels)
             objects = (set(labelled.objects) | set(labelled_rows_["objectId"])) - {""}
             unlabelled = unlabelled[~unlabelled["objectId"].isin(objects)]
         targets = {**labelled.targets, **{c: t for c, (_, t) in answered.items()}}
