@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,13 @@ BUDGET = 100
 RARE_FRACTION = 0.15
 
 
-def fink() -> ex.LabelledSet:
+def fink(features_version: str = "1") -> ex.LabelledSet:
     return ex.from_alerts([DATA / "alerts" / "ztf" / "fink_labeled"],
-                          DATA / "alerts" / "ztf" / "fink_labeled" / "labels_cdsxmatch.csv", "galactic")
+                          DATA / "alerts" / "ztf" / "fink_labeled" / "labels_cdsxmatch.csv", "galactic", features_version)
 
 
-def fink_varstar() -> ex.LabelledSet:
-    return ex.from_variable_star_catalogues([DATA / "alerts" / "ztf" / "fink_labeled"])
+def fink_varstar(features_version: str = "1") -> ex.LabelledSet:
+    return ex.from_variable_star_catalogues([DATA / "alerts" / "ztf" / "fink_labeled"], features_version)
 
 
 def snad() -> ex.LabelledSet:
@@ -86,7 +87,12 @@ SETS = {"fink_galactic": Run(fink, STRATEGIES), "fink_varstar": Run(fink_varstar
         "snad_realbogus": Run(snad, STRATEGIES, max_labels=470, batch_growth=0.1),
         "snad_rare_real": Run(snad_rare, STRATEGIES[:3], max_labels=280, batch_growth=0.1),
         "snad_rare_real_auto": Run(snad_rare, STRATEGIES, class_weight="auto", main=False),
-        "snad_rare_real_cv": Run(snad_rare, ["random", "uncertainty", "diverse_uncertainty"], threshold="cv", main=False)}
+        "snad_rare_real_cv": Run(snad_rare, ["random", "uncertainty", "diverse_uncertainty"], threshold="cv", main=False),
+        "fink_galactic_v2": Run(partial(fink, "2"), ["random", strategies.DEFAULT], main=False),
+        "fink_varstar_v2": Run(partial(fink_varstar, "2"), ["random", strategies.DEFAULT], main=False)}
+# The sets built from alerts (features computed by the product) run with feature set 1 (the main runs) and 2 (the
+# `_v2` runs), same seeds and settings: the v1 vs v2 comparison, paired by seed, of the ceiling and of each curve.
+FEATURE_PAIRS = {"fink_galactic": "fink_galactic_v2", "fink_varstar": "fink_varstar_v2"}
 # the runs of one set whose training-label mix, precision, recall and PR-AUC at BUDGET the document sets side by side
 DIAGNOSIS = ("snad_rare_real_auto", "snad_rare_real", "snad_rare_real_cv")
 
@@ -210,6 +216,42 @@ def _diagnosis() -> list[str]:
             "|---|---|---|---|---|---|---|---|---|", *rows, ""]
 
 
+def _feature_sets() -> list[str]:
+    """Feature set 1 vs 2 on the sets built from alerts: per seed, the ceiling's F1 and each strategy's area under
+    the F1 curve with v2 minus with v1 (same seed, same split and first batch), and whether v2 is worse."""
+    rows, worse, measured = [], [], []
+    for v1_name, v2_name in FEATURE_PAIRS.items():
+        paths = [OUT / f"{n}_{kind}.csv" for n in (v1_name, v2_name) for kind in ("points", "ceiling")]
+        if not all(p.exists() for p in paths):
+            continue
+        v1_points, v1_ceiling, v2_points, v2_ceiling = (pd.read_csv(p, dtype={"threshold": str}) for p in paths)
+        measured.append(v1_name)
+        curves = [(f"ceiling (all {int(v1_ceiling['n_labels'].median())} pool labels)",
+                   v1_ceiling.set_index("seed")["f1"], v2_ceiling.set_index("seed")["f1"])]
+        for config in sorted(set(v1_points["config"]) & set(v2_points["config"])):
+            per_seed = [p[p["config"] == config].groupby("seed")["f1"].mean() for p in (v1_points, v2_points)]
+            curves.append((f"{config.split(' ')[0]} (mean F1 over the curve)", *per_seed))
+        for what, v1, v2 in curves:
+            test = comparison.paired_test((v2 - v1).dropna())
+            word = ("no significant difference" if not np.isfinite(test["p_value"]) or test["p_value"] >= comparison.SIGNIFICANCE
+                    else "v2 better" if test["mean_diff"] > 0 else "v2 worse")
+            worse += [f"{v1_name}: {what}"] if word == "v2 worse" else []
+            rows.append(f"| {v1_name} | {what} | {v1.mean():.3f} ± {v1.std():.3f} | {v2.mean():.3f} ± {v2.std():.3f} | "
+                        f"{test['mean_diff']:+.3f} [{test['ci_low']:+.3f}, {test['ci_high']:+.3f}] | "
+                        f"{test['wins']}/{test['seeds']} | {test['p_value']:.2g} | {word} |")
+    if not rows:
+        return []
+    return ["## Feature set v1 vs v2", "",
+            "On the sets built from alerts, whose features the product computes (decode, enrich with the offline "
+            "catalogues, features), the same seeds, splits, first batches and settings with feature set 1 (the "
+            "main runs) and 2 (the `_v2` runs). Per seed, v2 minus v1: of the ceiling's held-out F1, and of each "
+            "strategy's mean F1 over its curve (the area); Wilcoxon signed-rank p and a bootstrap 95 % interval.", "",
+            "| set | measure | v1 (mean ± sd over seeds) | v2 | v2 - v1 [95 % CI] | seeds v2 ahead | p | verdict |",
+            "|---|---|---|---|---|---|---|---|", *rows, "",
+            "v2 not worse than v1 on the ZTF sets measured (" + ", ".join(measured) + "): "
+            + ("yes." if not worse else "no: significantly worse on " + "; ".join(worse) + "."), ""]
+
+
 def write() -> None:
     main = [name for name, spec in SETS.items() if spec.main]
     lines = ["# Active learning: what the strategies save, measured", "",
@@ -264,6 +306,7 @@ def write() -> None:
                   f"Best on average: `{ranked[0][0]}`; the round default is `{strategies.DEFAULT}`"
                   + ("." if ranked[0][0] == strategies.DEFAULT else " (the evidence points elsewhere: see the tables)."), ""]
     lines += _diagnosis()
+    lines += _feature_sets()
     lines += ["## The issue's targets, for the default strategy", "",
               "| set | target | measured | met |", "|---|---|---|---|", *targets, "",
               "A target is met when the measured value says so; nothing here is adjusted by hand.", ""]

@@ -51,19 +51,20 @@ class LabelledSet:
                 f"{self.X.shape[1]} features")
 
 
-def alert_features(paths: list[Path]):
+def alert_features(paths: list[Path], features_version: str | None = None):
     """(feature rows with candid and objectId, the feature set) of alert files (Avro containers or parquet):
     decode → enrich → features, the one stage chain. Enrichment is a production round's without Lasair: E(B-V)
-    from the offline map and the offline catalogues' context (when installed)."""
+    from the offline map and the offline catalogues' context (when installed). The feature set is the
+    deployment's unless ``features_version`` names one (to compare feature sets on the same alerts)."""
     from skysift.alerts.decode import Packet
     from skysift.chain import features_of_packets
     from skysift.enrichment.core import Enricher, enrich
-    from skysift.features.sets import configured
+    from skysift.features.sets import configured, feature_set as feature_set_of
 
     files = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".avro", ".parquet")})
     if not files:
         raise errors.InvalidArgument(f"no .avro or .parquet alert files under {', '.join(map(str, paths))}")
-    feature_set = configured()
+    feature_set = feature_set_of(features_version) if features_version else configured()
     enricher = Enricher(None)  # a production round's enrichment without Lasair: E(B-V), offline catalogues
     chained = features_of_packets([Packet(f.read_bytes(), source=str(f)) for f in files], feature_set=feature_set,
                                   enrich=lambda survey, alerts: enrich(alerts, None, enricher.extinction,
@@ -75,11 +76,12 @@ def alert_features(paths: list[Path]):
     return features.drop_duplicates("candid", keep="last").reset_index(drop=True), feature_set
 
 
-def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic") -> LabelledSet:
+def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic",
+                features_version: str | None = None) -> LabelledSet:
     """Alert files with Fink's SIMBAD types as oracle: :func:`alert_features` joined with the labels."""
     from skysift.trainer.oracle import left_out, oracle_labels
 
-    features, feature_set = alert_features(paths)
+    features, feature_set = alert_features(paths, features_version)
     raw = pd.read_csv(labels_csv)
     labels = oracle_labels(raw)
     tag = get_tag(model_tag)
@@ -95,7 +97,7 @@ def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic"
                        feature_set.version, joined["objectId"].to_numpy(dtype=object), notes)
 
 
-def from_variable_star_catalogues(paths: list[Path]) -> LabelledSet:
+def from_variable_star_catalogues(paths: list[Path], features_version: str | None = None) -> LabelledSet:
     """Alert files labelled by position: on a known variable star (VSX or GCVS within Fink's 1.5 arcsec) or not.
 
     A second oracle on real alerts, independent of SIMBAD. The catalogue's own context columns (``varstar_*``,
@@ -106,7 +108,7 @@ def from_variable_star_catalogues(paths: list[Path]) -> LabelledSet:
     catalogs = load_catalogs()
     if catalogs is None:
         raise errors.FailedPrecondition("the variable-star catalogues are not installed: run `make catalogs`")
-    features, feature_set = alert_features(paths)
+    features, feature_set = alert_features(paths, features_version)
     matched = catalogs.match(features["ra"].to_numpy(float), features["dec"].to_numpy(float), 1.0, VARSTAR_RADIUS_ARCSEC)
     target = matched["varstar_catalogue"].is_valid().to_numpy(zero_copy_only=False).astype(int)
     columns = [c for c in feature_set.columns if not c.startswith("varstar")]
