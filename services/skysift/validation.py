@@ -54,6 +54,15 @@ def check_survey(name: str, allow_all: bool = True) -> str:
                           + (" (or empty for all)" if allow_all else ""))
 
 
+def check_band(band: str) -> str:
+    """A photometric band of the surveys' light-curve features (``""``: any band)."""
+    from skysift.features.v2 import BANDS
+
+    if band and band not in BANDS:
+        raise InvalidArgument(f"unknown band {_quoted(band)}; expected one of {', '.join(BANDS)} (or empty for any)")
+    return band
+
+
 def check_timeout(seconds: float, name: str = "timeout_seconds") -> float:
     """A duration in seconds, 0 meaning the configured default."""
     if not (math.isfinite(seconds) and 0 <= seconds <= MAX_TIMEOUT_S):

@@ -29,6 +29,19 @@ def test_round_in_process_queues_then_reports_unchanged(local_settings, mlflow_s
     assert second.exit_code == 0 and "round 0 unchanged" in second.output
 
 
+def test_round_pool_flags_filter_the_queue_and_a_bad_band_fails_clearly(local_settings, mlflow_server, monkeypatch):
+    for name, value in mlflow_server.env.items():
+        monkeypatch.setenv(name, value)
+    write_fink_batches(open_store(settings=local_settings))
+    runner = CliRunner()
+    empty = runner.invoke(app, ["round", "--in-process", "--experiment", "cli-pool", "--pool-survey", "lsst",
+                                "--pool-min-detections", "3"])
+    assert empty.exit_code == 0, empty.output
+    assert "pass the pool filter (survey lsst, >= 3 detections)" in empty.output and "queue: 0 alerts" in empty.output
+    bad = runner.invoke(app, ["round", "--in-process", "--experiment", "cli-pool-bad", "--pool-band", "R"])
+    assert bad.exit_code == 2 and "unknown band 'R'" in bad.output
+
+
 def test_round_with_a_bad_parameter_fails_clearly(local_settings):
     result = CliRunner().invoke(app, ["round", "--in-process", "--param", "depth=3"])
     assert result.exit_code == 2 and "unknown model parameter 'depth'" in result.output

@@ -10,12 +10,12 @@ import pytest
 from skysift import config, errors
 from skysift.rpc import server
 from skysift.rpc.errors import call
-from skysift.store import open_store
+from skysift.store import keys, open_store
 from skysift.trainer import service
 from skysift.v1 import trainer_pb2, trainer_pb2_grpc
 from tests import servers
 from tests.servers import free_port
-from tests.trainer_data import oracle_table, write_fink_batches
+from tests.trainer_data import fink_alerts_and_features, oracle_table, write_fink_batches
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,24 @@ def test_run_round_then_get_queue_ranked_with_alert_keys(stub):
     assert all(i.alerts_key.startswith("alerts/survey=ztf/") and i.object_id.startswith("ZTF") for i in queue.items)
     again = call(stub.RunRound, trainer_pb2.RunRoundRequest(experiment="svc", model_tag="galactic", seed=5))
     assert not again.created and again.round == 0
+
+
+def test_run_round_pool_fields_restrict_this_rounds_queue_and_are_recorded(stub, running):
+    """The request's pool filter (no SKYSIFT_TRAINER_POOL_* set): only alerts with r-band features and >= 5
+    detections are queued, one per object, and the round's record says which filter it ran with."""
+    alerts, features = fink_alerts_and_features()
+    pool = features.to_pandas().assign(objectId=alerts.column("objectId").to_pylist())
+    rich = pool[(pool["ndets"] >= 5) & pool[[c for c in pool.columns if c.endswith("_r")]].notna().any(axis=1)]
+    assert 0 < len(rich) < len(pool)  # the filter has something to take out
+    resp = call(stub.RunRound, trainer_pb2.RunRoundRequest(experiment="svc-pool", model_tag="galactic", strategy="random",
+                                                           initial_batch_size=500, pool_band="r", pool_min_detections=5))
+    queued = call(stub.GetQueue, trainer_pb2.GetQueueRequest(experiment="svc-pool")).items
+    assert {i.candid for i in queued} <= set(rich["candid"]) and len(queued) == rich["objectId"].nunique() == resp.queue_size
+    meta = json.loads(running[1].get_bytes(keys.round_prefix("svc-pool", 0) + "meta.json"))
+    assert meta["pool_filter"] == {"survey": "", "band": "r", "min_detections": 5}
+    other = call(stub.RunRound, trainer_pb2.RunRoundRequest(experiment="svc-pool-lsst", model_tag="galactic",
+                                                            pool_survey="lsst"))
+    assert other.queue_size == 0 and "pass the pool filter (survey lsst)" in other.message
 
 
 def test_queue_of_an_unknown_experiment_is_not_found(stub):

@@ -81,6 +81,16 @@ def test_a_dataset_of_an_unknown_survey_is_refused_not_an_empty_success(world, s
     assert "unknown survey" in details and "lsst, ztf" in details
 
 
+@pytest.mark.parametrize("field, value, words", [("pool_survey", "ZTF", "unknown survey 'ZTF'"),
+                                                  ("pool_band", "R", "unknown band 'R'"),
+                                                  ("pool_band", "rr", "unknown band 'rr'"),
+                                                  ("pool_min_detections", -1, "pool_min_detections must not be negative")])
+def test_a_round_with_a_bad_pool_filter_is_refused_and_no_round_is_written(world, field, value, words):
+    request = trainer_pb2.RunRoundRequest(experiment="pool-bad", model_tag="galactic", **{field: value})
+    assert words in refused(lambda: world["trainer"].RunRound(request, timeout=30))
+    assert not list(world["store"].list_keys("rounds/pool-bad/"))
+
+
 @pytest.mark.parametrize("name", ["x" * (validation.MAX_DATASET_NAME_CHARS + 1), "two\nlines", " "])
 def test_a_dataset_name_too_long_or_unprintable_is_refused(world, name):
     assert "dataset" in refused(lambda: world["trainer"].CollectDataset(trainer_pb2.CollectDatasetRequest(name=name),
@@ -106,6 +116,7 @@ def test_each_rule_accepts_what_the_services_accept():
     assert validation.check_experiment("vra-2025.06_a") == "vra-2025.06_a"
     assert validation.check_round(None) is None and validation.check_round(0) == 0
     assert validation.check_survey("") == "" and validation.check_survey("lsst") == "lsst"
+    assert validation.check_band("") == "" and all(validation.check_band(b) == b for b in "ugrizy")
     with pytest.raises(errors.InvalidArgument, match="unknown survey ''"):
         validation.check_survey("", allow_all=False)
     assert validation.check_object_id("ZTF18abcdefg") and validation.check_object_id("313853982473601024")

@@ -54,6 +54,12 @@ def round_command(
                                            "that failed its quality checks)."),
     dataset: str | None = typer.Option(None, "--dataset", help="Train on this collected dataset id instead of the "
                                                                 "label events."),
+    pool_survey: str | None = typer.Option(None, help="Queue only this survey's alerts (default "
+                                                      "SKYSIFT_TRAINER_POOL_SURVEY)."),
+    pool_band: str | None = typer.Option(None, help="Queue only alerts with light-curve features in this band: u, g, "
+                                                    "r, i, z or y (default SKYSIFT_TRAINER_POOL_BAND)."),
+    pool_min_detections: int | None = typer.Option(None, help="Queue only alerts with at least this many detections "
+                                                              "(default SKYSIFT_TRAINER_POOL_MIN_DETECTIONS)."),
     in_process: bool = typer.Option(False, "--in-process", help="Run here instead of calling the trainer service "
                                                                  "at SKYSIFT_TRAINER_ADDRESS."),
 ) -> None:
@@ -68,7 +74,8 @@ def round_command(
     ts = config.load(TrainerSettings)
     kwargs = {"strategy": strategy or ts.strategy, "batch_size": batch_size or ts.batch_size,
               "initial_batch_size": initial_batch_size or ts.initial_batch_size, "seed": seed,
-              "params": _params(param), "force": force, "dataset_id": dataset}
+              "params": _params(param), "force": force, "dataset_id": dataset, "pool_survey": pool_survey,
+              "pool_band": pool_band, "pool_min_detections": pool_min_detections}
     try:
         model_tag = model_tag or default_tag()  # a bad taxonomy file: its error, exit code and line
         if in_process:
@@ -97,7 +104,8 @@ def _round_via_grpc(settings, experiment, model_tag, kw) -> list[str]:
         r = call(trainer_pb2_grpc.TrainerStub(ch).RunRound, trainer_pb2.RunRoundRequest(
             experiment=experiment, model_tag=model_tag, strategy=kw["strategy"], batch_size=kw["batch_size"],
             initial_batch_size=kw["initial_batch_size"], seed=kw["seed"], params=kw["params"], force=kw["force"],
-            dataset_id=kw["dataset_id"] or ""),
+            dataset_id=kw["dataset_id"] or "", pool_survey=kw["pool_survey"] or "", pool_band=kw["pool_band"] or "",
+            pool_min_detections=kw["pool_min_detections"] or 0),
             timeout=1800)
     return _round_lines(r.created, r.round, r.strategy, r.n_train, r.n_holdout, r.n_pool, r.queue_size, r.queue_key,
                         r.model_version, r.champion_moved, dict(r.metrics), r.message, list(r.quality_issues))

@@ -12,7 +12,7 @@ digest then covers the dataset id too, and the pool still excludes every labelle
 
 The queue holds at most one alert per object. For a model tag whose classes belong to the object (galactic:
 ``ModelTag.object_level``) an object with a labelled alert is not queued again and its other alerts train with
-that label (:func:`.pool.answered_by_object`); for real/bogus each alert is its own question. ``SKYSIFT_TRAINER_POOL_*`` restrict what may be queued (survey, band, minimum detections);
+that label (:func:`.pool.answered_by_object`); for real/bogus each alert is its own question. ``SKYSIFT_TRAINER_POOL_*`` (or a round's own ``pool_*`` arguments) restrict what may be queued (survey, band, minimum detections);
 the survey restriction applies to the training labels too, so a model tag can be trained per survey.
 
 Measured on 2 shared cores (real feature rows resampled, local store, 120 training labels, uncertainty):
@@ -56,7 +56,7 @@ from skysift.trainer.records import (
     read_candids,
 )
 from skysift.trainer.settings import TrainerSettings
-from skysift.validation import check_experiment
+from skysift.validation import check_band, check_count, check_experiment, check_survey
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class RoundRequest:
     params: dict
     force: bool
     dataset_id: str | None
+    pool_filter: PoolFilter
 
 
 @dataclass
@@ -141,10 +142,6 @@ class Trainer:
             self._spec = FeatureSpec.current()
         return self._spec
 
-    @property
-    def pool_filter(self) -> PoolFilter:
-        return PoolFilter(self.ts.pool_survey, self.ts.pool_band, self.ts.pool_min_detections)
-
     # -- reading rounds ---------------------------------------------------------------------------
     def rounds(self, experiment: str) -> list[int]:
         return self.records.numbers(experiment)
@@ -164,16 +161,24 @@ class Trainer:
     # -- running a round --------------------------------------------------------------------------
     def run_round(self, experiment: str, model_tag: str, strategy: str = "default", batch_size=10,
                   initial_batch_size=30, seed=0, params: dict | None = None, force=False,
-                  dataset_id: str | None = None) -> RoundResult:
+                  dataset_id: str | None = None, pool_survey: str | None = None, pool_band: str | None = None,
+                  pool_min_detections: int | None = None) -> RoundResult:
+        """One round; the ``pool_*`` arguments restrict what may be queued in this round (None: the settings')."""
         if batch_size < 1 or initial_batch_size < 1:
             raise errors.InvalidArgument("batch sizes must be at least 1")
         if seed < 0:
             raise errors.InvalidArgument(f"seed must not be negative, got {seed}")
         req = RoundRequest(check_experiment(experiment), get_tag(model_tag), strategies.check_strategy(strategy),
                            int(batch_size), int(initial_batch_size), int(seed), model_params(params), force,
-                           dataset_id or None)
+                           dataset_id or None, self._pool_filter(pool_survey, pool_band, pool_min_detections))
         with self._lock, limited_threads(self.ts.threads):
             return self._run_round(req)
+
+    def _pool_filter(self, survey: str | None, band: str | None, min_detections: int | None) -> PoolFilter:
+        return PoolFilter(check_survey(self.ts.pool_survey if survey is None else survey),
+                          check_band(self.ts.pool_band if band is None else band),
+                          check_count(self.ts.pool_min_detections if min_detections is None else min_detections,
+                                      "pool_min_detections"))
 
     def _run_round(self, req: RoundRequest) -> RoundResult:
         timer = _Timer()
@@ -193,7 +198,8 @@ class Trainer:
 
         pool = load_pool(self.store, self.spec, self.ts.pool_read_threads)
         timer.lap("load_pool")
-        sets = self._sets(pool, train_ids, hold_ids, labelled, req.tag, lend=not req.dataset_id)
+        sets = self._sets(pool, train_ids, hold_ids, labelled, req.tag, req.pool_filter,
+                          lend=not req.dataset_id)
         rng = np.random.default_rng([req.seed, number])
         query = self._query(sets, req, rng)
         timer.lap("fit_score_rank")
@@ -203,7 +209,7 @@ class Trainer:
         training = ids_table(train_ids + sorted(sets.answered), {**labelled.labels, **sets.answered},
                              previous_ids["training_ids.parquet"], number)
         holdout = ids_table(hold_ids, labelled.labels, previous_ids["holdout_ids.parquet"], number)
-        message = self._message(query, sets)
+        message = self._message(query, sets, req.pool_filter)
         quality = self._quality(sets.train, req.tag)
         result = RoundResult(
             experiment=req.experiment, round=number, created=True, model_tag=req.tag.name, strategy=query.strategy,
@@ -222,7 +228,7 @@ class Trainer:
             "seed": req.seed, "batch_size": req.batch_size, "initial_batch_size": req.initial_batch_size,
             "feature_set_version": self.spec.version, "feature_columns": list(self.spec.columns),
             "queue_key": result.queue_key, "requested_strategy": req.strategy, "dataset_id": req.dataset_id or "",
-            "decision_threshold": query.threshold, "pool_filter": asdict(self.pool_filter), "result": asdict(result),
+            "decision_threshold": query.threshold, "pool_filter": asdict(req.pool_filter), "result": asdict(result),
         }
         self.records.write(req.experiment, number, queue, training, holdout, meta)
         timer.lap("write")
@@ -268,12 +274,12 @@ class Trainer:
         return kept_train + sorted(c for c in new if c not in held), kept_hold + sorted(held)
 
     def _sets(self, pool: pd.DataFrame, train_ids: list[int], hold_ids: list[int], labelled: Labelled,
-              tag: ModelTag, lend: bool) -> Sets:
+              tag: ModelTag, pool_filter: PoolFilter, lend: bool) -> Sets:
         """Training and held-out feature rows, and the unlabelled pool (filtered, with object ids); with ``lend``
         (not for a collected dataset, whose samples are the whole training set) an object's label trains its
         other alerts too."""
         cols = list(self.spec.columns)
-        surveyed = PoolFilter(survey=self.pool_filter.survey).apply(pool)
+        surveyed = PoolFilter(survey=pool_filter.survey).apply(pool)
         indexed = surveyed.set_index("candid")
         unlabelled = with_object_ids(self.store, surveyed[~surveyed["candid"].isin(labelled.any_label)])
         answered: dict[int, tuple[str, int]] = {}
@@ -287,7 +293,7 @@ class Trainer:
         train = labelled_rows(indexed, train_ids + sorted(answered), targets, cols)
         holdout = labelled_rows(indexed, hold_ids, targets, cols)
         missing = (len(train_ids) - len(train) + len(answered)) + (len(hold_ids) - len(holdout))
-        return Sets(train, holdout, self.pool_filter.apply(unlabelled), missing, answered)
+        return Sets(train, holdout, pool_filter.apply(unlabelled), missing, answered)
 
     def _query(self, sets: Sets, req: RoundRequest, rng: np.random.Generator) -> Query:
         """Fit and rank the pool with the strategy, or, while no model can be fitted, pick a first batch."""
@@ -344,14 +350,14 @@ class Trainer:
             "alerts_key": queued["alerts_key"].to_numpy(dtype=object),
         })
 
-    def _message(self, query: Query, sets: Sets) -> str:
+    def _message(self, query: Query, sets: Sets, pool_filter: PoolFilter) -> str:
         message = query.message
         if sets.missing:
             message += f"; {sets.missing} labelled candids have no stored features and were left out"
         if not len(sets.unlabelled):
             message += "; the pool is empty: no unlabelled alerts with features in the store"
-            if self.pool_filter.describe():
-                message += f" that pass the pool filter ({self.pool_filter.describe()})"
+            if pool_filter.describe():
+                message += f" that pass the pool filter ({pool_filter.describe()})"
         return message
 
     def _quality(self, train: pd.DataFrame, tag: ModelTag):

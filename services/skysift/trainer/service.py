@@ -112,6 +112,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             request.experiment, request.model_tag or default_tag(), strategy=request.strategy or ts.strategy,
             batch_size=request.batch_size or ts.batch_size, initial_batch_size=request.initial_batch_size or ts.initial_batch_size,
             seed=request.seed, params=dict(request.params), force=request.force, dataset_id=request.dataset_id or None,
+            pool_survey=request.pool_survey or None, pool_band=request.pool_band or None,
+            pool_min_detections=request.pool_min_detections or None,
         )
         return round_to_proto(result)
 

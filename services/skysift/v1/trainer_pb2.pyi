@@ -104,7 +104,7 @@ class GetQueueResponse(_message.Message):
     def __init__(self, experiment: _Optional[str] = ..., round: _Optional[int] = ..., items: _Optional[_Iterable[_Union[QueueItem, _Mapping]]] = ...) -> None: ...
 
 class RunRoundRequest(_message.Message):
-    __slots__ = ("experiment", "model_tag", "strategy", "batch_size", "initial_batch_size", "seed", "params", "force", "dataset_id")
+    __slots__ = ("experiment", "model_tag", "strategy", "batch_size", "initial_batch_size", "seed", "params", "force", "dataset_id", "pool_survey", "pool_band", "pool_min_detections")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,9 @@ class RunRoundRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    POOL_SURVEY_FIELD_NUMBER: _ClassVar[int]
+    POOL_BAND_FIELD_NUMBER: _ClassVar[int]
+    POOL_MIN_DETECTIONS_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     model_tag: str
     strategy: str
@@ -130,7 +133,10 @@ class RunRoundRequest(_message.Message):
     params: _containers.ScalarMap[str, str]
     force: bool
     dataset_id: str
-    def __init__(self, experiment: _Optional[str] = ..., model_tag: _Optional[str] = ..., strategy: _Optional[str] = ..., batch_size: _Optional[int] = ..., initial_batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., force: _Optional[bool] = ..., dataset_id: _Optional[str] = ...) -> None: ...
+    pool_survey: str
+    pool_band: str
+    pool_min_detections: int
+    def __init__(self, experiment: _Optional[str] = ..., model_tag: _Optional[str] = ..., strategy: _Optional[str] = ..., batch_size: _Optional[int] = ..., initial_batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., force: _Optional[bool] = ..., dataset_id: _Optional[str] = ..., pool_survey: _Optional[str] = ..., pool_band: _Optional[str] = ..., pool_min_detections: _Optional[int] = ...) -> None: ...
 
 class RunRoundResponse(_message.Message):
     __slots__ = ("experiment", "round", "created", "mlflow_run_id", "model_version", "champion_moved", "metrics", "queue_size", "queue_key", "message", "n_train", "n_holdout", "n_pool", "quality_issues", "strategy", "timings")
