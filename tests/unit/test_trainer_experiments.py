@@ -172,3 +172,17 @@ def test_fink_alerts_labelled_by_variable_star_catalogue_position_agree_with_sim
     simbad = oracle_table().set_index("candid")["label"]
     typed = [simbad[c] for c in positives if simbad.get(c, "skip") != "skip"]
     assert len(typed) >= 40 and typed.count("galactic") >= 0.95 * len(typed)
+
+
+def test_the_same_alerts_and_labels_with_feature_set_1_and_2_for_a_paired_comparison():
+    """The v1 vs v2 evidence pairs curves by seed, which holds only if both versions label the same alerts alike
+    (same ids, same targets: the same splits); the columns are each version's own."""
+    from skysift.features import sets
+    from tests.trainer_data import LABELS_CSV
+
+    v1, v2 = (ex.from_alerts([LABELS_CSV.parent], LABELS_CSV, "galactic", version) for version in ("1", "2"))
+    assert (v1.feature_set_version, v2.feature_set_version) == ("1", "2")
+    assert list(v1.X.columns) == sets.feature_set("1").columns and list(v2.X.columns) == sets.feature_set("2").columns
+    assert list(v1.ids) == list(v2.ids) and (v1.y == v2.y).all() and len(v1.y) > 300
+    with pytest.raises(InvalidArgument, match="unknown feature set version '3'"):
+        ex.from_alerts([LABELS_CSV.parent], LABELS_CSV, "galactic", "3")

@@ -59,12 +59,12 @@ def alert_features(paths: list[Path], features_version: str | None = None):
     from skysift.alerts.decode import Packet
     from skysift.chain import features_of_packets
     from skysift.enrichment.core import Enricher, enrich
-    from skysift.features.sets import configured, feature_set as feature_set_of
+    from skysift.features import sets
 
     files = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".avro", ".parquet")})
     if not files:
         raise errors.InvalidArgument(f"no .avro or .parquet alert files under {', '.join(map(str, paths))}")
-    feature_set = feature_set_of(features_version) if features_version else configured()
+    feature_set = sets.feature_set(features_version) if features_version else sets.configured()
     enricher = Enricher(None)  # a production round's enrichment without Lasair: E(B-V), offline catalogues
     chained = features_of_packets([Packet(f.read_bytes(), source=str(f)) for f in files], feature_set=feature_set,
                                   enrich=lambda survey, alerts: enrich(alerts, None, enricher.extinction,
