@@ -53,6 +53,9 @@ class Pool:
     columns: list[str]
     object_column: str = "objectId"
 
+    def __len__(self) -> int:
+        return self.size
+
     def positioned(self) -> Iterator[tuple[int, pd.DataFrame]]:
         start = 0
         for frame in self.frames():
