@@ -75,3 +75,20 @@ def test_a_pool_that_changes_while_it_is_ranked_is_an_error(rows):
     with pytest.raises(errors.FailedPrecondition, match="changed while it was ranked"):
         streamed_query(grown, "uncertainty", QUEUE, np.random.default_rng(0),
                        Scorer(fit(train[columns], train["target"], model_params(None), SEED)))
+
+
+@pytest.mark.parametrize("name", ["diverse_uncertainty", "density", "diverse"])
+def test_a_pool_over_the_standardisation_sample_is_ranked_on_a_seeded_sample(rows, name, monkeypatch):
+    """Above STATS_SAMPLE rows the median and spread come from a seeded sample: the queue stays full, one alert
+    per object, and the same for the same seed."""
+    from skysift.trainer import streamed as streamed_module
+
+    monkeypatch.setattr(streamed_module, "STATS_SAMPLE", 50)
+    train, pool = rows
+    columns = list(FeatureSpec.current().columns)
+    scorer = Scorer(fit(train[columns], train["target"], model_params(None), SEED))
+    queues = [streamed_query(_pool(pool, columns), name, QUEUE, np.random.default_rng(SEED), scorer, train)
+              for _ in range(2)]
+    queued = [q.candidates.iloc[q.ranked.index] for q in queues]
+    assert len(queued[0]) == QUEUE and queued[0]["objectId"].is_unique
+    assert queued[0]["candid"].tolist() == queued[1]["candid"].tolist()

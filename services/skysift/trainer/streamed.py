@@ -160,29 +160,31 @@ def streamed_query(pool: Pool, strategy: str, n: int, rng: np.random.Generator, 
     if chosen.needs_model and scorer.model is None:
         raise errors.InvalidArgument(f"strategy {strategy!r} needs a model")
     features = strategies.FEATURES in chosen.needs
-    stats, prefetched = (_prefetch(pool, chosen, rng, sample_seed) if features else (None, None))
-    labelled_std = None
-    if features:
-        X_labelled = (labelled[pool.columns].to_numpy() if labelled is not None
-                      else np.empty((0, len(pool.columns))))
-        labelled_std = selection.standardise(stats, X_labelled)[1]
+    sample = _sample_positions(pool.size, sample_seed) if features else None
+    stats, prefetched = None, None
+    if isinstance(chosen, (strategies.DensityWeighted, strategies.Diverse)):  # rows drawn before any ranking
+        stats, prefetched = _prefetch(pool, chosen, rng, sample)
+    X_labelled = labelled[pool.columns].to_numpy() if labelled is not None else np.empty((0, len(pool.columns)))
     if isinstance(chosen, strategies.Diverse):
-        return _cold_start(pool, chosen, n, rng, prefetched, stats, labelled_std, scorer)
+        return _cold_start(pool, chosen, n, rng, prefetched, stats, selection.standardise(stats, X_labelled)[1],
+                           scorer)
     need = strategies.DIVERSITY_POOL * n if isinstance(chosen, strategies.DiverseUncertainty) else n
     k = CANDIDATES_PER_QUEUED * need
     start = copy.deepcopy(rng)
     while True:
         rng.bit_generator.state = copy.deepcopy(start.bit_generator.state)
-        kept, draws = _scan(pool, chosen, rng, scorer, k, prefetched, stats)
+        kept, draws, sampled = _scan(pool, chosen, rng, scorer, k, prefetched, stats,
+                                     sample if features and stats is None else False)
         if all(r.complete(need, pool.size, pool.object_column) for r in kept) or k >= pool.size:
             break
         k *= 4  # objects repeated among the kept rows: keep more
+    stats = sampled if stats is None else stats
     candidates = pd.concat([r.rows for r in kept]).drop_duplicates("position").sort_values("position")
     candidates = candidates.reset_index(drop=True)
     q = scorer.query_input(candidates[pool.columns], pool.objects(candidates))
     if features:
-        q.features = selection.standardise(stats, candidates[pool.columns].to_numpy())[1]
-        q.labelled_features = labelled_std
+        q.features, q.labelled_features = selection.standardise(stats, candidates[pool.columns].to_numpy(),
+                                                                X_labelled)[1:]
     if q.proba is None and q.object_ids is None:
         q.object_ids = np.full(len(candidates), "", dtype=object)  # only the candidates' number matters to random
     if "_density" in candidates:
@@ -193,8 +195,10 @@ def streamed_query(pool: Pool, strategy: str, n: int, rng: np.random.Generator, 
 
 
 def _scan(pool: Pool, chosen: strategies.Strategy, rng: np.random.Generator, scorer: Scorer, k: int,
-          prefetched: pd.DataFrame | None, stats: np.ndarray | None) -> tuple[list[_Kept], list[str]]:
-    """One pass: each frame scored, each ranking's top ``k`` kept; returns them and the draws select will make."""
+          prefetched: pd.DataFrame | None, stats: np.ndarray | None, sample: np.ndarray | None | bool
+          ) -> tuple[list[_Kept], list[str], np.ndarray | None]:
+    """One pass: each frame scored, each ranking's top ``k`` kept; returns them, the draws select will make and,
+    unless ``sample`` is False, the standardisation sample's feature rows (see :func:`_sample_positions`)."""
     if isinstance(chosen, strategies.DensityWeighted):
         rng.permutation(pool.size)  # the whole pool's reference draw (made in _prefetch from a copy)
         reference = selection.standardise(stats, prefetched[pool.columns].to_numpy())[1]
@@ -206,7 +210,10 @@ def _scan(pool: Pool, chosen: strategies.Strategy, rng: np.random.Generator, sco
         draws = ["_tb"]
     streams = dict(zip(draws, _draws(rng, len(draws), pool.size)))
     kept = [_Kept(k, tiebreak) for tiebreak in (draws if isinstance(chosen, strategies.ThresholdBalanced) else ["_tb"])]
+    sampled = []
     for start, frame in pool.positioned():
+        if sample is not False:
+            sampled.append(_sampled(frame[pool.columns].to_numpy(), start, sample))
         q = scorer.query_input(frame[pool.columns], pool.objects(frame))
         rows = frame.assign(position=np.arange(start, start + len(frame)),
                             **{name: g.random(len(frame)) for name, g in streams.items()})
@@ -227,34 +234,39 @@ def _scan(pool: Pool, chosen: strategies.Strategy, rng: np.random.Generator, sco
             kept[0].add(rows, chosen.scores(q, rng))
         else:
             raise errors.InvalidArgument(f"strategy {chosen.name!r} has no streamed form; rank a smaller pool")
-    return kept, draws
+    return kept, draws, (np.concatenate(sampled) if sampled else np.empty((0, len(pool.columns))))
 
 
-def _prefetch(pool: Pool, chosen: strategies.Strategy, rng: np.random.Generator, sample_seed: int
-              ) -> tuple[np.ndarray, pd.DataFrame | None]:
-    """One pass for the strategies that measure distances: the standardisation sample (the whole pool up to
-    STATS_SAMPLE rows, else a seeded sample) and the rows the strategy draws by position before it ranks
-    (density's reference, the cold start's k-centre sample), in the order drawn."""
-    wanted = None
-    if isinstance(chosen, strategies.DensityWeighted):
-        wanted = copy.deepcopy(rng).permutation(pool.size)[:selection.DENSITY_REFERENCE]
-    elif isinstance(chosen, strategies.Diverse):
-        wanted = copy.deepcopy(rng).permutation(pool.size)[:strategies.COLD_START_SAMPLE]
-    sample = (None if pool.size <= STATS_SAMPLE else
-              np.sort(np.random.default_rng(sample_seed).choice(pool.size, STATS_SAMPLE, replace=False)))
+def _sample_positions(size: int, seed: int) -> np.ndarray | None:
+    """The pool positions the standardisation is measured on: a seeded sample of STATS_SAMPLE rows, or None
+    (every row) in a smaller pool."""
+    if size <= STATS_SAMPLE:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(size, STATS_SAMPLE, replace=False))
+
+
+def _sampled(X: np.ndarray, start: int, sample: np.ndarray | None) -> np.ndarray:
+    """The rows of a frame starting at pool position ``start`` that ``sample`` holds."""
+    if sample is None:
+        return X
+    lo, hi = np.searchsorted(sample, [start, start + len(X)])
+    return X[sample[lo:hi] - start]
+
+
+def _prefetch(pool: Pool, chosen: strategies.Strategy, rng: np.random.Generator, sample: np.ndarray | None
+              ) -> tuple[np.ndarray, pd.DataFrame]:
+    """One pass for the strategies that draw rows by position before they rank (density's reference, the cold
+    start's k-centre sample): those rows, in the order drawn, and the standardisation sample."""
+    size = selection.DENSITY_REFERENCE if isinstance(chosen, strategies.DensityWeighted) else strategies.COLD_START_SAMPLE
+    wanted = copy.deepcopy(rng).permutation(pool.size)[:size]
     sampled, fetched = [], []
     for start, frame in pool.positioned():
         positions = np.arange(start, start + len(frame))
-        X = frame[pool.columns].to_numpy()
-        sampled.append(X if sample is None else X[np.isin(positions, sample)])
-        if wanted is not None:
-            hit = np.isin(positions, wanted)
-            fetched.append(frame[hit].assign(position=positions[hit]))
-    stats = np.concatenate(sampled) if sampled else np.empty((0, len(pool.columns)))
-    if wanted is None:
-        return stats, None
+        sampled.append(_sampled(frame[pool.columns].to_numpy(), start, sample))
+        hit = np.isin(positions, wanted)
+        fetched.append(frame[hit].assign(position=positions[hit]))
     rows = pd.concat(fetched).set_index("position", drop=False).loc[wanted].reset_index(drop=True)
-    return stats, rows
+    return np.concatenate(sampled), rows
 
 
 def _cold_start(pool: Pool, chosen: strategies.Strategy, n: int, rng: np.random.Generator, sample: pd.DataFrame,
