@@ -1,8 +1,9 @@
 """The pool a round ranks: stored feature rows (one per candid), filtered, with their objects.
 
 The pool is every ``features/`` batch in the store with the current feature-set version, deduplicated by
-candid (the latest batch wins). Memory is linear in the pool: one float64 per feature and row (~22 columns:
-~180 B a row, ~18 MB per 100k alerts).
+candid (the latest batch wins). :func:`load_pool` holds it whole (one float64 per feature and row, ~22 columns:
+~180 B a row, held as several copies), for experiments and datasets; a round reads it as a stream
+(:func:`round_pool`, ranked by :mod:`.streamed`) and holds ~9 bytes a row plus one features batch.
 """
 
 from __future__ import annotations
