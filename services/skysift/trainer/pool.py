@@ -134,6 +134,7 @@ class RoundPool:
 
     unlabelled: Pool
     labelled: pd.DataFrame
+    of_labelled_objects: pd.DataFrame  # with an object-level tag: the other alerts of labelled objects (few)
 
 
 def round_pool(store, spec: FeatureSpec, pool_filter: PoolFilter, labelled: set[int],
@@ -141,12 +142,14 @@ def round_pool(store, spec: FeatureSpec, pool_filter: PoolFilter, labelled: set[
     """The pool of :func:`load_pool` without holding it: a first pass keeps, per features batch, which rows
     may be queued (their candid is the latest occurrence, they pass ``pool_filter``, carry no label and, with
     ``labelled_objects`` (an object-level tag), belong to no labelled object); the stream reads each batch again.
+    With ``labelled_objects``, the unlabelled alerts of labelled objects (in the survey) are read too: an
+    object's label may train them (:func:`answered_by_object`).
 
     Resident per pool row: a candid (8 bytes) for the deduplication and a mask byte; with ``labelled_objects``
     a 64-bit hash of the objectId (a collision could hide an alert: ~1e-10 at 10M alerts and 10k objects).
     """
     batch_keys = sorted(feature_batches(store))
-    seen: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = []  # key, candids, queueable, object hash
+    seen = []  # per batch: key, candids, queueable, unlabelled in the survey, its rows' object hash
     labelled_parts, labelled_candids = [], np.fromiter(labelled, dtype="int64", count=len(labelled))
     for key, table in _in_order(batch_keys, lambda key: _features_table(store, spec, key), threads):
         if table is None:
@@ -154,18 +157,19 @@ def round_pool(store, spec: FeatureSpec, pool_filter: PoolFilter, labelled: set[
         df = table.to_pandas()
         candids = df["candid"].to_numpy(dtype="int64")
         is_labelled = np.isin(candids, labelled_candids)
-        queueable = pool_filter.mask(df) & ~is_labelled
+        surveyed = PoolFilter(survey=pool_filter.survey).mask(df) & ~is_labelled
+        queueable = pool_filter.mask(df) & surveyed
         if is_labelled.any():
             rows = df[is_labelled].copy()
             rows["objectId"] = batch_object_ids(store, key, rows)
             rows["survey_ok"] = PoolFilter(survey=pool_filter.survey).mask(rows)
             labelled_parts.append(rows)
         hashed = None
-        if labelled_objects is not None and queueable.any():
+        if labelled_objects is not None and surveyed.any():
             hashed = np.zeros(len(df), dtype="uint64")
-            hashed[queueable] = pd.util.hash_array(batch_object_ids(store, key, df[queueable]))
-        seen.append((key, candids, queueable, hashed))
-    latest = ~pd.Series(np.concatenate([c for _, c, _, _ in seen]) if seen else np.empty(0, "int64")
+            hashed[surveyed] = pd.util.hash_array(batch_object_ids(store, key, df[surveyed]))
+        seen.append((key, candids, queueable, surveyed, hashed))
+    latest = ~pd.Series(np.concatenate([c for _, c, *_ in seen]) if seen else np.empty(0, "int64")
                         ).duplicated(keep="last").to_numpy()  # keys sort by night and poll time
     labelled_rows = (pd.concat(labelled_parts, ignore_index=True).drop_duplicates("candid", keep="last")
                      if labelled_parts else empty_pool(spec).assign(objectId=pd.Series(dtype=object), survey_ok=False))
@@ -173,12 +177,17 @@ def round_pool(store, spec: FeatureSpec, pool_filter: PoolFilter, labelled: set[
     if labelled_objects is not None:
         objects = (set(labelled_objects) | set(labelled_rows["objectId"])) - {""}
         excluded = pd.util.hash_array(np.array(sorted(objects), dtype=object)) if objects else np.empty(0, "uint64")
-    masks, start = [], 0
-    for key, candids, queueable, hashed in seen:
-        keep = latest[start:start + len(candids)] & queueable
+    masks, of_objects, start = [], [], 0
+    for key, candids, queueable, surveyed, hashed in seen:
+        is_latest = latest[start:start + len(candids)]
         start += len(candids)
+        keep = is_latest & queueable
         if hashed is not None:
-            keep &= ~np.isin(hashed, excluded)
+            objects_labelled = np.isin(hashed, excluded)
+            keep &= ~objects_labelled
+            if (lend := is_latest & surveyed & objects_labelled).any():
+                rows = _features_table(store, spec, key).to_pandas()[lend]
+                of_objects.append(rows.assign(objectId=batch_object_ids(store, key, rows)))
         if keep.any():
             masks.append((key, keep))
 
@@ -190,7 +199,9 @@ def round_pool(store, spec: FeatureSpec, pool_filter: PoolFilter, labelled: set[
             yield rows
 
     size = int(sum(int(keep.sum()) for _, keep in masks))
-    return RoundPool(Pool(frames, size, list(spec.columns)), labelled_rows.reset_index(drop=True))
+    of_objects_rows = (pd.concat(of_objects, ignore_index=True) if of_objects else
+                       empty_pool(spec).assign(objectId=pd.Series(dtype=object)))
+    return RoundPool(Pool(frames, size, list(spec.columns)), labelled_rows.reset_index(drop=True), of_objects_rows)
 
 
 def _in_order(items: list, read, threads: int):
@@ -199,3 +210,37 @@ def _in_order(items: list, read, threads: int):
         for i in range(0, len(items), threads):
             window = items[i:i + threads]
             yield from zip(window, executor.map(read, window))
+
+
+def labelled_rows(indexed_pool: pd.DataFrame, ids: list[int], targets: dict[int, int], cols: list[str]) -> pd.DataFrame:
+    """The feature rows of ``ids`` that the pool holds, with their ``target``, indexed by candid."""
+    present = [c for c in ids if c in indexed_pool.index]
+    df = indexed_pool.loc[present, cols].copy()
+    df["target"] = np.array([targets[c] for c in present], dtype=int)
+    df.index.name = "candid"
+    return df
+
+
+def answered_by_object(labelled: pd.DataFrame, unlabelled: pd.DataFrame, train_ids: list[int], hold_ids: list[int],
+                       labels: dict[int, tuple[str, int | None]]) -> dict[int, tuple[str, int]]:
+    """candid -> (label, target) of unlabelled alerts whose object's class is already known (object-level tags).
+
+    An object whose labelled training alerts agree lends their label to its other alerts: one answer about a
+    star counts for every alert of it. Nothing is lent from an object with a held-out alert (its other alerts
+    would leak the held-out answer into training) or with conflicting labels. Both frames carry ``candid`` and
+    ``objectId`` ('' when unknown).
+    """
+    side = {**{c: "train" for c in train_ids}, **{c: "holdout" for c in hold_ids}}
+    known: dict[str, set[tuple[str, int]]] = {}
+    held_objects = set()
+    for candid, obj in zip(labelled["candid"].astype("int64"), labelled["objectId"]):
+        where = side.get(int(candid))
+        if not obj or where is None:
+            continue
+        if where == "holdout":
+            held_objects.add(obj)
+        else:
+            known.setdefault(obj, set()).add(labels[int(candid)])
+    lent = {obj: min(answers) for obj, answers in known.items()
+            if len({t for _, t in answers}) == 1 and obj not in held_objects}
+    return {int(c): lent[obj] for c, obj in zip(unlabelled["candid"], unlabelled["objectId"]) if obj in lent}

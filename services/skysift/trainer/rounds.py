@@ -11,8 +11,8 @@ label events: its samples' candids and targets are the labelled set, the rest of
 digest then covers the dataset id too, and the pool still excludes every labelled candid.
 
 The queue holds at most one alert per object. For a model tag whose classes belong to the object (galactic:
-``ModelTag.object_level``) an object with a labelled alert is not queued again; for real/bogus each alert is
-its own question. ``SKYSIFT_TRAINER_POOL_*`` restrict what may be queued (survey, band, minimum detections);
+``ModelTag.object_level``) an object with a labelled alert is not queued again and its other alerts train with
+that label (:func:`.pool.answered_by_object`); for real/bogus each alert is its own question. ``SKYSIFT_TRAINER_POOL_*`` restrict what may be queued (survey, band, minimum detections);
 the survey restriction applies to the training labels too, so a model tag can be trained per survey.
 
 Measured on 2 shared cores (real feature rows resampled, local store, 120 training labels, uncertainty):
@@ -45,7 +45,7 @@ from skysift.trainer import evaluation, strategies, tracking
 from skysift.trainer.datasets import training_labels
 from skysift.trainer.labels import LabelStore, label_conflicts, label_targets, labels_digest
 from skysift.trainer.model import can_fit, cold_start_strategy, fit_scorer, limited_threads, model_params
-from skysift.trainer.pool import FeatureSpec, PoolFilter, round_pool
+from skysift.trainer.pool import FeatureSpec, PoolFilter, answered_by_object, labelled_rows, round_pool
 from skysift.trainer.records import (
     QueueItem,
     QueueResult,
@@ -97,6 +97,7 @@ class Sets:
     holdout: pd.DataFrame
     unlabelled: Pool
     missing: int  # labelled candids without stored features
+    answered: dict[int, tuple[str, int]]  # candid -> (label, target) inherited from its object's labelled alerts
 
 
 @dataclass
@@ -192,7 +193,7 @@ class Trainer:
         train_ids, hold_ids = self._split(labelled.targets, *previous_ids.values(), split_seed)
         timer.lap("labels")
 
-        sets = self._sets(train_ids, hold_ids, labelled, req.tag)
+        sets = self._sets(train_ids, hold_ids, labelled, req.tag, lend=not req.dataset_id)
         timer.lap("load_pool")
         rng = np.random.default_rng([req.seed, number])
         query = self._query(sets, req, rng)
@@ -200,7 +201,8 @@ class Trainer:
         metrics = self._evaluate(query, sets, req.tag)
         timer.lap("evaluate")
         queue = self._queue(query)
-        training = ids_table(train_ids, labelled.labels, previous_ids["training_ids.parquet"], number)
+        training = ids_table(train_ids + sorted(sets.answered), {**labelled.labels, **sets.answered},
+                             previous_ids["training_ids.parquet"], number)
         holdout = ids_table(hold_ids, labelled.labels, previous_ids["holdout_ids.parquet"], number)
         message = self._message(query, sets)
         quality = self._quality(sets.train, req.tag)
@@ -266,27 +268,23 @@ class Trainer:
                                          self.ts.holdout_fraction, split_seed)
         return kept_train + sorted(c for c in new if c not in held), kept_hold + sorted(held)
 
-    def _sets(self, train_ids: list[int], hold_ids: list[int], labelled: Labelled, tag: ModelTag) -> Sets:
-        """Training and held-out feature rows, and the unlabelled pool (filtered, with object ids, streamed).
-
-        For a model tag whose classes belong to the object, an object with a labelled alert is answered for all
-        its alerts: none of them is queued."""
+    def _sets(self, train_ids: list[int], hold_ids: list[int], labelled: Labelled, tag: ModelTag, lend: bool) -> Sets:
+        """Training and held-out feature rows, and the unlabelled pool (filtered, with object ids, streamed); with
+        ``lend`` (not for a collected dataset, whose samples are the whole training set) an object's label trains
+        its other alerts too."""
         cols = list(self.spec.columns)
         pool = round_pool(self.store, self.spec, self.pool_filter, labelled.any_label,
                           labelled.objects if tag.object_level else None, self.ts.pool_read_threads)
-        indexed = pool.labelled[pool.labelled["survey_ok"]].set_index("candid")
-        targets = labelled.targets
-
-        def rows(ids: list[int]) -> pd.DataFrame:
-            present = [c for c in ids if c in indexed.index]
-            df = indexed.loc[present, cols].copy()
-            df["target"] = np.array([targets[c] for c in present], dtype=int)
-            df.index.name = "candid"
-            return df
-
-        train, holdout = rows(train_ids), rows(hold_ids)
-        missing = (len(train_ids) - len(train)) + (len(hold_ids) - len(holdout))
-        return Sets(train, holdout, pool.unlabelled, missing)
+        answered: dict[int, tuple[str, int]] = {}
+        if tag.object_level and lend:
+            answered = answered_by_object(pool.labelled, pool.of_labelled_objects, train_ids, hold_ids,
+                                          labelled.labels)
+        indexed = pd.concat([pool.labelled[pool.labelled["survey_ok"]], pool.of_labelled_objects]).set_index("candid")
+        targets = {**labelled.targets, **{c: t for c, (_, t) in answered.items()}}
+        train = labelled_rows(indexed, train_ids + sorted(answered), targets, cols)
+        holdout = labelled_rows(indexed, hold_ids, targets, cols)
+        missing = (len(train_ids) - len(train) + len(answered)) + (len(hold_ids) - len(holdout))
+        return Sets(train, holdout, pool.unlabelled, missing, answered)
 
     def _query(self, sets: Sets, req: RoundRequest, rng: np.random.Generator) -> Query:
         """Fit and rank the pool with the strategy, or, while no model can be fitted, pick a first batch."""
