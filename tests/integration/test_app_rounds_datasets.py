@@ -84,7 +84,7 @@ def at(world, monkeypatch):
 
 def rounds_page(at) -> AppTest:
     at.run()
-    at.switch_page("pages/rounds.py").run()
+    at.switch_page("views/rounds.py").run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     return at
@@ -147,7 +147,7 @@ def test_two_runs_side_by_side_show_what_differs(at, world):
 
 def test_collect_list_and_inspect_a_dataset(at, world):
     at.run()
-    at.switch_page("pages/datasets.py").run()
+    at.switch_page("views/datasets.py").run()
     assert not at.exception
     form_name = next(t for t in at.text_input if t.label == "Name")
     form_name.input("oracle-set")

@@ -9,6 +9,7 @@ from skysift.app.rounds import (
     round_table,
     tidy_runs,
 )
+from skysift.modeltags import MODEL_TAGS, get_tag
 
 REFS = [ExperimentRef("1", "skysift/galactic/unc-s1", "galactic", "unc-s1"),
         ExperimentRef("2", "skysift/galactic/unc-s2", "galactic", "unc-s2"),
@@ -113,3 +114,55 @@ def test_a_perfect_f1_on_a_few_held_out_alerts_still_gets_a_wide_interval():
     many = f1_bootstrap({"tp": 200, "fp": 0, "fn": 0, "tn": 200})
     assert few[1] == 1.0 and few[0] < 0.8
     assert many[0] > 0.97 and many[1] - many[0] < few[1] - few[0]
+
+
+def test_round_0_shows_a_dash_not_none_and_every_metric_three_decimals():
+    """Round 0 trains nothing and is evaluated on nothing: its metrics, their n and the class balance are missing,
+    which Streamlit printed as "None" in the table."""
+    from skysift.app.rounds import shown_table, with_intervals
+
+    raw = search_runs_frame()
+    raw.loc[raw["params.round"] == "0", ["metrics.holdout_f1", "metrics.train_n_positive",
+                                         "metrics.train_n_negative"]] = float("nan")
+    runs = tidy_runs(raw, REFS)
+    counts = {r: {"tp": 3, "fp": 1, "fn": 1, "tn": 5} for r, rnd in zip(runs["run_id"], runs["round"]) if rnd > 0}
+    table = with_intervals(round_table(runs), counts, champion_run="1-2")
+    table["mlflow"] = None  # a sqlite store: no run has a link
+    shown = shown_table(table)
+    cells = shown.astype(str).to_numpy().ravel()
+    assert not {"None", "nan", "<NA>", "NaN"} & set(cells), shown.to_string()
+    assert "mlflow" not in shown
+    assert list(shown.columns[shown.columns.get_loc("f1"):][:3]) == ["f1", "f1 n", "f1 95%"]  # F1 first, with n
+    assert shown.columns.get_loc("f1") < shown.columns.get_loc("train_n_positive")
+    first = shown[(shown["experiment"] == "unc-s1")].set_index("round")
+    assert first.loc[0, "f1"] == first.loc[0, "f1 n"] == first.loc[0, "train_n_positive"] == "–"
+    assert first.loc[2, "f1"] == f"{runs.loc[runs['run_id'] == '1-2', 'holdout_f1'].item():.3f}"
+    assert first.loc[2, "f1 n"] == "10" and first.loc[2, "champion"] == "★"
+
+
+@pytest.mark.parametrize("tag", sorted(MODEL_TAGS))
+def test_every_word_of_the_confusion_matrix_lies_inside_its_picture(tag):
+    """The "One round" tab's matrix cut its row labels ("rue not_galactic"): every text drawn, with each model
+    tag's class names, must lie within the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    from skysift.app.rounds import confusion_figure
+
+    fig = confusion_figure({"tn": 12, "fp": 3, "fn": 1, "tp": 40}, get_tag(tag).classes, "n = 56 held-out alerts")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    width, height = fig.bbox.width, fig.bbox.height
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    assert {*get_tag(tag).classes, "12", "40"} <= {t.get_text() for t in texts}
+    for text in texts:
+        box = text.get_window_extent(canvas.get_renderer())
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, (text.get_text(), box)
+
+
+def test_the_table_leaves_out_the_experiment_when_it_is_the_one_chosen():
+    from skysift.app.rounds import shown_table
+
+    runs = tidy_runs(search_runs_frame(), REFS)
+    one = runs[runs["experiment"] == "unc-s1"]
+    assert "experiment" not in shown_table(round_table(one)) and "experiment" in shown_table(round_table(runs))

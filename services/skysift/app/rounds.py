@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass
 
 import pandas as pd
@@ -23,11 +24,13 @@ from skysift import errors
 from skysift.redact import redact_uri
 
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+SHOWN_METRIC_ORDER = ("f1", "precision", "recall", "accuracy", "roc_auc")  # the headline metric first
 INT_PARAMS = ("round", "n_train", "n_holdout", "seed", "batch_size", "initial_batch_size")
 ARTIFACTS = {"confusion": "confusion_matrix.png", "confusion_counts": "confusion_matrix.json",
              "importance_csv": "permutation_importance.csv", "importance_png": "permutation_importance.png",
              "learning_curves": "learning_curves.csv"}
 CONFIDENCE = 0.95
+_DASH = "–"  # what a round without a value shows
 BOOTSTRAP_DRAWS = 2000
 
 
@@ -140,6 +143,38 @@ def with_intervals(table: pd.DataFrame, counts_by_run: dict[str, dict], champion
     return out
 
 
+def shown_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The per-round table as the page shows it: metrics to three decimals, counts as whole numbers, and a dash
+    where a round has no value (round 0 trains nothing and is evaluated on nothing: Streamlit wrote "None" there).
+    The MLflow links are left out when no run has one (a sqlite store has no UI to link to), the experiment when
+    every row has the one chosen above the table, and F1 comes first: at 1400 px its n and interval were scrolled
+    off to the right."""
+    out = table.copy()
+    if "mlflow" in out and out["mlflow"].isna().all():
+        out = out.drop(columns="mlflow")
+    if "experiment" in out and out["experiment"].nunique() <= 1:
+        out = out.drop(columns="experiment")
+    metric_cols = [c for m in SHOWN_METRIC_ORDER for c in out.columns if c == m or c.startswith(f"{m} ")]
+    if metric_cols:
+        at = min(out.columns.get_loc(c) for c in metric_cols)
+        out = out[[c for c in out.columns[:at] if c not in metric_cols] + metric_cols
+                  + [c for c in out.columns[at:] if c not in metric_cols]]
+    for name in out.columns:
+        if name == "mlflow":
+            continue
+        values = out[name]
+        if name in METRICS or name == "train_positive_fraction":
+            out[name] = [_DASH if _missing(v) else f"{float(v):.3f}" for v in values]
+        elif values.isna().any():
+            out[name] = [_DASH if _missing(v) else _count_text(v) for v in values]
+    return out
+
+
+def _count_text(value) -> str:
+    """A count as '12' whether pandas holds it as 12, 12.0 or an Int64."""
+    return str(int(value)) if isinstance(value, numbers.Real) and float(value).is_integer() else str(value)
+
+
 def round_curve(runs: pd.DataFrame, metric: str, counts_by_run: dict[str, dict]) -> pd.DataFrame:
     """One experiment's ``metric`` per round against the labels used, with its 95 % interval as the band."""
     col = metric_column(runs, metric)
@@ -243,7 +278,7 @@ def metric_intervals(counts: dict) -> dict[str, tuple[int, tuple[float, float] |
 
 
 def interval_text(found: tuple[float, float] | None) -> str:
-    return "–" if found is None else f"{found[0]:.2f}–{found[1]:.2f}"
+    return _DASH if found is None else f"{found[0]:.2f}–{found[1]:.2f}"
 
 
 def run_link(tracking_uri: str, experiment_id, run_id: str) -> str | None:
@@ -266,24 +301,31 @@ def experiment_curves(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def confusion_png(counts: dict, classes: tuple[str, str], title: str) -> bytes:
+    from skysift.app.plots import figure_png
+
+    return figure_png(confusion_figure(counts, classes, title))
+
+
+def confusion_figure(counts: dict, classes: tuple[str, str], title: str):
     """The held-out confusion matrix, counts written in a colour that reads on their cell (the trainer's PNG
-    wrote black on dark blue)."""
+    wrote black on dark blue), the true classes' names upright beside their row (written across, "true
+    not_galactic" was cut at the figure's left edge)."""
     import numpy as np
     from matplotlib.figure import Figure
 
     cm = np.array([[counts.get("tn", 0), counts.get("fp", 0)], [counts.get("fn", 0), counts.get("tp", 0)]])
-    fig = Figure(figsize=(3.6, 3.0), dpi=120, layout="constrained")
+    fig = Figure(figsize=(3.6, 3.4), dpi=120, layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, cm.max()))
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, str(v), ha="center", va="center", fontsize=14,
                 color="white" if v > cm.max() / 2 else "#08306b")
-    ax.set_xticks([0, 1], [f"pred {c}" for c in classes], fontsize=8)
-    ax.set_yticks([0, 1], [f"true {c}" for c in classes], fontsize=8)
+    ax.set_xticks([0, 1], classes, fontsize=9)
+    ax.set_yticks([0, 1], classes, fontsize=9, rotation=90, va="center")
+    ax.set_xlabel("predicted", fontsize=9)
+    ax.set_ylabel("true", fontsize=9)
     ax.set_title(title, fontsize=9)
-    from skysift.app.plots import figure_png
-
-    return figure_png(fig)
+    return fig
 
 
 def importance_chart(table: pd.DataFrame, top: int = 15):
@@ -292,7 +334,7 @@ def importance_chart(table: pd.DataFrame, top: int = 15):
 
     shown = table.sort_values("importance_mean", ascending=False).head(top)
     base = alt.Chart(shown).encode(y=alt.Y("feature:N", sort="-x", title=None))
-    bars = base.mark_bar().encode(x=alt.X("importance_mean:Q", title="mean drop in the score when shuffled"))
+    bars = base.mark_bar().encode(x=alt.X("importance_mean:Q", title="drop in the score when shuffled"))
     if "importance_std" in shown:
         shown = shown.assign(lo=shown["importance_mean"] - shown["importance_std"],
                              hi=shown["importance_mean"] + shown["importance_std"])
@@ -329,7 +371,7 @@ def _missing(value) -> bool:
 
 def _text(value) -> str:
     if _missing(value):
-        return "–"
+        return _DASH
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
