@@ -199,7 +199,7 @@ with tab_round:
             if balance.empty:
                 st.caption("not logged for this round")
             else:
-                st.bar_chart(balance, x="class", y="count")
+                st.altair_chart(rounds.class_chart(balance), width="stretch")
         with c3:
             st.markdown("**Permutation importance**")
             if "importance_csv" in arts:

@@ -27,7 +27,9 @@ from tests.e2e.browser import (
     MARKS,
     assert_not_blank,
     assert_on_first_screen,
+    assert_rounds_page_tells_the_truth,
     idle,
+    image,
     overflow_px,
     screenshot,
     shown_candid,
@@ -120,10 +122,12 @@ def test_rounds_page_renders(app, page):
     idle(page)
     assert_on_first_screen(page, page.locator("[data-testid=stDataFrame]").first, "the table of rounds")
     assert_not_blank(screenshot(page, "rounds"))
+    assert_rounds_page_tells_the_truth(page, champion_round=1)
     page.get_by_role("tab", name="One round").click()
     page.get_by_text("Permutation importance").first.wait_for(timeout=60_000)
     idle(page)
     assert_not_blank(screenshot(page, "rounds-one-round"))
+    assert_on_first_screen(page, image(page, "held-out confusion matrix"), "the confusion matrix")
 
 
 def test_datasets_page_renders(app, page):

@@ -166,3 +166,14 @@ def test_the_table_leaves_out_the_experiment_when_it_is_the_one_chosen():
     runs = tidy_runs(search_runs_frame(), REFS)
     one = runs[runs["experiment"] == "unc-s1"]
     assert "experiment" not in shown_table(round_table(one)) and "experiment" in shown_table(round_table(runs))
+
+
+def test_the_importance_bars_and_their_spread_share_one_order_most_important_first():
+    """Each layer sorted by its own x: Vega fell back to alphabetical order and drew each bar a row off its name."""
+    from skysift.app.rounds import importance_chart
+
+    table = pd.DataFrame({"feature": ["amplitude_g", "dec", "median_r", "ndets"],
+                          "importance_mean": [0.0, 0.02, 0.05, 0.01], "importance_std": [0.0, 0.05, 0.05, 0.0]})
+    spec = importance_chart(table).to_dict()
+    orders = [layer["encoding"]["y"]["sort"] for layer in spec["layer"]]
+    assert orders == [["median_r", "dec", "ndets", "amplitude_g"]] * 2, orders

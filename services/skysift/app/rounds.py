@@ -329,17 +329,31 @@ def confusion_figure(counts: dict, classes: tuple[str, str], title: str):
 
 
 def importance_chart(table: pd.DataFrame, top: int = 15):
-    """Altair: the ``top`` features by mean permutation importance, as horizontal bars with their spread."""
+    """Altair: the ``top`` features by mean permutation importance, as horizontal bars with their spread, most
+    important at the top. Both layers get the same explicit order: sorted each by its own x ("-x" on the bars,
+    on the spread's low end), they disagreed, Vega fell back to alphabetical order and drew the bars a row off."""
     import altair as alt
 
     shown = table.sort_values("importance_mean", ascending=False).head(top)
-    base = alt.Chart(shown).encode(y=alt.Y("feature:N", sort="-x", title=None))
-    bars = base.mark_bar().encode(x=alt.X("importance_mean:Q", title="drop in the score when shuffled"))
+    y = alt.Y("feature:N", sort=list(shown["feature"]), title=None)
+    bars = alt.Chart(shown).mark_bar().encode(y=y, x=alt.X("importance_mean:Q",
+                                                           title="drop in the score when shuffled"))
     if "importance_std" in shown:
         shown = shown.assign(lo=shown["importance_mean"] - shown["importance_std"],
                              hi=shown["importance_mean"] + shown["importance_std"])
-        return bars + alt.Chart(shown).mark_rule().encode(y=alt.Y("feature:N", sort="-x"), x="lo:Q", x2="hi:Q")
+        return bars + alt.Chart(shown).mark_rule().encode(y=y, x="lo:Q", x2="hi:Q")
     return bars
+
+
+def class_chart(counts: pd.DataFrame):
+    """Altair: labels per class as horizontal bars, names written across (st.bar_chart stood them on end under
+    tall bars that pushed the rest of the page below the screen)."""
+    import altair as alt
+
+    return alt.Chart(counts).mark_bar().encode(
+        y=alt.Y("class:N", title=None, sort="-x"), x=alt.X("count:Q", title="alerts", axis=alt.Axis(format="d",
+                                                                                                    tickMinStep=1)),
+        tooltip=["class", "count"]).properties(height=36 * max(1, len(counts)))
 
 
 def class_balance(run: pd.Series, classes: tuple[str, str]) -> pd.DataFrame:
