@@ -139,6 +139,9 @@ def test_datasets_page_renders(app, page):
     idle(page)
     assert_on_first_screen(page, page.locator("[data-testid=stDataFrame]").first, "the table of datasets")
     assert_not_blank(screenshot(page, "datasets"))
+    bars = page.locator("[data-testid=stVegaLiteChart] .mark-rect path")
+    heights = [bars.nth(i).bounding_box()["height"] for i in range(bars.count())]
+    assert len(heights) == 2 and min(heights) >= 10, f"class bars drawn {heights} px tall"  # galactic, not_galactic
 
 
 

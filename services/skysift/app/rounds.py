@@ -353,7 +353,7 @@ def class_chart(counts: pd.DataFrame):
     return alt.Chart(counts).mark_bar().encode(
         y=alt.Y("class:N", title=None, sort="-x"), x=alt.X("count:Q", title="alerts", axis=alt.Axis(format="d",
                                                                                                     tickMinStep=1)),
-        tooltip=["class", "count"]).properties(height=36 * max(1, len(counts)))
+        tooltip=["class", "count"]).properties(height=alt.Step(30))  # a fixed height was squeezed to hairlines
 
 
 def class_balance(run: pd.Series, classes: tuple[str, str]) -> pd.DataFrame:
