@@ -100,3 +100,14 @@ def mlflow_prefix(request) -> str:
     (``SKYSIFT_TRAINER_MLFLOW_EXPERIMENT_PREFIX``) on the session's MLflow server: no module sees another's
     champion, model versions or runs, whatever order the modules run in."""
     return "t-" + request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_mlflow_names(mlflow_prefix):
+    """Every module registers models and logs experiments under its own prefix: set in the environment for the
+    module, so the in-process stages, ``config.load()`` and the services and CLIs the module starts all use it
+    (a module that only reads a champion reads its own, not one another module's rounds moved)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKYSIFT_MLFLOW_MODEL_PREFIX", mlflow_prefix)
+        mp.setenv("SKYSIFT_TRAINER_MLFLOW_EXPERIMENT_PREFIX", mlflow_prefix)
+        yield

@@ -9,7 +9,7 @@ from datetime import UTC
 import numpy as np
 import pyarrow as pa
 
-from skysift.modeltags import MODEL_TAGS
+from skysift.modeltags import get_tag
 from skysift.store import keys
 
 # SIMBAD types (Fink's cdsxmatch) of stars and other galactic sources, for a target on real alerts.
@@ -50,10 +50,10 @@ def register_model(tracking_uri: str, tag: str, features: pa.Table, y: np.ndarra
                                and not np.isnan(features.column(c).to_numpy(zero_copy_only=False)).all()])
     X = features.select(columns).to_pandas()  # a DataFrame, as the trainer fits on
     model = HistGradientBoostingClassifier(max_iter=max_iter, random_state=0).fit(X, y)
-    name = MODEL_TAGS[tag].registered_name()
+    name = registered_name(tag)
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
-    experiment = mlflow.set_experiment(f"inference-tests-{tag}")
+    experiment = mlflow.set_experiment(f"{model_prefix()}/inference-tests-{tag}")
     with mlflow.start_run(experiment_id=experiment.experiment_id):
         info = mlflow.sklearn.log_model(  # pip_requirements given: inferring them takes tens of seconds
             model, name="model", pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
@@ -111,17 +111,19 @@ def in_memory_model():
     return alerts, features, model
 
 
-_REGISTERED: dict[tuple[str, int], str] = {}
+_REGISTERED: dict[tuple[str, str, int], str] = {}
 
 
 def base_model(tracking_uri: str, max_iter: int = 20) -> str:
-    """A galactic model version per MLflow server and ``max_iter``, registered once for every inference test
-    (registering takes seconds); tests point their own alias at it, so they never see each other's champions."""
-    if (tracking_uri, max_iter) not in _REGISTERED:
+    """A galactic model version per MLflow server, module prefix and ``max_iter``, registered once for the module's
+    inference tests (registering takes seconds); tests point their own alias at it, so they never see each other's
+    champions."""
+    where = (tracking_uri, model_prefix(), max_iter)
+    if where not in _REGISTERED:
         alerts, features = fink_batch()
-        _REGISTERED[tracking_uri, max_iter] = register_model(
-            tracking_uri, "galactic", features, galactic_target(alerts), max_iter=max_iter, alias="")
-    return _REGISTERED[tracking_uri, max_iter]
+        _REGISTERED[where] = register_model(tracking_uri, "galactic", features, galactic_target(alerts),
+                                            max_iter=max_iter, alias="")
+    return _REGISTERED[where]
 
 
 def other_model(tracking_uri: str) -> str:
@@ -132,7 +134,20 @@ def other_model(tracking_uri: str) -> str:
 def point_alias(tracking_uri: str, tag: str, alias: str, version: str) -> None:
     from mlflow.tracking import MlflowClient
 
-    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(MODEL_TAGS[tag].registered_name(), alias, version)
+    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(registered_name(tag), alias, version)
+
+
+def model_prefix() -> str:
+    """The running module's registered-model prefix (``SKYSIFT_MLFLOW_MODEL_PREFIX``, set per module by the
+    ``own_mlflow_names`` fixture)."""
+    from skysift.config import Settings
+
+    return Settings().mlflow_model_prefix
+
+
+def registered_name(tag: str) -> str:
+    """The running module's registered model for ``tag``, as the trainer and inference name it."""
+    return get_tag(tag).registered_name(model_prefix())
 
 
 def ztf_packets() -> list[bytes]:

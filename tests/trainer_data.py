@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -12,6 +13,35 @@ import pyarrow as pa
 DATA = Path(__file__).parent / "data"
 LABELS_CSV = DATA / "alerts" / "ztf" / "fink_labeled" / "labels_cdsxmatch.csv"
 SNAD_CSV = DATA / "tabular" / "snad_realbogus" / "akb_obj_features_snad4.csv"
+
+# A team's taxonomy file with a multi-class tag whose classes the oracle's real types supply (see host_class)
+MULTICLASS_TAG = "hostclass"
+MULTICLASS_CLASSES = ("sn", "cv", "varstar", "galaxy")
+MULTICLASS_TAXONOMY = textwrap.dedent(f"""\
+    labels:
+      - {{name: sn, key: "1", colour: "#6a1b9a", description: A supernova (SIMBAD or TNS).}}
+      - {{name: cv, key: "2", colour: "#1565c0", description: A cataclysmic variable.}}
+      - {{name: varstar, key: "3", colour: "#00838f", description: Another Galactic source.}}
+      - {{name: galaxy, key: "4", colour: "#ef6c00", description: A galaxy or an AGN.}}
+      - {{name: skip, key: "0", colour: "#757575", description: Not sure.}}
+    tags:
+      - name: {MULTICLASS_TAG}
+        kind: multiclass
+        classes: [{", ".join(MULTICLASS_CLASSES)}]
+        hierarchy:
+          Galactic: [cv, varstar]
+          Extragalactic: [sn, galaxy]
+    default_tag: {MULTICLASS_TAG}
+    """)
+
+
+def host_class(row) -> str:
+    """An oracle_table() row's answer in MULTICLASS_TAXONOMY's classes (from its cleaned SIMBAD/TNS type)."""
+    if row.clean_type == "Supernova":
+        return "sn"
+    if row.clean_type == "CataclyV*":
+        return "cv"
+    return "varstar" if row.label == "galactic" else "galaxy"
 
 
 @lru_cache(maxsize=1)

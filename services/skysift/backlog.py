@@ -1,4 +1,5 @@
-"""What earlier polls left behind: alerts batches whose enriched, features or predictions file is missing.
+"""What earlier polls left behind: alerts batches whose enriched, features or predictions file is missing, or whose
+predictions lack the current champion of a model tag.
 
 Why: a poll can stop after ingest has committed its offsets (the store gone between stages, a stage down, no model
 yet), and no later poll would touch that batch again: its alerts are not in the Kafka topic any more. Stages are
@@ -6,6 +7,12 @@ therefore level-triggered: every poll finds what is behind from the store's own 
 lacks, oldest first, a bounded number per poll, within a window of recent polls (batches are dated by their stem,
 the time of the poll that wrote them, so a backfill of old nights is caught up as well). Batches younger than a
 grace period are left to the poll that is writing them.
+
+When a champion moves, the batches already scored are behind too, until the new version has scored them: each
+predictions write leaves a marker per model version that scored the batch (``state/scored/<model>/<version>/...``,
+one listing per champion), and a batch with features but no marker of a current champion is re-scored (its
+predictions file keeps every version's rows, :func:`skysift.inference.sinks.parquet.write_predictions`). Batches
+missing a file come first, then those to re-score, each oldest first.
 """
 
 from __future__ import annotations
@@ -14,11 +21,14 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 from skysift.errors import InvalidArgument
 from skysift.store.keys import BatchKey, parse_batch
 
 LATER_STAGES = ("enriched", "features", "predictions")  # what an alerts batch needs, in order
+SCORED_PREFIX = "state/scored/"
+Champion = tuple[str, str]  # (registered model name, version)
 
 
 @dataclass(frozen=True)
@@ -60,14 +70,44 @@ def parse_keys(keys: Iterable[str]) -> list[BatchKey]:
     return out
 
 
+def scored_prefix(champion: Champion) -> str:
+    name, version = champion
+    return f"{SCORED_PREFIX}{quote(name, safe='')}/{quote(version, safe='')}/"
+
+
+def scored_key(champion: Champion, batch: BatchKey) -> str:
+    """The marker saying ``champion`` scored ``batch`` (an empty object: only its key is ever listed)."""
+    return f"{scored_prefix(champion)}survey={batch.survey}/night={batch.night}/{batch.stem}"
+
+
+def mark_scored(store, batch: BatchKey, champions: Iterable[Champion]) -> None:
+    for champion in champions:
+        store.put_bytes(scored_key(champion, batch), b"")
+
+
+def list_scored(store, champions: Iterable[Champion]) -> dict[Champion, set[tuple[str, str, str]]]:
+    """(survey, night, stem) of the batches each champion scored (one listing per champion)."""
+    out = {}
+    for champion in champions:
+        prefix = scored_prefix(champion)
+        idents = set()
+        for key in store.list_keys(prefix):
+            survey, night, stem = key.removeprefix(prefix).split("/", 2)
+            idents.add((survey.removeprefix("survey="), night.removeprefix("night="), stem))
+        out[champion] = idents
+    return out
+
+
 def find_behind(listing: dict[str, Iterable[str]], now: datetime, window: timedelta, grace: timedelta,
-                limit: int, exclude: Iterable[str] = ()) -> Backlog:
+                limit: int, exclude: Iterable[str] = (),
+                scored: dict[Champion, set[tuple[str, str, str]]] | None = None) -> Backlog:
     """Batches of ``listing["alerts"]`` written within ``window`` before ``now`` (and at least ``grace`` ago) that
-    lack a sibling in ``listing[stage]`` for a later stage; ``exclude`` holds alerts keys handled elsewhere."""
+    lack a sibling in ``listing[stage]`` for a later stage, then those with predictions that a champion of
+    ``scored`` (its :func:`list_scored`) has not scored; ``exclude`` holds alerts keys handled elsewhere."""
     present = {stage: {(b.survey, b.night, b.stem) for b in parse_keys(listing.get(stage, ()))}
                for stage in LATER_STAGES}
     skip = set(exclude)
-    behind = []
+    behind, rescore = [], []
     for batch in sorted(parse_keys(listing.get("alerts", ())), key=lambda b: (b.stem, b.survey, b.night)):
         if str(batch) in skip or not (now - window <= stem_time(batch) <= now - grace):
             continue
@@ -77,7 +117,9 @@ def find_behind(listing: dict[str, Iterable[str]], now: datetime, window: timede
             # a stage's output is rebuilt from its input: once one is missing, every later one is redone
             first = LATER_STAGES.index(missing[0])
             behind.append(Behind(str(batch), batch.survey, LATER_STAGES[first:]))
-    return Backlog(behind, limit)
+        elif any(ident not in idents for idents in (scored or {}).values()):
+            rescore.append(Behind(str(batch), batch.survey, ("predictions",)))
+    return Backlog(behind + rescore, limit)
 
 
 @dataclass(frozen=True)

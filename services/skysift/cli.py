@@ -32,7 +32,7 @@ def serve(
     metrics_port: Optional[int] = typer.Option(None, help="Prometheus /metrics port (default: gRPC port + 1000; 0 picks a free port)."),
 ) -> None:
     """Run one gRPC service until SIGTERM (health, reflection and metrics included)."""
-    from skysift import logs
+    from skysift import logs, modeltags
     from skysift.rpc import server
 
     if service not in config.SERVICES:
@@ -43,6 +43,7 @@ def serve(
     metrics_port = metrics_port if metrics_port is not None else port + 1000
     module = importlib.import_module(f"skysift.{service}.service")
     try:
+        modeltags.vocabulary()  # every service reads the taxonomy file: a bad one stops start-up, naming its line
         running = server.start(service, lambda s: module.register(s, settings), settings, port, metrics_port)
     except (errors.SkysiftError, OSError) as exc:  # a port taken (OSError) is a runtime failure, not bad input
         fail(f"{service} failed to start: {exc}", code=exit_code(exc) if isinstance(exc, errors.SkysiftError) else 1)
@@ -281,6 +282,9 @@ def main() -> None:
     without an active exception", apache/arrow#34314), intermittently; a CronJob would then count a finished poll as
     failed and run it again. ``os._exit`` after an explicit flush keeps the command's exit code.
     """
+    from skysift import logs
+
+    logs.setup_cli()
     try:
         app()
         code = 0

@@ -18,9 +18,12 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skysift.errors import ConfigError
-from skysift.modeltags import DEFAULT_MODEL_PREFIX
 
 DEFAULT_SECRETS_DIR = "/var/run/secrets/skysift"
+# Registered models are ``<prefix>_<tag>``: deployments sharing one MLflow server (or test modules sharing one
+# test server) keep their champions apart with their own prefix.
+DEFAULT_MODEL_PREFIX = "skysift"
+DEFAULT_TAXONOMY_FILE = Path(__file__).with_name("taxonomy.yaml")  # the vocabulary and tags (skysift.modeltags)
 
 SERVICES = ("ingest", "enrichment", "features", "inference", "trainer")
 DEFAULT_PORTS = {"ingest": 50051, "enrichment": 50052, "features": 50053, "inference": 50054, "trainer": 50055}
@@ -39,6 +42,8 @@ class Settings(BaseSettings):
 
     mlflow_tracking_uri: str = "sqlite:///.skysift/mlflow.db"
     mlflow_model_prefix: str = DEFAULT_MODEL_PREFIX  # registered models are <prefix>_<model tag>
+    # the label vocabulary and model tags (YAML, see skysift/taxonomy.yaml); every service must read the same file
+    taxonomy_file: Path = DEFAULT_TAXONOMY_FILE
 
     host: str = "127.0.0.1"  # bind address of the gRPC and metrics servers; 0.0.0.0 only inside a cluster
     ingest_address: str = f"127.0.0.1:{DEFAULT_PORTS['ingest']}"

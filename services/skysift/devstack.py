@@ -23,7 +23,7 @@ from pathlib import Path
 from skysift import config
 from skysift.access import AuthSettings, new_token, write_private
 from skysift.config import SERVICES, Settings
-from skysift.modeltags import DEFAULT_EXPERIMENT, DEFAULT_MODEL_TAG
+from skysift.modeltags import DEFAULT_EXPERIMENT, default_tag
 
 BIN = Path(sys.executable).parent
 
@@ -137,11 +137,11 @@ def first_round(settings: Settings, timeout: float = 600) -> str:
     from skysift.trainer.settings import TrainerSettings
 
     strategy = config.load(TrainerSettings).strategy
-    result = TrainerClient(settings, timeout=timeout).run_round(DEFAULT_EXPERIMENT, DEFAULT_MODEL_TAG, strategy,
+    result = TrainerClient(settings, timeout=timeout).run_round(DEFAULT_EXPERIMENT, default_tag(), strategy,
                                                                 timeout)
     if not result.created:
         return f"round {result.round} of experiment {DEFAULT_EXPERIMENT!r} already there: {result.message}"
-    return (f"round {result.round} of experiment {DEFAULT_EXPERIMENT!r} ({DEFAULT_MODEL_TAG}): {result.queue_size} "
+    return (f"round {result.round} of experiment {DEFAULT_EXPERIMENT!r} ({default_tag()}): {result.queue_size} "
             "alerts queued to label in the app; `skysift round` learns from your labels")
 
 

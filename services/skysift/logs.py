@@ -26,6 +26,8 @@ _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mes
 SECRET_NAME = re.compile(r"^SKYSIFT_\w*(TOKEN|PASSWORD|SECRET|WEBHOOK_URL|ACCESS_KEY|ACCESS_KEY_ID|API_KEY)\w*$")
 QUIET_LIBRARIES = ("urllib3", "requests", "botocore", "boto3", "s3transfer", "httpx", "httpcore", "authlib",
                    "websockets", "git", "docker", "kafka", "confluent_kafka")
+# libraries that attach a handler of their own instead of propagating to the root's
+OWN_HANDLER_LIBRARIES = ("mlflow",)
 MIN_SECRET_CHARS = 6  # shorter values would redact ordinary words; no real credential is that short
 REDACTED = "***"
 
@@ -89,12 +91,27 @@ def secret_values(environ: dict[str, str] | None = None) -> list[str]:
     return sorted(out)
 
 
-def setup(level: str = "INFO", json_lines: bool = True) -> None:
+def setup(level: str = "INFO", json_lines: bool = True, plain_format: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> None:
+    """Every log line of the process, whichever library writes it, through one redacting handler on the root.
+
+    MLflow installs its own handler (not propagating) when imported; it is told not to, and one installed by an
+    earlier import is removed, so MLflow's lines pass the redaction too."""
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     handler = logging.StreamHandler(sys.stderr)
-    inner = JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    inner = JsonFormatter() if json_lines else logging.Formatter(plain_format)
     handler.setFormatter(RedactingFormatter(inner, secret_values()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    for name in OWN_HANDLER_LIBRARIES:
+        library = logging.getLogger(name)
+        library.handlers[:] = []
+        library.propagate = True
+
+
+def setup_cli() -> None:
+    """A command's log: warnings only unless ``SKYSIFT_LOG_LEVEL`` says otherwise, as the bare lines Python prints
+    without any set-up, but redacted like a service's (a command's clients hold the same secrets)."""
+    setup(os.environ.get("SKYSIFT_LOG_LEVEL", "WARNING"), json_lines=False, plain_format="%(message)s")

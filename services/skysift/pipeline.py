@@ -1,8 +1,9 @@
 """The hourly poll, orchestrated: Ingest.Poll, then Enrich, ComputeFeatures and Score for each batch.
 
 Level-triggered: Ingest.Poll also names earlier alerts batches that lack a later stage's file (a poll that failed
-after ingest committed, alerts polled before any model existed; see :mod:`skysift.backlog`), and the poll runs what
-those lack first, then its own batches.
+after ingest committed, alerts polled before any model existed) or the predictions of a current champion (asked of
+Inference first: the champion moved since; see :mod:`skysift.backlog`), and the poll runs what those lack first,
+then its own batches.
 
 The same sequence runs over gRPC (`skysift poll`, the CronJob) or in one process with the stage classes
 (`skysift poll --in-process`, for backfills and debugging). Both paths return a :class:`PollReport` so the CLI
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from skysift.backlog import Behind
+from skysift.backlog import Behind, Champion
 from skysift.chain import through_stages
 from skysift.config import Settings
 from skysift.enrichment.core import EnrichmentStage
-from skysift.errors import FailedPrecondition
+from skysift.errors import FailedPrecondition, SkysiftError
 from skysift.features.stage import FeaturesStage
 from skysift.inference.core import InferenceStage
 from skysift.ingest.core import IngestStage
@@ -64,6 +65,7 @@ class PollReport:
     outcomes: list[StageOutcome] = field(default_factory=list)
     caught_up: list[str] = field(default_factory=list)  # one line per earlier batch the poll brought up to date
     n_behind: int = 0
+    champions_unknown: str = ""  # why earlier predictions could not be checked against the current champions
 
     def lines(self) -> list[str]:
         c = self.counts
@@ -72,6 +74,8 @@ class PollReport:
             f"{c['duplicates']} duplicates, {c['dead_letters']} dead letters"
             + (f" (in {self.dlq_key})" if self.dlq_key else "")
         ]
+        if self.champions_unknown:
+            out.append(f"earlier predictions not checked against the champions: {self.champions_unknown}")
         if self.n_behind:
             left = self.n_behind - len(self.caught_up)
             out.append(f"caught up {len(self.caught_up)} earlier batches that lacked a stage"
@@ -103,6 +107,13 @@ class InProcessStages:
         if IngestStage in self._stages:
             self._stages[IngestStage].close()
 
+    def champions(self) -> list[Champion]:
+        """The current champion of each model tag (loaded here: the poll's scoring uses them); none before the first."""
+        try:
+            return [(m.name, m.version) for m in self._stage(InferenceStage).models(None).values()]
+        except FailedPrecondition:  # no model yet: as the service's ListModels, an empty list
+            return []
+
     def poll(self, **kwargs) -> Polled:
         r = self._stage(IngestStage).poll(**kwargs)
         return Polled(r.alerts, r.cutouts, poll_counts(r), r.dlq_key, r.behind, r.n_behind)
@@ -130,9 +141,17 @@ class GrpcStages:
         self.featurizer = features_pb2_grpc.FeaturesStub(channel(settings.features_address, settings))
         self.inference = inference_pb2_grpc.InferenceStub(channel(settings.inference_address, settings))
 
-    def poll(self, max_alerts=None, timeout_s=None, replay_path=None, keep_cutouts=None, filter_name=None):
+    def champions(self) -> list[Champion]:
+        """The champions the inference service has loaded (it follows the alias every SKYSIFT_INFERENCE_POLL_SECONDS)."""
+        r = call(self.inference.ListModels, inference_pb2.ListModelsRequest())
+        return [(m.model_name, m.model_version) for m in r.models]
+
+    def poll(self, max_alerts=None, timeout_s=None, replay_path=None, keep_cutouts=None, filter_name=None,
+             champions=()):
         req = ingest_pb2.PollRequest(max_alerts=max_alerts or 0, timeout_seconds=timeout_s or 0,
-                                     replay_path=replay_path or "", filter=filter_name or "")
+                                     replay_path=replay_path or "", filter=filter_name or "",
+                                     champions=[ingest_pb2.ChampionVersion(model_name=n, model_version=v)
+                                                for n, v in champions])
         if keep_cutouts is not None:
             req.keep_cutouts = keep_cutouts
         r = call(self.ingest.Poll, req, (timeout_s or 3600) + 120)
@@ -157,10 +176,14 @@ class GrpcStages:
 
 
 def run_poll(stages, **poll_kwargs) -> PollReport:
-    """One poll through every stage, earlier batches that are behind first; a missing model is reported, not an
-    error (the pipeline still ran)."""
-    polled = stages.poll(**poll_kwargs)
-    report = PollReport(polled.counts, polled.dlq_key, n_behind=polled.n_behind)
+    """One poll through every stage, earlier batches that are behind first (those lacking the current champions'
+    predictions included); a missing model is reported, not an error (the pipeline still ran)."""
+    try:
+        champions, unknown = stages.champions(), ""
+    except SkysiftError as exc:  # no model yet, or inference/MLflow down: ingest goes on, scoring will say why
+        champions, unknown = [], str(exc)
+    polled = stages.poll(champions=champions, **poll_kwargs)
+    report = PollReport(polled.counts, polled.dlq_key, n_behind=polled.n_behind, champions_unknown=unknown)
     catch_up(stages, polled.behind, report)
     for batch in polled.cutouts:
         report.outcomes.append(StageOutcome("cutouts", batch))

@@ -14,6 +14,10 @@ from skysift.errors import InvalidArgument
 
 EXPERIMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a path segment of rounds/<experiment>/; fullmatch only
 OBJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}")  # ZTF18abcdefgh, a Rubin diaObjectId, ...
+# An MLflow registered model name (skysift's are <prefix>_<tag>) and a version number
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+MODEL_VERSION = re.compile(r"[1-9][0-9]{0,8}")
+MAX_CHAMPIONS = 64  # one per model tag
 MAX_ROUND = 100_000
 MAX_TIMEOUT_S = 86_400.0  # a poll of a day is a mistake, and 1e308 s overflows the deadline arithmetic
 MAX_COMMENT_CHARS = 2_000
@@ -91,3 +95,14 @@ def check_labels_per_call(n: int) -> int:
     if n > MAX_LABELS_PER_CALL:
         raise InvalidArgument(f"at most {MAX_LABELS_PER_CALL} labels per call, got {n}: submit them in parts")
     return n
+
+
+def check_champions(champions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Registered models' names and versions, as a poll's champions name them (each costs the poll a listing)."""
+    if len(champions) > MAX_CHAMPIONS:
+        raise InvalidArgument(f"at most {MAX_CHAMPIONS} champions per poll, got {len(champions)}")
+    for name, version in champions:
+        if not MODEL_NAME.fullmatch(name) or not MODEL_VERSION.fullmatch(version):
+            raise InvalidArgument(f"invalid champion {_quoted(name)} v{_quoted(version)}: a model name of 1-128 "
+                                  "letters, digits, '_', '.', '-' and a version number")
+    return champions

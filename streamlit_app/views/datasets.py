@@ -8,7 +8,7 @@ import streamlit as st
 from skysift import errors
 from skysift.alerts import surveys
 from skysift.app import rounds, ui
-from skysift.modeltags import MODEL_TAGS
+from skysift.modeltags import tags
 from skysift.trainer.datasets import DatasetRequest
 
 base, app = ui.settings()
@@ -26,8 +26,8 @@ with st.expander("Collect a new dataset", expanded=False), st.form("collect"):
     name = st.text_input("Name", placeholder="e.g. galactic-2025-q1")
     c1, c2 = st.columns(2)
     survey = c1.selectbox("Survey", surveys.names())
-    model_tag = c2.selectbox("Model tag", list(MODEL_TAGS), index=list(MODEL_TAGS).index(app.model_tag)
-                             if app.model_tag in MODEL_TAGS else 0)
+    model_tag = c2.selectbox("Model tag", list(tags()), index=list(tags()).index(app.model_tag)
+                             if app.model_tag in tags() else 0)
     today = datetime.now(UTC).date()
     start = c1.date_input("From", today - timedelta(days=30), help="Ingest time (UTC): when skysift stored the "
                           "alert, not when it was observed.")

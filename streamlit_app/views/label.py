@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from skysift import errors
-from skysift.app import agreement, alertdata, card, champion, plots, stamps, ui
+from skysift.app import agreement, alertdata, card, champion, labelling, plots, stamps, ui
 from skysift.app.labelling import SORTS, LabelSession
-from skysift.modeltags import LABEL_KEYS, LABELS, MODEL_TAGS, get_tag
+from skysift.modeltags import SKIP, get_tag, label_keys, labels, tags, vocabulary
 from skysift.store import keys
 
 NAV_KEYS = {"undo": "U", "previous": "Left", "next": "Right"}
@@ -52,10 +52,14 @@ def round_model(experiment: str, round_number: int) -> tuple[str, str]:
 
 def counted_labels(model_tag: str) -> str:
     """Which labels the model of ``model_tag`` learns from, and which it ignores (a sentence for the legend)."""
-    tag = get_tag(model_tag)
-    ignored = [lab for lab in LABELS if tag.target(lab) is None]
-    return (f"The **{model_tag}** model learns {', '.join(sorted(tag.positive))} as {tag.positive_class} and "
-            f"{', '.join(sorted(tag.negative))} as {tag.negative_class}; it ignores {', '.join(ignored)}.")
+    tag, vocab = get_tag(model_tag), vocabulary().labels
+    ignored = labelling.described([lab for lab in labels() if tag.target(lab) is None], vocab)
+    if tag.multiclass:
+        return (f"The **{model_tag}** model learns {labelling.described(tag.classes, vocab)}, one class each; "
+                f"it ignores {ignored}.")
+    return (f"The **{model_tag}** model learns {labelling.described(sorted(tag.positive), vocab)} as "
+            f"{tag.positive_class} and {labelling.described(sorted(tag.negative), vocab)} as {tag.negative_class}; "
+            f"it ignores {ignored}.")
 
 
 def _guard(action, *args) -> None:
@@ -187,7 +191,7 @@ with st.sidebar:
         known = experiments_in_store()
     choices = sorted(set(known) | {app.experiment})
     experiment = st.selectbox("Experiment", choices, index=choices.index(app.experiment))
-    tags = list(MODEL_TAGS)
+    tags = list(tags())
     model_tag = st.selectbox("Model tag", tags, index=tags.index(app.model_tag) if app.model_tag in tags else 0)
     show_limits = st.toggle("Upper limits", value=True)
     stretch = st.selectbox("Stamp stretch", stamps.STRETCHES, index=0)
@@ -301,17 +305,18 @@ others = session.others.get(item.candid) if mine else None  # blind: others' lab
 links = alertdata.links(alert["objectId"], survey, alert.get("ra"), alert.get("dec"))
 
 # --- the buttons, keyed by the candid they label: a key pressed while this alert is on screen labels it -------
+st.html(labelling.button_style(vocabulary().labels))
 with st.container(horizontal=True, gap="small", key="label_buttons"):
-    for label in LABELS:
-        st.button(label, key=f"label_{label}_{item.candid}", shortcut=LABEL_KEYS[label], on_click=on_label,
-                  args=(item.candid, label), type="primary" if mine == label else "secondary")
+    for lab in vocabulary().labels:
+        st.button(lab.name, key=f"label_{lab.name}_{item.candid}", shortcut=lab.key, on_click=on_label,
+                  args=(item.candid, lab.name), type="primary" if mine == lab.name else "secondary")
     st.button("undo", key="undo", shortcut=NAV_KEYS["undo"], on_click=on_undo, disabled=not session.undo_stack)
     st.button("prev", key="previous", shortcut=NAV_KEYS["previous"], on_click=on_move, args=(-1,),
               disabled=session.position == 0, help="previous alert")
     st.button("next", key="next", shortcut=NAV_KEYS["next"], on_click=on_move, args=(1,),
               disabled=session.position >= shown - 1, help="next alert")
-st.caption(f"{counted_labels(model_tag)} Skip (`0`) records that you saw the alert and chose not to label it; "
-           "`U` undoes, `←`/`→` move.")
+st.caption(f"{counted_labels(model_tag)} {SKIP.capitalize()} (`{label_keys()[SKIP]}`) records that you saw the alert and chose not to label it; "
+           "`U` undoes, `←`/`→` move.", unsafe_allow_html=True)
 st.html(card.card_html(alert_card))
 
 below_left, below_right = st.columns([3, 2])

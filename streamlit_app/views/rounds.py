@@ -5,7 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from skysift.app import rounds, ui
-from skysift.modeltags import MODEL_TAGS, get_tag
+from skysift.modeltags import get_tag
+from skysift.modeltags import tags as model_tags
 
 base, app = ui.settings()
 uri = base.mlflow_tracking_uri
@@ -41,7 +42,7 @@ def run_round_panel() -> None:
 
     done = "round_result" in st.session_state
     with st.expander("Run a round now", icon=":material/play_arrow:", expanded=done):
-        tags = list(MODEL_TAGS)
+        tags = list(model_tags())
         tag_now = st.session_state.get("rounds_model_tag", app.model_tag)  # the view's choice, once made
         with st.form("run_round"):
             c1, c2, c3 = st.columns(3)
@@ -91,10 +92,10 @@ model_tag = st.sidebar.selectbox("Model tag", tags, index=tags.index(app.model_t
 refs = [r for r in refs if r.model_tag == model_tag]
 by_name = {r.experiment: r for r in refs}
 metric = st.sidebar.selectbox("Metric", rounds.METRICS, index=rounds.METRICS.index("f1"))
-classes = get_tag(model_tag).classes if model_tag in MODEL_TAGS else ("negative", "positive")
+classes = get_tag(model_tag).classes if model_tag in model_tags() else ("negative", "positive")
 
 with ui.reported(f"read the champion of {model_tag} from MLflow"):
-    champ = rounds.champion(uri, model_tag, base.mlflow_model_prefix) if model_tag in MODEL_TAGS else None
+    champ = rounds.champion(uri, model_tag, base.mlflow_model_prefix) if model_tag in model_tags() else None
 if champ:
     st.caption(f"Champion: **{champ['model']} version {champ['version']}** (experiment {champ['experiment'] or '?'}, "
                f"round {champ['round'] or '?'}, run `{champ['run_id']}`)")

@@ -4,15 +4,17 @@ The ``browser`` and ``page`` fixtures built on these live in tests/e2e/conftest.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests import servers
-from tests.app_support import APP
+from tests.app_support import APP, labelling_batch, start_trainer
 from tests.determinism import IN_CI
 
 CHROMIUM = shutil.which("chromium")  # what `make system-deps` checks and installs: Debian's chromium on PATH
@@ -44,6 +46,38 @@ def start_streamlit(env: dict, workdir: Path, port: int | None = None) -> server
         running.stop()
         raise
     return running
+
+
+def open_label_page(page, url: str, label: str) -> None:
+    """Load the app and wait until its label page is drawn: the ``label`` button mounted (shortcuts work once their
+    buttons are) and the last element of the facts column shown."""
+    page.goto(url)
+    page.locator(f"[class*=st-key-label_{label}_] button").wait_for(timeout=60_000)
+    page.get_by_text("Go to #").wait_for(timeout=60_000)
+
+
+@contextlib.contextmanager
+def running_app(env: dict, workdir: Path, prepare: Callable, port: int | None = None):
+    """Real alerts (with stamps and features) in ``env``'s store, the trainer and the app as processes on
+    loopback; ``prepare(trainer_address, alerts_table)`` runs between the two (rounds, labels). ``env`` gains the
+    trainer's address. Yields (the app's URL, the store, the app's process)."""
+    from skysift import config
+    from skysift.store import open_store
+
+    settings = config.Settings(store_url=env["SKYSIFT_STORE_URL"])
+    store = open_store(settings=settings)
+    _, table = labelling_batch(store, settings)
+    trainer = start_trainer(workdir, env)
+    env.update(trainer.env)
+    try:
+        prepare(trainer.env["SKYSIFT_TRAINER_ADDRESS"], table)
+        streamlit = start_streamlit(env, workdir, port)
+        try:
+            yield f"http://127.0.0.1:{streamlit.port}", store, streamlit
+        finally:
+            streamlit.stop()
+    finally:
+        trainer.stop()
 
 
 def idle(page) -> None:

@@ -12,15 +12,12 @@ import pytest
 
 from skysift import config
 from skysift.app.trainer import TrainerClient
-from skysift.modeltags import LABEL_KEYS
-from skysift.store import open_store
+from skysift.modeltags import label_keys
 from skysift.trainer.labels import LabelStore
 from tests.app_support import (
     label_queue,
-    labelling_batch,
     oracle_labels,
     run_round,
-    start_trainer,
 )
 from tests.e2e.browser import (
     ARTIFACTS,
@@ -30,10 +27,11 @@ from tests.e2e.browser import (
     assert_rounds_page_tells_the_truth,
     idle,
     image,
+    open_label_page,
     overflow_px,
+    running_app,
     screenshot,
     shown_candid,
-    start_streamlit,
 )
 
 EXPERIMENT = "browser"
@@ -50,34 +48,22 @@ def app(browser, tmp_path_factory, mlflow_server):  # browser first: without Chr
     env = {**os.environ, **mlflow_server.env, "SKYSIFT_STORE_URL": str(work / "store"),
            "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false",
            "SKYSIFT_APP_USER": USER, "SKYSIFT_APP_EXPERIMENT": EXPERIMENT}
-    settings = config.Settings(store_url=env["SKYSIFT_STORE_URL"])
-    store = open_store(settings=settings)
-    _, table = labelling_batch(store, settings)
-    trainer = start_trainer(work, env)
-    env.update(trainer.env)
-    address = trainer.env["SKYSIFT_TRAINER_ADDRESS"]
-    try:
-        # round 0 answered by the oracle, so round 1 has a model, metrics and artifacts for the rounds page
+
+    def rounds(address, table):
+        """Round 0 answered by the oracle, so round 1 has a model, metrics and artifacts for the rounds page."""
         run_round(address, EXPERIMENT, initial=30, batch=N)
         client = TrainerClient(config.Settings(trainer_address=address), timeout=300)
         label_queue(client, EXPERIMENT, oracle_labels(table))
         assert run_round(address, EXPERIMENT, initial=30, batch=N).model_version
         client.collect_dataset("browser-set", "ztf", None, None, 0.9, True, 1000, "galactic")
-        streamlit = start_streamlit(env, work)
-        try:
-            yield f"http://127.0.0.1:{streamlit.port}", store
-        finally:
-            streamlit.stop()
-    finally:
-        trainer.stop()
+
+    with running_app(env, work, rounds) as (url, store, _):
+        yield url, store
 
 
 def test_keyboard_label_reaches_the_store(app, page):
     url, store = app
-    page.goto(url)
-    # shortcuts work once their buttons are mounted; the last element of the facts column means the page is drawn
-    page.locator("[class*=st-key-label_galactic_] button").wait_for(timeout=60_000)
-    page.get_by_text("Go to #").wait_for(timeout=60_000)
+    open_label_page(page, url, "galactic")
     page.get_by_text(f"0 of {N} this round").wait_for(timeout=30_000)
     idle(page)
     candid = shown_candid(page)
@@ -94,14 +80,14 @@ def test_keyboard_label_reaches_the_store(app, page):
     assert all(b["width"] >= 200 and b["height"] >= 200 for b in boxes), boxes
     assert all(abs(b["y"] - curve["y"]) < 40 and b["x"] > curve["x"] + curve["width"] for b in boxes)
     # the label buttons sit on one row
-    tops = {round(page.locator(f"[class*=st-key-label_{lab}_] button").bounding_box()["y"]) for lab in LABEL_KEYS}
+    tops = {round(page.locator(f"[class*=st-key-label_{lab}_] button").bounding_box()["y"]) for lab in label_keys()}
     assert len(tops) == 1, tops
     stamps.nth(2).click()
     page.locator(".sk-zoom img").nth(2).wait_for(state="visible")
     assert page.locator(".sk-zoom img").nth(2).bounding_box()["width"] >= 400
     screenshot(page, "label-stamp-enlarged")
     stamps.nth(2).click()
-    page.keyboard.press(LABEL_KEYS["galactic"])
+    page.keyboard.press(label_keys()["galactic"])
     try:
         page.get_by_text(f"1 of {N} this round").wait_for(timeout=60_000)
     finally:
@@ -166,7 +152,7 @@ def test_keys_pressed_as_fast_as_the_page_allows_label_only_the_alert_on_screen(
     page.locator(".sk-card").wait_for(timeout=60_000)
     idle(page)
     earlier = len(LabelStore(store).events())  # the other tests' labels are not this test's
-    keys = [LABEL_KEYS[label] for label in ("galactic", "extragalactic", "varstar", "agn")]
+    keys = [label_keys()[label] for label in ("galactic", "extragalactic", "varstar", "agn")]
     pressed: list[tuple[int, str]] = []  # (candid on screen, label key) for every press
     settle_s = []
     for n in range(20):
@@ -185,7 +171,7 @@ def test_keys_pressed_as_fast_as_the_page_allows_label_only_the_alert_on_screen(
         idle(page)
         settle_s.append(time.monotonic() - started)
     screenshot(page, "label-fast-keys-done")
-    by_key = {v: k for k, v in LABEL_KEYS.items()}
+    by_key = {v: k for k, v in label_keys().items()}
     allowed = {(candid, by_key[key]) for candid, key in pressed}
     events = LabelStore(store).events()[earlier:]
     assert {e.candid for e in events} == {candid for candid, _ in pressed}

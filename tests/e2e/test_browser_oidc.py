@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from skysift import config
-from skysift.modeltags import LABEL_KEYS
-from skysift.store import open_store
+from skysift.modeltags import label_keys
 from skysift.trainer.labels import LabelStore
 from tests import servers
-from tests.app_support import labelling_batch, run_round, start_trainer
-from tests.e2e.browser import MARKS, idle, screenshot, shown_candid, start_streamlit
+from tests.app_support import run_round
+from tests.e2e.browser import MARKS, idle, running_app, screenshot, shown_candid
 from tests.fakes.oidc import FakeOIDC
 
 EXPERIMENT = "oidc"
@@ -61,20 +59,8 @@ def app(browser, tmp_path_factory, mlflow_server, idp_server):  # browser first:
     env = {**servers.inherited_env(), **mlflow_server.env, "SKYSIFT_STORE_URL": str(work / "store"),
            "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false",
            "SKYSIFT_APP_CLUSTER": "true", "SKYSIFT_APP_EXPERIMENT": EXPERIMENT}
-    settings = config.Settings(store_url=env["SKYSIFT_STORE_URL"])
-    store = open_store(settings=settings)
-    labelling_batch(store, settings)
-    trainer = start_trainer(work, env)
-    env.update(trainer.env)
-    try:
-        run_round(trainer.env["SKYSIFT_TRAINER_ADDRESS"], EXPERIMENT, initial=N)
-        streamlit = start_streamlit(env, work, port)
-        try:
-            yield f"http://127.0.0.1:{port}", store, streamlit
-        finally:
-            streamlit.stop()
-    finally:
-        trainer.stop()
+    with running_app(env, work, lambda address, _: run_round(address, EXPERIMENT, initial=N), port) as running:
+        yield running
 
 
 def login_gate(page):
@@ -103,7 +89,7 @@ def test_oidc_login_labels_as_the_provider_identity_and_logs_out(app, idp, page)
     assert token.status == 200 and token.authorization.startswith("Basic ") and token.params["code_verifier"]
 
     candid = shown_candid(page)
-    page.keyboard.press(LABEL_KEYS["galactic"])
+    page.keyboard.press(label_keys()["galactic"])
     page.get_by_text(f"1 of {N} this round").wait_for(timeout=WAIT_MS)
     event = LabelStore(store).latest()[candid]
     assert (event.label, event.user, event.source) == ("galactic", idp.user["email"], "human")

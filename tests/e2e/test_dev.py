@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from skysift.config import SERVICES
-from skysift.modeltags import DEFAULT_EXPERIMENT, LABEL_KEYS
+from skysift.modeltags import DEFAULT_EXPERIMENT, label_keys
 from tests.e2e.browser import MARKS, assert_rounds_page_tells_the_truth, idle, overflow_px, screenshot
 from tests.servers import free_port
 
@@ -99,7 +99,7 @@ def test_first_session_labels_with_stamps_then_a_round_from_another_shell_shows_
     labelled = []
     for label in ("galactic", "extragalactic") * 3:  # three of each class: one of each is held out, so round 1 has F1
         candid = page.locator(".sk-card").get_attribute("data-candid")
-        page.keyboard.press(LABEL_KEYS[label])
+        page.keyboard.press(label_keys()[label])
         page.wait_for_function("c => { const e = document.querySelector('.sk-card');"
                                " return !e || e.dataset.candid !== c; }", arg=candid, timeout=60_000)
         labelled.append(candid)

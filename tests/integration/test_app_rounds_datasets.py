@@ -21,19 +21,16 @@ from tests.app_support import (
 )
 
 STRATEGIES = {"al-uncertainty": "uncertainty", "al-random": "random"}
-# The MLflow server is the session's: other modules log skysift/galactic/... experiments to it (the trainer's
-# fuzzing trains rounds with any strategy), and the page compares every experiment under its prefix.
-PREFIX = "skysift-app-rounds"
 BATCH_DAY = date(2024, 5, 1)  # the poll time of the batch in its key (see app_support.write_batch)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, mlflow_server):
-    """Per strategy: round 0 queues 30 alerts, the oracle labels them, round 1 trains and queues 10, and so on."""
+def world(tmp_path_factory, mlflow_server, mlflow_prefix):
+    """Per strategy: round 0 queues 30 alerts, the oracle labels them, round 1 trains and queues 10, and so on.
+    The page compares every experiment under the module's own prefix, and shows the module's own champion."""
     work = tmp_path_factory.mktemp("rounds")
     env = {**os.environ, **mlflow_server.env, "SKYSIFT_STORE_URL": str(work / "store"),
-           "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false",
-           "SKYSIFT_TRAINER_MLFLOW_EXPERIMENT_PREFIX": PREFIX}
+           "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false"}
     settings = config.Settings(store_url=env["SKYSIFT_STORE_URL"])
     _, table = labelling_batch(open_store(settings=settings), settings)
     oracle = oracle_labels(table)
@@ -47,20 +44,20 @@ def world(tmp_path_factory, mlflow_server):
                 r = run_round(trainer.env["SKYSIFT_TRAINER_ADDRESS"], experiment, strategy, initial=30, batch=10)
                 rounds.setdefault(experiment, []).append(r)
                 label_queue(client, experiment, oracle)
-        unfinished_runs(env["SKYSIFT_MLFLOW_TRACKING_URI"], rounds)
+        unfinished_runs(env["SKYSIFT_MLFLOW_TRACKING_URI"], mlflow_prefix, rounds)
         yield {"env": env, "rounds": rounds}
     finally:
         trainer.stop()
 
 
-def unfinished_runs(uri: str, rounds: dict) -> None:
+def unfinished_runs(uri: str, prefix: str, rounds: dict) -> None:
     """Next to each experiment's rounds, a run as a round leaves it while it is being written (RUNNING) or after
     MLflow failed it (FAILED; the round was not created): params and a held-out metric, and no round behind it."""
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
     for experiment, status in zip(STRATEGIES, ("RUNNING", "FAILED")):
-        run_id = client.create_run(client.get_experiment_by_name(f"{PREFIX}/galactic/{experiment}").experiment_id).info.run_id
+        run_id = client.create_run(client.get_experiment_by_name(f"{prefix}/galactic/{experiment}").experiment_id).info.run_id
         for key, value in {"round": rounds[experiment][-1].round + 1, "strategy": "margin", "n_train": 999}.items():
             client.log_param(run_id, key, value)
         client.log_metric(run_id, "holdout_f1", 0.5)
@@ -120,7 +117,7 @@ def test_strategies_are_compared_as_learning_curves(at, world):
     assert (curves["min"] <= curves["mean"]).all() and (curves["mean"] <= curves["max"]).all()
 
 
-def test_one_round_shows_confusion_matrix_importance_and_class_balance(at, world):
+def test_one_round_shows_confusion_matrix_importance_and_class_balance(at, world, mlflow_prefix):
     trained = next(r for r in world["rounds"]["al-uncertainty"] if r.model_version)
     page = rounds_page(at)
     page.selectbox(key="one_round").set_value(trained.mlflow_run_id).run()
@@ -131,7 +128,10 @@ def test_one_round_shows_confusion_matrix_importance_and_class_balance(at, world
     assert f"held-out confusion matrix, round {trained.round}" in captions
     # metric per round, strategies, this round's class balance and importance
     assert len(page.get("vega_lite_chart")) == 4
-    assert "Champion: **skysift_galactic version" in page.caption[0].value
+    # the champion is one of this module's rounds, whichever modules ran before
+    ours = [f"Champion: **{mlflow_prefix}_galactic version {r.model_version}** (experiment {name}, round {r.round}, "
+            f"run `{r.mlflow_run_id}`)" for name, rs in world["rounds"].items() for r in rs if r.model_version]
+    assert page.caption[0].value in ours
 
 
 def test_two_runs_side_by_side_show_what_differs(at, world):

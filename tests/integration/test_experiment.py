@@ -42,14 +42,14 @@ def test_saves_curves_with_mean_and_spread_for_each_strategy(ran):
     assert (out / "fink_curves.png").stat().st_size > 1000
 
 
-def test_logs_a_parent_run_and_a_curve_per_configuration_to_mlflow(ran):
+def test_logs_a_parent_run_and_a_curve_per_configuration_to_mlflow(ran, mlflow_prefix):
     import mlflow
     from mlflow import MlflowClient
 
     _, _, uri = ran
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
-    exp = client.get_experiment_by_name("skysift/galactic/experiment-fink")
+    exp = client.get_experiment_by_name(f"{mlflow_prefix}/galactic/experiment-fink")
     runs = client.search_runs([exp.experiment_id])
     parent = next(r for r in runs if r.info.run_name == "experiment_fink")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]

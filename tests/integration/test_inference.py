@@ -15,6 +15,7 @@ from skysift.store import keys, open_store
 from tests.inference_support import (
     base_model,
     fink_batch,
+    model_prefix,
     other_model,
     point_alias,
     store_batch,
@@ -76,7 +77,7 @@ def test_registry_loads_the_version_the_alias_moves_to(mlflow_env):
     uri, alias = mlflow_env
     first, second = base_model(uri), other_model(uri)
     point_alias(uri, "galactic", alias, first)
-    registry = ChampionRegistry(uri, ["galactic"], alias)
+    registry = ChampionRegistry(uri, ["galactic"], alias, model_prefix=model_prefix())
     assert registry.get("galactic").version == first
     point_alias(uri, "galactic", alias, second)
     assert registry.refresh() == {"galactic": f"loaded v{second}"}

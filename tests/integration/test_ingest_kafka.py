@@ -133,7 +133,7 @@ stage.close()
 """
 
 
-def test_sigkill_mid_poll_then_restart_finds_every_alert_exactly_once(kafka, tmp_path):
+def test_sigkill_mid_poll_on_s3_then_restart_finds_every_alert_exactly_once(kafka, s3_settings):
     from skysift.store import open_store
 
     bs = kafka.env["bootstrap.servers"]
@@ -141,22 +141,20 @@ def test_sigkill_mid_poll_then_restart_finds_every_alert_exactly_once(kafka, tmp
     make_topics(bs, topic)
     made = ap.fink_packets(ap.FINK_CONTAINERS)[:40]
     produce(bs, topic, made)
-    store_dir = tmp_path / "store"
-    env = {**os.environ, "SKYSIFT_STORE_URL": str(store_dir), "SKYSIFT_INGEST_SOURCE": "kafka",
+    env = {**os.environ, "SKYSIFT_STORE_URL": s3_settings.store_url, "SKYSIFT_INGEST_SOURCE": "kafka",
            "SKYSIFT_INGEST_MAX_ALERTS": "4", "SKYSIFT_INGEST_TIMEOUT_S": "20", "SKYSIFT_KAFKA_BOOTSTRAP_SERVERS": bs,
            "SKYSIFT_KAFKA_TOPICS": topic, "SKYSIFT_KAFKA_GROUP_ID": f"kill-{uuid.uuid4().hex[:6]}",
            "SKYSIFT_KAFKA_SESSION_TIMEOUT_MS": "6000", "SKYSIFT_LOG_LEVEL": "WARNING"}
     cmd = [sys.executable, "-c", POLL_LOOP]
+    store = open_store(settings=s3_settings)  # the S3 server's bucket (s3_settings): the claim is about S3's writes
 
     first = subprocess.Popen(cmd, env=env, cwd=REPO, start_new_session=True)
-    alerts_dir = store_dir / "alerts"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and first.poll() is None and not any(alerts_dir.rglob("*_alerts.parquet")):
+    while time.monotonic() < deadline and first.poll() is None and not store.list_keys("alerts/"):
         time.sleep(0.005)
     os.killpg(first.pid, signal.SIGKILL)  # right after the first file is written: before or after its commit
     first.wait(10)
     assert first.returncode == -signal.SIGKILL, "the poll loop finished before it could be killed"
-    store = open_store(str(store_dir))
     assert 0 < len(candids(store)) < len(made)
 
     second = subprocess.run(cmd, env=env, cwd=REPO, timeout=120, capture_output=True, text=True)

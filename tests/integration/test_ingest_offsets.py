@@ -163,3 +163,53 @@ def test_offsets_and_reset_with_no_broker_are_unavailable(monkeypatch):
         offsets.group_offsets(ks)
     with pytest.raises(Unavailable, match="resetting offsets failed"):  # the group's state is asked first
         offsets.reset_offsets(ks, "earliest")
+
+
+def test_a_group_listing_no_member_is_reset_unless_the_broker_still_holds_one(kafka, local_settings, local_store,
+                                                                             monkeypatch):
+    """The reset counts live members as the broker describes the group. Tansu lists none even for a live consumer,
+    and keeps one killed without leaving (STABLE, 0 members) until another member joins; the broker then refuses
+    the offset change, which is reported as the group being active (exit 1), nothing moved. Once a poll has joined
+    and left, the group is EMPTY and the reset goes through."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bs = kafka.env["bootstrap.servers"]
+    topic = f"dead-{uuid.uuid4().hex[:6]}"
+    make_topics(bs, topic, partitions=1)
+    made = ap.fink_packets(ap.FINK_CONTAINERS[:1])[:4]
+    produce(bs, topic, [(m.value, m.key) for m in made])
+    ks = kafka_settings(bs, topic)
+    code = ("import sys\nfrom confluent_kafka import Consumer\n"
+            f"c = Consumer({{'bootstrap.servers': {bs!r}, 'group.id': {ks.group_id!r}, 'session.timeout.ms': 6000, "
+            "'auto.offset.reset': 'earliest', 'enable.auto.commit': False})\n"
+            f"c.subscribe([{topic!r}])\n"
+            "while True:\n"
+            "    m = c.poll(0.5)\n"
+            "    if m is not None and not m.error():\n"
+            "        c.commit(m, asynchronous=False)\n"
+            "        print('committed', flush=True)\n")
+    consumer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert consumer.stdout.readline().strip() == "committed"
+    finally:
+        consumer.send_signal(signal.SIGKILL)  # dies without leaving the group
+        consumer.wait()
+    time.sleep(ks.session_timeout_ms / 1000 + 1)  # its session has expired
+    before = [p.committed for p in offsets.group_offsets(ks)]
+    assert offsets.group_state(offsets._admin(ks), ks.group_id) == ("STABLE", 0)
+
+    refused = run_cli(monkeypatch, ks, "reset", "--to", "latest")
+    assert refused.exit_code == 1, refused.output
+    assert "is active (state STABLE, no member listed, and the broker refused" in refused.output
+    assert [p.committed for p in offsets.group_offsets(ks)] == before  # nothing moved
+
+    s = stage(local_settings, local_store, ks)  # the remedy the message names: a poll joins, evicts it, leaves
+    s.poll(max_alerts=1)
+    s.close()
+    assert offsets.group_state(offsets._admin(ks), ks.group_id)[0] == "EMPTY"
+    reset = run_cli(monkeypatch, ks, "reset", "--to", "earliest")
+    assert reset.exit_code == 0, reset.output
+    assert [p.committed for p in offsets.group_offsets(ks)] == [0]

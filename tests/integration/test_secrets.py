@@ -91,17 +91,13 @@ def test_services_and_a_poll_never_show_a_secret(kafka, s3_server, s3_settings, 
 
 @pytest.fixture(scope="module")
 def round_with_secrets(s3_server, mlflow_server, secrets, tmp_path_factory):
-    """`skysift round` run with every secret in its environment, on S3 and MLflow, over real labelled alerts;
-    then a trainer service in the same environment, for the app."""
+    """A trainer service (`skysift serve trainer`) logging at DEBUG with every secret in its environment, on S3 and
+    MLflow, and `skysift round` run through it over real labelled alerts: the command's output and the service's
+    log (where the round's MLflow, S3 and HTTP clients log) are kept for scanning; the app uses the same service."""
     import json
 
-    from typer.testing import CliRunner
-
     from skysift import config
-    from skysift.cli import app
-    from skysift.rpc import server
     from skysift.store import keys, open_store
-    from skysift.trainer import service
     from skysift.trainer.datasets import DatasetRequest, Datasets
     from skysift.trainer.labels import LabelEvent, LabelStore
     from tests.app_support import labelling_batch, oracle_labels
@@ -118,31 +114,38 @@ def round_with_secrets(s3_server, mlflow_server, secrets, tmp_path_factory):
         alerts_key, table = labelling_batch(store, settings)
         LabelStore(store).submit([LabelEvent(candid=c, label=label, user="oracle", source="oracle")
                                   for c, label in oracle_labels(table).items()])
-        cli = CliRunner().invoke(app, ["round", "--in-process", "--experiment", "secrets", "--param", "lr=0.2"])
-        assert cli.exit_code == 0, cli.output
         Datasets(settings, store).collect(DatasetRequest(name="secrets-dataset"))
-        running = server.start("trainer", lambda s: service.register(s, settings), settings, servers.free_port())
-    meta = json.loads(store.get_bytes("rounds/secrets/round=000/meta.json"))
+        trainer = servers.start_service("trainer", {**env, "SKYSIFT_LOG_LEVEL": "DEBUG"}, work)
     try:
-        yield {"env": {**env, "SKYSIFT_TRAINER_ADDRESS": f"127.0.0.1:{running.port}"}, "cli": cli.output,
+        cli = subprocess.run([sys.executable, "-m", "skysift.cli", "round", "--experiment", "secrets", "--param", "lr=0.2"],
+                             env={**servers.inherited_env(), **env, **trainer.env}, capture_output=True, text=True,
+                             timeout=600, check=False)
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        assert '"level": "DEBUG"' in trainer.log_path.read_text()  # the round ran at DEBUG: the scan sees those lines
+        meta = json.loads(store.get_bytes("rounds/secrets/round=000/meta.json"))
+        yield {"env": {**env, **trainer.env}, "cli": cli.stdout + cli.stderr, "trainer_log": trainer.log_path,
                "features_key": str(keys.parse_batch(alerts_key).sibling("features")),
                "result": meta["result"], "uri": mlflow_server.env["SKYSIFT_MLFLOW_TRACKING_URI"]}
     finally:
-        running.stop(0)
+        trainer.stop()
 
 
-def test_inference_and_every_sink_at_debug_never_show_a_secret(round_with_secrets, secrets, tmp_path):
-    """The inference service scores with the round's champion and sends to SkyPortal, Slack (webhook) and the CSV,
-    logging at DEBUG: neither its log nor the answers hold a secret (urllib3 logged the webhook's path before)."""
+@pytest.mark.parametrize("slack_by", ["webhook", "bot"])
+def test_inference_and_every_sink_at_debug_never_show_a_secret(round_with_secrets, secrets, tmp_path, slack_by):
+    """The inference service scores with the round's champion and sends to SkyPortal, Slack (its webhook, or its
+    Web API with the bot token, plot included) and the CSV, logging at DEBUG: neither its log nor the answers hold
+    a secret (urllib3 logged the webhook's path before)."""
     from skysift.rpc.channels import channel
     from skysift.v1 import inference_pb2, inference_pb2_grpc
     from tests.fakes.skyportal import FakeSkyPortal
     from tests.fakes.slack import FakeSlack
 
-    slack = FakeSlack(webhook_path=f"/services/T0/B0/{uuid.uuid4().hex}").start()
+    slack = FakeSlack(webhook_path=f"/services/T0/B0/{uuid.uuid4().hex}",
+                      bot_token=secrets["SKYSIFT_SLACK_BOT_TOKEN"]).start()
     skyportal = FakeSkyPortal(tokens={secrets["SKYSIFT_SKYPORTAL_TOKEN"]: ([7], True)}).start()
     secrets = {**secrets, "SKYSIFT_SLACK_WEBHOOK_URL": slack.webhook_url}
-    env = {**round_with_secrets["env"], **secrets, "SKYSIFT_LOG_LEVEL": "DEBUG", "SKYSIFT_SLACK_THRESHOLD": "0",
+    by_bot = {"SKYSIFT_SLACK_CHANNEL": slack.channels[0], "SKYSIFT_SLACK_API_URL": slack.api_url} if slack_by == "bot" else {}
+    env = {**round_with_secrets["env"], **secrets, **by_bot, "SKYSIFT_LOG_LEVEL": "DEBUG", "SKYSIFT_SLACK_THRESHOLD": "0",
            "SKYSIFT_SKYPORTAL_URL": skyportal.url, "SKYSIFT_SKYPORTAL_GROUP_IDS": "7", "SKYSIFT_CSV_PATH": str(tmp_path / "predictions.csv")}
     inference = servers.start_service("inference", env, tmp_path)
     try:
@@ -157,6 +160,7 @@ def test_inference_and_every_sink_at_debug_never_show_a_secret(round_with_secret
     log = inference.log_path.read_text()
     # every sink really ran with its secret in use (the CSV is rotated by day: predictions_<date>.csv)
     assert slack.messages and skyportal.annotations and next(tmp_path.glob("predictions_*.csv")).read_text().count("\n") > 1
+    assert bool(slack.shared) == (slack_by == "bot")  # the bot path ran to its plot upload; the webhook has none
     assert leaks(log, secrets) == [], "secret in the inference service's log"
     assert leaks(str(resp), secrets) == [], "secret in the Score answer"
 
@@ -168,7 +172,7 @@ def text_files(root) -> str:
                      if p.is_file() and p.suffix not in (".png", ".pkl", ".skops"))
 
 
-def test_a_round_logs_no_secret_to_mlflow(round_with_secrets, secrets, tmp_path):
+def test_a_round_logs_no_secret_to_mlflow(round_with_secrets, secrets, tmp_path, mlflow_prefix):
     import mlflow
     from mlflow import MlflowClient
 
@@ -176,13 +180,15 @@ def test_a_round_logs_no_secret_to_mlflow(round_with_secrets, secrets, tmp_path)
     assert result["model_version"], result["message"]  # a model was logged and registered: every path ran
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(result["mlflow_run_id"])
-    version = client.get_model_version("skysift_galactic", result["model_version"])
+    name = f"{mlflow_prefix}_galactic"  # the module's own registered model
+    version = client.get_model_version(name, result["model_version"])
     mlflow.set_tracking_uri(uri)
     logged = [mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "run")),
-              mlflow.artifacts.download_artifacts(artifact_uri=f"models:/skysift_galactic/{version.version}",
+              mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}",
                                                   dst_path=str(tmp_path / "model"))]
     scanned = {"params": str(run.data.params), "tags": str(run.data.tags), "version tags": str(version.tags),
-               "artifacts": "\n".join(text_files(path) for path in logged), "command output": round_with_secrets["cli"]}
+               "artifacts": "\n".join(text_files(path) for path in logged), "command output": round_with_secrets["cli"],
+               "trainer's DEBUG log": round_with_secrets["trainer_log"].read_text()}
     assert run.data.params["learning_rate"] == "0.2" and "candid" in scanned["artifacts"]  # the scan sees content
     assert {where: leaks(text, secrets) for where, text in scanned.items()} == {where: [] for where in scanned}
 

@@ -208,7 +208,7 @@ def test_no_token_reaches_the_service_log(tmp_path):
 
 
 def _certificates(tmp_path):
-    """A CA and a server certificate for 127.0.0.1 signed by it (PEM files)."""
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, both signed by it (PEM files)."""
     import datetime
     import ipaddress
 
@@ -221,26 +221,31 @@ def _certificates(tmp_path):
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
     now = datetime.datetime.now(datetime.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(name("skysift test CA")).issuer_name(name("skysift test CA"))
           .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
-    cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject).public_key(key.public_key())
-            .serial_number(2).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    files = {"ca.pem": ca.public_bytes(serialization.Encoding.PEM), "cert.pem": cert.public_bytes(serialization.Encoding.PEM),
-             "key.pem": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption())}
-    for file, data in files.items():
-        (tmp_path / file).write_bytes(data)
-    return tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+
+    def leaf(stem, cn, serial, names):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject).public_key(key.public_key())
+                .serial_number(serial).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName(names), critical=False).sign(ca_key, hashes.SHA256()))
+        (tmp_path / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (tmp_path / f"{stem}-key.pem").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        return tmp_path / f"{stem}.pem", tmp_path / f"{stem}-key.pem"
+
+    server_cert = leaf("server", "127.0.0.1", 2, [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    client_cert = leaf("client", "skysift poll", 3, [x509.DNSName("poll.skysift.test")])
+    return tmp_path / "ca.pem", server_cert, client_cert
 
 
 def test_over_tls_a_client_trusting_the_ca_gets_in_with_its_token_and_a_plaintext_one_does_not(tmp_path):
     from skysift.rpc import channels
 
-    ca, cert, key = _certificates(tmp_path)
+    ca, (cert, key), _ = _certificates(tmp_path)
     settings, trainer = trainer_alone(tmp_path)
     request = trainer_pb2.GetLabelsRequest(candids=[1])
     with servers.serving(settings, trainer, auth=AuthSettings(tls_cert_file=cert, tls_key_file=key)) as r:
@@ -252,3 +257,28 @@ def test_over_tls_a_client_trusting_the_ca_gets_in_with_its_token_and_a_plaintex
         with servers.channel(r.port, token=TOKENS["labeller"]) as ch:  # plaintext to a TLS port
             assert code_of(lambda: trainer_pb2_grpc.TrainerStub(ch).GetLabels(request, timeout=5)) == \
                 grpc.StatusCode.UNAVAILABLE
+
+
+def test_with_a_client_ca_a_client_without_a_certificate_is_refused_and_one_with_a_signed_certificate_gets_in(
+        tmp_path):
+    """mTLS: SKYSIFT_AUTH_TLS_CLIENT_CA_FILE on the server makes the handshake itself refuse a client that presents
+    no certificate signed by that CA; the token is still checked on top."""
+    from skysift.rpc import channels
+
+    ca, (cert, key), (client_cert, client_key) = _certificates(tmp_path)
+    settings, trainer = trainer_alone(tmp_path)
+    request = trainer_pb2.GetLabelsRequest(candids=[1])
+    mtls = AuthSettings(tls_cert_file=cert, tls_key_file=key, tls_client_ca_file=ca)
+    with servers.serving(settings, trainer, auth=mtls) as r:
+        address = f"127.0.0.1:{r.port}"
+        with channels.channel(address, auth=AuthSettings(token=TOKENS["labeller"], tls_ca_file=ca)) as ch:
+            assert code_of(lambda: trainer_pb2_grpc.TrainerStub(ch).GetLabels(request, timeout=5)) == \
+                grpc.StatusCode.UNAVAILABLE  # no client certificate: the handshake fails
+        with channels.channel(address, auth=AuthSettings(token=TOKENS["labeller"], tls_ca_file=ca,
+                                                         tls_client_cert_file=client_cert,
+                                                         tls_client_key_file=client_key)) as ch:
+            assert code_of(lambda: trainer_pb2_grpc.TrainerStub(ch).GetLabels(request, timeout=10)) == OK
+        with channels.channel(address, auth=AuthSettings(token=None, tls_ca_file=ca, tls_client_cert_file=client_cert,
+                                                         tls_client_key_file=client_key)) as ch:
+            assert code_of(lambda: trainer_pb2_grpc.TrainerStub(ch).GetLabels(request, timeout=10)) == \
+                grpc.StatusCode.UNAUTHENTICATED  # a certificate does not replace the token

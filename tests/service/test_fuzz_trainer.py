@@ -14,8 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skysift import config
-from skysift.modeltags import LABELS, MODEL_TAGS
+from skysift import config, modeltags
 from skysift.rpc import server
 from skysift.store import open_store
 from skysift.trainer import service
@@ -89,8 +88,8 @@ def test_fuzzed_label_submissions_get_a_clear_status(served, data):
     def event():
         round_ = data.draw(st.one_of(st.none(), int32))
         return trainer_pb2.LabelEvent(
-            candid=data.draw(st.one_of(st.sampled_from(world["candids"]), int64)), label=data.draw(words(LABELS)),
-            user=data.draw(st.one_of(st.sampled_from(["", CALLER]), st.text(max_size=10))), model_tag=data.draw(words(MODEL_TAGS)),
+            candid=data.draw(st.one_of(st.sampled_from(world["candids"]), int64)), label=data.draw(words(modeltags.labels())),
+            user=data.draw(st.one_of(st.sampled_from(["", CALLER]), st.text(max_size=10))), model_tag=data.draw(words(modeltags.tags())),
             source=data.draw(words(SOURCES)), timestamp=data.draw(st.one_of(st.just(Timestamp()), timestamps())),
             object_id=data.draw(st.text(max_size=20)), experiment=data.draw(st.text(max_size=20)),
             comment=data.draw(st.text(max_size=50)), **({} if round_ is None else {"round": round_}))
@@ -99,7 +98,7 @@ def test_fuzzed_label_submissions_get_a_clear_status(served, data):
     result = outcome(lambda: world["stub"].SubmitLabels(trainer_pb2.SubmitLabelsRequest(labels=labels), timeout=30))
     others = [e for e in labels if e.user not in ("", CALLER)]  # naming another user than the caller's identity
     if result is None:
-        assert all(e.candid > 0 and e.label in LABELS for e in labels) and not others
+        assert all(e.candid > 0 and e.label in modeltags.labels() for e in labels) and not others
     else:
         assert result[0] in ({grpc.StatusCode.PERMISSION_DENIED} if others else set()) | {grpc.StatusCode.INVALID_ARGUMENT}
 
@@ -138,14 +137,14 @@ def params() -> st.SearchStrategy[dict]:
 @given(data=st.data())
 def test_fuzzed_round_requests_get_a_clear_status(served, data):
     request = trainer_pb2.RunRoundRequest(
-        experiment=data.draw(experiments()), model_tag=data.draw(words(MODEL_TAGS)),
+        experiment=data.draw(experiments()), model_tag=data.draw(words(modeltags.tags())),
         strategy=data.draw(words(STRATEGIES)), batch_size=data.draw(st.one_of(st.integers(-3, 50), int32)),
         initial_batch_size=data.draw(st.one_of(st.integers(-3, 50), int32)), seed=data.draw(int32),
         params=data.draw(params()), force=data.draw(st.booleans()))
     result = outcome(lambda: served["stub"].RunRound(request, timeout=120))
     sizes = (request.batch_size, request.initial_batch_size)
     if not EXPERIMENT_NAME.fullmatch(request.experiment) or request.seed < 0 or min(sizes) < 0 \
-            or (request.model_tag and request.model_tag not in MODEL_TAGS) \
+            or (request.model_tag and request.model_tag not in modeltags.tags()) \
             or (request.strategy and request.strategy not in STRATEGIES):
         assert result is not None and result[0] == grpc.StatusCode.INVALID_ARGUMENT, request
     elif request.experiment == EXPERIMENT and request.model_tag in ("", "galactic") and not request.params \
@@ -162,11 +161,11 @@ def test_fuzzed_dataset_collections_get_a_clear_status(served, data):
         name=data.draw(st.one_of(st.just("fuzz"), st.text(max_size=20))), survey=data.draw(words(["ztf", "lsst"])),
         score_threshold=data.draw(st.one_of(st.sampled_from([0.0, 0.5, 0.95, 1.0]), doubles)),
         prefer_validated=data.draw(st.booleans()), max_samples=data.draw(st.one_of(st.integers(-2, 50), int32)),
-        model_tag=data.draw(words(MODEL_TAGS)), **{k: v for k, v in times.items() if v is not None})
+        model_tag=data.draw(words(modeltags.tags())), **{k: v for k, v in times.items() if v is not None})
     result = outcome(lambda: world["stub"].CollectDataset(request, timeout=120))
     threshold = request.score_threshold or 0.9  # 0 means the default, as for max_samples
     if request.max_samples < 0 or not 0.5 <= threshold <= 1.0 or not request.name.strip() \
-            or (request.model_tag and request.model_tag not in MODEL_TAGS):
+            or (request.model_tag and request.model_tag not in modeltags.tags()):
         assert result is not None and result[0] == grpc.StatusCode.INVALID_ARGUMENT, request
     elif request.name == "fuzz" and request.model_tag in ("", "galactic") and request.survey in ("", "ztf") \
             and not request.HasField("start") and not request.HasField("end"):

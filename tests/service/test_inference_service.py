@@ -19,7 +19,7 @@ from skysift.inference import service
 from skysift.rpc import server
 from skysift.store import keys, open_store
 from tests import servers
-from tests.inference_support import base_model, other_model, point_alias, ztf_packets
+from tests.inference_support import base_model, other_model, point_alias, registered_name, ztf_packets
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_stream_refuses_the_packed_form(client, features_key):
 def test_prediction_names_model_version_and_feature_set(client, features_key, env):
     (first, *_) = client.score_key(features_key, ["galactic"], write=False)
     (model,) = client.models()
-    assert (first["model_name"], first["model_version"]) == ("skysift_galactic", model["model_version"])
+    assert (first["model_name"], first["model_version"]) == (registered_name("galactic"), model["model_version"])
     assert first["feature_set_version"] == model["feature_set_version"]
     assert list(first["probabilities"]) == ["not_galactic", "galactic"]
     assert sum(first["probabilities"].values()) == pytest.approx(1.0)
@@ -218,10 +218,10 @@ def test_champion_loads_from_its_own_tracking_uri_whatever_mlflow_s_process_defa
 
     from skysift.inference.registry import ChampionRegistry
 
-    uri, alias, _ = env
+    uri, alias, settings = env
     elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
     monkeypatch.setattr(mlflow_default, "_tracking_uri", elsewhere)
-    registry = ChampionRegistry(uri, ["galactic"], alias=alias)
+    registry = ChampionRegistry(uri, ["galactic"], alias=alias, model_prefix=settings.mlflow_model_prefix)
     assert registry.refresh_tag("galactic").startswith("loaded v")
-    assert registry.get("galactic").name == "skysift_galactic"
+    assert registry.get("galactic").name == registered_name("galactic")

@@ -93,6 +93,14 @@ def test_a_poll_timeout_past_a_day_or_not_finite_is_refused(world, timeout):
     assert details.startswith("timeout_seconds must be between 0 and 86400 seconds")
 
 
+@pytest.mark.parametrize("champions", [[("../x", "1")], [("skysift_galactic", "v2")], [("skysift_galactic", "0")],
+                                       [("m", "1")] * (validation.MAX_CHAMPIONS + 1)])
+def test_a_poll_naming_a_malformed_champion_or_too_many_is_refused(world, champions):
+    request = ingest_pb2.PollRequest(champions=[ingest_pb2.ChampionVersion(model_name=n, model_version=v)
+                                                for n, v in champions])
+    assert "champion" in refused(lambda: world["ingest"].Poll(request, timeout=10))
+
+
 def test_each_rule_accepts_what_the_services_accept():
     """The accepted side of each rule (the refused side is above, through the services)."""
     assert validation.check_experiment("vra-2025.06_a") == "vra-2025.06_a"
@@ -103,3 +111,4 @@ def test_each_rule_accepts_what_the_services_accept():
     assert validation.check_object_id("ZTF18abcdefg") and validation.check_object_id("313853982473601024")
     assert validation.check_object_id("") == ""
     assert validation.check_timeout(0.0) == 0.0 and validation.check_comment("c" * 2000)
+    assert validation.check_champions([("skysift_galactic", "12"), ("t-rescore.x_y", "1")])

@@ -44,3 +44,28 @@ def test_nothing_is_behind_when_every_stage_has_its_file():
     stems = ("20261203_100000", "20261203_100000_0a1b2c3d")  # two polls in one second: a unique suffix
     listing = {stage: keys_of(stage, *stems) for stage in ("alerts", "enriched", "features", "predictions")}
     assert find_behind(listing, NOW, timedelta(days=30), timedelta(0), limit=10).total == 0
+
+
+
+def test_batches_a_current_champion_has_not_scored_are_behind_after_those_missing_a_file(tmp_path):
+    """The champion moved: batches with predictions by the former version only are re-scored, after the batches
+    lacking a file."""
+    from skysift.backlog import list_scored, mark_scored
+    from skysift.store.keys import parse_batch
+    from skysift.store.local import LocalStore
+
+    stems = ("20261203_070000", "20261203_080000", "20261203_090000")
+    listing = {stage: keys_of(stage, *stems) for stage in ("alerts", "enriched", "features", "predictions")}
+    listing["predictions"] = listing["predictions"][:2]  # the newest was never scored
+    former, current = ("skysift_galactic", "1"), ("skysift_galactic", "2")
+    store = LocalStore(tmp_path)
+    mark_scored(store, parse_batch(listing["features"][0]), [former])
+    mark_scored(store, parse_batch(listing["features"][1]), [former, current])
+    backlog = find_behind(listing, NOW, timedelta(days=30), timedelta(0), limit=10,
+                          scored=list_scored(store, [current]))
+    assert [(b.alerts_key.rsplit("/", 1)[1][:15], b.missing) for b in backlog.behind] == [
+        ("20261203_090000", ("predictions",)),  # no predictions file at all
+        ("20261203_070000", ("predictions",)),  # scored by the former champion only
+    ]
+    assert find_behind(listing, NOW, timedelta(days=30), timedelta(0), limit=10,
+                       scored=list_scored(store, [former])).total == 1  # the former champion: only the file is missing

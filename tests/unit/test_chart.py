@@ -409,12 +409,12 @@ def test_notes_tell_how_to_open_the_app_and_mlflow_and_trigger_a_round():
 
 
 def test_round_and_inference_model_tags_are_known_tags():
-    from skysift.modeltags import MODEL_TAGS
+    from skysift.modeltags import tags
 
     with helm_python.Chart.load(helm.CHART) as chart:
         values = chart.merge_values(helm.overlay("external"))
-    assert values["round"]["modelTag"] in MODEL_TAGS
-    assert set(values["settings"]["inference"]["modelTags"]) <= set(MODEL_TAGS)
+    assert values["round"]["modelTag"] in tags()
+    assert set(values["settings"]["inference"]["modelTags"]) <= set(tags())
 
 
 # -- scaling out: continuous ingest, backfill of archived nights -----------------------------------------------

@@ -57,8 +57,11 @@ def test_full_resolution_needs_its_map_files(tmp_path):
 
 
 @pytest.mark.skipif(not os.environ.get("SKYSIFT_ENRICHMENT_DUSTMAPS_DIR"),
-                    reason="dustmaps' SFD files are not present (set SKYSIFT_ENRICHMENT_DUSTMAPS_DIR); never downloaded")
+                    reason="the full-resolution SFD98 path (sfd98_full) is NOT tested here: its map files cannot be "
+                           "downloaded on this machine; set SKYSIFT_ENRICHMENT_DUSTMAPS_DIR to a directory holding "
+                           "sfd/SFD_dust_4096_{ngp,sgp}.fits to run it (docs/guarantees.md, Stand-ins)")
 def test_full_resolution_known_value():
+    """The one test of the full-resolution path; the HEALPix map every other test uses is checked above."""
     m = load_extinction_map(os.environ["SKYSIFT_ENRICHMENT_DUSTMAPS_DIR"])
     assert m.name == FULL_MAP
     assert m.ebv([180.0], [45.0])[0] == pytest.approx(SFD_RA180_DEC45, rel=1e-4)

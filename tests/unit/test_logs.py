@@ -20,10 +20,13 @@ from tests.fakes.slack import FakeSlack
 def restore_logging():
     root = logging.getLogger()
     saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in logs.QUIET_LIBRARIES}
+    own = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate) for n in logs.OWN_HANDLER_LIBRARIES}
     yield
     root.handlers[:], root.level = saved[0], saved[1]
     for name, level in saved[2].items():
         logging.getLogger(name).setLevel(level)
+    for name, (handlers, propagate) in own.items():
+        logging.getLogger(name).handlers[:], logging.getLogger(name).propagate = handlers, propagate
 
 
 def test_a_slack_webhook_posted_at_debug_leaves_no_trace_of_its_secret_path(monkeypatch, capsys, restore_logging):
@@ -60,6 +63,23 @@ def test_a_library_logging_a_secret_at_debug_gets_it_redacted(monkeypatch, capsy
     assert len(lines) == 3 and all(json.loads(line) for line in lines)  # still JSON lines
     assert token not in "\n".join(lines) and mounted not in "\n".join(lines)
     assert "Authorization: token ***" in lines[0]
+
+
+def test_a_commands_log_redacts_mlflow_lines_too(monkeypatch, capfd, restore_logging):
+    """MLflow writes through a handler of its own (set up when it is imported, not propagating); a command's log set-up
+    (``skysift`` runs ``setup_cli`` before any command) routes it through the redaction. capfd, not capsys: MLflow's
+    handler holds the stderr of the moment it was made."""
+    import mlflow  # noqa: F401 - the import installs MLflow's own handler when nothing stops it
+
+    token = f"tok-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SKYSIFT_SECRETS_DIR", "/nonexistent")
+    monkeypatch.setenv("SKYSIFT_LASAIR_TOKEN", token)
+    monkeypatch.setenv("SKYSIFT_LOG_LEVEL", "DEBUG")
+    logs.setup_cli()
+    logging.getLogger("mlflow.tracking").warning("registry answered for token %s", token)
+    err = capfd.readouterr().err
+    assert "registry answered for token ***" in err.splitlines()  # a bare line, as a command prints it
+    assert token not in err
 
 
 def test_every_secret_setting_is_named_as_a_secret():

@@ -151,3 +151,35 @@ def test_every_strategy_says_what_it_needs():
         assert s.needs <= {strategies.PROBABILITIES, strategies.COMMITTEE, strategies.FEATURES}, s.name
     assert not strategies.REGISTRY["random"].needs_model and not strategies.REGISTRY["diverse"].needs_model
     assert strategies.REGISTRY["committee"].needs_model
+
+
+def test_least_confident_margin_and_entropy_rank_three_classes_differently():
+    """With two classes the three are one order; with more they differ: a close top two (margin), a flat tail
+    (entropy), a low top probability (least-confident) each come first under their own measure."""
+    proba = np.array([
+        [0.50, 0.48, 0.02],  # a close top two, sure of the third
+        [0.40, 0.30, 0.30],  # the lowest top probability
+        [0.45, 0.275, 0.275],  # spread
+    ])
+    assert strategies.margin(proba).argmax() == 0
+    assert strategies.least_confident(proba).argmax() == 1
+    orders = {name: tuple(np.argsort(-f(proba), kind="stable")) for name, f in
+              (("lc", strategies.least_confident), ("margin", strategies.margin), ("entropy", strategies.entropy))}
+    assert len(set(orders.values())) >= 2
+    two = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+    assert len({tuple(np.argsort(-f(two))) for f in (strategies.least_confident, strategies.margin, strategies.entropy)}) == 1
+
+
+def test_multi_class_reasons_name_the_two_most_probable_classes_and_balanced_is_refused():
+    import pandas as pd
+
+    from skysift.trainer.model import fit_and_query
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": np.repeat([0.0, 1.0, 2.0], 10) + rng.normal(0, 0.3, 30), "b": rng.normal(size=30)})
+    y = np.repeat([0, 1, 2], 10)
+    fitted = fit_and_query(X, y, X, "entropy", 3, {}, 0, rng, 2, "b", classes=("sn", "cv", "agn"))
+    assert fitted.pool_proba.shape == (30, 3)
+    assert all(r.count("p(") == 2 and any(f"p({c})" in r for c in ("sn", "cv", "agn")) for r in fitted.ranked.reason)
+    with pytest.raises(InvalidArgument, match="multi-class"):
+        fit_and_query(X, y, X, "balanced", 3, {}, 0, rng, 2, "b", classes=("sn", "cv", "agn"))

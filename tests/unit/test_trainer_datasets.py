@@ -144,3 +144,45 @@ def test_dataset_cli_end_date_alone_includes_that_whole_day(stocked, monkeypatch
     day = CliRunner().invoke(cli.app, ["dataset", "collect", "day", "--start", "2025-06-02", "--end", "2025-06-02"])
     assert day.exit_code == 0, day.output
     assert f"{60 + n_confident} samples" in day.output
+
+
+def test_a_multi_class_tag_collects_its_classes_from_labels_and_confident_predictions(local_store, tmp_path,
+                                                                                     monkeypatch):
+    from skysift import modeltags
+    from skysift.inference.taxonomy import column_name
+    from tests.trainer_data import MULTICLASS_CLASSES as CLASSES
+    from tests.trainer_data import MULTICLASS_TAG as TAG
+    from tests.trainer_data import MULTICLASS_TAXONOMY as TAXONOMY
+    from tests.trainer_data import host_class
+
+    (tmp_path / "team.yaml").write_text(TAXONOMY)
+    monkeypatch.setenv("SKYSIFT_TAXONOMY_FILE", str(tmp_path / "team.yaml"))
+    modeltags.vocabulary.cache_clear()
+    try:
+        pool = write_fink_batches(local_store)
+        first, second = sorted(local_store.list_keys("features/"))
+        in_first = set(local_store.read_table(first, columns=["candid"]).column("candid").to_pylist())
+        oracle = oracle_table()
+        chosen = oracle[oracle["candid"].isin(in_first)].assign(label=lambda t: [host_class(r) for r in t.itertuples()])
+        LabelStore(local_store).submit([LabelEvent(candid=int(r.candid), label=r.label, user="oracle", source="oracle")
+                                        for r in chosen.itertuples()])
+        train = pool.merge(chosen.assign(target=chosen["label"].map(CLASSES.index)), on="candid")
+        rows = pool[pool["candid"].isin(local_store.read_table(second, columns=["candid"]).column("candid").to_pylist())]
+        with limited_threads(1):
+            proba = fit(train[FEATURE_COLUMNS], train["target"].to_numpy(), model_params({}), 0).predict_proba(
+                rows[FEATURE_COLUMNS])
+        local_store.write_table(str(keys.parse_batch(second).sibling("predictions")), pa.table({
+            "candid": rows["candid"].to_numpy(), "model_tag": [TAG] * len(rows),
+            **{column_name(c): proba[:, i] for i, c in enumerate(CLASSES)}}))
+        settings = config.Settings(store_url=local_store.url, mlflow_tracking_uri="http://127.0.0.1:9")
+        d = Datasets(settings, local_store).collect(DatasetRequest(name="classes", model_tag=TAG, score_threshold=0.8))
+        confident = proba.max(axis=1) >= 0.8
+        assert d.manifest["n_validated"] == len(chosen) and d.manifest["n_predicted"] == int(confident.sum())
+        samples = local_store.read_table(d.samples_key).to_pandas()
+        predicted = samples[samples["source"] == "prediction"].set_index("candid")
+        expected = dict(zip(rows["candid"][confident], np.array(CLASSES)[proba[confident].argmax(axis=1)]))
+        assert predicted["label"].to_dict() == expected
+        assert d.class_counts == {c: int((samples["label"] == c).sum()) for c in CLASSES}
+        assert sum(d.class_counts.values()) == len(samples)
+    finally:
+        modeltags.vocabulary.cache_clear()

@@ -200,6 +200,11 @@ containers:
 volumes:
   - name: tmp
     emptyDir: {}
+  {{- if $root.Values.taxonomy }}
+  - name: taxonomy
+    configMap:
+      name: {{ include "skysift.componentName" (dict "root" $root "component" "taxonomy") }}
+  {{- end }}
   {{- if $sources }}
   - name: secrets
     projected:
@@ -278,6 +283,11 @@ priorityClassName: {{ . }}
   volumeMounts:
     - name: tmp
       mountPath: /tmp
+    {{- if $root.Values.taxonomy }}
+    - name: taxonomy
+      mountPath: {{ include "skysift.taxonomyDir" $root }}
+      readOnly: true
+    {{- end }}
     {{- if .secrets }}
     - name: secrets
       mountPath: /var/run/secrets/skysift
@@ -305,8 +315,16 @@ priorityClassName: {{ . }}
 {{- end }}
 {{- end }}
 
+{{/* Where a team's taxonomy file (values.taxonomy) is mounted in every skysift container. */}}
+{{- define "skysift.taxonomyDir" -}}
+/etc/skysift/taxonomy
+{{- end }}
+
 {{- define "skysift.podAnnotations" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- with .Values.taxonomy }}
+checksum/taxonomy: {{ . | sha256sum }}
+{{- end }}
 checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
 {{- with .Values.podAnnotations }}
 {{ toYaml . }}

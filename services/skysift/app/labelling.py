@@ -17,12 +17,14 @@ labelled" (and the trainer as "no target"). The alert comes back on screen to be
 
 from __future__ import annotations
 
+import html
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from skysift.app.trainer import Label, Queue, QueueItem, TrainerClient
 from skysift.errors import InvalidArgument
+from skysift.modeltags import Label as VocabularyLabel
 from skysift.modeltags import check_label
 
 UNDO_COMMENT = "undo"
@@ -30,6 +32,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The orders Astronomaly offers: the query strategy's, a retrained model's uncertainty, and random as the control.
 SORTS = {"queue": "queue order (the round's strategy rank)", "retrained": "retrained model (champion) uncertainty",
          "random": "random (control)"}
+
+
+def button_style(labels: tuple[VocabularyLabel, ...]) -> str:
+    """CSS giving each label's button its vocabulary colour (a bar on its left edge), so that the row of buttons
+    reads the same as the taxonomy file a team wrote; a described name (:func:`described`) is dotted-underlined."""
+    rules = "".join(f"[class*=st-key-label_{lab.name}_] button{{border-left:6px solid {lab.colour}}}" for lab in labels)
+    return f"<style>{rules}span.sk-described{{text-decoration:underline dotted;cursor:help}}</style>"
+
+
+def described(names, labels: tuple[VocabularyLabel, ...]) -> str:
+    """``names`` joined by commas, each showing its vocabulary description on hover (HTML for the legend)."""
+    by_name = {lab.name: lab.description for lab in labels}
+    return ", ".join(f'<span class="sk-described" title="{html.escape(by_name.get(n, ""))}">{html.escape(n)}</span>'
+                     for n in names)
 
 
 def is_undo(event: Label) -> bool:

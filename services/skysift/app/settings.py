@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skysift.errors import ConfigError
-from skysift.modeltags import DEFAULT_EXPERIMENT, DEFAULT_MODEL_TAG
+from skysift.modeltags import DEFAULT_EXPERIMENT, default_tag
 
 
 class AppSettings(BaseSettings):
@@ -26,7 +26,7 @@ class AppSettings(BaseSettings):
     require_login: bool = False
     cluster: bool = False  # set by the Helm chart: the app is reachable by others, a login is mandatory
     experiment: str = DEFAULT_EXPERIMENT  # experiment shown first on the label page
-    model_tag: str = DEFAULT_MODEL_TAG
+    model_tag: str = Field(default_factory=default_tag)
     rpc_timeout_s: float = Field(15.0, gt=0)
     round_timeout_s: float = Field(1800.0, gt=0)  # "run a round now": training on a large pool takes minutes
 

@@ -96,7 +96,8 @@ class InferenceStage:
         notes: list[str] = []
         result = ScoreResult(score_features(features, self.models(model_tags, notes)), notes=notes)
         if write:
-            result.written = write_predictions(self.store, batch, result.predictions)
+            result.written = write_predictions(self.store, batch, result.predictions,
+                                               [(m.name, m.version) for m in result.models.values()])
             result.sinks = run_sinks(self.sinks, Scored(result.predictions, result.models, result.written))
         return result
 

@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from skysift import config
-from skysift.modeltags import MODEL_TAGS
+from skysift.modeltags import tags as model_tags
 
 
 class SkyPortalSettings(BaseSettings):
@@ -90,7 +90,7 @@ class InferenceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SKYSIFT_INFERENCE_", extra="ignore")
 
     # Served tags ("galactic,realbogus"); requests pick among them.
-    model_tags: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(MODEL_TAGS))
+    model_tags: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(model_tags()))
     alias: str = "champion"
     poll_seconds: float = 60.0  # how often the registry is asked whether the alias moved
     # Candid lookups: features batches kept in memory (least recently used dropped first).
@@ -111,7 +111,7 @@ class InferenceSettings(BaseSettings):
     @field_validator("model_tags")
     @classmethod
     def _known_tags(cls, tags: list[str]) -> list[str]:
-        unknown = [t for t in tags if t not in MODEL_TAGS]
+        unknown = [t for t in tags if t not in model_tags()]
         if unknown:
-            raise ValueError(f"unknown model tags {unknown}; expected some of {list(MODEL_TAGS)}")
+            raise ValueError(f"unknown model tags {unknown}; expected some of {list(model_tags())}")
         return tags

@@ -1,6 +1,6 @@
 """`skysift kafka offsets|reset`: where the ingest consumer group stands on its topics, and moving it; `skysift
 status`: what the store holds at each stage, what is behind, the dead letters and the Kafka lag; `skysift ingest
-reset-cursor`: read a replay path again."""
+reset-cursor`: read a replay path again; `skysift dlq list|replay`: the dead letters, and re-driving them."""
 
 from __future__ import annotations
 
@@ -120,7 +120,51 @@ def reset_cursor(path: str = typer.Argument(..., help="The replay path as given 
                "the next poll of it reads them all again")
 
 
+dlq_app = typer.Typer(help="The ingest stage's dead letters (dlq/ingest/): packets a poll could not decode.",
+                      no_args_is_help=True)
+NIGHT_HELP = "Only the dead letters written on this night (YYYYMMDD, UTC)."
+EVERY_LETTER = 2**31 - 1  # one replay takes every letter: a bound would leave the rest for a second replay
+
+
+@dlq_app.command("list")
+def dlq_list(night: Optional[str] = typer.Option(None, help=NIGHT_HELP)) -> None:
+    """Dead letters by night written, topic (or replay path) and reason, with how many of each."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from skysift.ingest import deadletters
+    from skysift.store import open_store
+
+    store = open_store(settings=load_settings())
+    groups = _run(lambda: deadletters.summary(store, deadletters.night_prefix(night)))
+    table = Table(title=f"dead letters under {deadletters.night_prefix(night)} ({store.url})")
+    for name in ("night", "topic", "reason", "letters"):
+        table.add_column(name, justify="right" if name == "letters" else "left", overflow="fold")
+    for g in groups:
+        table.add_row(g.night, g.topic, g.reason, str(g.count))
+    Console(width=160).print(table)
+    typer.echo(f"total: {sum(g.count for g in groups)} dead letters")
+
+
+@dlq_app.command("replay")
+def dlq_replay(night: Optional[str] = typer.Option(None, help=NIGHT_HELP)) -> None:
+    """Re-drive the dead letters, once their cause is fixed (a setting, a schema, a new release), through a poll
+    in this process: decoded with the current settings (a Kafka letter with its kept key and headers), deduplicated
+    by candid against the store (an alert stored meanwhile is not stored twice), then enriched, featurised and
+    scored. A letter that fails again is written anew with its new error; the others leave dlq/."""
+    from skysift import pipeline
+    from skysift.ingest import deadletters
+
+    settings = load_settings()
+    path = deadletters.SCHEME + _run(lambda: deadletters.night_prefix(night)).removeprefix("dlq/")
+    stages = pipeline.InProcessStages(settings)
+    report = _run(lambda: pipeline.run_poll(stages, replay_path=path, max_alerts=EVERY_LETTER))
+    for line in report.lines():
+        typer.echo(line)
+
+
 def register(app: typer.Typer) -> None:
+    app.add_typer(dlq_app, name="dlq")
     app.add_typer(kafka_app, name="kafka")
     app.command("status")(status)
     app.add_typer(ingest_app, name="ingest")

@@ -23,6 +23,7 @@ import dataclasses
 import io
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -35,24 +36,18 @@ from skysift import config
 from skysift.alerts import filters, surveys
 from skysift.alerts.decode import decode
 from skysift.alerts.schema import conform
-from skysift.backlog import Behind, find_behind, list_stages
+from skysift.backlog import Behind, Champion, find_behind, list_scored, list_stages
 from skysift.config import Settings
+from skysift.ingest import deadletters
 from skysift.ingest.kafka import KafkaSource
 from skysift.ingest.replay import StoredBatch, open_replay, records_in
 from skysift.ingest.settings import IngestSettings, KafkaSettings
 from skysift.store.base import ObjectStore, store_errors
-from skysift.store.keys import Batch, BatchKey, dlq_key, new_batch, parse_batch
+from skysift.store.keys import Batch, BatchKey, new_batch, parse_batch
 
 log = logging.getLogger(__name__)
 
 INDEX_PREFIX = "state/ingest/candids/"
-DLQ_SCHEMA = pa.schema([
-    pa.field("raw", pa.binary()), pa.field("error", pa.string()), pa.field("topic", pa.string()),
-    pa.field("partition", pa.int32()), pa.field("offset", pa.int64()), pa.field("source", pa.string()),
-    pa.field("ingest_time", pa.timestamp("ms", tz="UTC")),
-    pa.field("key", pa.binary()),  # Kafka's (Fink's writer schema travels there)
-    pa.field("headers", pa.list_(pa.struct([pa.field("key", pa.string()), pa.field("value", pa.binary())]))),
-])
 
 
 JD_UNIX_EPOCH = 2440587.5
@@ -213,7 +208,11 @@ class IngestStage:
         self._index = CandidIndex(store)  # kept across polls: it remembers the candids of the files it read
 
     def open_source(self, replay_path: str | None):
-        """The replay source when a path is given or configured, else the (long-lived) Kafka consumer."""
+        """The dead letters for a ``dlq://`` path, the replay source when a path is given or configured, else the
+        (long-lived) Kafka consumer."""
+        if replay_path and replay_path.startswith(deadletters.SCHEME):
+            return deadletters.DeadLetterSource(self.store, "dlq/" + replay_path.removeprefix(deadletters.SCHEME),
+                                                self._kafka or config.load(KafkaSettings))
         if replay_path or self.ingest.source == "replay":
             return open_replay(replay_path or self.ingest.default_replay_path(), self.store, self.settings)
         if self._consumer is None:
@@ -227,13 +226,16 @@ class IngestStage:
             self._consumer = None
 
     def poll(self, max_alerts: int | None = None, timeout_s: float | None = None, replay_path: str | None = None,
-             keep_cutouts: bool | None = None, filter_name: str | None = None) -> PollResult:
+             keep_cutouts: bool | None = None, filter_name: str | None = None,
+             champions: Sequence[Champion] = ()) -> PollResult:
+        """One bounded poll; ``champions`` (model name, version): the current champions, whose predictions every
+        earlier batch should have (those lacking them are reported behind, to be re-scored)."""
         max_alerts = max_alerts or self.ingest.max_alerts
         timeout_s = timeout_s or self.ingest.timeout_s
         keep_cutouts = self.ingest.keep_cutouts if keep_cutouts is None else keep_cutouts
         selection = filters.get(filter_name or self.ingest.filter)
         with store_errors(self.store):  # before any fetch: a store that cannot be listed fails the poll early
-            backlog = self.backlog(datetime.now(timezone.utc))
+            backlog = self.backlog(datetime.now(timezone.utc), champions)
         source = self.open_source(replay_path)
         failed = True
         try:
@@ -276,10 +278,12 @@ class IngestStage:
         log.info("poll done", extra={k: v for k, v in vars(result).items() if k.startswith("n_")})
         return result
 
-    def backlog(self, now: datetime):
-        """Earlier alerts batches that lack a later stage's file (see :mod:`skysift.backlog`)."""
+    def backlog(self, now: datetime, champions: Sequence[Champion] = ()):
+        """Earlier alerts batches that lack a later stage's file or a champion's predictions (see
+        :mod:`skysift.backlog`)."""
         return find_behind(list_stages(self.store), now, timedelta(days=self.ingest.catchup_days),
-                           timedelta(seconds=self.ingest.catchup_grace_s), self.ingest.catchup_batches)
+                           timedelta(seconds=self.ingest.catchup_grace_s), self.ingest.catchup_batches,
+                           scored=list_scored(self.store, champions))
 
     @staticmethod
     def _deduplicate(candids: np.ndarray, seen: np.ndarray, result: PollResult) -> np.ndarray:
@@ -317,20 +321,6 @@ class IngestStage:
                 result.cutouts.append(Batch(cut_key, survey, rows.num_rows))
 
     def _write_dlq(self, decoded, now: datetime) -> str:
-        packets = decoded.dead_packets
-        table = pa.table({
-            "raw": [raw for raw, _ in decoded.dead_letters],
-            "error": [err for _, err in decoded.dead_letters],
-            "topic": [p.topic for p in packets],
-            "partition": [p.partition for p in packets],
-            "offset": [p.offset for p in packets],
-            "source": [p.source for p in packets],
-            "ingest_time": [now] * len(packets),
-            "key": [p.key for p in packets],
-            "headers": [[{"key": k, "value": v} for k, v in p.headers] if p.headers is not None else None
-                        for p in packets],
-        }, schema=DLQ_SCHEMA)
-        key = dlq_key("ingest", now)
-        self.store.write_table(key, table)
-        log.warning("dead letters written", extra={"dlq_key": key, "n": table.num_rows})
+        key = deadletters.write_letters(self.store, decoded, now)
+        log.warning("dead letters written", extra={"dlq_key": key, "n": len(decoded.dead_letters)})
         return key

@@ -51,6 +51,22 @@ def key_schema(key: bytes | None, value: bytes) -> bytes | None:
     return key
 
 
+KAFKA_SOURCE_PREFIX = "kafka:"  # a packet's ``source`` when it came from a Kafka topic
+
+
+def writer_schema(settings: KafkaSettings) -> bytes | None:
+    """SKYSIFT_KAFKA_SCHEMA_PATH's schema: the writer schema of schemaless topics whose keys carry none."""
+    return Path(settings.schema_path).read_bytes() if settings.schema_path else None
+
+
+def kafka_packet(settings: KafkaSettings, schema: bytes | None, topic: str, partition: int, offset: int,
+                 key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None) -> Packet:
+    """A Kafka message as the decoder takes it, by the settings' format and schema rules (also used to rebuild a
+    dead letter's message after a fix)."""
+    return Packet(value, schema=key_schema(key, value) or schema, format=settings.topic_format(topic), topic=topic,
+                  partition=partition, offset=offset, source=KAFKA_SOURCE_PREFIX + topic, key=key, headers=headers)
+
+
 class KafkaSource:
     """One consumer in the configured group, subscribed to the configured topics."""
 
@@ -58,7 +74,7 @@ class KafkaSource:
         from confluent_kafka import Consumer
 
         self.settings = settings
-        self.schema = Path(settings.schema_path).read_bytes() if settings.schema_path else None
+        self.schema = writer_schema(settings)
         self._fatal: list[str] = []
         self._last_error = ""  # librdkafka's latest reported error, e.g. "Connect to ipv4#127.0.0.1:9092 failed: ..."
         conf = settings.consumer_config()
@@ -153,10 +169,8 @@ class KafkaSource:
             return
         self._at_end.discard(where)
         key, value = msg.key(), msg.value() or b""
-        packets.append(Packet(value, schema=key_schema(key, value) or self.schema,
-                              format=self.settings.topic_format(msg.topic()), topic=msg.topic(),
-                              partition=msg.partition(), offset=msg.offset(), source=f"kafka:{msg.topic()}",
-                              key=key, headers=[(k, v or b"") for k, v in msg.headers() or []]))
+        packets.append(kafka_packet(self.settings, self.schema, msg.topic(), msg.partition(), msg.offset(), key, value,
+                                    [(k, v or b"") for k, v in msg.headers() or []]))
         self._next[where] = max(self._next.get(where, 0), msg.offset() + 1)
 
     def commit(self) -> None:

@@ -2,7 +2,10 @@
 reset of the committed offsets (to replay a topic, or to skip a backlog).
 
 A reset is refused while the group has live members: a running consumer would overwrite the reset with its next
-commit (and the broker refuses offset changes for an active group anyway). Stop the pollers first.
+commit. Stop the pollers first. The members are counted as the broker describes the group; a group with none listed
+is reset, and the broker has the last word: it refuses offset changes while the group still has a member (Kafka,
+and Tansu, which lists no members even for a live consumer and keeps one that died without leaving until the next
+member joins). That refusal is reported as the group being active, not as a broker failure.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from skysift.errors import FailedPrecondition, InvalidArgument, NotFound, Unavai
 from skysift.ingest.settings import KafkaSettings, unreachable
 
 TIMEOUT_S = 10.0
-LIVE_STATES = ("STABLE", "PREPARING_REBALANCING", "COMPLETING_REBALANCING")
+# What a broker answers to an offset change while the group still has a member (by error name)
+MEMBER_ERRORS = ("UNKNOWN_MEMBER_ID", "GROUP_SUBSCRIBED_TO_TOPIC", "REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION",
+                 "NON_EMPTY_GROUP")
 
 
 @dataclass(frozen=True)
@@ -124,16 +129,37 @@ def reset_offsets(settings: KafkaSettings, to: str, topic: str | None = None) ->
     admin = _admin(settings)
     with _consumer(settings, "resetting offsets") as consumer:
         state, members = group_state(admin, settings.group_id)
-        if members or state in LIVE_STATES:
-            raise FailedPrecondition(
-                f"consumer group {settings.group_id!r} is active (state {state}, {members} live members): stop every "
-                f"poller of this group (skysift poll --every, the ingest service) and retry once the group is empty "
-                f"(a consumer that died without leaving is dropped after SKYSIFT_KAFKA_SESSION_TIMEOUT_MS)")
+        if members:
+            raise _active(settings, f"state {state}, {members} live members")
         wanted = [TopicPartition(p.topic, p.partition, p.low if target == "earliest" else p.high if target == "latest"
                                  else min(max(target, p.low), p.high)) for p in _offsets(consumer, settings, topics)]
         request = [ConsumerGroupTopicPartitions(settings.group_id, wanted)]
         for future in admin.alter_consumer_group_offsets(request, request_timeout=TIMEOUT_S).values():
-            failed = [f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in future.result().topic_partitions if tp.error]
-            if failed:
-                raise Unavailable(f"resetting offsets failed on Kafka {settings.bootstrap_servers}: {'; '.join(failed)}")
+            errors = _errors(future)
+            if any(error.name() in MEMBER_ERRORS for error in errors):
+                raise _active(settings, f"state {state}, no member listed, and the broker refused the reset: "
+                                        f"{errors[0].str()}")
+            if errors:
+                raise Unavailable(f"resetting offsets failed on Kafka {settings.bootstrap_servers}: "
+                                  f"{'; '.join(e.str() for e in errors)}")
         return _offsets(consumer, settings, topics)
+
+
+def _errors(future) -> list:
+    """The errors of an offset change: its partitions', or the one error of a refusal of the whole request."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        return [tp.error for tp in future.result().topic_partitions if tp.error]
+    except KafkaException as exc:
+        if exc.args and isinstance(exc.args[0], KafkaError):
+            return [exc.args[0]]
+        raise
+
+
+def _active(settings: KafkaSettings, why: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"consumer group {settings.group_id!r} is active ({why}): stop every poller of this group (skysift poll "
+        f"--every, the ingest service) and retry once the group is empty. A consumer that died without leaving is "
+        f"dropped after SKYSIFT_KAFKA_SESSION_TIMEOUT_MS on Kafka; Tansu keeps it until another member joins: one "
+        f"`skysift poll --in-process --max-alerts 1` joins, evicts it and leaves")

@@ -27,6 +27,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
     def Poll(self, request: ingest_pb2.PollRequest, context) -> ingest_pb2.PollResponse:
         validation.check_count(request.max_alerts, "max_alerts")
         validation.check_timeout(request.timeout_seconds)
+        champions = validation.check_champions([(c.model_name, c.model_version) for c in request.champions])
         with self._lock:
             result = self.stage.poll(
                 max_alerts=request.max_alerts or None,
@@ -35,6 +36,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
                              if request.replay_path else None),
                 keep_cutouts=request.keep_cutouts if request.HasField("keep_cutouts") else None,
                 filter_name=request.filter or None,
+                champions=champions,
             )
         return to_response(result)
 

@@ -13,7 +13,7 @@ import typer
 
 from skysift.alerts import surveys
 from skysift.cliutil import exit_code, fail, load_settings
-from skysift.modeltags import DEFAULT_EXPERIMENT
+from skysift.modeltags import DEFAULT_EXPERIMENT, default_tag
 
 label_app = typer.Typer(help="Import or export labels (the prototype's labels.csv columns).", no_args_is_help=True)
 dataset_app = typer.Typer(help="Collect, list and inspect training datasets (alerts of a time window with labels, "
@@ -40,7 +40,8 @@ def _csv(text: str, cast=str) -> list:
 def round_command(
     experiment: str = typer.Option(DEFAULT_EXPERIMENT, help="Experiment name: rounds/<experiment>/ and the MLflow "
                                                             "experiment."),
-    model_tag: str = typer.Option("galactic", help="Model tag (galactic, realbogus)."),
+    model_tag: str = typer.Option("", help="Model tag of the taxonomy file (SKYSIFT_TAXONOMY_FILE); default: its "
+                                           "default_tag (galactic in the packaged file)."),
     strategy: str | None = typer.Option(None, help="default, random, uncertainty, margin, entropy, committee, "
                                                       "diverse, diverse_uncertainty, balanced or density "
                                                       "(default SKYSIFT_TRAINER_STRATEGY)."),
@@ -69,6 +70,7 @@ def round_command(
               "initial_batch_size": initial_batch_size or ts.initial_batch_size, "seed": seed,
               "params": _params(param), "force": force, "dataset_id": dataset}
     try:
+        model_tag = model_tag or default_tag()  # a bad taxonomy file: its error, exit code and line
         if in_process:
             from skysift.store import open_store
             from skysift.trainer.rounds import Trainer

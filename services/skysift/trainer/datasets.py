@@ -22,7 +22,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -77,10 +76,11 @@ def _utc(when: datetime) -> datetime:
 
 
 def _predictions(store, feature_keys: list[str], tag) -> pd.DataFrame:
-    """candid → probability of the tag's positive class, from the predictions/ batches beside the features."""
+    """candid → the predicted class (``target``) and its probability (``confidence``), from the predictions/
+    batches beside the features (a binary model's is its positive class's probability p, or 1 - p)."""
     from skysift.inference.taxonomy import column_name
 
-    column = column_name(tag.positive_class)
+    columns = [column_name(c) for c in tag.classes]
     frames = []
     for fkey in feature_keys:
         pkey = str(keys.parse_batch(fkey).sibling("predictions"))
@@ -89,10 +89,13 @@ def _predictions(store, feature_keys: list[str], tag) -> pd.DataFrame:
         t = store.read_table(pkey).to_pandas()
         if "model_tag" in t:
             t = t[t["model_tag"] == tag.name]
-        if column in t:
-            frames.append(t[["candid", column]].rename(columns={column: "p"}))
+        if set(columns) <= set(t.columns):
+            proba = t[columns].to_numpy(dtype="float64")
+            frames.append(pd.DataFrame({"candid": t["candid"].to_numpy(dtype="int64"), "target": proba.argmax(axis=1),
+                                        "confidence": proba.max(axis=1)}))
     if not frames:
-        return pd.DataFrame({"candid": pd.Series(dtype="int64"), "p": pd.Series(dtype="float64")})
+        return pd.DataFrame({"candid": pd.Series(dtype="int64"), "target": pd.Series(dtype="int64"),
+                             "confidence": pd.Series(dtype="float64")})
     return pd.concat(frames).drop_duplicates("candid", keep="last")
 
 
@@ -140,17 +143,14 @@ class Datasets:
         })
         preds = _predictions(self.store, window, tag)
         preds = preds[~preds["candid"].isin(latest.keys())]
-        confidence = np.maximum(preds["p"], 1 - preds["p"])
-        confident = preds[confidence >= req.score_threshold]
+        confident = preds[preds["confidence"] >= req.score_threshold]
         predicted = pd.DataFrame({
-            "candid": confident["candid"].astype("int64"), "label": "",
-            "target": (confident["p"] >= 0.5).astype(int), "source": "prediction",
-            "confidence": np.maximum(confident["p"], 1 - confident["p"]), "validated": False,
+            "candid": confident["candid"].astype("int64"), "label": "", "target": confident["target"].astype(int),
+            "source": "prediction", "confidence": confident["confidence"], "validated": False,
         })
         chosen = _choose(candidates, predicted, req)
         samples = chosen.merge(pool, on="candid", how="left")
-        samples["label"] = [lbl or (tag.positive_class if t == 1 else tag.negative_class)
-                            for lbl, t in zip(samples["label"], samples["target"])]
+        samples["label"] = [lbl or tag.classes[int(t)] for lbl, t in zip(samples["label"], samples["target"])]
         conflicts = label_conflicts(self.labels.history(), tag)
         report = evaluation.quality(samples, cols, conflicts)
 
@@ -159,8 +159,7 @@ class Datasets:
         out = samples[["candid", *([c for c in ("objectId",) if c in samples]), "target", "label", "source",
                        "confidence", "features_key", *cols]]
         self.store.write_table(prefix + "samples.parquet", pa.Table.from_pandas(out, preserve_index=False))
-        class_counts = {tag.negative_class: int((samples["target"] == 0).sum()),
-                        tag.positive_class: int((samples["target"] == 1).sum())}
+        class_counts = {c: int((samples["target"] == i).sum()) for i, c in enumerate(tag.classes)}
         manifest = {
             "dataset_id": dataset_id, "name": req.name, "created_at": datetime.now(UTC).isoformat(),
             "params": {**asdict(req), "start": req.start.isoformat() if req.start else None,

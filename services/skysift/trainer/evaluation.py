@@ -34,7 +34,7 @@ def assign_holdout(new_targets: dict[int, int], holdout_counts: dict[int, int], 
     ``labelled_counts`` counts every usable labelled candid per class, new ones included.
     """
     out: set[int] = set()
-    for cls in (0, 1):
+    for cls in sorted(labelled_counts):
         new = [c for c, t in new_targets.items() if t == cls]
         want = int(fraction * labelled_counts.get(cls, 0) + 0.5)
         need = max(0, want - holdout_counts.get(cls, 0))
@@ -76,6 +76,27 @@ def metrics(y_true, p_positive, threshold: float = 0.5) -> dict[str, float]:
     if len(np.unique(y_true)) == 2:
         out["roc_auc"] = float(roc_auc_score(y_true, p_positive))
         out["pr_auc"] = float(average_precision_score(y_true, p_positive))
+    return out
+
+
+def multiclass_metrics(y_true, proba, classes: tuple[str, ...]) -> dict[str, float]:
+    """A multi-class model's accuracy, macro precision/recall/F1 (each class counts the same, however rare) and
+    each class's F1, precision and recall (``f1_<class>``), and ROC AUC (one-vs-rest, macro) when every class is
+    present. The decision is the most probable class."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
+
+    y_true = np.asarray(y_true, dtype=int)
+    proba = np.asarray(proba, dtype=float)
+    y_pred = proba.argmax(axis=1)
+    every = list(range(len(classes)))
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=every, zero_division=0)
+    out = {"accuracy": float(accuracy_score(y_true, y_pred)), "precision_macro": float(precision.mean()),
+           "recall_macro": float(recall.mean()), "f1_macro": float(f1.mean())}
+    for i, name in enumerate(classes):
+        out.update({f"f1_{name}": float(f1[i]), f"precision_{name}": float(precision[i]),
+                    f"recall_{name}": float(recall[i])})
+    if len(np.unique(y_true)) == len(classes):
+        out["roc_auc"] = float(roc_auc_score(y_true, proba, multi_class="ovr", labels=every))
     return out
 
 
@@ -136,19 +157,20 @@ def importance_plot(table: pd.DataFrame, title: str) -> bytes:
     return png_bytes(fig)
 
 
-def confusion_plot(m: dict, classes: tuple[str, str], title: str) -> bytes:
+def confusion_plot(cm: np.ndarray, classes: tuple[str, ...], title: str) -> bytes:
+    """``cm[i, j]``: held-out alerts of class i predicted as class j."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cm = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
-    fig, ax = plt.subplots(figsize=(3.8, 3.4))
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.4 * k + 1, 1.2 * k + 1))
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, str(v), ha="center", va="center", color="black")
-    ax.set_xticks([0, 1], [f"pred {c}" for c in classes])
-    ax.set_yticks([0, 1], [f"true {c}" for c in classes])
+    ax.set_xticks(range(k), [f"pred {c}" for c in classes], rotation=30 if k > 2 else 0)
+    ax.set_yticks(range(k), [f"true {c}" for c in classes])
     ax.set_title(title)
     return png_bytes(fig)
 
@@ -182,9 +204,10 @@ def quality(samples: pd.DataFrame, feature_columns: list[str], conflicts: set[in
     no_features = int(samples[present].isna().all(axis=1).sum()) if present else n
     conflicted = int(samples["candid"].isin(list(conflicts)).sum())
     balance = class_balance(samples["target"])
-    minority = min(balance["n_positive"], balance["n_negative"]) / n
+    counts = samples["target"].value_counts()
+    minority = counts.min() / n if len(counts) > 1 else 0.0
     issues = []
-    if balance["n_positive"] == 0 or balance["n_negative"] == 0:
+    if len(counts) < 2:
         issues.append(f"only one class ({balance['n_positive']} positive, {balance['n_negative']} negative)")
     elif minority < min_minority_fraction:
         issues.append(f"class imbalance: minority class is {minority:.1%} of {n} (< {min_minority_fraction:.0%})")

@@ -34,9 +34,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from skysift import validation
+from skysift import modeltags, validation
 from skysift.errors import InvalidArgument, SkysiftError
-from skysift.modeltags import LABELS, MODEL_TAGS, ModelTag
+from skysift.modeltags import ModelTag
 from skysift.store import keys
 
 EVENTS_PREFIX = "labels/events/"
@@ -93,14 +93,14 @@ def validate(event: LabelEvent) -> LabelEvent:
     """Check one event and fill in what the server owns (timestamp, event id); raise InvalidArgument."""
     if isinstance(event.candid, bool) or not isinstance(event.candid, int) or event.candid <= 0:
         raise InvalidArgument(f"candid must be a positive integer, got {event.candid!r}")
-    if event.label not in LABELS:
-        raise InvalidArgument(f"unknown label {event.label!r} for candid {event.candid}; expected one of {', '.join(LABELS)}")
+    if event.label not in modeltags.labels():
+        raise InvalidArgument(f"unknown label {event.label!r} for candid {event.candid}; expected one of {', '.join(modeltags.labels())}")
     if not (event.user or "").strip():
         raise InvalidArgument(f"label for candid {event.candid} has no user")
     if event.source not in SOURCES:
         raise InvalidArgument(f"unknown label source {event.source!r}; expected one of {', '.join(SOURCES)}")
-    if event.model_tag and event.model_tag not in MODEL_TAGS:
-        raise InvalidArgument(f"unknown model tag {event.model_tag!r}; expected one of {', '.join(MODEL_TAGS)}")
+    if event.model_tag and event.model_tag not in modeltags.tags():
+        raise InvalidArgument(f"unknown model tag {event.model_tag!r}; expected one of {', '.join(modeltags.tags())}")
     if event.experiment:  # the queue the label answers, when it answers one: the rules GetQueue applies
         validation.check_experiment(event.experiment)
     validation.check_round(event.round)

@@ -64,7 +64,7 @@ def resolved_class_weight(params: dict, y) -> str | None:
     if params.get("class_weight") != "auto":
         return params.get("class_weight")
     y = np.asarray(y, dtype=int)
-    minority = min(y.mean(), 1 - y.mean()) if len(y) else 0.5
+    minority = np.bincount(y).min() / len(y) if len(y) else 0.5  # (a class between present ones counts as 0)
     return "balanced" if minority < RARE_CLASS_FRACTION else None
 
 
@@ -88,10 +88,10 @@ def fit(X: pd.DataFrame, y: np.ndarray, params: dict, seed: int):
 
 def fit_committee(X: pd.DataFrame, y: np.ndarray, params: dict, seed: int, size: int) -> list:
     """A bagged ensemble for query by committee: each member sees a bootstrap drawn within each class,
-    so that every member has both classes even when one of them has only a few labels."""
+    so that every member has every class even when one of them has only a few labels."""
     rng = np.random.default_rng(seed)
     y = np.asarray(y, dtype=int)
-    by_class = [np.flatnonzero(y == c) for c in (0, 1)]
+    by_class = [np.flatnonzero(y == c) for c in np.unique(y)]
     members = []
     for i in range(size):
         idx = np.concatenate([rng.choice(ix, size=len(ix), replace=True) for ix in by_class])
@@ -110,8 +110,8 @@ def cv_threshold(X: pd.DataFrame, y, params: dict, seed: int, folds: int = 3) ->
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y, dtype=int)
-    if len(y) == 0 or min(int(y.sum()), int(len(y) - y.sum())) < folds:
-        return 0.5
+    if len(y) == 0 or y.max() > 1 or min(int(y.sum()), int(len(y) - y.sum())) < folds:
+        return 0.5  # (a multi-class model decides by its most probable class: no threshold)
     oof = np.empty(len(y))
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
         oof[test] = fit(X.iloc[train], y[train], params, seed).predict_proba(X.iloc[test])[:, 1]
@@ -121,9 +121,10 @@ def cv_threshold(X: pd.DataFrame, y, params: dict, seed: int, folds: int = 3) ->
     return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])  # ties: the one nearest 0.5
 
 
-def can_fit(y) -> bool:
+def can_fit(y, n_classes: int = 2) -> bool:
+    """Every class has a label: a model fitted on fewer would predict fewer columns than its tag has classes."""
     y = np.asarray(y)
-    return len(y) > 0 and len(np.unique(y)) == 2
+    return len(y) > 0 and len(np.unique(y)) == n_classes
 
 
 def limited_threads(n: int):
@@ -148,16 +149,21 @@ class Fitted:
 
 def fit_and_query(X_train: pd.DataFrame, y_train, X_pool: pd.DataFrame, strategy: str, n: int, params: dict,
                   seed: int, rng: np.random.Generator, committee_size: int, positive_class: str,
-                  object_ids: np.ndarray | None = None, tune_threshold: bool = False) -> Fitted:
+                  object_ids: np.ndarray | None = None, tune_threshold: bool = False,
+                  classes: tuple[str, ...] = ()) -> Fitted:
     """Fit on the training set, score the pool and rank it: the shared core of rounds and experiments.
 
     Only what the strategy needs is computed (a committee's fits, the standardised features).
     """
     model = fit(X_train, y_train, params, seed)
     threshold = cv_threshold(X_train, y_train, params, seed) if tune_threshold else 0.5
-    proba = model.predict_proba(X_pool) if len(X_pool) else np.empty((0, 2))
+    proba = model.predict_proba(X_pool) if len(X_pool) else np.empty((0, len(model.classes_)))
     chosen = strategies.get(strategy)
-    q = strategies.QueryInput(proba=proba, object_ids=object_ids, threshold=threshold, positive_class=positive_class)
+    if proba.shape[1] > 2 and chosen.binary_only:
+        raise errors.InvalidArgument(f"strategy {strategy!r} ranks around a binary model's threshold; a multi-class "
+                                     "model takes uncertainty, margin, entropy, committee, diverse_uncertainty, ...")
+    q = strategies.QueryInput(proba=proba, object_ids=object_ids, threshold=threshold, positive_class=positive_class,
+                              classes=classes)
     if strategies.COMMITTEE in chosen.needs and len(X_pool) and n > 0:
         q.member_proba = np.stack([m.predict_proba(X_pool)
                                    for m in fit_committee(X_train, y_train, params, seed, committee_size)])

@@ -195,7 +195,7 @@ class Trainer:
         rng = np.random.default_rng([req.seed, number])
         query = self._query(sets, req, rng)
         timer.lap("fit_score_rank")
-        metrics = self._evaluate(query, sets)
+        metrics = self._evaluate(query, sets, req.tag)
         timer.lap("evaluate")
         queue = self._queue(sets.unlabelled, query)
         training = ids_table(train_ids, labelled.labels, previous_ids["training_ids.parquet"], number)
@@ -286,20 +286,22 @@ class Trainer:
         """Fit and rank the pool with the strategy, or, while no model can be fitted, pick a first batch."""
         cols = list(self.spec.columns)
         X_pool, objects = sets.unlabelled[cols], sets.unlabelled["objectId"].to_numpy(dtype=object)
-        if can_fit(sets.train["target"]):
+        if can_fit(sets.train["target"], len(req.tag.classes)):
             fitted = fit_and_query(sets.train[cols], sets.train["target"].to_numpy(), X_pool, req.strategy,
                                    req.batch_size, req.params, req.seed, rng, self.ts.committee_size,
-                                   req.tag.positive_class, objects, self.ts.tune_threshold)
+                                   req.tag.positive_class, objects, self.ts.tune_threshold, req.tag.classes)
             return Query(fitted.model, fitted.ranked, req.strategy, fitted.pool_proba, fitted.threshold,
                          f"trained on {len(sets.train)} labels, held out {len(sets.holdout)}")
         first = self.ts.initial_strategy
         ranked = cold_start_query(X_pool, first, req.initial_batch_size, rng, objects, sets.train[cols])
         ranked.reason = [f"initial batch (no model yet): {r}" for r in ranked.reason]
+        missing = [c for i, c in enumerate(req.tag.classes) if i not in set(sets.train["target"])]
         message = (f"initial {first} batch: no labels yet" if not len(sets.train) else
-                   f"{first} batch: the {len(sets.train)} training labels hold only one class, no model can be fitted")
+                   f"{first} batch: the {len(sets.train)} training labels hold no {', '.join(missing)}, "
+                   "no model can be fitted")
         return Query(None, ranked, first, None, 0.5, message)
 
-    def _evaluate(self, query: Query, sets: Sets) -> dict[str, float]:
+    def _evaluate(self, query: Query, sets: Sets, tag: ModelTag) -> dict[str, float]:
         """Training accuracy and the held-out metrics, computed once (MLflow logs and compares these)."""
         if query.model is None:
             return {}
@@ -307,7 +309,11 @@ class Trainer:
         y_train = sets.train["target"].to_numpy()
         metrics = {"train_accuracy": float((query.model.predict(sets.train[cols]) == y_train).mean()),
                    "decision_threshold": query.threshold}
-        if len(sets.holdout):
+        if len(sets.holdout) and tag.multiclass:
+            proba = query.model.predict_proba(sets.holdout[cols])
+            metrics.update({f"holdout_{k}": v for k, v in
+                            evaluation.multiclass_metrics(sets.holdout["target"].to_numpy(), proba, tag.classes).items()})
+        elif len(sets.holdout):
             p = query.model.predict_proba(sets.holdout[cols])[:, 1]
             y = sets.holdout["target"].to_numpy()
             metrics.update({f"holdout_{k}": v for k, v in evaluation.metrics(y, p).items()})
@@ -323,7 +329,9 @@ class Trainer:
             "objectId": queued["objectId"].to_numpy(dtype=object),
             "rank": np.arange(1, n + 1, dtype="int32"),
             "score": np.asarray(query.ranked.score, dtype="float64"),
-            "probability": query.proba[query.ranked.index, 1] if query.proba is not None else np.full(n, np.nan),
+            # the positive class's probability; a multi-class model's most probable class's
+            "probability": (query.proba[query.ranked.index].max(axis=1) if query.proba.shape[1] > 2 else
+                            query.proba[query.ranked.index, 1]) if query.proba is not None else np.full(n, np.nan),
             "strategy": query.strategy,
             "reason": query.ranked.reason,
             "alerts_key": queued["alerts_key"].to_numpy(dtype=object),

@@ -8,6 +8,7 @@ from datetime import UTC
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from skysift import errors, validation
+from skysift.modeltags import default_tag
 from skysift.rpc import auth
 from skysift.rpc.errors import grpc_method
 from skysift.trainer.datasets import Dataset, DatasetRequest, Datasets
@@ -108,7 +109,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     def RunRound(self, request, context):
         ts = self.trainer.ts
         result = self.trainer.run_round(
-            request.experiment, request.model_tag or "galactic", strategy=request.strategy or ts.strategy,
+            request.experiment, request.model_tag or default_tag(), strategy=request.strategy or ts.strategy,
             batch_size=request.batch_size or ts.batch_size, initial_batch_size=request.initial_batch_size or ts.initial_batch_size,
             seed=request.seed, params=dict(request.params), force=request.force, dataset_id=request.dataset_id or None,
         )
@@ -118,7 +119,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     def CollectDataset(self, request, context):
         validation.check_count(request.max_samples, "max_samples")
         req = DatasetRequest(
-            name=request.name, model_tag=request.model_tag or "galactic", survey=request.survey,
+            name=request.name, model_tag=request.model_tag or default_tag(), survey=request.survey,
             start=_when(request.start, "start") if request.HasField("start") else None,
             end=_when(request.end, "end") if request.HasField("end") else None,
             score_threshold=request.score_threshold or 0.9, prefer_validated=request.prefer_validated,

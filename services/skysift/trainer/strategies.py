@@ -35,13 +35,14 @@ DIVERSITY_POOL = 10  # batch diversity picks among the DIVERSITY_POOL x n most u
 class QueryInput:
     """What a strategy may look at; ``proba`` rows are pool rows, ``features`` standardised (NaN as 0)."""
 
-    proba: np.ndarray | None = None  # (n, 2): P(negative), P(positive); None before a model exists
-    member_proba: np.ndarray | None = None  # (members, n, 2)
+    proba: np.ndarray | None = None  # (n, classes): P(negative), P(positive) when binary; None before a model exists
+    member_proba: np.ndarray | None = None  # (members, n, classes)
     features: np.ndarray | None = None  # (n, d)
     labelled_features: np.ndarray | None = None  # (m, d): the training rows, for distances to what is known
     object_ids: np.ndarray | None = None  # at most one queued alert per object when given
     threshold: float = 0.5  # the model's decision threshold
     positive_class: str = "positive"
+    classes: tuple[str, ...] = ()  # the model's class names, for a multi-class model's reasons
 
     def __len__(self) -> int:
         for part in (self.proba, self.features, self.object_ids):
@@ -66,6 +67,7 @@ class Strategy:
 
     name: ClassVar[str]
     needs: ClassVar[frozenset[str]] = frozenset({PROBABILITIES})
+    binary_only: ClassVar[bool] = False  # ranks on the positive class's probability (no multi-class models)
 
     @property
     def needs_model(self) -> bool:
@@ -92,7 +94,14 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 
 def _p(q: QueryInput, i: int) -> str:
-    return f"p({q.positive_class})={q.proba[i, 1]:.2f}" if q.proba is not None else ""
+    """The probability a reason quotes: the positive class's, or a multi-class model's two most probable."""
+    if q.proba is None:
+        return ""
+    if q.proba.shape[1] == 2:
+        return f"p({q.positive_class})={q.proba[i, 1]:.2f}"
+    first, second = np.argsort(q.proba[i])[::-1][:2]
+    names = q.classes or tuple(map(str, range(q.proba.shape[1])))
+    return f"p({names[first]})={q.proba[i, first]:.2f}, p({names[second]})={q.proba[i, second]:.2f}"
 
 
 @register
@@ -198,6 +207,7 @@ class ThresholdBalanced(Strategy):
     as often as the common one."""
 
     name = "balanced"
+    binary_only = True
 
     def scores(self, q, rng):
         return threshold_uncertainty(q.proba, q.threshold)
@@ -273,7 +283,13 @@ def entropy(proba: np.ndarray) -> np.ndarray:
 
 
 def threshold_uncertainty(proba: np.ndarray, threshold: float) -> np.ndarray:
-    """1 at the decision threshold, 0 at p = 0 or 1 (least-confident rescaled around ``threshold``)."""
+    """1 at the decision threshold, 0 at p = 0 or 1 (least-confident rescaled around ``threshold``).
+
+    A multi-class model has no threshold: least-confident rescaled to [0, 1] (1 when all k classes are equal).
+    """
+    k = proba.shape[1]
+    if k > 2:
+        return least_confident(proba) * k / (k - 1)
     p = proba[:, 1]
     return 1.0 - np.where(p >= threshold, (p - threshold) / max(1 - threshold, 1e-9), (threshold - p) / max(threshold, 1e-9))
 

@@ -98,7 +98,10 @@ class Tracked:
     message: str = ""
 
 
-def _balance_metrics(prefix: str, y) -> dict[str, float]:
+def _balance_metrics(prefix: str, y, tag: ModelTag) -> dict[str, float]:
+    if tag.multiclass:
+        counts = np.bincount(np.asarray(y, dtype=int), minlength=len(tag.classes))
+        return {f"{prefix}_n": len(y), **{f"{prefix}_n_{c}": int(n) for c, n in zip(tag.classes, counts)}}
     b = evaluation.class_balance(y)
     out = {f"{prefix}_n": b["n"], f"{prefix}_n_positive": b["n_positive"], f"{prefix}_n_negative": b["n_negative"]}
     if b["n"]:
@@ -131,8 +134,8 @@ def _log_round(r: RoundLog) -> Tracked:
     exp = experiment_id(mlflow, experiment_name(s.mlflow_experiment_prefix, r.tag.name, r.experiment))
     cols = list(r.spec.columns)
     metrics = {k: v for k, v in r.metrics.items() if v is not None and np.isfinite(v)}
-    metrics.update(_balance_metrics("train", r.y_train))
-    metrics.update(_balance_metrics("holdout", r.y_holdout))
+    metrics.update(_balance_metrics("train", r.y_train, r.tag))
+    metrics.update(_balance_metrics("holdout", r.y_holdout, r.tag))
     metrics["queue_size"] = len(r.queue)
     if r.quality is not None:
         metrics["train_quality_score"] = r.quality.score
@@ -143,7 +146,7 @@ def _log_round(r: RoundLog) -> Tracked:
             "initial_batch_size": r.initial_batch_size, "seed": r.seed, "n_train": len(r.y_train),
             "n_holdout": len(r.y_holdout), "feature_set_version": r.spec.version, "model_tag": r.tag.name,
             "experiment": r.experiment, "holdout_fraction": s.holdout_fraction,
-            "validation_set": s.validation_key or "split", "champion_metric": s.champion_metric,
+            "validation_set": s.validation_key or "split", "champion_metric": _champion_metric(r),
             **{k: "none" if v is None else v for k, v in r.params.items()},
             **({"dataset_id": r.dataset_id} if r.dataset_id else {}),
         })
@@ -173,18 +176,33 @@ def _log_round(r: RoundLog) -> Tracked:
     return tracked
 
 
+def _champion_metric(r: RoundLog) -> str:
+    """What the champion rule compares: the setting for a binary model, macro F1 for a multi-class one (its
+    classes count the same, however rare)."""
+    return "f1_macro" if r.tag.multiclass else r.settings.champion_metric
+
+
 def _model_plots(r: RoundLog, out: Path) -> None:
     s = r.settings
     classes = r.tag.classes
-    if len(r.y_holdout):  # the round's held-out confusion counts (computed once, in the round)
-        m = {k: r.metrics[f"holdout_{k}"] for k in ("tn", "fp", "fn", "tp")}
+    if len(r.y_holdout) and r.tag.multiclass:
+        from sklearn.metrics import confusion_matrix
+
+        cm = confusion_matrix(r.y_holdout, r.model.predict(r.X_holdout), labels=range(len(classes)))
         (out / "confusion_matrix.png").write_bytes(
-            evaluation.confusion_plot(m, classes, f"held-out, round {r.round} (n={len(r.y_holdout)})"))
+            evaluation.confusion_plot(cm, classes, f"held-out, round {r.round} (n={len(r.y_holdout)})"))
+        (out / "confusion_matrix.json").write_text(json.dumps({"classes": classes, "matrix": cm.tolist()}))
+    elif len(r.y_holdout):  # the round's held-out confusion counts (computed once, in the round)
+        m = {k: r.metrics[f"holdout_{k}"] for k in ("tn", "fp", "fn", "tp")}
+        cm = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
+        (out / "confusion_matrix.png").write_bytes(
+            evaluation.confusion_plot(cm, classes, f"held-out, round {r.round} (n={len(r.y_holdout)})"))
         (out / "confusion_matrix.json").write_text(json.dumps({k: m[k] for k in ("tn", "fp", "fn", "tp")}))
-    # importance on the held-out rows when they hold both classes, else (said in the title) on the training rows
-    on_holdout = len(np.unique(r.y_holdout)) == 2
+    # importance on the held-out rows when they hold two classes or more, else (said in the title) on the training
+    # rows
+    on_holdout = len(np.unique(r.y_holdout)) >= 2
     X, y = (r.X_holdout, r.y_holdout) if on_holdout else (r.X_train, r.y_train)
-    scoring = s.champion_metric if on_holdout else "accuracy"
+    scoring = _champion_metric(r) if on_holdout else "accuracy"
     table = evaluation.permutation_table(r.model, X, y, scoring, s.permutation_repeats, r.seed)
     table.to_csv(out / "permutation_importance.csv", index=False)
     where = "held-out" if on_holdout else "training (no two-class held-out set)"
@@ -208,9 +226,10 @@ def _register(mlflow, r: RoundLog, run_id: str, cols: list[str], metrics: dict) 
     )
     version = str(info.registered_model_version)
     client = MlflowClient()
+    hierarchy = {"classes": json.dumps(list(r.tag.classes)), "taxonomy": json.dumps(r.tag.hierarchy())}
     for key, value in {"feature_set_version": r.spec.version, "model_tag": r.tag.name,
                        "feature_columns": json.dumps(cols), "experiment": r.experiment, "round": str(r.round),
-                       "run_id": run_id}.items():
+                       "run_id": run_id, **(hierarchy if r.tag.multiclass else {})}.items():
         client.set_model_version_tag(name, version, key, value)
     moved, message, extra = _champion(mlflow, client, r, name, version, cols, metrics)
     mlflow.set_tag("skysift.champion", message)
@@ -220,7 +239,7 @@ def _register(mlflow, r: RoundLog, run_id: str, cols: list[str], metrics: dict) 
 def _champion(mlflow, client, r: RoundLog, name: str, version: str, cols: list[str], metrics: dict
               ) -> tuple[bool, str, dict]:
     """Gather what the champion rule (:func:`.evaluation.promotion`) compares; return (move, why, metrics)."""
-    metric = r.settings.champion_metric
+    metric = _champion_metric(r)
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
     except mlflow.exceptions.MlflowException:
@@ -230,7 +249,9 @@ def _champion(mlflow, client, r: RoundLog, name: str, version: str, cols: list[s
     old_value = None
     if same and new_value is not None:
         old = mlflow.sklearn.load_model(f"models:/{name}/{current.version}")
-        old_value = evaluation.metrics(r.y_holdout, old.predict_proba(r.X_holdout[cols])[:, 1]).get(metric)
+        proba = old.predict_proba(r.X_holdout[cols])
+        old_value = (evaluation.multiclass_metrics(r.y_holdout, proba, r.tag.classes) if r.tag.multiclass else
+                     evaluation.metrics(r.y_holdout, proba[:, 1])).get(metric)
     moved, why = evaluation.promotion(name, version, metric, new_value, current.version, old_value, same,
                                       r.settings.champion_tolerance)
     return moved, why, {f"champion_holdout_{metric}": old_value} if old_value is not None else {}
@@ -252,7 +273,7 @@ def log_dataset(tracking_uri: str, prefix: str, manifest: dict) -> dict:
                 "total_samples": n, "n_validated": manifest["n_validated"], "n_predicted": manifest["n_predicted"],
                 "data_quality_score": manifest["quality_score"],
                 **{f"n_{k}": v for k, v in counts.items()},
-                **({"positive_ratio": list(counts.values())[1] / n} if n else {}),
+                **({"positive_ratio": list(counts.values())[1] / n} if n and len(counts) == 2 else {}),
             })
             mlflow.set_tags({"skysift.dataset_id": manifest["dataset_id"], "skysift.passed": str(manifest["passed"]),
                              "skysift.quality_issues": "; ".join(manifest["quality_issues"])})

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from skysift.v1 import common_pb2 as skysift_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17skysift/v1/ingest.proto\x12\nskysift.v1\x1a\x17skysift/v1/common.proto\"\x8b\x01\n\x0bPollRequest\x12\x12\n\nmax_alerts\x18\x01 \x01(\x05\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\x12\x13\n\x0breplay_path\x18\x03 \x01(\t\x12\x19\n\x0ckeep_cutouts\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x0e\n\x06\x66ilter\x18\x05 \x01(\tB\x0f\n\r_keep_cutouts\"\x8f\x02\n\x0cPollResponse\x12$\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x14.skysift.v1.BatchRef\x12%\n\x07\x63utouts\x18\x02 \x03(\x0b\x32\x14.skysift.v1.BatchRef\x12\x12\n\nn_messages\x18\x03 \x01(\x03\x12\x10\n\x08n_alerts\x18\x04 \x01(\x03\x12\x12\n\nn_rejected\x18\x05 \x01(\x03\x12\x14\n\x0cn_duplicates\x18\x06 \x01(\x03\x12\x16\n\x0en_dead_letters\x18\x07 \x01(\x03\x12\x0f\n\x07\x64lq_key\x18\x08 \x01(\t\x12\'\n\x06\x62\x65hind\x18\t \x03(\x0b\x32\x17.skysift.v1.BehindBatch\x12\x10\n\x08n_behind\x18\n \x01(\x03\"B\n\x0b\x42\x65hindBatch\x12\x12\n\nalerts_key\x18\x01 \x01(\t\x12\x0e\n\x06survey\x18\x02 \x01(\t\x12\x0f\n\x07missing\x18\x03 \x03(\t2C\n\x06Ingest\x12\x39\n\x04Poll\x12\x17.skysift.v1.PollRequest\x1a\x18.skysift.v1.PollResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17skysift/v1/ingest.proto\x12\nskysift.v1\x1a\x17skysift/v1/common.proto\"\xbb\x01\n\x0bPollRequest\x12\x12\n\nmax_alerts\x18\x01 \x01(\x05\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\x12\x13\n\x0breplay_path\x18\x03 \x01(\t\x12\x19\n\x0ckeep_cutouts\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x0e\n\x06\x66ilter\x18\x05 \x01(\t\x12.\n\tchampions\x18\x06 \x03(\x0b\x32\x1b.skysift.v1.ChampionVersionB\x0f\n\r_keep_cutouts\"<\n\x0f\x43hampionVersion\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x8f\x02\n\x0cPollResponse\x12$\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x14.skysift.v1.BatchRef\x12%\n\x07\x63utouts\x18\x02 \x03(\x0b\x32\x14.skysift.v1.BatchRef\x12\x12\n\nn_messages\x18\x03 \x01(\x03\x12\x10\n\x08n_alerts\x18\x04 \x01(\x03\x12\x12\n\nn_rejected\x18\x05 \x01(\x03\x12\x14\n\x0cn_duplicates\x18\x06 \x01(\x03\x12\x16\n\x0en_dead_letters\x18\x07 \x01(\x03\x12\x0f\n\x07\x64lq_key\x18\x08 \x01(\t\x12\'\n\x06\x62\x65hind\x18\t \x03(\x0b\x32\x17.skysift.v1.BehindBatch\x12\x10\n\x08n_behind\x18\n \x01(\x03\"B\n\x0b\x42\x65hindBatch\x12\x12\n\nalerts_key\x18\x01 \x01(\t\x12\x0e\n\x06survey\x18\x02 \x01(\t\x12\x0f\n\x07missing\x18\x03 \x03(\t2C\n\x06Ingest\x12\x39\n\x04Poll\x12\x17.skysift.v1.PollRequest\x1a\x18.skysift.v1.PollResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skysift.v1.ingest_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_POLLREQUEST']._serialized_start=65
-  _globals['_POLLREQUEST']._serialized_end=204
-  _globals['_POLLRESPONSE']._serialized_start=207
-  _globals['_POLLRESPONSE']._serialized_end=478
-  _globals['_BEHINDBATCH']._serialized_start=480
-  _globals['_BEHINDBATCH']._serialized_end=546
-  _globals['_INGEST']._serialized_start=548
-  _globals['_INGEST']._serialized_end=615
+  _globals['_POLLREQUEST']._serialized_end=252
+  _globals['_CHAMPIONVERSION']._serialized_start=254
+  _globals['_CHAMPIONVERSION']._serialized_end=314
+  _globals['_POLLRESPONSE']._serialized_start=317
+  _globals['_POLLRESPONSE']._serialized_end=588
+  _globals['_BEHINDBATCH']._serialized_start=590
+  _globals['_BEHINDBATCH']._serialized_end=656
+  _globals['_INGEST']._serialized_start=658
+  _globals['_INGEST']._serialized_end=725
 # @@protoc_insertion_point(module_scope)

@@ -8,18 +8,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PollRequest(_message.Message):
-    __slots__ = ("max_alerts", "timeout_seconds", "replay_path", "keep_cutouts", "filter")
+    __slots__ = ("max_alerts", "timeout_seconds", "replay_path", "keep_cutouts", "filter", "champions")
     MAX_ALERTS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REPLAY_PATH_FIELD_NUMBER: _ClassVar[int]
     KEEP_CUTOUTS_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    CHAMPIONS_FIELD_NUMBER: _ClassVar[int]
     max_alerts: int
     timeout_seconds: float
     replay_path: str
     keep_cutouts: bool
     filter: str
-    def __init__(self, max_alerts: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., replay_path: _Optional[str] = ..., keep_cutouts: _Optional[bool] = ..., filter: _Optional[str] = ...) -> None: ...
+    champions: _containers.RepeatedCompositeFieldContainer[ChampionVersion]
+    def __init__(self, max_alerts: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., replay_path: _Optional[str] = ..., keep_cutouts: _Optional[bool] = ..., filter: _Optional[str] = ..., champions: _Optional[_Iterable[_Union[ChampionVersion, _Mapping]]] = ...) -> None: ...
+
+class ChampionVersion(_message.Message):
+    __slots__ = ("model_name", "model_version")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: str
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class PollResponse(_message.Message):
     __slots__ = ("alerts", "cutouts", "n_messages", "n_alerts", "n_rejected", "n_duplicates", "n_dead_letters", "dlq_key", "behind", "n_behind")

@@ -33,7 +33,8 @@ def hits(scored: Scored, threshold: float) -> list[tuple[dict, str, list, tuple[
     out = []
     for row, tag, walk in class_probabilities(scored.predictions, scored.models):
         model = scored.models[tag]
-        negative = get_tag(tag).negative_class
+        model_tag = get_tag(tag)
+        negative = "" if model_tag.multiclass else model_tag.negative_class  # every class of a multi-class model is news
         candidates = [(label, p) for label, _, p in walk if label in model.taxonomy.leaves and label != negative]
         if not candidates:
             continue
