@@ -28,7 +28,7 @@ def test_prints_the_labelled_set_and_an_honest_verdict(ran):
     output, _, _ = ran
     assert "359 labelled (galactic 183, not_galactic 176)" in output
     assert "best by mean held-out f1 over the curve" in output and "random init=30" in output
-    assert "committee init=30 +10 lr=0.1 cw=auto t=0.5 vs random: " in output and "paired by seed" in output
+    assert "committee init=30 +10 lr=0.1 cw=balanced t=0.5 vs random: " in output and "paired by seed" in output
     # what the oracle leaves out is counted, not silently dropped
     assert "note: oracle: " in output and "types that say nothing of the class: Unknown (" in output
     assert "types not mapped to a class: " in output

@@ -247,7 +247,8 @@ def test_a_deliberately_worse_round_keeps_the_champion_and_a_better_one_moves_it
         return result
 
     modest = round_with({"max_iter": 3})
-    worse = round_with({"max_iter": 1, "learning_rate": 0.01})  # barely moves from the prior: one class for all
+    # barely moves from the prior: one class for all (unweighted: balanced weights put the prior at 0.5 exactly)
+    worse = round_with({"max_iter": 1, "learning_rate": 0.01, "class_weight": "none"})
     better = round_with({})
     held = store.read_table("rounds/champion/round=000/holdout_ids.parquet").to_pandas()
     for r in (worse, better):  # the split is sticky: every round is judged on the same rows
@@ -258,3 +259,37 @@ def test_a_deliberately_worse_round_keeps_the_champion_and_a_better_one_moves_it
     assert f1[1] < f1[0] < f1[2], f1  # what the rounds were built to be
     assert champions == [modest.model_version, modest.model_version, better.model_version]
     assert (modest.champion_moved, worse.champion_moved, better.champion_moved) == (True, False, True)
+
+
+def test_an_objects_label_counts_for_its_other_alerts_in_training_and_they_are_not_queued(settings):
+    """galactic is an object's class: one labelled alert of a star answers for the star's other alerts (training
+    rows with the same label), unless the object has a held-out alert (that would leak the held-out answer)."""
+    own = _own_store(settings, "objects")
+    store = open_store(settings=own)
+    pool = write_fink_batches(store)
+    alerts, _ = fink_alerts_and_features()
+    object_of = dict(zip(alerts.column("candid").to_pylist(), alerts.column("objectId").to_pylist()))
+    oracle = oracle_table()
+    oracle = oracle[oracle["candid"].isin(pool["candid"]) & (oracle["label"] != "skip")]
+    oracle = oracle.assign(obj=oracle["candid"].map(object_of))
+    labelled = oracle.drop_duplicates("obj").head(80)  # one alert of each object, others of many-alert objects unlabelled
+    trainer = Trainer(own, store, _trainer_settings(own, permutation_repeats=1))
+    trainer.labels.submit([LabelEvent(candid=int(r.candid), object_id=r.obj, label=r.label, user="oracle", source="oracle")
+                           for r in labelled.itertuples()])
+    result = trainer.run_round("objects", "galactic", strategy="uncertainty", seed=3)
+    prefix = "rounds/objects/round=000/"
+    train = store.read_table(prefix + "training_ids.parquet").to_pandas()
+    held = store.read_table(prefix + "holdout_ids.parquet").to_pandas()
+    label_of = dict(zip(labelled["candid"], labelled["label"]))
+    train_objects = {object_of[c] for c in train["candid"] if c in label_of}
+    held_objects = {object_of[c] for c in held["candid"]}
+    siblings = pool[pool["candid"].map(object_of).isin(train_objects - held_objects) & ~pool["candid"].isin(label_of)]
+    assert len(siblings) >= 10  # the Fink sample has objects with up to 21 alerts
+    lent = train[~train["candid"].isin(label_of)]
+    assert sorted(lent["candid"]) == sorted(siblings["candid"].unique())
+    first_label = {object_of[c]: lbl for c, lbl in label_of.items()}
+    assert all(lbl == first_label[object_of[c]] for c, lbl in zip(lent["candid"], lent["label"]))
+    assert not set(pool.loc[pool["candid"].map(object_of).isin(held_objects), "candid"]) & (set(train["candid"]) - set(label_of))
+    assert result.n_train == len(train) == len(set(train["candid"]))
+    queued = {i.object_id for i in trainer.get_queue("objects", result.round).items}
+    assert not queued & (train_objects | held_objects)

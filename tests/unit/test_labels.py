@@ -158,3 +158,41 @@ def test_a_snapshot_is_extended_by_the_newer_events_in_key_order_even_when_a_lat
     fresh = LabelStore(local_store, snapshot_after=10**9).events()
     alone = LabelStore(local_store, snapshots=False).events()
     assert fresh == alone and fresh[0].candid == 6 and all(e.timestamp.tzinfo is UTC for e in fresh)
+
+
+def test_the_columnar_reads_a_round_uses_equal_the_same_rules_applied_to_the_event_objects(local_store):
+    """Latest per candid, conflicts per (candid, user) and the digest, computed in Arrow without an object per event,
+    against the rules written out over :meth:`events` (relabels, two labellers, a snapshot in the middle)."""
+    import hashlib
+
+    from skysift.modeltags import get_tag
+    from skysift.trainer.labels import label_conflicts, labels_digest
+
+    tag = get_tag("galactic")
+    labels = LabelStore(local_store, snapshot_after=4)
+    sequence = [(1, "galactic", "ann"), (2, "extragalactic", "ann"), (1, "extragalactic", "bob"), (3, "skip", "ann"),
+                (2, "galactic", "ann"), (4, "galactic", "bob"), (4, "galactic", "ann"), (1, "galactic", "ann")]
+    for i, (candid, label, user) in enumerate(sequence):
+        labels.submit([LabelEvent(candid=candid, label=label, user=user, timestamp=T0 + timedelta(minutes=i))])
+        if i == 4:
+            labels.events()  # five events unsnapshotted: this read compacts them; the rest come after it
+    events = LabelStore(local_store).events()
+
+    latest: dict[int, LabelEvent] = {}
+    per_user: dict[tuple[int, str], int | None] = {}
+    for e in events:
+        latest[e.candid] = e
+        per_user[(e.candid, e.user)] = tag.target(e.label)
+    targets: dict[int, set] = {}
+    for (candid, _), target in per_user.items():
+        if target is not None:
+            targets.setdefault(candid, set()).add(target)
+    digest = hashlib.sha256("".join(f"{c}:{latest[c].event_id};" for c in sorted(latest)).encode()).hexdigest()
+
+    table = labels.latest_table()
+    assert table.column("candid").to_pylist() == sorted(latest)
+    assert labels.latest() == latest and latest[1].label == "galactic" and latest[2].label == "galactic"
+    assert label_conflicts(labels.table(), tag) == {c for c, t in targets.items() if len(t) > 1} == {1}
+    assert labels_digest(table) == labels_digest(labels.latest_table(columns=["candid", "event_id"])) == digest
+    assert labels.latest_table(candids=[2, 3, 99]).column("candid").to_pylist() == [2, 3]
+    assert labels_digest(labels.latest_table(candids=[])) == hashlib.sha256(b"").hexdigest()

@@ -9,8 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from skysift.cli import app
+from skysift.errors import InvalidArgument
 from skysift.trainer import comparison
 from skysift.trainer import experiments as ex
+from skysift.trainer.experiments import Config
 from tests.trainer_data import SNAD_CSV
 
 
@@ -38,6 +40,17 @@ def test_curve_grows_by_the_batch_size_up_to_max_labels(snad):
     assert [p["n_labels"] for p in points] == [20, 35, 50, 65, 80]
     assert all(0 <= p["f1"] <= 1 and 0 <= p["f1_negative"] <= 1 and 0 <= p["pr_auc"] <= 1 for p in points)
     assert all(p["f1_macro"] == pytest.approx((p["f1"] + p["f1_negative"]) / 2) for p in points)
+
+
+def test_a_growing_batch_reaches_a_long_budget_in_fewer_rounds_and_reads_back(snad):
+    config = ex.grid(["random"], [20], [10], batch_growth=0.25)[0]
+    points = ex.simulate(snad, config, seed=0, max_labels=120)
+    assert [p["n_labels"] for p in points] == [20, 30, 40, 50, 62, 77, 96, 120]  # max(10, 25 % of the labels so far)
+    assert Config.of_points(pd.DataFrame(points)) == {config.label: config} and "grow=0.25" in config.label
+    old = pd.DataFrame(points).drop(columns="batch_growth")  # points saved before the field existed
+    assert list(Config.of_points(old).values())[0].batch_growth == 0.0
+    with pytest.raises(InvalidArgument, match="batch growth"):
+        ex.grid(["random"], batch_growth=2.0)
 
 
 def test_the_first_batch_is_as_class_balanced_as_chance_allows(snad):
@@ -128,7 +141,7 @@ def test_cli_on_a_table_with_a_boolean_column_prints_labels_to_target_and_the_pa
                                       "--budget", "40", "--out", str(tmp_path / "out"), "--name", "t", "--no-mlflow"])
     assert result.exit_code == 0, result.output
     assert "55 features" in result.output  # 54 numeric columns and the boolean one
-    assert "default init=20 +20 lr=0.1 cw=auto t=0.5 vs random:" in result.output
+    assert "default init=20 +20 lr=0.1 cw=balanced t=0.5 vs random:" in result.output
     assert "random's final f1" in result.output and "ratio at 40 labels" in result.output
     assert "better on" in result.output and "±nan" not in result.output
     report = pd.read_csv(tmp_path / "out" / "t_report.csv")
@@ -145,3 +158,17 @@ def test_cli_with_one_seed_prints_no_nan_spread(tmp_path, snad):
                                       "--max-labels", "40", "--out", str(tmp_path / "out"), "--no-mlflow"])
     assert result.exit_code == 0, result.output
     assert "nan" not in result.output.split("best by mean")[1] and "one seed: no test" in result.output
+
+
+def test_fink_alerts_labelled_by_variable_star_catalogue_position_agree_with_simbad():
+    """The position oracle (VSX/GCVS within 1.5 arcsec) on real Fink alerts: both classes, no catalogue column
+    among the features, and the alerts it calls known variable stars are galactic by SIMBAD, a separate oracle."""
+    from tests.trainer_data import LABELS_CSV, oracle_table
+
+    data = ex.from_variable_star_catalogues([LABELS_CSV.parent])
+    assert not [c for c in data.X.columns if c.startswith("varstar")] and "ra" in data.X.columns
+    positives = set(data.ids[data.y == 1])
+    assert 50 <= len(positives) <= len(data.y) - 50
+    simbad = oracle_table().set_index("candid")["label"]
+    typed = [simbad[c] for c in positives if simbad.get(c, "skip") != "skip"]
+    assert len(typed) >= 40 and typed.count("galactic") >= 0.95 * len(typed)

@@ -11,11 +11,16 @@ from skysift.trainer.model import cv_threshold, limited_threads, model_params, r
 from tests.trainer_data import SNAD_CSV
 
 
-def test_class_weights_are_balanced_only_when_a_class_is_rare():
+def test_class_weights_stay_balanced_when_queries_enrich_the_rare_class():
+    # uncertainty queries take a 15 % class to 30-35 % of the labels; the old default (auto) then dropped the
+    # weights and the rare class's F1 fell below random's (docs/active-learning.md, snad_rare_real_auto)
     params = model_params({})
-    assert params["class_weight"] == "auto"
+    assert params["class_weight"] == "balanced"
     assert resolved_class_weight(params, [1] * 3 + [0] * 27) == "balanced"
-    assert resolved_class_weight(params, [1] * 12 + [0] * 18) is None
+    assert resolved_class_weight(params, [1] * 12 + [0] * 18) == "balanced"
+    auto = model_params({"class_weight": "auto"})
+    assert resolved_class_weight(auto, [1] * 3 + [0] * 27) == "balanced"
+    assert resolved_class_weight(auto, [1] * 12 + [0] * 18) is None
     assert resolved_class_weight(model_params({"class_weight": "none"}), [1] * 3 + [0] * 27) is None
     with pytest.raises(InvalidArgument, match="class_weight must be one of auto, balanced, none"):
         model_params({"class_weight": "heavy"})

@@ -3,6 +3,7 @@ as numpy matrices, so that scoring candids already through the features stage re
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -10,18 +11,24 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 
 from skysift.alerts.batches import object_ids
-from skysift.errors import FailedPrecondition, NotFound
+from skysift.errors import FailedPrecondition, NotFound, SkysiftError
 from skysift.features.core import feature_batches
 from skysift.inference.scoring import batch_feature_set_version, feature_matrix, with_object_ids
 from skysift.store import keys
 from skysift.store.base import ObjectStore
+from skysift.store.snapshots import write_snapshot
 
 log = logging.getLogger(__name__)
+
+SNAPSHOTS_PREFIX = "state/inference/candid-index/"
+SNAPSHOT_AFTER = 24  # batches read one by one (a night of hourly batches) that make a refresh write a new snapshot
+KEEP_SNAPSHOTS = 2  # older snapshots are deleted once a newer one is written
 
 
 @dataclass
@@ -75,17 +82,24 @@ class FoundRows:
 class CandidIndex:
     """Where each candid's features row lives: sorted candids → (batch, row), built from ``features/``.
 
-    Only the candid arrays of every batch are kept (16 bytes a row), read as that one column, several batches at a
-    time (start-up over a month of hourly batches is hundreds of small reads, latency-bound on S3); the batches
-    themselves are loaded only when a lookup needs them, into a small LRU (:class:`CachedBatch`). Refreshed in the
-    background and once on a miss, so a lookup of candids in cached batches is a binary search and a row gather,
-    without touching the store.
+    Only the candid arrays of every batch are kept (16 bytes a row); the batches themselves are loaded only when a
+    lookup needs them, into a small LRU (:class:`CachedBatch`). Refreshed in the background and once on a miss, so a
+    lookup of candids in cached batches is a binary search and a row gather, without touching the store.
+
+    Start-up reads the newest candid-index snapshot (``state/inference/candid-index/``: every indexed batch's key
+    and candids in one small parquet object, derived, never replacing the batches) and then the candid column of
+    each listed batch it does not cover, several at a time: a month of hourly batches is 720 GETs otherwise, which
+    on S3 cost per request far more than per byte (5-8 s here). Only listed batches are taken from a snapshot, so a
+    deleted batch is not indexed; an unreadable snapshot is skipped (the batches give the same index). A refresh
+    that read :data:`SNAPSHOT_AFTER` batches one by one writes a new snapshot (best effort).
     """
 
-    def __init__(self, store: ObjectStore, cached_batches: int = 64, read_threads: int = 16):
+    def __init__(self, store: ObjectStore, cached_batches: int = 64, read_threads: int = 16,
+                 snapshot_after: int = SNAPSHOT_AFTER):
         self.store = store
         self.cached_batches = cached_batches
         self.read_threads = read_threads
+        self.snapshot_after = snapshot_after
         self._refreshed = -1e9
         self._keys: list[str] = []
         self._per_key: list[np.ndarray] = []
@@ -105,14 +119,43 @@ class CandidIndex:
             self._refreshed = time.monotonic()
             known = set(self._keys)
             new = [k for k in feature_batches(self.store) if k not in known]
-            if new:
-                with ThreadPoolExecutor(max_workers=min(self.read_threads, len(new))) as pool:
-                    for key, candids in zip(new, pool.map(self._candids, new)):
-                        if candids is not None:
-                            self._keys.append(key)
-                            self._per_key.append(candids)
-                self._rebuild()
+            if not new:
+                return 0
+            snapshot = self._snapshot() if not known else {}  # a running index has read what a snapshot holds
+            unread = [k for k in new if k not in snapshot]
+            with ThreadPoolExecutor(max_workers=max(1, min(self.read_threads, len(unread)))) as pool:
+                read = dict(zip(unread, pool.map(self._candids, unread)))
+            for key in new:
+                candids = snapshot[key] if key in snapshot else read[key]
+                if candids is not None:
+                    self._keys.append(key)
+                    self._per_key.append(candids)
+            self._rebuild()
+            if len(unread) >= self.snapshot_after:
+                self._write_snapshot()
             return len(new)
+
+    def _snapshot(self) -> dict[str, np.ndarray]:
+        """The newest readable candid-index snapshot: batch key -> its candids; empty without one."""
+        for key in reversed(self.store.list_keys(SNAPSHOTS_PREFIX)):
+            try:
+                table = self.store.read_table(key)
+                meta = json.loads(table.schema.metadata[b"skysift.batches"])
+                if sum(meta["rows"]) != table.num_rows:
+                    raise ValueError(f"{table.num_rows} candids for {sum(meta['rows'])} rows listed")
+                bounds = np.cumsum(meta["rows"])[:-1]
+                return dict(zip(meta["keys"], np.split(table.column("candid").to_numpy(), bounds), strict=True))
+            except (SkysiftError, KeyError, TypeError, ValueError) as exc:
+                log.warning("candid-index snapshot skipped", extra={"key": key, "error": str(exc)})
+        return {}
+
+    def _write_snapshot(self) -> None:
+        """Every indexed batch's candids as one object, then the older snapshots beyond :data:`KEEP_SNAPSHOTS`
+        deleted. Best effort: a failure leaves the batches, which give the same index."""
+        candids = np.concatenate(self._per_key) if self._per_key else np.empty(0, np.int64)
+        meta = {"keys": self._keys, "rows": [len(c) for c in self._per_key]}
+        table = pa.table({"candid": candids}).replace_schema_metadata({"skysift.batches": json.dumps(meta)})
+        write_snapshot(self.store, SNAPSHOTS_PREFIX, datetime.now(UTC), table, KEEP_SNAPSHOTS)
 
     def _candids(self, key: str) -> np.ndarray | None:
         """The candid column of a features batch; None when it cannot be read (one unreadable object must not stop

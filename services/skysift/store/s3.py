@@ -58,7 +58,8 @@ class S3Store(ObjectStore):
             region_name=settings.s3_region,
             aws_access_key_id=access.get_secret_value() if access else None,
             aws_secret_access_key=secret.get_secret_value() if secret else None,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60),
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60,
+                          max_pool_connections=32),  # readers GET with 16 threads (boto3 pools 10 by default)
         )
         self._conditional_put = True
 

@@ -136,8 +136,10 @@ def experiment_command(
     initial: str = typer.Option("random", help="Comma-separated first-batch rules: random, diverse (k-centre)."),
     batch_size: str = typer.Option("10", help="Comma-separated per-round batch sizes."),
     learning_rate: str = typer.Option("0.1", help="Comma-separated learning rates."),
-    class_weight: str = typer.Option("auto", help="Comma-separated class weights: auto (balanced when a class is "
-                                                  "under 20 %), balanced, none."),
+    class_weight: str = typer.Option("balanced", help="Comma-separated class weights: balanced (as rounds), auto "
+                                                      "(balanced only while a class is under 20 % of the labels), none."),
+    batch_growth: float = typer.Option(0.0, min=0.0, max=1.0, help="Query max(batch size, this share of the "
+                                                                   "labels so far) a round: long curves in fewer rounds."),
     threshold: str = typer.Option("0.5", help="Comma-separated decision thresholds: 0.5, cv (chosen for F1 by "
                                               "cross-validation on the training labels)."),
     max_labels: int = typer.Option(150, min=2, help="Stop each curve at this many training labels (clamped to "
@@ -173,7 +175,7 @@ def experiment_command(
 
             data = ex.from_store(open_store(settings=settings), model_tag)
         configs = ex.grid(_csv(strategies), _csv(initial_batch_size, int), _csv(batch_size, int),
-                          _csv(learning_rate, float), _csv(class_weight), _csv(initial), _csv(threshold))
+                          _csv(learning_rate, float), _csv(class_weight), _csv(initial), _csv(threshold), batch_growth)
         typer.echo(data.describe())
         typer.echo(f"{len(configs)} configurations x {seeds} seeds, up to {max_labels} labels, "
                    f"{holdout_fraction:.0%} held out")
@@ -207,7 +209,7 @@ def experiment_command(
 
         params = {"data": data.name, "n_labelled": len(data.y), "strategies": strategies, "seeds": seeds,
                   "initial_batch_size": initial_batch_size, "initial": initial, "batch_size": batch_size,
-                  "learning_rate": learning_rate, "class_weight": class_weight, "threshold": threshold,
+                  "batch_growth": batch_growth, "learning_rate": learning_rate, "class_weight": class_weight, "threshold": threshold,
                   "max_labels": results.max_labels, "holdout_fraction": holdout_fraction,
                   "feature_set_version": data.feature_set_version or "table"}
         try:

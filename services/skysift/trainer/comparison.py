@@ -78,8 +78,7 @@ def verdict_word(test: dict) -> str:
 def paired(points: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
     """Each configuration against its random baseline (:attr:`Config.baseline`), paired by seed."""
     per_seed = points.groupby(["config", "seed"])[metric].mean().unstack("seed")
-    configs = {r["config"]: Config(**{k: r[k] for k in Config.__dataclass_fields__})
-               for _, r in points.drop_duplicates("config").iterrows()}
+    configs = Config.of_points(points)
     rows = []
     for label, config in configs.items():
         base = config.baseline.label
@@ -94,8 +93,7 @@ def paired(points: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
 def labels_saved(summary: pd.DataFrame, points: pd.DataFrame, budget: int, metric: str = "f1") -> pd.DataFrame:
     """Per configuration: labels to reach its random baseline's final mean F1 (and their share of the
     baseline's labels), and the ratio of mean F1 at ``budget`` labels (or the nearest point below)."""
-    configs = {r["config"]: Config(**{k: r[k] for k in Config.__dataclass_fields__})
-               for _, r in points.drop_duplicates("config").iterrows()}
+    configs = Config.of_points(points)
     curves = {c: s.set_index("n_labels")[f"{metric}_mean"] for c, s in summary.groupby("config")}
     rows = []
     for label, config in configs.items():
@@ -194,8 +192,7 @@ def plot(points: pd.DataFrame, ceilings: pd.DataFrame, title: str) -> bytes:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
     ax = axes[2]
-    by_config = {r["config"]: Config(**{k: r[k] for k in Config.__dataclass_fields__})
-                 for _, r in points.drop_duplicates("config").iterrows()}
+    by_config = Config.of_points(points)
     for same in groups:
         config = by_config[same[0]]
         base = config.baseline.label

@@ -51,15 +51,14 @@ class LabelledSet:
                 f"{self.X.shape[1]} features")
 
 
-def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic") -> LabelledSet:
-    """Alert files (Avro containers or parquet) with Fink's SIMBAD types as oracle: decode → enrich → features
-    (the one stage chain) → join. Enrichment is a production round's without Lasair: E(B-V) from the offline map
-    and the offline catalogues' context (when installed)."""
+def alert_features(paths: list[Path]):
+    """(feature rows with candid and objectId, the feature set) of alert files (Avro containers or parquet):
+    decode → enrich → features, the one stage chain. Enrichment is a production round's without Lasair: E(B-V)
+    from the offline map and the offline catalogues' context (when installed)."""
     from skysift.alerts.decode import Packet
     from skysift.chain import features_of_packets
     from skysift.enrichment.core import Enricher, enrich
     from skysift.features.sets import configured
-    from skysift.trainer.oracle import left_out, oracle_labels
 
     files = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".avro", ".parquet")})
     if not files:
@@ -73,7 +72,14 @@ def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic"
         raise errors.InvalidArgument(f"no alert decoded from {len(files)} files")
     features = pd.concat([part.features.to_pandas().assign(objectId=part.alerts.column("objectId").to_pylist())
                           for part in chained.surveys])
-    features = features.drop_duplicates("candid", keep="last")
+    return features.drop_duplicates("candid", keep="last").reset_index(drop=True), feature_set
+
+
+def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic") -> LabelledSet:
+    """Alert files with Fink's SIMBAD types as oracle: :func:`alert_features` joined with the labels."""
+    from skysift.trainer.oracle import left_out, oracle_labels
+
+    features, feature_set = alert_features(paths)
     raw = pd.read_csv(labels_csv)
     labels = oracle_labels(raw)
     tag = get_tag(model_tag)
@@ -87,6 +93,28 @@ def from_alerts(paths: list[Path], labels_csv: Path, model_tag: str = "galactic"
     return LabelledSet(f"alerts+oracle ({labels_csv.name})", joined[feature_set.columns].reset_index(drop=True),
                        joined["target"].to_numpy(dtype=int), joined["candid"].to_numpy(), tag.classes,
                        feature_set.version, joined["objectId"].to_numpy(dtype=object), notes)
+
+
+def from_variable_star_catalogues(paths: list[Path]) -> LabelledSet:
+    """Alert files labelled by position: on a known variable star (VSX or GCVS within Fink's 1.5 arcsec) or not.
+
+    A second oracle on real alerts, independent of SIMBAD. The catalogue's own context columns (``varstar_*``,
+    in feature set 2) are left out of the features: they would hold the answer.
+    """
+    from skysift.enrichment.catalogs import VARSTAR_RADIUS_ARCSEC, load_catalogs
+
+    catalogs = load_catalogs()
+    if catalogs is None:
+        raise errors.FailedPrecondition("the variable-star catalogues are not installed: run `make catalogs`")
+    features, feature_set = alert_features(paths)
+    matched = catalogs.match(features["ra"].to_numpy(float), features["dec"].to_numpy(float), 1.0, VARSTAR_RADIUS_ARCSEC)
+    target = matched["varstar_catalogue"].is_valid().to_numpy(zero_copy_only=False).astype(int)
+    columns = [c for c in feature_set.columns if not c.startswith("varstar")]
+    return LabelledSet(f"alerts labelled by VSX/GCVS position ({catalogs.source})", features[columns],
+                       target, features["candid"].to_numpy(), ("not_catalogued", "known_variable_star"),
+                       feature_set.version, features["objectId"].to_numpy(dtype=object),
+                       [f"left out of the features (they hold the label): {', '.join(sorted(set(feature_set.columns) - set(columns)))}"]
+                       if len(columns) < len(feature_set.columns) else [])
 
 
 def from_table(path: Path, label_column: str = "label", id_column: str | None = None,
@@ -129,24 +157,37 @@ class Config:
     initial_batch_size: int = 30
     batch_size: int = 10
     learning_rate: float = 0.1
-    class_weight: str = "auto"
+    class_weight: str = "balanced"
     initial: str = "random"  # the first batch: random, or diverse (k-centre on the features)
     threshold: str = "0.5"  # the decision threshold: 0.5, or cv (chosen for F1 on the training labels)
+    # a round queries max(batch_size, batch_growth x labels so far): long curves (to 20 % of a large pool) in
+    # fewer rounds, with the early rounds, where strategies differ most, as fine as batch_size
+    batch_growth: float = 0.0
 
     @property
     def label(self) -> str:
         return (f"{self.strategy} init={self.initial_batch_size}{'' if self.initial == 'random' else ' ' + self.initial} "
-                f"+{self.batch_size} lr={self.learning_rate:g} cw={self.class_weight} t={self.threshold}")
+                f"+{self.batch_size}{f' grow={self.batch_growth:g}' if self.batch_growth else ''} "
+                f"lr={self.learning_rate:g} cw={self.class_weight} t={self.threshold}")
+
+    def next_batch(self, n_labels: int) -> int:
+        return max(self.batch_size, int(self.batch_growth * n_labels))
 
     @property
     def baseline(self) -> Config:
         """The random configuration this one is paired with: the same settings, random queries."""
         return Config("random", self.initial_batch_size, self.batch_size, self.learning_rate, self.class_weight,
-                      "random", self.threshold)
+                      "random", self.threshold, self.batch_growth)
+
+    @staticmethod
+    def of_points(points: pd.DataFrame) -> dict[str, Config]:
+        """The configurations of saved points, by label (points saved before a field existed take its default)."""
+        return {r["config"]: Config(**{k: r[k] for k in Config.__dataclass_fields__ if k in r})
+                for _, r in points.drop_duplicates("config").iterrows()}
 
 
-def grid(strategy_names, initial_sizes=(30,), batch_sizes=(10,), learning_rates=(0.1,), class_weights=("auto",),
-         initials=("random",), thresholds=("0.5",)) -> list[Config]:
+def grid(strategy_names, initial_sizes=(30,), batch_sizes=(10,), learning_rates=(0.1,), class_weights=("balanced",),
+         initials=("random",), thresholds=("0.5",), batch_growth: float = 0.0) -> list[Config]:
     for initial in initials:
         if initial not in ("random", "diverse"):
             raise errors.InvalidArgument(f"the first batch is random or diverse, not {initial!r}")
@@ -156,7 +197,9 @@ def grid(strategy_names, initial_sizes=(30,), batch_sizes=(10,), learning_rates=
     for cw in class_weights:
         model_params({"class_weight": cw})
     names = [strategies.check_strategy(s) for s in strategy_names]
-    return [Config(s, int(i), int(b), float(lr), str(cw), initial, threshold)
+    if not 0 <= batch_growth <= 1:
+        raise errors.InvalidArgument(f"batch growth is a share of the labels so far in [0, 1], not {batch_growth}")
+    return [Config(s, int(i), int(b), float(lr), str(cw), initial, threshold, float(batch_growth))
             for s, i, b, lr, cw, initial, threshold in itertools.product(
                 names, initial_sizes, batch_sizes, learning_rates, class_weights, initials, thresholds)]
 
@@ -197,7 +240,7 @@ def _simulate(data, config, seed, max_labels, holdout_fraction, base_params, com
     points = []
     for round_number in itertools.count():
         y_train = data.y[labelled]
-        n = min(config.batch_size, max_labels - len(labelled), len(unlabelled))
+        n = min(config.next_batch(len(labelled)), max_labels - len(labelled), len(unlabelled))
         objects = None if data.objects is None else data.objects[unlabelled]
         if can_fit(y_train):
             fitted = fit_and_query(data.X.iloc[labelled], y_train, data.X.iloc[unlabelled], config.strategy, n,

@@ -139,3 +139,28 @@ def labelled_rows(indexed_pool: pd.DataFrame, ids: list[int], targets: dict[int,
     df["target"] = np.array([targets[c] for c in present], dtype=int)
     df.index.name = "candid"
     return df
+
+
+def answered_by_object(labelled: pd.DataFrame, unlabelled: pd.DataFrame, train_ids: list[int], hold_ids: list[int],
+                       labels: dict[int, tuple[str, int | None]]) -> dict[int, tuple[str, int]]:
+    """candid -> (label, target) of unlabelled alerts whose object's class is already known (object-level tags).
+
+    An object whose labelled training alerts agree lends their label to its other alerts: one answer about a
+    star counts for every alert of it. Nothing is lent from an object with a held-out alert (its other alerts
+    would leak the held-out answer into training) or with conflicting labels. Both frames carry ``candid`` and
+    ``objectId`` ('' when unknown).
+    """
+    side = {**{c: "train" for c in train_ids}, **{c: "holdout" for c in hold_ids}}
+    known: dict[str, set[tuple[str, int]]] = {}
+    held_objects = set()
+    for candid, obj in zip(labelled["candid"].astype("int64"), labelled["objectId"]):
+        where = side.get(int(candid))
+        if not obj or where is None:
+            continue
+        if where == "holdout":
+            held_objects.add(obj)
+        else:
+            known.setdefault(obj, set()).add(labels[int(candid)])
+    lent = {obj: min(answers) for obj, answers in known.items()
+            if len({t for _, t in answers}) == 1 and obj not in held_objects}
+    return {int(c): lent[obj] for c, obj in zip(unlabelled["candid"], unlabelled["objectId"]) if obj in lent}

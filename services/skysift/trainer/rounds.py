@@ -11,8 +11,8 @@ label events: its samples' candids and targets are the labelled set, the rest of
 digest then covers the dataset id too, and the pool still excludes every labelled candid.
 
 The queue holds at most one alert per object. For a model tag whose classes belong to the object (galactic:
-``ModelTag.object_level``) an object with a labelled alert is not queued again; for real/bogus each alert is
-its own question. ``SKYSIFT_TRAINER_POOL_*`` restrict what may be queued (survey, band, minimum detections);
+``ModelTag.object_level``) an object with a labelled alert is not queued again and its other alerts train with
+that label (:func:`.pool.answered_by_object`); for real/bogus each alert is its own question. ``SKYSIFT_TRAINER_POOL_*`` restrict what may be queued (survey, band, minimum detections);
 the survey restriction applies to the training labels too, so a model tag can be trained per survey.
 
 Measured on 2 shared cores (real feature rows resampled, local store, 120 training labels, uncertainty):
@@ -36,15 +36,16 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from skysift import errors
 from skysift.modeltags import ModelTag, get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation, strategies, tracking
 from skysift.trainer.datasets import training_labels
-from skysift.trainer.labels import LabelStore, label_conflicts, labels_digest
+from skysift.trainer.labels import LabelStore, label_conflicts, label_targets, labels_digest
 from skysift.trainer.model import can_fit, cold_start_query, fit_and_query, limited_threads, model_params
-from skysift.trainer.pool import FeatureSpec, PoolFilter, labelled_rows, load_pool, with_object_ids
+from skysift.trainer.pool import FeatureSpec, PoolFilter, answered_by_object, labelled_rows, load_pool, with_object_ids
 from skysift.trainer.records import (
     QueueItem,
     QueueResult,
@@ -95,6 +96,7 @@ class Sets:
     holdout: pd.DataFrame
     unlabelled: pd.DataFrame
     missing: int  # labelled candids without stored features
+    answered: dict[int, tuple[str, int]]  # candid -> (label, target) inherited from its object's labelled alerts
 
 
 @dataclass
@@ -191,14 +193,15 @@ class Trainer:
 
         pool = load_pool(self.store, self.spec, self.ts.pool_read_threads)
         timer.lap("load_pool")
-        sets = self._sets(pool, train_ids, hold_ids, labelled, req.tag)
+        sets = self._sets(pool, train_ids, hold_ids, labelled, req.tag, lend=not req.dataset_id)
         rng = np.random.default_rng([req.seed, number])
         query = self._query(sets, req, rng)
         timer.lap("fit_score_rank")
         metrics = self._evaluate(query, sets, req.tag)
         timer.lap("evaluate")
         queue = self._queue(sets.unlabelled, query)
-        training = ids_table(train_ids, labelled.labels, previous_ids["training_ids.parquet"], number)
+        training = ids_table(train_ids + sorted(sets.answered), {**labelled.labels, **sets.answered},
+                             previous_ids["training_ids.parquet"], number)
         holdout = ids_table(hold_ids, labelled.labels, previous_ids["holdout_ids.parquet"], number)
         message = self._message(query, sets)
         quality = self._quality(sets.train, req.tag)
@@ -229,14 +232,17 @@ class Trainer:
     # -- the phases -------------------------------------------------------------------------------
     def _labelled(self, req: RoundRequest) -> Labelled:
         """The label events' latest labels, or a collected dataset's samples, with their digest."""
-        latest = self.labels.latest()
+        latest = self.labels.latest_table(columns=["candid", "label", "event_id", "object_id"])  # no object per event
         digest = labels_digest(latest)
+        candids = latest.column("candid").to_pylist()
         if req.dataset_id:
             labels = training_labels(self.store, req.dataset_id, req.tag.name, req.force)
             digest = hashlib.sha256(f"dataset={req.dataset_id};{digest}".encode()).hexdigest()
         else:
-            labels = {c: (e.label, req.tag.target(e.label)) for c, e in latest.items()}
-        return Labelled(labels, digest, set(latest) | set(labels), {e.object_id for e in latest.values() if e.object_id})
+            targets = label_targets(latest.column("label"), req.tag).to_pylist()
+            labels = dict(zip(candids, zip(latest.column("label").to_pylist(), targets)))
+        objects = set(pc.unique(latest.column("object_id")).to_pylist()) - {"", None}
+        return Labelled(labels, digest, set(candids) | set(labels), objects)
 
     @staticmethod
     def _unchanged(prev: dict, req: RoundRequest) -> RoundResult:
@@ -262,25 +268,26 @@ class Trainer:
         return kept_train + sorted(c for c in new if c not in held), kept_hold + sorted(held)
 
     def _sets(self, pool: pd.DataFrame, train_ids: list[int], hold_ids: list[int], labelled: Labelled,
-              tag: ModelTag) -> Sets:
-        """Training and held-out feature rows, and the unlabelled pool (filtered, with object ids)."""
+              tag: ModelTag, lend: bool) -> Sets:
+        """Training and held-out feature rows, and the unlabelled pool (filtered, with object ids); with ``lend``
+        (not for a collected dataset, whose samples are the whole training set) an object's label trains its
+        other alerts too."""
         cols = list(self.spec.columns)
-        survey_only = PoolFilter(survey=self.pool_filter.survey)
-        indexed = survey_only.apply(pool).set_index("candid")
-        targets = labelled.targets
-        train = labelled_rows(indexed, train_ids, targets, cols)
-        holdout = labelled_rows(indexed, hold_ids, targets, cols)
-        missing = (len(train_ids) - len(train)) + (len(hold_ids) - len(holdout))
-        unlabelled = self.pool_filter.apply(pool[~pool["candid"].isin(labelled.any_label)])
-        unlabelled = with_object_ids(self.store, unlabelled)
+        surveyed = PoolFilter(survey=self.pool_filter.survey).apply(pool)
+        indexed = surveyed.set_index("candid")
+        unlabelled = with_object_ids(self.store, surveyed[~surveyed["candid"].isin(labelled.any_label)])
+        answered: dict[int, tuple[str, int]] = {}
         if tag.object_level:  # an object with a labelled alert is answered for all its alerts
-            labelled_rows_ = pool[pool["candid"].isin(labelled.any_label)]
-            objects = set(labelled.objects)
-            if len(labelled_rows_):
-                objects |= set(with_object_ids(self.store, labelled_rows_)["objectId"])
-            objects.discard("")
-            unlabelled = unlabelled[~unlabelled["objectId"].isin(objects)].reset_index(drop=True)
-        return Sets(train, holdout, unlabelled, missing)
+            labelled_rows_ = with_object_ids(self.store, pool[pool["candid"].isin(labelled.any_label)])
+            if lend:
+                answered = answered_by_object(labelled_rows_, unlabelled, train_ids, hold_ids, labelled.labels)
+            objects = (set(labelled.objects) | set(labelled_rows_["objectId"])) - {""}
+            unlabelled = unlabelled[~unlabelled["objectId"].isin(objects)]
+        targets = {**labelled.targets, **{c: t for c, (_, t) in answered.items()}}
+        train = labelled_rows(indexed, train_ids + sorted(answered), targets, cols)
+        holdout = labelled_rows(indexed, hold_ids, targets, cols)
+        missing = (len(train_ids) - len(train) + len(answered)) + (len(hold_ids) - len(holdout))
+        return Sets(train, holdout, self.pool_filter.apply(unlabelled), missing, answered)
 
     def _query(self, sets: Sets, req: RoundRequest, rng: np.random.Generator) -> Query:
         """Fit and rank the pool with the strategy, or, while no model can be fitted, pick a first batch."""
@@ -350,7 +357,7 @@ class Trainer:
     def _quality(self, train: pd.DataFrame, tag: ModelTag):
         if not len(train):
             return None
-        conflicts = label_conflicts(self.labels.history(), tag)
+        conflicts = label_conflicts(self.labels.table(), tag)
         return evaluation.quality(train.reset_index(), list(self.spec.columns), conflicts)
 
     def _track(self, result: RoundResult, req: RoundRequest, query: Query, sets: Sets, quality, queue: pd.DataFrame,

@@ -1,0 +1,29 @@
+"""Derived snapshots in the store (label events compacted, the inference candid index): written under a prefix with
+their time in the key, so the newest sorts last; only the newest few are kept. They never replace what they are
+derived from, so writing one is best effort."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+import pyarrow as pa
+
+from skysift.errors import SkysiftError
+
+log = logging.getLogger(__name__)
+
+
+def write_snapshot(store, prefix: str, when: datetime, table: pa.Table, keep: int) -> str | None:
+    """Write ``table`` as ``<prefix><when>_<id>.parquet`` and delete the snapshots beyond the newest ``keep``; return
+    its key, or None when the store refused (logged: the source it was derived from is still complete)."""
+    key = f"{prefix}{when:%Y%m%dT%H%M%S%fZ}_{uuid.uuid4().hex[:8]}.parquet"
+    try:
+        store.write_table(key, table)
+        for old in store.list_keys(prefix)[:-keep]:
+            store.delete(old)
+    except SkysiftError as exc:
+        log.warning("snapshot not written", extra={"key": key, "error": str(exc)})
+        return None
+    return key
