@@ -87,7 +87,8 @@ def test_first_session_labels_with_stamps_then_a_round_from_another_shell_shows_
     page.get_by_text("Give your name in the sidebar first").wait_for(timeout=60_000)  # what a newcomer is told
     name.fill("first-user")
     name.press("Enter")
-    name.blur()  # the field keeps the focus after Enter: the first label key typed "3" into the name
+    # the app moves the focus off the field after Enter: a label key typed into it would rename the labeller
+    page.wait_for_function("() => document.activeElement?.tagName !== 'INPUT'", timeout=60_000)
     try:
         page.locator(".sk-card").wait_for(timeout=120_000)
     finally:
