@@ -187,7 +187,7 @@ with tab_round:
         with c1:
             st.markdown("**Confusion matrix (held-out)**")
             if "confusion_counts" in arts:
-                n = sum(arts["confusion_counts"].values())
+                n = int(rounds.confusion_cells(arts["confusion_counts"], classes)[0].sum())
                 st.image(rounds.confusion_png(arts["confusion_counts"], classes, f"n = {n} held-out alerts"),
                          caption=f"held-out confusion matrix, round {row['round']}")
             elif "confusion" in arts:

@@ -177,3 +177,29 @@ def test_the_importance_bars_and_their_spread_share_one_order_most_important_fir
     spec = importance_chart(table).to_dict()
     orders = [layer["encoding"]["y"]["sort"] for layer in spec["layer"]]
     assert orders == [["median_r", "dec", "ndets", "amplitude_g"]] * 2, orders
+
+
+def test_a_multi_class_round_shows_its_whole_matrix_its_accuracy_and_its_class_counts():
+    """A multi-class round logs its matrix with its classes and ``train_n_<class>``: the rounds page drew a 2x2
+    from cells it does not have and summed lists for n (a TypeError on the "One round" tab)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    from skysift.app.rounds import confusion_figure, metric_intervals
+
+    classes = ("SN Ia", "SN II", "AGN")
+    counts = {"classes": list(classes), "matrix": [[7, 2, 0], [1, 5, 1], [0, 0, 9]]}
+    fig = confusion_figure(counts, classes, "n = 25 held-out alerts")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    drawn = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    assert {*classes, "7", "5", "9", "2"} <= {t.get_text() for t in drawn}
+    for text in drawn:
+        box = text.get_window_extent(canvas.get_renderer())
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height, text
+    intervals = metric_intervals(counts)
+    assert intervals["accuracy"][0] == 25 and intervals["accuracy"][1][0] < 21 / 25 < intervals["accuracy"][1][1]
+    assert intervals["f1"] == (25, None)
+    run = pd.Series({"train_n_SN Ia": 4.0, "train_n_SN II": 3.0, "train_n_AGN": 6.0})
+    assert class_balance(run, classes).to_dict("records") == [
+        {"class": "SN Ia", "count": 4}, {"class": "SN II", "count": 3}, {"class": "AGN", "count": 6}]

@@ -270,7 +270,13 @@ def f1_bootstrap(counts: dict, confidence: float = CONFIDENCE, draws: int = BOOT
 def metric_intervals(counts: dict) -> dict[str, tuple[int, tuple[float, float] | None]]:
     """Per metric, the number of held-out alerts it rests on and its 95 % interval, from the confusion counts:
     Wilson for accuracy (all alerts), precision (predicted positives) and recall (true positives); bootstrap for
-    F1. ROC AUC needs the scores, which are not logged: none."""
+    F1. ROC AUC needs the scores, which are not logged: none. A multi-class matrix gives accuracy's interval only
+    (its macro metrics rest on every held-out alert, with no interval computed here)."""
+    if "matrix" in counts:
+        matrix, _ = confusion_cells(counts, ())
+        n = int(matrix.sum())
+        return {"accuracy": (n, wilson(int(matrix.trace()), n)),
+                **{metric: (n, None) for metric in ("precision", "recall", "f1")}}
     tp, fp, fn, tn = (int(counts.get(k, 0)) for k in ("tp", "fp", "fn", "tn"))
     n = tp + fp + fn + tn
     return {"accuracy": (n, wilson(tp + tn, n)), "precision": (tp + fp, wilson(tp, tp + fp)),
@@ -300,28 +306,40 @@ def experiment_curves(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
                          "max": summary[mean] + spread, "n": summary.get(f"{metric}_count")})
 
 
-def confusion_png(counts: dict, classes: tuple[str, str], title: str) -> bytes:
+def confusion_cells(counts: dict, classes: tuple[str, ...]):
+    """The logged confusion counts as a matrix (rows true, columns predicted) and its classes: a multi-class
+    round logs its matrix and classes, a binary one the four cells named by the tag's (negative, positive)."""
+    import numpy as np
+
+    if "matrix" in counts:
+        return np.array(counts["matrix"], dtype=int), tuple(counts["classes"])
+    return np.array([[counts.get("tn", 0), counts.get("fp", 0)], [counts.get("fn", 0), counts.get("tp", 0)]]), classes
+
+
+def confusion_png(counts: dict, classes: tuple[str, ...], title: str) -> bytes:
     from skysift.app.plots import figure_png
 
     return figure_png(confusion_figure(counts, classes, title))
 
 
-def confusion_figure(counts: dict, classes: tuple[str, str], title: str):
+def confusion_figure(counts: dict, classes: tuple[str, ...], title: str):
     """The held-out confusion matrix, counts written in a colour that reads on their cell (the trainer's PNG
     wrote black on dark blue), the true classes' names upright beside their row (written across, "true
     not_galactic" was cut at the figure's left edge)."""
     import numpy as np
     from matplotlib.figure import Figure
 
-    cm = np.array([[counts.get("tn", 0), counts.get("fp", 0)], [counts.get("fn", 0), counts.get("tp", 0)]])
+    cm, classes = confusion_cells(counts, classes)
+    ticks = range(len(classes))
     fig = Figure(figsize=(3.6, 3.4), dpi=120, layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, cm.max()))
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, str(v), ha="center", va="center", fontsize=14,
                 color="white" if v > cm.max() / 2 else "#08306b")
-    ax.set_xticks([0, 1], classes, fontsize=9)
-    ax.set_yticks([0, 1], classes, fontsize=9, rotation=90, va="center")
+    slanted = len(classes) > 2  # three or more names side by side overlap
+    ax.set_xticks(ticks, classes, fontsize=9, rotation=45 if slanted else 0, ha="right" if slanted else "center")
+    ax.set_yticks(ticks, classes, fontsize=9, rotation=90, va="center")
     ax.set_xlabel("predicted", fontsize=9)
     ax.set_ylabel("true", fontsize=9)
     ax.set_title(title, fontsize=9)
@@ -356,11 +374,13 @@ def class_chart(counts: pd.DataFrame):
         tooltip=["class", "count"]).properties(height=alt.Step(30))  # a fixed height was squeezed to hairlines
 
 
-def class_balance(run: pd.Series, classes: tuple[str, str]) -> pd.DataFrame:
-    """Training-set class counts of one run, named by the model tag's classes (negative, positive)."""
+def class_balance(run: pd.Series, classes: tuple[str, ...]) -> pd.DataFrame:
+    """Training-set class counts of one run, named by the model tag's classes: a multi-class round logs
+    ``train_n_<class>``, a binary one ``train_n_negative`` and ``train_n_positive``."""
+    binary = ("train_n_negative", "train_n_positive") if len(classes) == 2 else (None,) * len(classes)
     rows = []
-    for cls, col in zip(classes, ("train_n_negative", "train_n_positive")):
-        value = run.get(col)
+    for cls, binary_col in zip(classes, binary):
+        value = run.get(f"train_n_{cls}", run.get(binary_col) if binary_col else None)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             rows.append({"class": cls, "count": int(value)})
     return pd.DataFrame(rows, columns=["class", "count"])
