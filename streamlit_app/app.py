@@ -14,9 +14,11 @@ with ui.reported("read the settings"):
     ui.settings()
 st.session_state.labeller = ui.current_user()
 
+# The pages live in views/, not pages/: Streamlit serves a pages/ directory's files by URL on their own (/rounds ran
+# views/rounds.py without this script: no wide layout, no settings, no user, a second navigation menu).
 page = st.navigation([
-    st.Page("pages/label.py", title="Label", icon=":material/label:", default=True),
-    st.Page("pages/rounds.py", title="Rounds", icon=":material/monitoring:"),
-    st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
+    st.Page("views/label.py", title="Label", icon=":material/label:", default=True),
+    st.Page("views/rounds.py", title="Rounds", icon=":material/monitoring:"),
+    st.Page("views/datasets.py", title="Datasets", icon=":material/dataset:"),
 ])
 page.run()

@@ -38,6 +38,7 @@ class Behind:
     alerts_key: str
     survey: str
     missing: tuple[str, ...]
+    rescore: bool = False  # every stage is there, but a current champion has not scored it
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def find_behind(listing: dict[str, Iterable[str]], now: datetime, window: timede
             first = LATER_STAGES.index(missing[0])
             behind.append(Behind(str(batch), batch.survey, LATER_STAGES[first:]))
         elif any(ident not in idents for idents in (scored or {}).values()):
-            rescore.append(Behind(str(batch), batch.survey, ("predictions",)))
+            rescore.append(Behind(str(batch), batch.survey, ("predictions",), rescore=True))
     return Backlog(behind + rescore, limit)
 
 
@@ -129,21 +130,26 @@ class NightStatus:
     survey: str
     night: str
     batches: dict[str, int]  # stage -> batch files
-    behind: int
+    behind: int  # alerts batches lacking a later stage
+    rescore: int = 0  # alerts batches with every stage, but not yet scored by a current champion
 
 
-def night_status(listing: dict[str, Iterable[str]], now: datetime, window: timedelta) -> list[NightStatus]:
-    """Per survey and night, the batches written within ``window`` at every stage (what `skysift status` shows)."""
+def night_status(listing: dict[str, Iterable[str]], now: datetime, window: timedelta,
+                 scored: dict[Champion, set[tuple[str, str, str]]] | None = None) -> list[NightStatus]:
+    """Per survey and night, the batches written within ``window`` at every stage (what `skysift status` shows),
+    and, given the current champions' ``scored`` (:func:`list_scored`), those waiting to be re-scored."""
     parsed = {stage: [b for b in parse_keys(listing.get(stage, ())) if now - window <= stem_time(b)]
               for stage in ("alerts", *LATER_STAGES)}
-    behind = Counter((b.survey, b.night) for b in (parse_batch(x.alerts_key) for x in
-                                                   find_behind(listing, now, window, timedelta(0), 0).behind_all))
+    backlog = [(x.rescore, parse_batch(x.alerts_key))
+               for x in find_behind(listing, now, window, timedelta(0), 0, scored=scored).behind_all]
+    behind = Counter((b.survey, b.night) for rescore, b in backlog if not rescore)
+    rescore = Counter((b.survey, b.night) for rescore, b in backlog if rescore)
     counts: dict[tuple[str, str], Counter] = {}
     for stage, batches in parsed.items():
         for b in batches:
             counts.setdefault((b.survey, b.night), Counter())[stage] += 1
-    return [NightStatus(survey, night, {s: counts[(survey, night)][s] for s in parsed}, behind[(survey, night)])
-            for survey, night in sorted(counts)]
+    return [NightStatus(survey, night, {s: counts[(survey, night)][s] for s in parsed}, behind[(survey, night)],
+                        rescore[(survey, night)]) for survey, night in sorted(counts)]
 
 
 def list_stages(store) -> dict[str, list[str]]:

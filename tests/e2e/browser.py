@@ -136,3 +136,41 @@ def assert_not_blank(path: Path, min_colours: int = 64) -> None:
 def shown_candid(page) -> int:
     """The candid of the alert on screen (the card carries it)."""
     return int(page.locator(".sk-card").get_attribute("data-candid"))
+
+
+def table_cells(page, nth: int = 0) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows) of the ``nth`` st.dataframe as drawn: the grid paints a canvas, and keeps an accessible table
+    of the cells in view beside it (columns scrolled off to the right are not in it)."""
+    grid = page.locator("[data-testid=stDataFrame]").nth(nth)
+    rows = grid.evaluate("g => [...g.querySelectorAll('tr')].map(r => [...r.querySelectorAll('th,td')]"
+                         ".map(c => c.textContent.trim()))")
+    return rows[0], [r for r in rows[1:] if r]
+
+
+def axis_labels(page, title: str) -> list[str]:
+    """The tick labels of the Vega-Lite axis titled ``title`` (the charts are drawn as SVG)."""
+    return page.evaluate("""title => [...document.querySelectorAll('[data-testid=stVegaLiteChart] g.role-axis')]
+        .filter(a => [...a.querySelectorAll('.role-axis-title text')].some(t => t.textContent === title))
+        .flatMap(a => [...a.querySelectorAll('.role-axis-label text')].map(t => t.textContent))""", title)
+
+
+def assert_rounds_page_tells_the_truth(page, champion_round: int) -> None:
+    """The rounds page as a scanner reads it: the wide layout of app.py (not a pages/ file served on its own), F1
+    with the held-out n it rests on and its interval, the champion's round starred, a dash (never "None") where a
+    round has no value, and whole numbers of labels on the learning curve's axis."""
+    width = page.evaluate("() => document.querySelector('[data-testid=stMainBlockContainer]')"
+                          ".getBoundingClientRect().width")
+    assert width >= 1000, f"the rounds page is not in the wide layout: {width} px"
+    headers, rows = table_cells(page)
+    assert headers[:2] == ["champion", "round"] and {"f1", "f1 n", "f1 95%"} <= set(headers), headers
+    cells = [dict(zip(headers, row)) for row in rows]
+    assert not any(v in ("None", "nan", "<NA>") for row in cells for v in row.values()), cells
+    starred = [row for row in cells if row["champion"] == "★"]
+    assert [int(row["round"]) for row in starred] == [champion_round], cells
+    assert int(starred[0]["f1 n"]) > 0 and "–" in starred[0]["f1 95%"], starred
+    assert 0 <= float(starred[0]["f1"]) <= 1 and len(starred[0]["f1"].split(".")[1]) == 3
+    round_0 = next(row for row in cells if row["round"] == "0")
+    assert round_0["f1"] == round_0["f1 n"] == "–", round_0  # round 0 is evaluated on nothing
+    ticks = axis_labels(page, "labels used for training")
+    assert ticks and all(t.isdigit() for t in ticks), ticks
+    assert page.locator("[data-testid=stVegaLiteChart] .mark-symbol path[fill='#f2b701']").count() == 1

@@ -24,7 +24,9 @@ from tests.e2e.browser import (
     MARKS,
     assert_not_blank,
     assert_on_first_screen,
+    assert_rounds_page_tells_the_truth,
     idle,
+    image,
     open_label_page,
     overflow_px,
     running_app,
@@ -106,10 +108,12 @@ def test_rounds_page_renders(app, page):
     idle(page)
     assert_on_first_screen(page, page.locator("[data-testid=stDataFrame]").first, "the table of rounds")
     assert_not_blank(screenshot(page, "rounds"))
+    assert_rounds_page_tells_the_truth(page, champion_round=1)
     page.get_by_role("tab", name="One round").click()
     page.get_by_text("Permutation importance").first.wait_for(timeout=60_000)
     idle(page)
     assert_not_blank(screenshot(page, "rounds-one-round"))
+    assert_on_first_screen(page, image(page, "held-out confusion matrix"), "the confusion matrix")
 
 
 def test_datasets_page_renders(app, page):
@@ -121,6 +125,9 @@ def test_datasets_page_renders(app, page):
     idle(page)
     assert_on_first_screen(page, page.locator("[data-testid=stDataFrame]").first, "the table of datasets")
     assert_not_blank(screenshot(page, "datasets"))
+    bars = page.locator("[data-testid=stVegaLiteChart] .mark-rect path")
+    heights = [bars.nth(i).bounding_box()["height"] for i in range(bars.count())]
+    assert len(heights) == 2 and min(heights) >= 10, f"class bars drawn {heights} px tall"  # galactic, not_galactic
 
 
 

@@ -5,6 +5,8 @@ every alert ends with one prediction row per version that was champion, the earl
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -31,6 +33,13 @@ def predictions(store) -> dict[str, dict[int, float]]:
             out.setdefault(row["model_version"], {})[row["candid"]] = row["prob_galactic"]
     assert set(rows.values()) == {1}  # one row per version and alert
     return out
+
+
+def status_line(start: str) -> str:
+    """The line of `skysift status` (run as a command, with this test's environment) that starts with ``start``."""
+    out = subprocess.run([sys.executable, "-m", "skysift.cli", "status"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return next(line for line in out.stdout.splitlines() if line.startswith(start))
 
 
 @contextmanager
@@ -92,6 +101,8 @@ def test_when_the_champion_moves_the_next_poll_rescores_earlier_batches_and_keep
         while (champions := probe.champions()) != moved and time.monotonic() < deadline:
             time.sleep(0.5)  # the inference service notices within its poll interval
         assert champions == moved
+        if run is in_process:  # `skysift status` counts what waits for the new champion (once: it is a new process)
+            assert f"re-scoring: {n_batches} alerts batches not yet scored" in status_line("re-scoring")
         second = pipeline.run_poll(stages(), replay_path=packets)  # nothing new to ingest: re-scoring only
         assert second.counts["alerts"] == 0 and second.n_behind == n_batches
         assert len(second.caught_up) == n_batches and all(line.endswith(": predictions written")
@@ -102,4 +113,6 @@ def test_when_the_champion_moves_the_next_poll_rescores_earlier_batches_and_keep
         assert after[v2] != after[v1]  # by the new model, not the old one again
 
         assert pipeline.run_poll(stages(), replay_path=packets).n_behind == 0  # up to date
+        if run is in_process:
+            assert status_line("re-scoring").startswith("re-scoring: 0 alerts batches")
         assert predictions(store) == after

@@ -8,7 +8,7 @@ from skysift.store import open_store
 from skysift.trainer.labels import LabelEvent, LabelStore
 from skysift.trainer.rounds import Trainer
 from skysift.trainer.settings import TrainerSettings
-from tests.trainer_data import oracle_table, write_fink_batches
+from tests.trainer_data import fink_alerts_and_features, oracle_table, write_fink_batches
 
 
 def test_validation_set_is_the_held_out_set_and_never_trained_on(local_settings, mlflow_server):
@@ -25,5 +25,14 @@ def test_validation_set_is_the_held_out_set_and_never_trained_on(local_settings,
     result = Trainer(settings, store, ts).run_round("val", "galactic", seed=1)
     hold = set(store.read_table("rounds/val/round=000/holdout_ids.parquet").column("candid").to_pylist())
     train = set(store.read_table("rounds/val/round=000/training_ids.parquet").column("candid").to_pylist())
-    assert hold == set(validation[:-1]) and not hold & train and len(train) == 60
+    assert hold == set(validation[:-1]) and not hold & train
+    # the 60 labelled alerts outside the validation set train, plus other alerts of their objects ('galactic' is a
+    # class of the object: its label counts for them), never an alert of an object with a validation alert
+    labelled_train = set(labelled["candid"]) - set(validation)
+    alerts, _ = fink_alerts_and_features()
+    object_of = dict(zip(alerts.column("candid").to_pylist(), alerts.column("objectId").to_pylist()))
+    lent = train - labelled_train
+    assert labelled_train <= train and len(labelled_train) == 60
+    assert {object_of[c] for c in lent} <= {object_of[c] for c in labelled_train}
+    assert not {object_of[c] for c in lent} & {object_of[c] for c in hold}
     assert result.n_holdout == 20 and "holdout_f1" in result.metrics

@@ -214,13 +214,13 @@ def test_no_page_of_the_app_shows_a_secret(round_with_secrets, secrets, monkeypa
     at.text_input[0].input("reviewer")
     at.text_input[1].input(secrets["SKYSIFT_APP_PASSWORD"])
     at.button[0].click().run()
-    for page in ("pages/label.py", "pages/rounds.py", "pages/datasets.py"):
+    for page in ("views/label.py", "views/rounds.py", "views/datasets.py"):
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
         pages[page] = page_text(at)
     st.cache_resource.clear()
     st.cache_data.clear()
     # the pages drew real content: an alert of the queue, the round's artifacts, the dataset
-    assert "candid" in pages["pages/label.py"] and "Permutation importance" in pages["pages/rounds.py"]
-    assert "secrets-dataset" in pages["pages/datasets.py"]
+    assert "candid" in pages["views/label.py"] and "Permutation importance" in pages["views/rounds.py"]
+    assert "secrets-dataset" in pages["views/datasets.py"]
     assert {page: leaks(text, secrets) for page, text in pages.items()} == {page: [] for page in pages}

@@ -40,14 +40,14 @@ def test_unreachable_trainer_is_a_message_not_a_traceback(app_env, monkeypatch):
 
 def test_unreachable_mlflow_is_a_message_not_a_traceback(app_env, monkeypatch):
     monkeypatch.setenv("SKYSIFT_APP_USER", "alice")
-    at = run("pages/rounds.py")
+    at = run("views/rounds.py")
     assert not at.exception
     assert f"MLflow tracking server {app_env['SKYSIFT_MLFLOW_TRACKING_URI']} is not reachable" in at.error[0].value
 
 
 def test_run_a_round_now_with_the_trainer_down_is_a_message(app_env, monkeypatch):
     monkeypatch.setenv("SKYSIFT_APP_USER", "alice")
-    at = run("pages/rounds.py")
+    at = run("views/rounds.py")
     next(b for b in at.button if b.label == "Run a round now").click().run()
     assert not at.exception
     assert any(e.value.startswith(f"Cannot run a round: the trainer at {app_env['SKYSIFT_TRAINER_ADDRESS']} is "
@@ -56,7 +56,7 @@ def test_run_a_round_now_with_the_trainer_down_is_a_message(app_env, monkeypatch
 
 def test_datasets_page_says_the_trainer_is_unreachable(app_env, monkeypatch):
     monkeypatch.setenv("SKYSIFT_APP_USER", "alice")
-    at = run("pages/datasets.py")
+    at = run("views/datasets.py")
     assert not at.exception
     assert "Cannot list datasets from the trainer" in at.error[0].value
 

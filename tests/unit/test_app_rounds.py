@@ -9,6 +9,7 @@ from skysift.app.rounds import (
     round_table,
     tidy_runs,
 )
+from skysift.modeltags import get_tag, tags
 
 REFS = [ExperimentRef("1", "skysift/galactic/unc-s1", "galactic", "unc-s1"),
         ExperimentRef("2", "skysift/galactic/unc-s2", "galactic", "unc-s2"),
@@ -113,3 +114,92 @@ def test_a_perfect_f1_on_a_few_held_out_alerts_still_gets_a_wide_interval():
     many = f1_bootstrap({"tp": 200, "fp": 0, "fn": 0, "tn": 200})
     assert few[1] == 1.0 and few[0] < 0.8
     assert many[0] > 0.97 and many[1] - many[0] < few[1] - few[0]
+
+
+def test_round_0_shows_a_dash_not_none_and_every_metric_three_decimals():
+    """Round 0 trains nothing and is evaluated on nothing: its metrics, their n and the class balance are missing,
+    which Streamlit printed as "None" in the table."""
+    from skysift.app.rounds import shown_table, with_intervals
+
+    raw = search_runs_frame()
+    raw.loc[raw["params.round"] == "0", ["metrics.holdout_f1", "metrics.train_n_positive",
+                                         "metrics.train_n_negative"]] = float("nan")
+    runs = tidy_runs(raw, REFS)
+    counts = {r: {"tp": 3, "fp": 1, "fn": 1, "tn": 5} for r, rnd in zip(runs["run_id"], runs["round"]) if rnd > 0}
+    table = with_intervals(round_table(runs), counts, champion_run="1-2")
+    table["mlflow"] = None  # a sqlite store: no run has a link
+    shown = shown_table(table)
+    cells = shown.astype(str).to_numpy().ravel()
+    assert not {"None", "nan", "<NA>", "NaN"} & set(cells), shown.to_string()
+    assert "mlflow" not in shown
+    assert list(shown.columns[shown.columns.get_loc("f1"):][:3]) == ["f1", "f1 n", "f1 95%"]  # F1 first, with n
+    assert shown.columns.get_loc("f1") < shown.columns.get_loc("train_n_positive")
+    first = shown[(shown["experiment"] == "unc-s1")].set_index("round")
+    assert first.loc[0, "f1"] == first.loc[0, "f1 n"] == first.loc[0, "train_n_positive"] == "–"
+    assert first.loc[2, "f1"] == f"{runs.loc[runs['run_id'] == '1-2', 'holdout_f1'].item():.3f}"
+    assert first.loc[2, "f1 n"] == "10" and first.loc[2, "champion"] == "★"
+
+
+@pytest.mark.parametrize("tag", sorted(n for n, t in tags().items() if not t.multiclass))  # 2x2: binary
+def test_every_word_of_the_confusion_matrix_lies_inside_its_picture(tag):
+    """The "One round" tab's matrix cut its row labels ("rue not_galactic"): every text drawn, with each model
+    tag's class names, must lie within the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    from skysift.app.rounds import confusion_figure
+
+    fig = confusion_figure({"tn": 12, "fp": 3, "fn": 1, "tp": 40}, get_tag(tag).classes, "n = 56 held-out alerts")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    width, height = fig.bbox.width, fig.bbox.height
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    assert {*get_tag(tag).classes, "12", "40"} <= {t.get_text() for t in texts}
+    for text in texts:
+        box = text.get_window_extent(canvas.get_renderer())
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, (text.get_text(), box)
+
+
+def test_the_table_leaves_out_the_experiment_when_it_is_the_one_chosen():
+    from skysift.app.rounds import shown_table
+
+    runs = tidy_runs(search_runs_frame(), REFS)
+    one = runs[runs["experiment"] == "unc-s1"]
+    assert "experiment" not in shown_table(round_table(one)) and "experiment" in shown_table(round_table(runs))
+
+
+def test_the_importance_bars_and_their_spread_share_one_order_most_important_first():
+    """Each layer sorted by its own x: Vega fell back to alphabetical order and drew each bar a row off its name."""
+    from skysift.app.rounds import importance_chart
+
+    table = pd.DataFrame({"feature": ["amplitude_g", "dec", "median_r", "ndets"],
+                          "importance_mean": [0.0, 0.02, 0.05, 0.01], "importance_std": [0.0, 0.05, 0.05, 0.0]})
+    spec = importance_chart(table).to_dict()
+    orders = [layer["encoding"]["y"]["sort"] for layer in spec["layer"]]
+    assert orders == [["median_r", "dec", "ndets", "amplitude_g"]] * 2, orders
+
+
+def test_a_multi_class_round_shows_its_whole_matrix_its_accuracy_and_its_class_counts():
+    """A multi-class round logs its matrix with its classes and ``train_n_<class>``: the rounds page drew a 2x2
+    from cells it does not have and summed lists for n (a TypeError on the "One round" tab)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    from skysift.app.rounds import confusion_figure, metric_intervals
+
+    classes = ("SN Ia", "SN II", "AGN")
+    counts = {"classes": list(classes), "matrix": [[7, 2, 0], [1, 5, 1], [0, 0, 9]]}
+    fig = confusion_figure(counts, classes, "n = 25 held-out alerts")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    drawn = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    assert {*classes, "7", "5", "9", "2"} <= {t.get_text() for t in drawn}
+    for text in drawn:
+        box = text.get_window_extent(canvas.get_renderer())
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height, text
+    intervals = metric_intervals(counts)
+    assert intervals["accuracy"][0] == 25 and intervals["accuracy"][1][0] < 21 / 25 < intervals["accuracy"][1][1]
+    assert intervals["f1"] == (25, None)
+    run = pd.Series({"train_n_SN Ia": 4.0, "train_n_SN II": 3.0, "train_n_AGN": 6.0})
+    assert class_balance(run, classes).to_dict("records") == [
+        {"class": "SN Ia", "count": 4}, {"class": "SN II", "count": 3}, {"class": "AGN", "count": 6}]

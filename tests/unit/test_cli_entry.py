@@ -42,3 +42,18 @@ def test_a_failed_poll_exits_1_so_a_cronjob_retries(tmp_path):
     bad = run(["poll", "--in-process", "--from", str(tmp_path / "no-such-dir")], tmp_path,
               SKYSIFT_MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert bad.returncode == 2 and "does not exist" in bad.stderr, bad.stderr
+
+
+def test_an_unreachable_kafka_broker_is_one_line_naming_it_and_what_to_check(tmp_path):
+    """librdkafka wrote ~190 lines of its own log to stderr for one poll of a closed port (and the kafka offsets
+    command as many): the scanner gets one line, the broker's address and the setting to check, and exit 1."""
+    from tests.servers import free_port
+
+    broker = f"127.0.0.1:{free_port()}"  # nothing listens there
+    kafka = dict(SKYSIFT_INGEST_SOURCE="kafka", SKYSIFT_KAFKA_BOOTSTRAP_SERVERS=broker, SKYSIFT_KAFKA_TOPICS="ztf")
+    for args in (["poll", "--in-process", "--timeout", "2s"], ["kafka", "offsets"]):
+        done = run(args, tmp_path, **kafka)
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1, f"{args}: {len(lines)} lines on stderr:\n" + "\n".join(lines[:5])
+        assert f"Kafka broker unreachable at {broker}" in lines[0] and "SKYSIFT_KAFKA_BOOTSTRAP_SERVERS" in lines[0]

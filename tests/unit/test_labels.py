@@ -100,7 +100,7 @@ def test_csv_round_trip_with_prototype_columns(local_store, tmp_path):
     out = tmp_path / "out.csv"
     assert labels.export_csv(out) == 2
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["candid", "objectId", "label", "timestamp"]
+    assert list(rows[0]) == ["candid", "objectId", "label", "timestamp", "user", "source"]  # the prototype's first
     assert {(r["candid"], r["objectId"], r["label"]) for r in rows} == {
         ("1786385875815010010", "ZTF18ablwjuy", "galactic"),
         ("1786142742615010038", "ZTF18abvhysb", "extragalactic"),

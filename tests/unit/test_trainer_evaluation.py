@@ -78,3 +78,14 @@ def test_quality_reports_each_problem(mutate, issue):
 def test_quality_reports_label_conflicts():
     report = evaluation.quality(_samples(), ["a", "b"], conflicts={1, 2})
     assert report.issues == ["2 candids have conflicting labels from different labellers"]
+
+
+
+def test_the_champion_message_says_which_number_is_the_champions_and_which_the_candidates():
+    """"held-out f1 0.800 beats 0.700" left the reader to guess which model had which score."""
+    moved, why = evaluation.promotion("skysift_galactic", "4", "f1", 0.7, champion_version="3", champion_value=0.8)
+    assert not moved
+    assert "0.800 for it (the champion)" in why and "0.700 for version 4 (the candidate)" in why, why
+    moved, why = evaluation.promotion("skysift_galactic", "4", "f1", 0.9, champion_version="3", champion_value=0.8)
+    assert moved
+    assert "0.900 for it (the candidate)" in why and "0.800 for version 3 (the champion until now)" in why, why

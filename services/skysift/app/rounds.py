@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass
 
 import pandas as pd
@@ -23,11 +24,13 @@ from skysift import errors
 from skysift.redact import redact_uri
 
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+SHOWN_METRIC_ORDER = ("f1", "precision", "recall", "accuracy", "roc_auc")  # the headline metric first
 INT_PARAMS = ("round", "n_train", "n_holdout", "seed", "batch_size", "initial_batch_size")
 ARTIFACTS = {"confusion": "confusion_matrix.png", "confusion_counts": "confusion_matrix.json",
              "importance_csv": "permutation_importance.csv", "importance_png": "permutation_importance.png",
              "learning_curves": "learning_curves.csv"}
 CONFIDENCE = 0.95
+_DASH = "–"  # what a round without a value shows
 BOOTSTRAP_DRAWS = 2000
 
 
@@ -140,6 +143,38 @@ def with_intervals(table: pd.DataFrame, counts_by_run: dict[str, dict], champion
     return out
 
 
+def shown_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The per-round table as the page shows it: metrics to three decimals, counts as whole numbers, and a dash
+    where a round has no value (round 0 trains nothing and is evaluated on nothing: Streamlit wrote "None" there).
+    The MLflow links are left out when no run has one (a sqlite store has no UI to link to), the experiment when
+    every row has the one chosen above the table, and F1 comes first: at 1400 px its n and interval were scrolled
+    off to the right."""
+    out = table.copy()
+    if "mlflow" in out and out["mlflow"].isna().all():
+        out = out.drop(columns="mlflow")
+    if "experiment" in out and out["experiment"].nunique() <= 1:
+        out = out.drop(columns="experiment")
+    metric_cols = [c for m in SHOWN_METRIC_ORDER for c in out.columns if c == m or c.startswith(f"{m} ")]
+    if metric_cols:
+        at = min(out.columns.get_loc(c) for c in metric_cols)
+        out = out[[c for c in out.columns[:at] if c not in metric_cols] + metric_cols
+                  + [c for c in out.columns[at:] if c not in metric_cols]]
+    for name in out.columns:
+        if name == "mlflow":
+            continue
+        values = out[name]
+        if name in METRICS or name == "train_positive_fraction":
+            out[name] = [_DASH if _missing(v) else f"{float(v):.3f}" for v in values]
+        elif values.isna().any():
+            out[name] = [_DASH if _missing(v) else _count_text(v) for v in values]
+    return out
+
+
+def _count_text(value) -> str:
+    """A count as '12' whether pandas holds it as 12, 12.0 or an Int64."""
+    return str(int(value)) if isinstance(value, numbers.Real) and float(value).is_integer() else str(value)
+
+
 def round_curve(runs: pd.DataFrame, metric: str, counts_by_run: dict[str, dict]) -> pd.DataFrame:
     """One experiment's ``metric`` per round against the labels used, with its 95 % interval as the band."""
     col = metric_column(runs, metric)
@@ -235,7 +270,13 @@ def f1_bootstrap(counts: dict, confidence: float = CONFIDENCE, draws: int = BOOT
 def metric_intervals(counts: dict) -> dict[str, tuple[int, tuple[float, float] | None]]:
     """Per metric, the number of held-out alerts it rests on and its 95 % interval, from the confusion counts:
     Wilson for accuracy (all alerts), precision (predicted positives) and recall (true positives); bootstrap for
-    F1. ROC AUC needs the scores, which are not logged: none."""
+    F1. ROC AUC needs the scores, which are not logged: none. A multi-class matrix gives accuracy's interval only
+    (its macro metrics rest on every held-out alert, with no interval computed here)."""
+    if "matrix" in counts:
+        matrix, _ = confusion_cells(counts, ())
+        n = int(matrix.sum())
+        return {"accuracy": (n, wilson(int(matrix.trace()), n)),
+                **{metric: (n, None) for metric in ("precision", "recall", "f1")}}
     tp, fp, fn, tn = (int(counts.get(k, 0)) for k in ("tp", "fp", "fn", "tn"))
     n = tp + fp + fn + tn
     return {"accuracy": (n, wilson(tp + tn, n)), "precision": (tp + fp, wilson(tp, tp + fp)),
@@ -243,7 +284,7 @@ def metric_intervals(counts: dict) -> dict[str, tuple[int, tuple[float, float] |
 
 
 def interval_text(found: tuple[float, float] | None) -> str:
-    return "–" if found is None else f"{found[0]:.2f}–{found[1]:.2f}"
+    return _DASH if found is None else f"{found[0]:.2f}–{found[1]:.2f}"
 
 
 def run_link(tracking_uri: str, experiment_id, run_id: str) -> str | None:
@@ -265,46 +306,81 @@ def experiment_curves(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
                          "max": summary[mean] + spread, "n": summary.get(f"{metric}_count")})
 
 
-def confusion_png(counts: dict, classes: tuple[str, str], title: str) -> bytes:
+def confusion_cells(counts: dict, classes: tuple[str, ...]):
+    """The logged confusion counts as a matrix (rows true, columns predicted) and its classes: a multi-class
+    round logs its matrix and classes, a binary one the four cells named by the tag's (negative, positive)."""
+    import numpy as np
+
+    if "matrix" in counts:
+        return np.array(counts["matrix"], dtype=int), tuple(counts["classes"])
+    return np.array([[counts.get("tn", 0), counts.get("fp", 0)], [counts.get("fn", 0), counts.get("tp", 0)]]), classes
+
+
+def confusion_png(counts: dict, classes: tuple[str, ...], title: str) -> bytes:
+    from skysift.app.plots import figure_png
+
+    return figure_png(confusion_figure(counts, classes, title))
+
+
+def confusion_figure(counts: dict, classes: tuple[str, ...], title: str):
     """The held-out confusion matrix, counts written in a colour that reads on their cell (the trainer's PNG
-    wrote black on dark blue)."""
+    wrote black on dark blue), the true classes' names upright beside their row (written across, "true
+    not_galactic" was cut at the figure's left edge)."""
     import numpy as np
     from matplotlib.figure import Figure
 
-    cm = np.array([[counts.get("tn", 0), counts.get("fp", 0)], [counts.get("fn", 0), counts.get("tp", 0)]])
-    fig = Figure(figsize=(3.6, 3.0), dpi=120, layout="constrained")
+    cm, classes = confusion_cells(counts, classes)
+    ticks = range(len(classes))
+    fig = Figure(figsize=(3.6, 3.4), dpi=120, layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, cm.max()))
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, str(v), ha="center", va="center", fontsize=14,
                 color="white" if v > cm.max() / 2 else "#08306b")
-    ax.set_xticks([0, 1], [f"pred {c}" for c in classes], fontsize=8)
-    ax.set_yticks([0, 1], [f"true {c}" for c in classes], fontsize=8)
+    slanted = len(classes) > 2  # three or more names side by side overlap
+    ax.set_xticks(ticks, classes, fontsize=9, rotation=45 if slanted else 0, ha="right" if slanted else "center")
+    ax.set_yticks(ticks, classes, fontsize=9, rotation=90, va="center")
+    ax.set_xlabel("predicted", fontsize=9)
+    ax.set_ylabel("true", fontsize=9)
     ax.set_title(title, fontsize=9)
-    from skysift.app.plots import figure_png
-
-    return figure_png(fig)
+    return fig
 
 
 def importance_chart(table: pd.DataFrame, top: int = 15):
-    """Altair: the ``top`` features by mean permutation importance, as horizontal bars with their spread."""
+    """Altair: the ``top`` features by mean permutation importance, as horizontal bars with their spread, most
+    important at the top. Both layers get the same explicit order: sorted each by its own x ("-x" on the bars,
+    on the spread's low end), they disagreed, Vega fell back to alphabetical order and drew the bars a row off."""
     import altair as alt
 
     shown = table.sort_values("importance_mean", ascending=False).head(top)
-    base = alt.Chart(shown).encode(y=alt.Y("feature:N", sort="-x", title=None))
-    bars = base.mark_bar().encode(x=alt.X("importance_mean:Q", title="mean drop in the score when shuffled"))
+    y = alt.Y("feature:N", sort=list(shown["feature"]), title=None)
+    bars = alt.Chart(shown).mark_bar().encode(y=y, x=alt.X("importance_mean:Q",
+                                                           title="drop in the score when shuffled"))
     if "importance_std" in shown:
         shown = shown.assign(lo=shown["importance_mean"] - shown["importance_std"],
                              hi=shown["importance_mean"] + shown["importance_std"])
-        return bars + alt.Chart(shown).mark_rule().encode(y=alt.Y("feature:N", sort="-x"), x="lo:Q", x2="hi:Q")
+        return bars + alt.Chart(shown).mark_rule().encode(y=y, x="lo:Q", x2="hi:Q")
     return bars
 
 
-def class_balance(run: pd.Series, classes: tuple[str, str]) -> pd.DataFrame:
-    """Training-set class counts of one run, named by the model tag's classes (negative, positive)."""
+def class_chart(counts: pd.DataFrame):
+    """Altair: labels per class as horizontal bars, names written across (st.bar_chart stood them on end under
+    tall bars that pushed the rest of the page below the screen)."""
+    import altair as alt
+
+    return alt.Chart(counts).mark_bar().encode(
+        y=alt.Y("class:N", title=None, sort="-x"), x=alt.X("count:Q", title="alerts", axis=alt.Axis(format="d",
+                                                                                                    tickMinStep=1)),
+        tooltip=["class", "count"]).properties(height=alt.Step(30))  # a fixed height was squeezed to hairlines
+
+
+def class_balance(run: pd.Series, classes: tuple[str, ...]) -> pd.DataFrame:
+    """Training-set class counts of one run, named by the model tag's classes: a multi-class round logs
+    ``train_n_<class>``, a binary one ``train_n_negative`` and ``train_n_positive``."""
+    binary = ("train_n_negative", "train_n_positive") if len(classes) == 2 else (None,) * len(classes)
     rows = []
-    for cls, col in zip(classes, ("train_n_negative", "train_n_positive")):
-        value = run.get(col)
+    for cls, binary_col in zip(classes, binary):
+        value = run.get(f"train_n_{cls}", run.get(binary_col) if binary_col else None)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             rows.append({"class": cls, "count": int(value)})
     return pd.DataFrame(rows, columns=["class", "count"])
@@ -329,7 +405,7 @@ def _missing(value) -> bool:
 
 def _text(value) -> str:
     if _missing(value):
-        return "–"
+        return _DASH
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

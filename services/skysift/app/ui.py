@@ -13,6 +13,8 @@ import streamlit as st
 from skysift import config, errors
 from skysift.app.settings import AppSettings, login_mode, oidc_configured, password_ok
 
+NAME_FIELD = "Your name (labels are attributed to it)"
+
 
 @st.cache_resource
 def settings() -> tuple[config.Settings, AppSettings]:
@@ -89,13 +91,27 @@ def current_user() -> str:
     # The name lives in plain session state, not only in the widget: a rerun that interrupts a run before the
     # sidebar is drawn would otherwise drop the widget's value and sign the labeller out mid-queue.
     st.session_state.setdefault("user_name", app.user)
-    st.sidebar.text_input("Your name (labels are attributed to it)", value=st.session_state.user_name,
+    st.sidebar.text_input(NAME_FIELD, value=st.session_state.user_name,
                           key="user_name_input", on_change=_rename)
+    if st.session_state.pop("name_just_given", False):
+        _leave_the_name_field()
     return st.session_state.user_name
 
 
 def _rename() -> None:
     st.session_state.user_name = st.session_state.user_name_input.strip()
+    st.session_state.name_just_given = True
+
+
+def _leave_the_name_field() -> None:
+    """A text field keeps the focus after Enter, and the label keys are then typed into it: a scanner's first '3'
+    renamed them instead of labelling. Streamlit has no blur, so a zero-height component does it once per rename."""
+    from streamlit import components
+
+    with st.sidebar:
+        components.v1.html("<script>const e = window.parent.document.activeElement;"
+                           f" if (e && e.getAttribute('aria-label') === {NAME_FIELD!r}) {{ e.blur(); }}</script>",
+                           height=0)
 
 
 def _oidc_gate() -> None:

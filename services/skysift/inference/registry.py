@@ -167,6 +167,23 @@ class ChampionRegistry:
             raise FailedPrecondition(f"{NO_MODEL} (no '{self.alias}' alias on {name} in MLflow at {redact_uri(self.tracking_uri)})")
         return model
 
+    def champion_versions(self) -> list[tuple[str, str]]:
+        """(registered name, version) the alias points to, per tag that has one, without loading any model (what
+        `skysift status` compares the stored predictions with)."""
+        from mlflow.exceptions import MlflowException
+
+        out = []
+        for tag in self.tags:
+            name = get_tag(tag).registered_name(self.model_prefix)
+            try:
+                out.append((name, str(self.client().get_model_version_by_alias(name, self.alias).version)))
+            except MlflowException as exc:
+                if not ("RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower()):
+                    raise Unavailable(f"MLflow at {redact_uri(self.tracking_uri)}: {exc}") from None
+            except OSError as exc:
+                raise Unavailable(f"MLflow at {redact_uri(self.tracking_uri)} unreachable: {exc}") from None
+        return out
+
     def refresh(self) -> dict[str, str]:
         """Check every tag; return tag → what happened (for logs and tests). Never raises."""
         out = {}

@@ -4,6 +4,7 @@ reset-cursor`: read a replay path again; `skysift dlq list|replay`: the dead let
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -81,15 +82,27 @@ def status(days: float = typer.Option(30.0, help="Batches written by the polls o
     store = open_store(settings=settings)
     now, window = datetime.now(timezone.utc), timedelta(days=days)
     listing = _run(lambda: backlog.list_stages(store))
-    rows = backlog.night_status(listing, now, window)
+    scored, champions_unknown = None, ""
+    try:
+        scored = backlog.list_scored(store, _champion_versions(settings))
+    except errors.SkysiftError as exc:
+        champions_unknown = str(exc)
+    rows = backlog.night_status(listing, now, window, scored)
     table = Table(title=f"batches written in the last {days:g} days ({store.url})")
-    for name in ("survey", "night", *listing, "behind"):
+    for name in ("survey", "night", *listing, "behind", "rescore"):
         table.add_column(name, justify="left" if name in ("survey", "night") else "right")
     for r in rows:
-        table.add_row(r.survey, r.night, *(str(r.batches[s]) for s in listing), str(r.behind))
+        table.add_row(r.survey, r.night, *(str(r.batches[s]) for s in listing), str(r.behind),
+                      "?" if scored is None else str(r.rescore))
     Console(width=120).print(table)
     behind = sum(r.behind for r in rows)
     typer.echo(f"behind: {behind} alerts batches" + (" (each poll brings the oldest up to date)" if behind else ""))
+    if scored is None:
+        typer.echo(f"re-scoring: unknown (the current champions could not be read: {champions_unknown})")
+    else:
+        rescore = sum(r.rescore for r in rows)
+        typer.echo(f"re-scoring: {rescore} alerts batches not yet scored by the current champions "
+                   f"({', '.join(f'{n} v{v}' for n, v in scored) or 'none yet'})")
     dead = _run(lambda: store.list_keys("dlq/"))
     typer.echo(f"dead letters: {len(dead)} files under dlq/" + (f", newest {max(dead)}" if dead else ""))
     if _run(lambda: config.load(IngestSettings)).source == "kafka":
@@ -100,6 +113,20 @@ def status(days: float = typer.Option(30.0, help="Batches written by the polls o
             typer.echo(f"kafka lag: unknown ({exc})")
     else:
         typer.echo("kafka lag: - (the ingest source is a replay)")
+
+
+def _champion_versions(settings) -> list[tuple[str, str]]:
+    """The versions the inference service's alias points to, read from the registry as the service reads them."""
+    from skysift.inference.registry import ChampionRegistry
+    from skysift.inference.settings import InferenceSettings
+
+    inference = config.load(InferenceSettings)
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return []  # no registry yet (and asking would create its database)
+    registry = ChampionRegistry(settings.mlflow_tracking_uri, inference.model_tags, inference.alias,
+                                model_prefix=settings.mlflow_model_prefix)
+    return registry.champion_versions()
 
 
 ingest_app = typer.Typer(help="The ingest stage's replay sources.", no_args_is_help=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from skysift.alerts.decode import Packet
 from skysift.errors import FailedPrecondition, Unavailable
-from skysift.ingest.settings import KafkaSettings
+from skysift.ingest.settings import KafkaSettings, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class KafkaSource:
         self.settings = settings
         self.schema = writer_schema(settings)
         self._fatal: list[str] = []
+        self._last_error = ""  # librdkafka's latest reported error, e.g. "Connect to ipv4#127.0.0.1:9092 failed: ..."
         conf = settings.consumer_config()
         heartbeat_ms = min(HEARTBEAT_MS, settings.session_timeout_ms // 3)
         conf.update({"error_cb": self._on_error, "session.timeout.ms": settings.session_timeout_ms,
@@ -96,9 +97,12 @@ class KafkaSource:
         return f"Kafka {self.settings.bootstrap_servers} topics {','.join(self.settings.topics)}"
 
     def _on_error(self, err) -> None:
+        """Recorded, logged at DEBUG: librdkafka calls this at every failed connect, and the poll says the failure
+        once (fatal ones fail the fetch, the latest reason is named when the broker cannot be reached)."""
         if err.fatal() or err.name() in ("_ALL_BROKERS_DOWN", "_AUTHENTICATION"):
             self._fatal.append(str(err))
-        log.warning("kafka error: %s", err)
+        self._last_error = err.str()
+        log.debug("kafka error: %s", err)
 
     def _on_assign(self, consumer, partitions) -> None:
         self._assigned.update((p.topic, p.partition) for p in partitions)
@@ -116,7 +120,10 @@ class KafkaSource:
         try:
             metadata = self.consumer.list_topics(timeout=min(LIST_TIMEOUT_S, timeout_s))
         except KafkaException as exc:
-            raise Unavailable(f"Kafka broker unreachable at {self.settings.bootstrap_servers}: {exc}") from None
+            if not self._subscribed:  # serves the error callback (the connect's reason); no message can come yet
+                self.consumer.poll(0)
+            raise Unavailable(unreachable(self.settings.bootstrap_servers, self._last_error or exc.args[0].str())
+                              ) from None
         missing = [t for t in self.settings.topics if t not in metadata.topics]
         if missing:
             raise FailedPrecondition(f"Kafka topics not found on {self.settings.bootstrap_servers}: {', '.join(missing)}")
@@ -176,6 +183,8 @@ class KafkaSource:
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
+            if not self._subscribed:  # serves the error callback (the connect's reason); no message can come yet
+                self.consumer.poll(0)
             raise Unavailable(f"Kafka offset commit failed ({self.where}): {exc}") from None
         self._next.clear()
 

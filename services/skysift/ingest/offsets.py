@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from skysift.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from skysift.ingest.settings import KafkaSettings
+from skysift.ingest.settings import KafkaSettings, unreachable
 
 TIMEOUT_S = 10.0
 # What a broker answers to an offset change while the group still has a member (by error name)
@@ -40,12 +40,15 @@ class PartitionOffsets:
 def _consumer(settings: KafkaSettings, what: str):
     """A consumer of the group that never subscribes (it only reads offsets); broker errors are Unavailable, and so
     is an admin request that gets no answer in time (its future raises a bare TimeoutError)."""
-    from confluent_kafka import Consumer, KafkaException
+    from confluent_kafka import Consumer, KafkaError, KafkaException
 
     consumer = Consumer({**settings.consumer_config(), "enable.partition.eof": False})
     try:
         yield consumer
     except KafkaException as exc:
+        error = exc.args[0]
+        if error.code() == KafkaError._TRANSPORT:
+            raise Unavailable(f"{what} failed: {unreachable(settings.bootstrap_servers, error.str())}") from None
         raise Unavailable(f"{what} failed on Kafka {settings.bootstrap_servers}: {exc}") from None
     except TimeoutError:
         raise Unavailable(f"{what} failed: Kafka {settings.bootstrap_servers} did not answer within {TIMEOUT_S:g}s"
@@ -58,7 +61,7 @@ def _admin(settings: KafkaSettings):
     from confluent_kafka.admin import AdminClient
 
     return AdminClient({k: v for k, v in settings.consumer_config().items()
-                        if k.startswith(("bootstrap.", "security.", "sasl.", "ssl."))})
+                        if k == "logger" or k.startswith(("bootstrap.", "security.", "sasl.", "ssl."))})
 
 
 def _partitions(consumer, settings: KafkaSettings, topics: list[str]):

@@ -3,6 +3,7 @@ configure them: bootstrap servers, group id, topics, offset reset, SASL (SCRAM-S
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -73,6 +74,27 @@ class IngestSettings(BaseSettings):
         return str(Path(__file__).resolve().parents[3] / DEMO_ALERTS)
 
 
+class LibrdkafkaLog:
+    """librdkafka's own log lines, all at DEBUG on the ``skysift.kafka.librdkafka`` logger (SKYSIFT_LOG_LEVEL=DEBUG
+    shows them). Left to itself it writes to stderr at every failed connect, ~190 lines for one poll of a closed
+    port; whatever failure it logs also reaches the error callback or the failed call, which say it once."""
+
+    def __init__(self) -> None:
+        self._log = logging.getLogger("skysift.kafka.librdkafka")
+
+    def log(self, level: int, msg: str, *args) -> None:
+        self._log.debug(msg, *args)
+
+
+LIBRDKAFKA_LOG = LibrdkafkaLog()
+
+
+def unreachable(bootstrap_servers: str, reason: str) -> str:
+    """The one line an unreachable broker gives: which broker, why, and what to check."""
+    return (f"Kafka broker unreachable at {bootstrap_servers} ({reason}): check SKYSIFT_KAFKA_BOOTSTRAP_SERVERS, "
+            f"that the broker is running and reachable from here, and SKYSIFT_KAFKA_SECURITY_PROTOCOL")
+
+
 class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SKYSIFT_KAFKA_", extra="ignore")
 
@@ -112,6 +134,7 @@ class KafkaSettings(BaseSettings):
             "enable.auto.commit": False,  # offsets are committed only after the parquet is durable
             "enable.partition.eof": True,
             "security.protocol": self.security_protocol,
+            "logger": LIBRDKAFKA_LOG,
         }
         if self.security_protocol.startswith("SASL"):
             if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):

@@ -247,13 +247,23 @@ def label_import(
 
 
 @label_app.command("export")
-def label_export(path: Path = typer.Argument(..., dir_okay=False, help="Where to write labels.csv.")) -> None:
-    """Write the current label of every candid as candid, objectId, label, timestamp."""
+def label_export(
+    path: Path = typer.Argument(..., dir_okay=False, help="Where to write labels.csv."),
+    all_events: bool = typer.Option(False, "--all-events", help="Every label event in the order they count (relabels, "
+                                    "undos, each labeller's label), with model_tag, experiment, round, comment and "
+                                    "event_id too; default: the current label of each candid."),
+) -> None:
+    """Write the current label of every candid as candid, objectId, label, timestamp, user, source (the prototype's
+    labels.csv columns first); --all-events writes every event."""
+    from skysift import errors
     from skysift.store import open_store
     from skysift.trainer.labels import LabelStore
 
-    n = LabelStore(open_store(settings=load_settings())).export_csv(path)
-    typer.echo(f"exported {n} labels to {path}")
+    try:
+        n = LabelStore(open_store(settings=load_settings())).export_csv(path, every_event=all_events)
+    except errors.SkysiftError as exc:
+        fail(str(exc), code=exit_code(exc))
+    typer.echo(f"exported {n} {'label events' if all_events else 'labels'} to {path}")
 
 
 def _on_datasets(call):

@@ -117,10 +117,10 @@ def promotion(registered_name: str, version: str, metric: str, new_value: float 
         return False, f"champion stays at version {champion_version}: no held-out {metric} to compare on"
     if champion_value is None or new_value >= champion_value - tolerance:
         old_text = "undefined" if champion_value is None else f"{champion_value:.3f}"
-        return True, (f"version {version} is the champion: held-out {metric} {new_value:.3f} vs {old_text} "
-                      f"for version {champion_version}")
-    return False, (f"champion stays at version {champion_version}: held-out {metric} {champion_value:.3f} "
-                   f"beats {new_value:.3f}")
+        return True, (f"version {version} is the champion: held-out {metric} {new_value:.3f} for it (the candidate) "
+                      f"vs {old_text} for version {champion_version} (the champion until now)")
+    return False, (f"champion stays at version {champion_version}: held-out {metric} {champion_value:.3f} for it "
+                   f"(the champion) beats {new_value:.3f} for version {version} (the candidate)")
 
 
 def permutation_table(model, X: pd.DataFrame, y, scoring: str, repeats: int, seed: int) -> pd.DataFrame:

@@ -44,6 +44,8 @@ from skysift.store.snapshots import write_snapshot
 EVENTS_PREFIX = "labels/events/"
 SOURCES = ("human", "import", "oracle")
 CSV_COLUMNS = ("candid", "objectId", "label", "timestamp")  # the prototype's labels.csv
+EXPORT_COLUMNS = (*CSV_COLUMNS, "user", "source")  # who gave each label: the prototype's file dropped it
+EVENT_COLUMNS = (*EXPORT_COLUMNS, "model_tag", "experiment", "round", "comment", "event_id")  # an event, whole
 FUTURE_TOLERANCE = timedelta(minutes=5)  # clock skew allowed between a labeller's machine and the server
 SNAPSHOTS_PREFIX = "labels/snapshots/"
 LATE_PREFIX = "labels/late/"
@@ -348,17 +350,25 @@ class LabelStore:
             raise InvalidArgument(f"{path}: {shown}")
         return self.submit(events) if events else []
 
-    def export_csv(self, path) -> int:
-        """Write the current label of every candid as the prototype's labels.csv; return the row count."""
-        latest = self.latest()
+    def export_csv(self, path, every_event: bool = False) -> int:
+        """Write the current label of every candid as the prototype's labels.csv plus its user and source, or with
+        ``every_event`` every event in the order they count (relabels, undos and every labeller's label: what an
+        agreement or an audit needs) with all its fields; return the row count."""
+        if every_event:
+            events = self.events()
+        else:
+            latest = self.latest()
+            events = [latest[candid] for candid in sorted(latest)]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(CSV_COLUMNS)
-            for candid in sorted(latest):
-                e = latest[candid]
-                writer.writerow([candid, e.object_id, e.label, e.timestamp.isoformat()])
-        return len(latest)
+            writer.writerow(EVENT_COLUMNS if every_event else EXPORT_COLUMNS)
+            for e in events:
+                row = [e.candid, e.object_id, e.label, e.timestamp.isoformat(), e.user, e.source]
+                if every_event:
+                    row += [e.model_tag, e.experiment, "" if e.round is None else e.round, e.comment, e.event_id]
+                writer.writerow(row)
+        return len(events)
 
 
 def _row_event(row: dict, user: str, source: str) -> LabelEvent:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from skysift import errors
 from skysift.trainer import selection, strategies
+from skysift.trainer.streamed import Scorer
 
 DEFAULT_PARAMS = {"learning_rate": 0.1, "max_iter": 100, "l2_regularization": 10.0, "min_samples_leaf": 5,
                   "max_leaf_nodes": 31, "class_weight": "balanced"}
@@ -158,30 +159,42 @@ def fit_and_query(X_train: pd.DataFrame, y_train, X_pool: pd.DataFrame, strategy
 
     Only what the strategy needs is computed (a committee's fits, the standardised features).
     """
+    scorer = fit_scorer(X_train, y_train, strategy, params, seed, committee_size if len(X_pool) and n > 0 else 0,
+                        positive_class, tune_threshold, classes)
+    q = (scorer.query_input(X_pool, object_ids) if len(X_pool) else
+         strategies.QueryInput(proba=np.empty((0, len(scorer.model.classes_))), object_ids=object_ids))
+    if strategies.FEATURES in strategies.get(strategy).needs:
+        q.features, q.labelled_features = selection.standardise(X_pool.to_numpy(), X_train.to_numpy())
+    return Fitted(scorer.model, strategies.query(strategy, n, rng, q), q.proba, scorer.threshold)
+
+
+def fit_scorer(X_train: pd.DataFrame, y_train, strategy: str, params: dict, seed: int, committee_size: int,
+               positive_class: str, tune_threshold: bool = False, classes: tuple[str, ...] = ()) -> Scorer:
+    """The fitted model, its threshold and (for a committee strategy) the committee, ready to score a pool."""
     model = fit(X_train, y_train, params, seed)
-    threshold = cv_threshold(X_train, y_train, params, seed) if tune_threshold else 0.5
-    proba = model.predict_proba(X_pool) if len(X_pool) else np.empty((0, len(model.classes_)))
     chosen = strategies.get(strategy)
-    if proba.shape[1] > 2 and chosen.binary_only:
+    if len(model.classes_) > 2 and chosen.binary_only:
         raise errors.InvalidArgument(f"strategy {strategy!r} ranks around a binary model's threshold; a multi-class "
                                      "model takes uncertainty, margin, entropy, committee, diverse_uncertainty, ...")
-    q = strategies.QueryInput(proba=proba, object_ids=object_ids, threshold=threshold, positive_class=positive_class,
-                              classes=classes)
-    if strategies.COMMITTEE in chosen.needs and len(X_pool) and n > 0:
-        q.member_proba = np.stack([m.predict_proba(X_pool)
-                                   for m in fit_committee(X_train, y_train, params, seed, committee_size)])
-    if strategies.FEATURES in chosen.needs:
-        q.features, q.labelled_features = selection.standardise(X_pool.to_numpy(), X_train.to_numpy())
-    return Fitted(model, strategies.query(strategy, n, rng, q), proba, threshold)
+    threshold = cv_threshold(X_train, y_train, params, seed) if tune_threshold else 0.5
+    members = (fit_committee(X_train, y_train, params, seed, committee_size)
+               if strategies.COMMITTEE in chosen.needs and committee_size else None)
+    return Scorer(model, members, threshold, positive_class, classes)
+
+
+def cold_start_strategy(strategy: str) -> strategies.Strategy:
+    """``strategy``, which must need no model: it picks a batch while no model can be fitted."""
+    chosen = strategies.get(strategy)
+    if chosen.needs_model:
+        raise errors.InvalidArgument(f"strategy {strategy!r} needs a model; a first batch can be "
+                                     f"{', '.join(s.name for s in strategies.REGISTRY.values() if not s.needs_model)}")
+    return chosen
 
 
 def cold_start_query(X_pool: pd.DataFrame, strategy: str, n: int, rng: np.random.Generator,
                      object_ids: np.ndarray | None = None, X_labelled: pd.DataFrame | None = None) -> strategies.Ranked:
     """The batch asked for while no model can be fitted, by a strategy that needs none (random, diverse)."""
-    chosen = strategies.get(strategy)
-    if chosen.needs_model:
-        raise errors.InvalidArgument(f"strategy {strategy!r} needs a model; a first batch can be "
-                                     f"{', '.join(s.name for s in strategies.REGISTRY.values() if not s.needs_model)}")
+    chosen = cold_start_strategy(strategy)
     q = strategies.QueryInput(object_ids=object_ids, proba=None)
     if strategies.FEATURES in chosen.needs:
         labelled = X_labelled.to_numpy() if X_labelled is not None else np.empty((0, X_pool.shape[1]))

@@ -1,8 +1,9 @@
 """The pool a round ranks: stored feature rows (one per candid), filtered, with their objects.
 
 The pool is every ``features/`` batch in the store with the current feature-set version, deduplicated by
-candid (the latest batch wins). Memory is linear in the pool: one float64 per feature and row (~22 columns:
-~180 B a row, ~18 MB per 100k alerts).
+candid (the latest batch wins). :func:`load_pool` holds it whole (one float64 per feature and row, ~22 columns:
+~180 B a row, held as several copies), for experiments and datasets; a round reads it as a stream
+(:func:`round_pool`, ranked by :mod:`.streamed`) and holds ~9 bytes a row plus one features batch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from skysift import errors
 from skysift.alerts import batches
 from skysift.features.core import feature_batches, feature_set_version
 from skysift.store import keys
+from skysift.trainer.streamed import Pool
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,10 @@ class PoolFilter:
     min_detections: int = 0
 
     def apply(self, pool: pd.DataFrame) -> pd.DataFrame:
+        return pool[self.mask(pool)].reset_index(drop=True)
+
+    def mask(self, pool: pd.DataFrame) -> np.ndarray:
+        """Which rows of ``pool`` pass."""
         keep = np.ones(len(pool), dtype=bool)
         if self.survey:
             keep &= pool["features_key"].map(lambda k: keys.parse_batch(k).survey == self.survey).to_numpy(dtype=bool)
@@ -61,7 +67,7 @@ class PoolFilter:
             if "ndets" not in pool:
                 raise errors.InvalidArgument("the feature set has no `ndets` column to filter detections on")
             keep &= (pool["ndets"].fillna(0) >= self.min_detections).to_numpy()
-        return pool[keep].reset_index(drop=True)
+        return keep
 
     def describe(self) -> str:
         parts = [f"survey {self.survey}" if self.survey else "", f"band {self.band}" if self.band else "",
@@ -78,20 +84,10 @@ def load_pool(store, spec: FeatureSpec, threads: int = 8, batch_keys: list[str] 
     """
     batch_keys = sorted(feature_batches(store) if batch_keys is None else batch_keys)
 
-    def read(key: str) -> pa.Table | None:
-        table = store.read_table(key)
-        version = feature_set_version(table.schema)
-        if (version is not None and version != spec.version) or not set(spec.columns) <= set(table.column_names):
-            log.warning("skipping features batch of another feature set", extra={"key": key})
-            return None
-        cols = ["candid", *spec.columns] + (["objectId"] if "objectId" in table.column_names else [])
-        table = table.select(cols).replace_schema_metadata(None)
-        return table.append_column("features_key", pa.array([key] * table.num_rows, pa.string()))
-
     if not batch_keys:
         return empty_pool(spec)
     with ThreadPoolExecutor(max_workers=min(threads, len(batch_keys))) as pool:
-        tables = [t for t in pool.map(read, batch_keys) if t is not None]
+        tables = [t for t in pool.map(lambda key: _features_table(store, spec, key), batch_keys) if t is not None]
     if not tables:
         return empty_pool(spec)
     table = pa.concat_tables(tables, promote_options="default")
@@ -102,34 +98,118 @@ def load_pool(store, spec: FeatureSpec, threads: int = 8, batch_keys: list[str] 
     return df
 
 
+def _features_table(store, spec: FeatureSpec, key: str) -> pa.Table | None:
+    """A features batch's candid, feature columns, objectId (when present) and ``features_key``; None when it
+    belongs to another feature set."""
+    table = store.read_table(key)
+    version = feature_set_version(table.schema)
+    if (version is not None and version != spec.version) or not set(spec.columns) <= set(table.column_names):
+        log.warning("skipping features batch of another feature set", extra={"key": key})
+        return None
+    cols = ["candid", *spec.columns] + (["objectId"] if "objectId" in table.column_names else [])
+    table = table.select(cols).replace_schema_metadata(None)
+    return table.append_column("features_key", pa.array([key] * table.num_rows, pa.string()))
+
+
 def empty_pool(spec: FeatureSpec) -> pd.DataFrame:
     """No rows, with the dtypes of a read pool: an untyped empty frame cannot be merged on candid."""
     return pd.DataFrame({"candid": pd.Series(dtype="int64"), **{c: pd.Series(dtype="float64") for c in spec.columns},
                          "features_key": pd.Series(dtype="object")})
 
 
-def object_ids(store, pool_rows: pd.DataFrame) -> dict[int, tuple[str, str]]:
-    """candid -> (objectId, alerts key), reading only the alerts batches the rows came from ('' when unknown)."""
-    out: dict[int, tuple[str, str]] = {}
-    for fkey, rows in pool_rows.groupby("features_key"):
-        batch = keys.parse_batch(fkey, "features")
-        candids = rows["candid"].astype("int64").tolist()
-        if "objectId" in rows and rows["objectId"].notna().all():
-            found = rows["objectId"].astype(str).tolist()
-        else:
-            found = batches.object_ids(store, batch, pa.array(candids, pa.int64())).to_pylist()
-        akey = str(batch.sibling("alerts"))
-        out.update({c: (o or "", akey) for c, o in zip(candids, found)})
-    return out
+def batch_object_ids(store, features_key: str, rows: pd.DataFrame) -> np.ndarray:
+    """The objectIds of one features batch's ``rows`` ('' when unknown): from the features table when it
+    carries them, else from the alerts batch beside it."""
+    if "objectId" in rows and rows["objectId"].notna().all():
+        return rows["objectId"].to_numpy(dtype=object)
+    batch = keys.parse_batch(features_key, "features")
+    found = batches.object_ids(store, batch, pa.array(rows["candid"].to_numpy(dtype="int64"), pa.int64()))
+    return np.array([o or "" for o in found.to_pylist()], dtype=object)
 
 
-def with_object_ids(store, pool: pd.DataFrame) -> pd.DataFrame:
-    """``pool`` with ``objectId`` and ``alerts_key`` columns ('' where the alerts batch is missing)."""
-    where = object_ids(store, pool) if len(pool) else {}
-    out = pool.copy()
-    out["objectId"] = [where[int(c)][0] for c in pool["candid"]]
-    out["alerts_key"] = [where[int(c)][1] for c in pool["candid"]]
-    return out
+@dataclass
+class RoundPool:
+    """A round's pool read as a stream (see :func:`round_pool`): the unlabelled rows it may queue, one features
+    batch at a time, and the labelled rows (latest batch wins) with their ``objectId``, held whole (few)."""
+
+    unlabelled: Pool
+    labelled: pd.DataFrame
+    of_labelled_objects: pd.DataFrame  # with an object-level tag: the other alerts of labelled objects (few)
+
+
+def round_pool(store, spec: FeatureSpec, pool_filter: PoolFilter, labelled: set[int],
+               labelled_objects: set[str] | None, threads: int = 8) -> RoundPool:
+    """The pool of :func:`load_pool` without holding it: a first pass keeps, per features batch, which rows
+    may be queued (their candid is the latest occurrence, they pass ``pool_filter``, carry no label and, with
+    ``labelled_objects`` (an object-level tag), belong to no labelled object); the stream reads each batch again.
+    With ``labelled_objects``, the unlabelled alerts of labelled objects (in the survey) are read too: an
+    object's label may train them (:func:`answered_by_object`).
+
+    Resident per pool row: a candid (8 bytes) for the deduplication and a mask byte; with ``labelled_objects``
+    a 64-bit hash of the objectId (a collision could hide an alert: ~1e-10 at 10M alerts and 10k objects).
+    """
+    batch_keys = sorted(feature_batches(store))
+    seen = []  # per batch: key, candids, queueable, unlabelled in the survey, its rows' object hash
+    labelled_parts, labelled_candids = [], np.fromiter(labelled, dtype="int64", count=len(labelled))
+    for key, table in _in_order(batch_keys, lambda key: _features_table(store, spec, key), threads):
+        if table is None:
+            continue
+        df = table.to_pandas()
+        candids = df["candid"].to_numpy(dtype="int64")
+        is_labelled = np.isin(candids, labelled_candids)
+        surveyed = PoolFilter(survey=pool_filter.survey).mask(df) & ~is_labelled
+        queueable = pool_filter.mask(df) & surveyed
+        if is_labelled.any():
+            rows = df[is_labelled].copy()
+            rows["objectId"] = batch_object_ids(store, key, rows)
+            rows["survey_ok"] = PoolFilter(survey=pool_filter.survey).mask(rows)
+            labelled_parts.append(rows)
+        hashed = None
+        if labelled_objects is not None and surveyed.any():
+            hashed = np.zeros(len(df), dtype="uint64")
+            hashed[surveyed] = pd.util.hash_array(batch_object_ids(store, key, df[surveyed]))
+        seen.append((key, candids, queueable, surveyed, hashed))
+    latest = ~pd.Series(np.concatenate([c for _, c, *_ in seen]) if seen else np.empty(0, "int64")
+                        ).duplicated(keep="last").to_numpy()  # keys sort by night and poll time
+    labelled_rows = (pd.concat(labelled_parts, ignore_index=True).drop_duplicates("candid", keep="last")
+                     if labelled_parts else empty_pool(spec).assign(objectId=pd.Series(dtype=object), survey_ok=False))
+    excluded = None
+    if labelled_objects is not None:
+        objects = (set(labelled_objects) | set(labelled_rows["objectId"])) - {""}
+        excluded = pd.util.hash_array(np.array(sorted(objects), dtype=object)) if objects else np.empty(0, "uint64")
+    masks, of_objects, start = [], [], 0
+    for key, candids, queueable, surveyed, hashed in seen:
+        is_latest = latest[start:start + len(candids)]
+        start += len(candids)
+        keep = is_latest & queueable
+        if hashed is not None:
+            objects_labelled = np.isin(hashed, excluded)
+            keep &= ~objects_labelled
+            if (lend := is_latest & surveyed & objects_labelled).any():
+                rows = _features_table(store, spec, key).to_pandas()[lend]
+                of_objects.append(rows.assign(objectId=batch_object_ids(store, key, rows)))
+        if keep.any():
+            masks.append((key, keep))
+
+    def frames():
+        for key, keep in masks:
+            rows = _features_table(store, spec, key).to_pandas()[keep].reset_index(drop=True)
+            rows["objectId"] = batch_object_ids(store, key, rows)
+            rows["alerts_key"] = str(keys.parse_batch(key, "features").sibling("alerts"))
+            yield rows
+
+    size = int(sum(int(keep.sum()) for _, keep in masks))
+    of_objects_rows = (pd.concat(of_objects, ignore_index=True) if of_objects else
+                       empty_pool(spec).assign(objectId=pd.Series(dtype=object)))
+    return RoundPool(Pool(frames, size, list(spec.columns)), labelled_rows.reset_index(drop=True), of_objects_rows)
+
+
+def _in_order(items: list, read, threads: int):
+    """(item, read(item)) in order, reading up to ``threads`` ahead: never more than that many results held."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as executor:
+        for i in range(0, len(items), threads):
+            window = items[i:i + threads]
+            yield from zip(window, executor.map(read, window))
 
 
 def labelled_rows(indexed_pool: pd.DataFrame, ids: list[int], targets: dict[int, int], cols: list[str]) -> pd.DataFrame:

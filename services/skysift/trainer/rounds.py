@@ -17,7 +17,9 @@ the survey restriction applies to the training labels too, so a model tag can be
 
 Measured on 2 shared cores (real feature rows resampled, local store, 120 training labels, uncertainty):
 a 100k pool takes ~5 s excluding MLflow (read 0.8 s, fit + score + rank 1.2 s; committee: fit + score 5.5 s),
-a 1M pool ~11 s (read 2.4 s, fit + score + rank 6.1 s) in ~1 GB RSS. ``RoundResult.timings`` has each phase;
+a 1M pool ~11 s (read 2.4 s, fit + score + rank 6.1 s). The pool is streamed (:func:`.pool.round_pool`,
+:mod:`.streamed`): ~56 bytes of RSS per pool row (a 10M pool: 98 s, 2.6 GB peak in ``skysift bench``, see
+bench/README.md). ``RoundResult.timings`` has each phase;
 ``mlflow`` (logging, permutation importance, registration, champion check) is usually the largest.
 
 Over ~350 lines because the :class:`Trainer` holds every phase of a round as a small method in the order they run,
@@ -44,8 +46,8 @@ from skysift.store import keys
 from skysift.trainer import evaluation, strategies, tracking
 from skysift.trainer.datasets import training_labels
 from skysift.trainer.labels import LabelStore, label_conflicts, label_targets, labels_digest
-from skysift.trainer.model import can_fit, cold_start_query, fit_and_query, limited_threads, model_params
-from skysift.trainer.pool import FeatureSpec, PoolFilter, answered_by_object, labelled_rows, load_pool, with_object_ids
+from skysift.trainer.model import can_fit, cold_start_strategy, fit_scorer, limited_threads, model_params
+from skysift.trainer.pool import FeatureSpec, PoolFilter, answered_by_object, labelled_rows, round_pool
 from skysift.trainer.records import (
     QueueItem,
     QueueResult,
@@ -56,6 +58,7 @@ from skysift.trainer.records import (
     read_candids,
 )
 from skysift.trainer.settings import TrainerSettings
+from skysift.trainer.streamed import Pool, Scorer, streamed_query
 from skysift.validation import check_band, check_count, check_experiment, check_survey
 
 log = logging.getLogger(__name__)
@@ -91,11 +94,11 @@ class Labelled:
 
 @dataclass
 class Sets:
-    """The round's training rows, held-out rows and the unlabelled pool it may queue from."""
+    """The round's training rows, held-out rows and the unlabelled pool it may queue from (streamed)."""
 
     train: pd.DataFrame
     holdout: pd.DataFrame
-    unlabelled: pd.DataFrame
+    unlabelled: Pool
     missing: int  # labelled candids without stored features
     answered: dict[int, tuple[str, int]]  # candid -> (label, target) inherited from its object's labelled alerts
 
@@ -105,9 +108,10 @@ class Query:
     model: object
     ranked: strategies.Ranked
     strategy: str
-    proba: np.ndarray | None
+    proba: np.ndarray | None  # the queue candidates' (rows of ``candidates``, which ``ranked.index`` points into)
     threshold: float
     message: str
+    candidates: pd.DataFrame
 
 
 class _Timer:
@@ -196,16 +200,14 @@ class Trainer:
         train_ids, hold_ids = self._split(labelled.targets, *previous_ids.values(), split_seed)
         timer.lap("labels")
 
-        pool = load_pool(self.store, self.spec, self.ts.pool_read_threads)
+        sets = self._sets(train_ids, hold_ids, labelled, req.tag, req.pool_filter, lend=not req.dataset_id)
         timer.lap("load_pool")
-        sets = self._sets(pool, train_ids, hold_ids, labelled, req.tag, req.pool_filter,
-                          lend=not req.dataset_id)
         rng = np.random.default_rng([req.seed, number])
         query = self._query(sets, req, rng)
         timer.lap("fit_score_rank")
         metrics = self._evaluate(query, sets, req.tag)
         timer.lap("evaluate")
-        queue = self._queue(sets.unlabelled, query)
+        queue = self._queue(query)
         training = ids_table(train_ids + sorted(sets.answered), {**labelled.labels, **sets.answered},
                              previous_ids["training_ids.parquet"], number)
         holdout = ids_table(hold_ids, labelled.labels, previous_ids["holdout_ids.parquet"], number)
@@ -273,46 +275,46 @@ class Trainer:
                                          self.ts.holdout_fraction, split_seed)
         return kept_train + sorted(c for c in new if c not in held), kept_hold + sorted(held)
 
-    def _sets(self, pool: pd.DataFrame, train_ids: list[int], hold_ids: list[int], labelled: Labelled,
-              tag: ModelTag, pool_filter: PoolFilter, lend: bool) -> Sets:
-        """Training and held-out feature rows, and the unlabelled pool (filtered, with object ids); with ``lend``
-        (not for a collected dataset, whose samples are the whole training set) an object's label trains its
-        other alerts too."""
+    def _sets(self, train_ids: list[int], hold_ids: list[int], labelled: Labelled, tag: ModelTag,
+              pool_filter: PoolFilter, lend: bool) -> Sets:
+        """Training and held-out feature rows, and the unlabelled pool (filtered, with object ids, streamed); with
+        ``lend`` (not for a collected dataset, whose samples are the whole training set) an object's label trains
+        its other alerts too."""
         cols = list(self.spec.columns)
-        surveyed = PoolFilter(survey=pool_filter.survey).apply(pool)
-        indexed = surveyed.set_index("candid")
-        unlabelled = with_object_ids(self.store, surveyed[~surveyed["candid"].isin(labelled.any_label)])
+        pool = round_pool(self.store, self.spec, pool_filter, labelled.any_label,
+                          labelled.objects if tag.object_level else None, self.ts.pool_read_threads)
         answered: dict[int, tuple[str, int]] = {}
-        if tag.object_level:  # an object with a labelled alert is answered for all its alerts
-            labelled_rows_ = with_object_ids(self.store, pool[pool["candid"].isin(labelled.any_label)])
-            if lend:
-                answered = answered_by_object(labelled_rows_, unlabelled, train_ids, hold_ids, labelled.labels)
-            objects = (set(labelled.objects) | set(labelled_rows_["objectId"])) - {""}
-            unlabelled = unlabelled[~unlabelled["objectId"].isin(objects)]
+        if tag.object_level and lend:
+            answered = answered_by_object(pool.labelled, pool.of_labelled_objects, train_ids, hold_ids,
+                                          labelled.labels)
+        indexed = pd.concat([pool.labelled[pool.labelled["survey_ok"]], pool.of_labelled_objects]).set_index("candid")
         targets = {**labelled.targets, **{c: t for c, (_, t) in answered.items()}}
         train = labelled_rows(indexed, train_ids + sorted(answered), targets, cols)
         holdout = labelled_rows(indexed, hold_ids, targets, cols)
         missing = (len(train_ids) - len(train) + len(answered)) + (len(hold_ids) - len(holdout))
-        return Sets(train, holdout, pool_filter.apply(unlabelled), missing, answered)
+        return Sets(train, holdout, pool.unlabelled, missing, answered)
 
     def _query(self, sets: Sets, req: RoundRequest, rng: np.random.Generator) -> Query:
         """Fit and rank the pool with the strategy, or, while no model can be fitted, pick a first batch."""
         cols = list(self.spec.columns)
-        X_pool, objects = sets.unlabelled[cols], sets.unlabelled["objectId"].to_numpy(dtype=object)
         if can_fit(sets.train["target"], len(req.tag.classes)):
-            fitted = fit_and_query(sets.train[cols], sets.train["target"].to_numpy(), X_pool, req.strategy,
-                                   req.batch_size, req.params, req.seed, rng, self.ts.committee_size,
-                                   req.tag.positive_class, objects, self.ts.tune_threshold, req.tag.classes)
-            return Query(fitted.model, fitted.ranked, req.strategy, fitted.pool_proba, fitted.threshold,
-                         f"trained on {len(sets.train)} labels, held out {len(sets.holdout)}")
+            scorer = fit_scorer(sets.train[cols], sets.train["target"].to_numpy(), req.strategy, req.params, req.seed,
+                                self.ts.committee_size, req.tag.positive_class, self.ts.tune_threshold,
+                                req.tag.classes)
+            streamed = streamed_query(sets.unlabelled, req.strategy, req.batch_size, rng, scorer, sets.train,
+                                      req.seed)
+            return Query(scorer.model, streamed.ranked, req.strategy, streamed.proba, scorer.threshold,
+                         f"trained on {len(sets.train)} labels, held out {len(sets.holdout)}", streamed.candidates)
         first = self.ts.initial_strategy
-        ranked = cold_start_query(X_pool, first, req.initial_batch_size, rng, objects, sets.train[cols])
+        cold_start_strategy(first)
+        streamed = streamed_query(sets.unlabelled, first, req.initial_batch_size, rng, Scorer(), sets.train, req.seed)
+        ranked = streamed.ranked
         ranked.reason = [f"initial batch (no model yet): {r}" for r in ranked.reason]
         missing = [c for i, c in enumerate(req.tag.classes) if i not in set(sets.train["target"])]
         message = (f"initial {first} batch: no labels yet" if not len(sets.train) else
                    f"{first} batch: the {len(sets.train)} training labels hold no {', '.join(missing)}, "
                    "no model can be fitted")
-        return Query(None, ranked, first, None, 0.5, message)
+        return Query(None, ranked, first, None, 0.5, message, streamed.candidates)
 
     def _evaluate(self, query: Query, sets: Sets, tag: ModelTag) -> dict[str, float]:
         """Training accuracy and the held-out metrics, computed once (MLflow logs and compares these)."""
@@ -334,8 +336,8 @@ class Trainer:
         return metrics
 
     @staticmethod
-    def _queue(unlabelled: pd.DataFrame, query: Query) -> pd.DataFrame:
-        queued = unlabelled.iloc[query.ranked.index]
+    def _queue(query: Query) -> pd.DataFrame:
+        queued = query.candidates.iloc[query.ranked.index].reindex(columns=["candid", "objectId", "alerts_key"])
         n = len(queued)
         return pd.DataFrame({
             "candid": queued["candid"].to_numpy(dtype="int64"),

@@ -12,9 +12,14 @@ DENSITY_REFERENCE = 2000  # pool rows a density is measured against (a seeded sa
 
 def density(features: np.ndarray, rng: np.random.Generator, neighbours: int = 10) -> np.ndarray:
     """1 / (1 + mean distance to the nearest pool rows), measured against a seeded sample of the pool."""
+    return density_against(features[rng.permutation(len(features))[:DENSITY_REFERENCE]], features, neighbours)
+
+
+def density_against(reference: np.ndarray, features: np.ndarray, neighbours: int = 10) -> np.ndarray:
+    """1 / (1 + mean distance from each row of ``features`` to its nearest ``reference`` rows, the nearest one
+    dropped (the row itself when the reference holds it): a streamed pool measures each batch against one sample."""
     from sklearn.neighbors import NearestNeighbors
 
-    reference = features[rng.permutation(len(features))[:DENSITY_REFERENCE]]
     k = min(neighbours + 1, len(reference))
     distance, _ = NearestNeighbors(n_neighbors=k).fit(reference).kneighbors(features)
     return 1.0 / (1.0 + distance[:, 1:].mean(axis=1)) if k > 1 else np.ones(len(features))

@@ -29,6 +29,7 @@ PROBABILITIES, COMMITTEE, FEATURES = "probabilities", "committee", "features"
 DEFAULT = "diverse_uncertainty"
 ALIASES = {"least_confident": "uncertainty", "least-confident": "uncertainty", "qbc": "committee"}
 DIVERSITY_POOL = 10  # batch diversity picks among the DIVERSITY_POOL x n most uncertain alerts
+COLD_START_SAMPLE = 20_000  # k-centre cold start runs over a seeded sample of this many pool rows (bounds its cost)
 
 
 @dataclass
@@ -43,6 +44,7 @@ class QueryInput:
     threshold: float = 0.5  # the model's decision threshold
     positive_class: str = "positive"
     classes: tuple[str, ...] = ()  # the model's class names, for a multi-class model's reasons
+    density: np.ndarray | None = None  # each row's density in the pool, when measured outside (a streamed pool)
 
     def __len__(self) -> int:
         for part in (self.proba, self.features, self.object_ids):
@@ -175,7 +177,7 @@ class Diverse(Strategy):
     needs = frozenset({FEATURES})
 
     def select(self, q, n, rng):
-        candidates = rng.permutation(len(q))[:20_000]  # k-centre over a seeded sample bounds the cost
+        candidates = rng.permutation(len(q))[:COLD_START_SAMPLE]
         picked, distance = k_centre(q.features[candidates], n, rng, q.labelled_features,
                                     None if q.object_ids is None else q.object_ids[candidates])
         idx = candidates[picked]
@@ -234,7 +236,7 @@ class DensityWeighted(Strategy):
     needs = frozenset({PROBABILITIES, FEATURES})
 
     def select(self, q, n, rng):
-        typical = density(q.features, rng)
+        typical = density(q.features, rng) if q.density is None else q.density
         s = threshold_uncertainty(q.proba, q.threshold) * typical
         idx = top(s, n, rng, q.object_ids)
         return Ranked(idx, s[idx], [f"uncertain in a dense region (density {typical[i]:.2f}): {_p(q, int(i))}"

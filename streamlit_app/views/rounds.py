@@ -119,10 +119,9 @@ def counts_of(runs) -> dict[str, dict]:
 
 
 def table_columns(table) -> dict:
-    config = {c: st.column_config.NumberColumn(format="%.3f") for c in rounds.METRICS if c in table}
-    if "mlflow" in table:
-        config["mlflow"] = st.column_config.LinkColumn("MLflow", display_text="open run")
-    return config
+    if "mlflow" not in table:
+        return {}
+    return {"mlflow": st.column_config.LinkColumn("MLflow", display_text="open run")}
 
 
 with tab_rounds:
@@ -134,6 +133,7 @@ with tab_rounds:
     counts = counts_of(runs)
     table = rounds.with_intervals(rounds.round_table(runs), counts, champion_run)
     table["mlflow"] = [rounds.run_link(uri, e, r) for e, r in zip(runs["experiment_id"], runs["run_id"])]
+    table = rounds.shown_table(table)
     st.dataframe(table.iloc[::-1], hide_index=True, width="stretch", column_config=table_columns(table))
     st.caption("Latest round first; ★ the champion's round. Beside each metric: the held-out alerts it rests on (n) "
                "and its 95 % interval (Wilson for accuracy, precision, recall; bootstrap over the held-out alerts "
@@ -187,7 +187,7 @@ with tab_round:
         with c1:
             st.markdown("**Confusion matrix (held-out)**")
             if "confusion_counts" in arts:
-                n = sum(arts["confusion_counts"].values())
+                n = int(rounds.confusion_cells(arts["confusion_counts"], classes)[0].sum())
                 st.image(rounds.confusion_png(arts["confusion_counts"], classes, f"n = {n} held-out alerts"),
                          caption=f"held-out confusion matrix, round {row['round']}")
             elif "confusion" in arts:
@@ -200,7 +200,7 @@ with tab_round:
             if balance.empty:
                 st.caption("not logged for this round")
             else:
-                st.bar_chart(balance, x="class", y="count")
+                st.altair_chart(rounds.class_chart(balance), width="stretch")
         with c3:
             st.markdown("**Permutation importance**")
             if "importance_csv" in arts:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from skysift import errors
 from skysift.alerts import surveys
-from skysift.app import ui
+from skysift.app import rounds, ui
 from skysift.modeltags import tags
 from skysift.trainer.datasets import DatasetRequest
 
@@ -76,8 +76,8 @@ c1.metric("Samples", ds.n_samples)
 c2.metric("Quality", f"{ds.quality_score:.2f}")
 c3.metric("Classes", len(ds.class_counts))
 if ds.class_counts:
-    st.bar_chart(pd.DataFrame({"class": list(ds.class_counts), "count": list(ds.class_counts.values())}),
-                 x="class", y="count")
+    st.altair_chart(rounds.class_chart(pd.DataFrame({"class": list(ds.class_counts),
+                                                     "count": list(ds.class_counts.values())})), width="stretch")
 for issue in ds.quality_issues:
     st.warning(issue)
 if ds.samples_key:
