@@ -69,7 +69,7 @@ bench: $(CATALOGS)  ## throughput / latency benchmarks with ratios against basel
 bench-gate: $(CATALOGS)  ## short bench (~1-2 min): fails when a ratio falls below 55% of bench/gate_reference.json
 	$(PY) -m bench.gate
 
-al-evidence: $(STAMP)  ## compare the query strategies on the labelled sets in tests/data, write docs/active-learning.md (~1 h)
+al-evidence: $(CATALOGS)  ## compare the query strategies on the labelled sets in tests/data, write docs/active-learning.md (~1 h)
 	nice $(PY) tools/al_evidence.py run
 	$(PY) tools/al_evidence.py write
 
