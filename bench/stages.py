@@ -25,9 +25,12 @@ class MemorySource:
 
 
 def store_settings(store_dir: Path, tracking_uri: str = ""):
-    from skysift.config import Settings
+    """The bench's own store and registry; the model prefix is the default whatever the environment says (the
+    bench's sqlite registry is its own, and its champion is looked up under that prefix)."""
+    from skysift.config import DEFAULT_MODEL_PREFIX, Settings
 
-    return Settings(store_url=str(store_dir), mlflow_tracking_uri=tracking_uri or "sqlite:///unused.db")
+    return Settings(store_url=str(store_dir), mlflow_tracking_uri=tracking_uri or "sqlite:///unused.db",
+                    mlflow_model_prefix=DEFAULT_MODEL_PREFIX)
 
 
 def ingest_stage(settings, source: MemorySource | None = None):
