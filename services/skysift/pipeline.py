@@ -199,11 +199,13 @@ def run_poll(stages, **poll_kwargs) -> PollReport:
 
 
 def catch_up(stages, behind: list[Behind], report: PollReport) -> None:
-    """Run what each earlier batch lacks, in stage order; once scoring finds no model, the rest wait for one."""
+    """Run what each earlier batch lacks, in stage order; once scoring finds no model, the rest wait for one. A
+    re-score that fails (a champion exists, so the failure is this batch's, e.g. features of another feature-set
+    version) holds back that batch only."""
     no_model = ""
     for item in behind:
         batch = parse_batch(item.alerts_key, "alerts")
-        enriched_key, done = str(batch.sibling("enriched")), []
+        enriched_key, done, failed = str(batch.sibling("enriched")), [], ""
         if "enriched" in item.missing:
             enriched = stages.enrich(item.alerts_key)
             enriched_key = enriched.batch.key if enriched.batch else None
@@ -216,8 +218,11 @@ def catch_up(stages, behind: list[Behind], report: PollReport) -> None:
                 stages.score(str(batch.sibling("features")))
                 done.append("predictions")
             except FailedPrecondition as exc:
-                no_model = str(exc)
-        waiting = f" (predictions wait: {no_model})" if "predictions" not in done else ""
+                if item.rescore:
+                    failed = str(exc)
+                else:
+                    no_model = str(exc)
+        waiting = f" (predictions wait: {failed or no_model})" if "predictions" not in done else ""
         report.caught_up.append(f"{item.alerts_key}: {', '.join(done) or 'nothing'} written{waiting}")
 
 
