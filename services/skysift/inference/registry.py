@@ -170,19 +170,21 @@ class ChampionRegistry:
     def champion_versions(self) -> list[tuple[str, str]]:
         """(registered name, version) the alias points to, per tag that has one, without loading any model (what
         `skysift status` compares the stored predictions with)."""
+        names = [get_tag(tag).registered_name(self.model_prefix) for tag in self.tags]
+        return [(name, str(mv.version)) for name in names if (mv := self._aliased(name)) is not None]
+
+    def _aliased(self, name: str):
+        """The model version the alias points to, None when there is none; Unavailable when MLflow cannot say."""
         from mlflow.exceptions import MlflowException
 
-        out = []
-        for tag in self.tags:
-            name = get_tag(tag).registered_name(self.model_prefix)
-            try:
-                out.append((name, str(self.client().get_model_version_by_alias(name, self.alias).version)))
-            except MlflowException as exc:
-                if not ("RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower()):
-                    raise Unavailable(f"MLflow at {redact_uri(self.tracking_uri)}: {exc}") from None
-            except OSError as exc:
-                raise Unavailable(f"MLflow at {redact_uri(self.tracking_uri)} unreachable: {exc}") from None
-        return out
+        try:
+            return self.client().get_model_version_by_alias(name, self.alias)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+                return None
+            raise Unavailable(f"MLflow at {redact_uri(self.tracking_uri)}: {exc}") from None
+        except OSError as exc:
+            raise Unavailable(f"MLflow at {redact_uri(self.tracking_uri)} unreachable: {exc}") from None
 
     def refresh(self) -> dict[str, str]:
         """Check every tag; return tag → what happened (for logs and tests). Never raises."""
@@ -198,21 +200,13 @@ class ChampionRegistry:
 
     def refresh_tag(self, tag: str) -> str:
         """Load the version the alias points to if it is not the one loaded; return a short status."""
-        from mlflow.exceptions import MlflowException
-
         name = get_tag(tag).registered_name(self.model_prefix)
         with self._refresh_lock:
             self._checked[tag] = time.monotonic()
-            try:
-                mv = self.client().get_model_version_by_alias(name, self.alias)
-            except MlflowException as exc:
-                if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
-                    self._errors.pop(tag, None)
-                    return "no model"
-                raise Unavailable(f"MLflow at {redact_uri(self.tracking_uri)}: {exc}") from None
-            except OSError as exc:
-                raise Unavailable(f"MLflow at {redact_uri(self.tracking_uri)} unreachable: {exc}") from None
+            mv = self._aliased(name)
             self._errors.pop(tag, None)
+            if mv is None:
+                return "no model"
             current = self._models.get(tag)
             if current is not None and current.version == str(mv.version):
                 return f"unchanged v{mv.version}"
