@@ -17,18 +17,17 @@ import numpy as np
 import pyarrow as pa
 
 from skysift.alerts.batches import object_ids
-from skysift.errors import FailedPrecondition, NotFound, SkysiftError
+from skysift.errors import FailedPrecondition, NotFound
 from skysift.features.core import feature_batches
 from skysift.inference.scoring import batch_feature_set_version, feature_matrix, with_object_ids
 from skysift.store import keys
 from skysift.store.base import ObjectStore
-from skysift.store.snapshots import write_snapshot
+from skysift.store.snapshots import read_newest, write_snapshot
 
 log = logging.getLogger(__name__)
 
 SNAPSHOTS_PREFIX = "state/inference/candid-index/"
 SNAPSHOT_AFTER = 24  # batches read one by one (a night of hourly batches) that make a refresh write a new snapshot
-KEEP_SNAPSHOTS = 2  # older snapshots are deleted once a newer one is written
 
 
 @dataclass
@@ -137,25 +136,23 @@ class CandidIndex:
 
     def _snapshot(self) -> dict[str, np.ndarray]:
         """The newest readable candid-index snapshot: batch key -> its candids; empty without one."""
-        for key in reversed(self.store.list_keys(SNAPSHOTS_PREFIX)):
-            try:
-                table = self.store.read_table(key)
-                meta = json.loads(table.schema.metadata[b"skysift.batches"])
-                if sum(meta["rows"]) != table.num_rows:
-                    raise ValueError(f"{table.num_rows} candids for {sum(meta['rows'])} rows listed")
-                bounds = np.cumsum(meta["rows"])[:-1]
-                return dict(zip(meta["keys"], np.split(table.column("candid").to_numpy(), bounds), strict=True))
-            except (SkysiftError, KeyError, TypeError, ValueError) as exc:
-                log.warning("candid-index snapshot skipped", extra={"key": key, "error": str(exc)})
-        return {}
+        found = read_newest(self.store, SNAPSHOTS_PREFIX, self._read_snapshot, "candid-index")
+        return found[1] if found else {}
+
+    def _read_snapshot(self, key: str) -> dict[str, np.ndarray]:
+        table = self.store.read_table(key)
+        meta = json.loads(table.schema.metadata[b"skysift.batches"])
+        if sum(meta["rows"]) != table.num_rows:
+            raise ValueError(f"{table.num_rows} candids for {sum(meta['rows'])} rows listed")
+        bounds = np.cumsum(meta["rows"])[:-1]
+        return dict(zip(meta["keys"], np.split(table.column("candid").to_numpy(), bounds), strict=True))
 
     def _write_snapshot(self) -> None:
-        """Every indexed batch's candids as one object, then the older snapshots beyond :data:`KEEP_SNAPSHOTS`
-        deleted. Best effort: a failure leaves the batches, which give the same index."""
+        """Every indexed batch's candids as one object, then the older snapshots beyond the newest few deleted. Best effort: a failure leaves the batches, which give the same index."""
         candids = np.concatenate(self._per_key) if self._per_key else np.empty(0, np.int64)
         meta = {"keys": self._keys, "rows": [len(c) for c in self._per_key]}
         table = pa.table({"candid": candids}).replace_schema_metadata({"skysift.batches": json.dumps(meta)})
-        write_snapshot(self.store, SNAPSHOTS_PREFIX, datetime.now(UTC), table, KEEP_SNAPSHOTS)
+        write_snapshot(self.store, SNAPSHOTS_PREFIX, datetime.now(UTC), table)
 
     def _candids(self, key: str) -> np.ndarray | None:
         """The candid column of a features batch; None when it cannot be read (one unreadable object must not stop

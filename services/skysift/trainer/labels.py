@@ -36,10 +36,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skysift import modeltags, validation
-from skysift.errors import InvalidArgument, SkysiftError
+from skysift.errors import InvalidArgument
 from skysift.modeltags import ModelTag
 from skysift.store import keys
-from skysift.store.snapshots import write_snapshot
+from skysift.store.snapshots import read_newest, write_snapshot
 
 EVENTS_PREFIX = "labels/events/"
 SOURCES = ("human", "import", "oracle")
@@ -53,7 +53,6 @@ LATE_PREFIX = "labels/late/"
 # server that submits them) and than FUTURE_TOLERANCE; events dated earlier than now - OVERLAP / 2 are "late".
 OVERLAP = timedelta(minutes=15)
 SNAPSHOT_AFTER = 1000  # events read beyond the newest snapshot that make compact() write a new one
-KEEP_SNAPSHOTS = 2  # older snapshots are deleted once a newer one is written
 SNAPSHOT_SCHEMA = pa.schema([
     pa.field("key", pa.string()), pa.field("candid", pa.int64()), pa.field("label", pa.string()),
     pa.field("user", pa.string()), pa.field("object_id", pa.string()), pa.field("model_tag", pa.string()),
@@ -288,27 +287,26 @@ class LabelStore:
 
     def _snapshot(self) -> tuple[pa.Table | None, datetime | None]:
         """The newest readable snapshot's events as columns and the time its listing began; Nones without one."""
-        for key in reversed(self.store.list_keys(SNAPSHOTS_PREFIX)):
-            with self._lock:
-                if key == self._snapshot_key:
-                    return self._snapshot_table, self._snapshot_listed_at
-            try:
-                data = self.store.get_bytes(key)
-                table = pq.read_table(io.BytesIO(data))
-                listed_at = datetime.fromisoformat(table.schema.metadata[b"skysift.listed_at"].decode())
-                table = table.select(["key", *EVENT_FIELDS]).cast(SNAPSHOT_SCHEMA)
-            except (SkysiftError, pa.ArrowException, KeyError, TypeError, ValueError, OSError) as exc:
-                log.warning("label snapshot skipped", extra={"key": key, "error": str(exc)})
-                continue
-            self._remember(key, table, listed_at)
-            return table, listed_at
-        return None, None
+        found = read_newest(self.store, SNAPSHOTS_PREFIX, self._read_snapshot, "label")
+        if found is None:
+            return None, None
+        key, (table, listed_at) = found
+        self._remember(key, table, listed_at)
+        return table, listed_at
+
+    def _read_snapshot(self, key: str) -> tuple[pa.Table, datetime]:
+        with self._lock:
+            if key == self._snapshot_key:  # the one this store last read or wrote: not fetched again
+                return self._snapshot_table, self._snapshot_listed_at
+        table = pq.read_table(io.BytesIO(self.store.get_bytes(key)))
+        listed_at = datetime.fromisoformat(table.schema.metadata[b"skysift.listed_at"].decode())
+        return table.select(["key", *EVENT_FIELDS]).cast(SNAPSHOT_SCHEMA), listed_at
 
     def _write_snapshot(self, table: pa.Table, listed_at: datetime) -> None:
         """Write ``table`` (every event, read from a listing that began at ``listed_at``) as a new snapshot and delete
-        the older ones beyond :data:`KEEP_SNAPSHOTS`. Best effort: a failure leaves the events, which stay complete."""
+        the older ones beyond the newest few. Best effort: a failure leaves the events, which stay complete."""
         table = table.replace_schema_metadata({"skysift.listed_at": listed_at.isoformat()})
-        key = write_snapshot(self.store, SNAPSHOTS_PREFIX, listed_at, table, KEEP_SNAPSHOTS)
+        key = write_snapshot(self.store, SNAPSHOTS_PREFIX, listed_at, table)
         if key is not None:
             self._remember(key, table, listed_at)
 
