@@ -56,8 +56,10 @@ class PoolFilter:
     def mask(self, pool: pd.DataFrame) -> np.ndarray:
         """Which rows of ``pool`` pass."""
         keep = np.ones(len(pool), dtype=bool)
-        if self.survey:
-            keep &= pool["features_key"].map(lambda k: keys.parse_batch(k).survey == self.survey).to_numpy(dtype=bool)
+        if self.survey:  # parsed once per batch key, not once per row (a batch's rows share their key)
+            batch_keys = pool["features_key"]
+            in_survey = {k: keys.parse_batch(k).survey == self.survey for k in batch_keys.unique()}
+            keep &= batch_keys.map(in_survey).to_numpy(dtype=bool)
         if self.band:
             band_columns = [c for c in pool.columns if c.endswith(f"_{self.band}")]
             if not band_columns:
