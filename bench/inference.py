@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -97,7 +98,7 @@ class InferenceSection:
             channel.close()
         finally:
             running.stop(0)
-        missed = [c for c in checks if not c.passed]
+        missed = [c for c in checks if not c.passed and not c.limits]
         if self.o.profile_misses and missed:
             limits = profile_top(lambda: in_process(candids[:1000]))
             for c in missed:
@@ -113,14 +114,24 @@ class InferenceSection:
                 _, lat, _ = timed(call, [(chunk, True) for chunk in chunks])
                 p99s.append(float(np.percentile(lat, 99) * 1000))
                 latencies += lat
-        self.report.add(Row("inference", f"gRPC ScoreCandids packed, one alert, {runs} runs", len(latencies),
-                            sum(latencies), latencies,
-                            note=f"{len(chunks)} requests a run; p99 per run (ms): {', '.join(f'{p:.1f}' for p in p99s)}; "
-                                 f"{gc_pauses}"))
+        all_runs = self.report.add(Row("inference", f"gRPC ScoreCandids packed, one alert, {runs} runs", len(latencies),
+                                       sum(latencies), latencies,
+                                       note=f"{len(chunks)} requests a run; p99 per run (ms): "
+                                            f"{', '.join(f'{p:.1f}' for p in p99s)}; {gc_pauses}"))
         needed = math.ceil(P99_SHARE * runs)
-        return self.report.check(f"single-alert scoring p99 < {P99_TARGET_MS:g} ms in >= {needed} of {runs} runs "
-                                 "(gRPC, loopback)", sum(p < P99_TARGET_MS for p in p99s), ">=", needed,
-                                 f"runs of {runs}")
+        check = self.report.check(f"single-alert scoring p99 < {P99_TARGET_MS:g} ms in >= {needed} of {runs} runs "
+                                  "(gRPC, loopback)", sum(p < P99_TARGET_MS for p in p99s), ">=", needed,
+                                  f"runs of {runs}")
+        alone = self.report.row("inference", "in process, packed, batches of 1")
+        if check.passed:
+            return check
+        check.limits = [  # what the tail is made of: the scoring itself, the collector, or the transport's hand-offs
+            f"the same requests in process (no gRPC): p50 {alone.percentile_ms(50):.1f} ms, p99 "
+            f"{alone.percentile_ms(99):.1f} ms; over gRPC p50 {all_runs.percentile_ms(50):.1f} ms, p99 "
+            f"{all_runs.percentile_ms(99):.1f} ms: the difference is the transport and its thread hand-offs (client, "
+            "server poller, worker thread), each waiting for the one pinned core",
+            f"{gc_pauses}; load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"]
+        return check
 
     def score_forms(self, call, chunks: list[list[int]]) -> dict[str, Row]:
         """The packed and per-alert forms on the same requests, alternating request by request (and which goes
