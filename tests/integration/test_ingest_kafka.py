@@ -325,7 +325,7 @@ def test_two_consumers_of_one_group_take_a_partition_each_and_store_every_alert_
     bs = kafka.env["bootstrap.servers"]
     topic = f"scale-{uuid.uuid4().hex[:6]}"
     make_topics(bs, topic)
-    ks = kafka_settings(bs, [topic])
+    ks = kafka_settings(bs, [topic]).model_copy(update={"session_timeout_ms": 3000})  # polls settle sooner
     consumers = {f"consumer-{i}": stage(local_settings, local_store, ks) for i in range(2)}
     written: dict[str, list] = {name: [] for name in consumers}  # the alerts batches each consumer's polls wrote
     failures: list[BaseException] = []
