@@ -23,8 +23,8 @@ SCALING_ROUNDS = 3  # each alerts batch is featurised this many times in the 1-v
 KAFKA_PARTITIONS = 2
 JOIN_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 600.0
-WARM_ALERTS = 100
-SESSION_TIMEOUT_MS = 6000  # a consumer holding part of the topic settles (ends a drained poll) this much sooner
+WARM_ALERTS = 100  # each consumer first ingests these into a store of its own
+SESSION_TIMEOUT_MS = 6000  # a consumer holding part of the topic ends a drained poll this soon after a rebalance
 
 
 class ScalingSection:
@@ -252,7 +252,7 @@ def _ingest_consumer(index: int, cpus, store_dir: str, bootstrap: str, topic: st
         go.wait()
         source.consumer.resume(paused)
         source.seconds, cpu0, alerts, latencies = 0.0, time.process_time(), 0, []
-        last = deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        last, deadline = time.monotonic(), time.monotonic() + DRAIN_TIMEOUT_S
         while time.monotonic() < deadline:
             t0 = time.monotonic()
             result = stage.poll(max_alerts=max_alerts, timeout_s=30)
