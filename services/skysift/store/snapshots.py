@@ -1,4 +1,4 @@
-"""Derived snapshots in the store (label events compacted, the inference candid index): written under a prefix with
+"""Derived snapshots in the store (label events compacted): written under a prefix with
 their time in the key, so the newest sorts last; only the newest few are kept. They never replace what they are
 derived from, so writing one is best effort."""
 
