@@ -215,11 +215,17 @@ def table_events(table: pa.Table) -> list[LabelEvent]:
     return list(snapshot_events(table).values())
 
 
+def latest_events(events: pa.Table, candids=None) -> dict[int, LabelEvent]:
+    """The current label of each candid of ``events`` (of ``candids`` only, when given) as an object."""
+    return {e.candid: e for e in table_events(latest_of(events, candids))}
+
+
 class LabelStore:
     """Submit and read label events; safe to share between threads and between processes.
 
-    Reads are columnar (:meth:`table`, :meth:`latest_table`): a round over a million events never builds an
-    object per event; :meth:`events`, :meth:`latest` and :meth:`history` build objects for what they return.
+    Reads are columnar (:meth:`table`, then :func:`latest_of` and :func:`label_conflicts` on it): a round over a
+    million events never builds an object per event, and lists them once; :meth:`events`, :meth:`latest` and
+    :meth:`history` build objects for what they return.
     """
 
     def __init__(self, store, read_threads: int = 16, snapshot_after: int = SNAPSHOT_AFTER, snapshots: bool = True):
@@ -315,13 +321,9 @@ class LabelStore:
         with self._lock:
             self._snapshot_key, self._snapshot_table, self._snapshot_listed_at = key, table, listed_at
 
-    def latest_table(self, candids=None, columns: list[str] | None = None) -> pa.Table:
-        """The current label of each candid (its latest event) as columns, optionally only for ``candids``."""
-        return latest_of(self.table(), candids, columns)
-
     def latest(self, candids=None) -> dict[int, LabelEvent]:
         """The current label of each candid (its latest event), optionally only for ``candids``."""
-        return {e.candid: e for e in table_events(self.latest_table(candids))}
+        return latest_events(self.table(), candids)
 
     def history(self, user=None) -> list[LabelEvent]:
         table = self.table()
