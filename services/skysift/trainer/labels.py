@@ -124,6 +124,15 @@ def late_key(written: datetime, event_id: str) -> str:
     return f"{LATE_PREFIX}{written.astimezone(UTC):%Y%m%dT%H%M%S%fZ}_{event_id}.json"
 
 
+def _listed_at(snapshot_key: str) -> datetime | None:
+    """When a snapshot's listing began, from its key (:func:`~skysift.store.snapshots.write_snapshot` dates it so);
+    None for a key not named that way."""
+    try:
+        return datetime.strptime(snapshot_key.removeprefix(SNAPSHOTS_PREFIX)[:22], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 EVENT_FIELDS = tuple(LabelEvent.__dataclass_fields__)  # the snapshot's columns after "key", in this order
 
 
@@ -260,22 +269,26 @@ class LabelStore:
 
     def table(self) -> pa.Table:
         """Every event as columns (:data:`SNAPSHOT_SCHEMA`) in key order: the newest snapshot, then the events listed
-        since (module docstring)."""
+        since (module docstring), each listed once. The snapshot is read while the events written after its listing
+        began (dated in its key) are listed and fetched: both take seconds on S3 at 10^6 events, and neither needs
+        the other; should the newest snapshot prove unreadable, the listing is made again from the one read."""
         started = datetime.now(UTC)
-        snapshot, listed_at = self._snapshot() if self.snapshots else (None, None)
-        if snapshot is None:
-            names = self.store.list_keys(EVENTS_PREFIX)
-            late: list[str] = []
-        else:
-            since = listed_at - OVERLAP
-            names = self.store.list_keys(EVENTS_PREFIX, start_after=keys.label_event_key(since, ""))
-            late = self.store.list_keys(LATE_PREFIX, start_after=late_key(since, ""))
+        snapshot = listed_at = guess = names = late = None
+        if self.snapshots:
+            snapshot_keys = self.store.list_keys(SNAPSHOTS_PREFIX)
+            guess = _listed_at(snapshot_keys[-1]) if snapshot_keys else None
+            with ThreadPoolExecutor(max_workers=1) as reader:
+                pending = reader.submit(self._snapshot, snapshot_keys)
+                if guess is not None:
+                    names, late = self._listed_since(guess)
+                    after = (keys.label_event_key(guess, ""), late_key(guess, ""))  # in no snapshot: fetched now
+                    self._fetch_missing([k for k in names if k > after[0]] + [k for k in late if k > after[1]])
+                snapshot, listed_at = pending.result()
+        if names is None or listed_at != guess:
+            names, late = self._listed_since(listed_at)
         snapshotted = _keys_in(snapshot, names)
+        self._fetch_missing([k for k in names + late if k not in snapshotted])
         with self._lock:
-            missing = [k for k in names + late if k not in self._cache and k not in snapshotted]
-        fetched = self._fetch(missing)
-        with self._lock:
-            self._cache.update(fetched)
             newer = {k: self._cache[k] for k in names if k not in snapshotted}
             late_events = {event_key(self._cache[k]): self._cache[k] for k in late}
         late_snapshotted = _keys_in(snapshot, list(late_events))
@@ -285,15 +298,29 @@ class LabelStore:
             self._write_snapshot(table, started)
         return table
 
-    def _fetch(self, names: list[str]) -> dict[str, LabelEvent]:
-        if not names:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(self.read_threads, len(names))) as pool:
-            return {k: LabelEvent.from_json(data) for k, data in zip(names, pool.map(self.store.get_bytes, names))}
+    def _listed_since(self, listed_at: datetime | None) -> tuple[list[str], list[str]]:
+        """The event keys and late records to read beside a snapshot whose listing began at ``listed_at`` (every event
+        key, without a snapshot)."""
+        if listed_at is None:
+            return self.store.list_keys(EVENTS_PREFIX), []
+        since = listed_at - OVERLAP
+        return (self.store.list_keys(EVENTS_PREFIX, start_after=keys.label_event_key(since, "")),
+                self.store.list_keys(LATE_PREFIX, start_after=late_key(since, "")))
 
-    def _snapshot(self) -> tuple[pa.Table | None, datetime | None]:
-        """The newest readable snapshot's events as columns and the time its listing began; Nones without one."""
-        found = read_newest(self.store, SNAPSHOTS_PREFIX, self._read_snapshot, "label")
+    def _fetch_missing(self, names: list[str]) -> None:
+        """GET the events of ``names`` not read yet, :attr:`read_threads` at a time, into the cache."""
+        with self._lock:
+            missing = [k for k in names if k not in self._cache]
+        if not missing:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.read_threads, len(missing))) as pool:
+            fetched = {k: LabelEvent.from_json(data) for k, data in zip(missing, pool.map(self.store.get_bytes, missing))}
+        with self._lock:
+            self._cache.update(fetched)
+
+    def _snapshot(self, listed: list[str]) -> tuple[pa.Table | None, datetime | None]:
+        """The newest readable snapshot of ``listed`` as columns and the time its listing began; Nones without one."""
+        found = read_newest(self.store, SNAPSHOTS_PREFIX, self._read_snapshot, "label", listed)
         if found is None:
             return None, None
         key, (table, listed_at) = found
