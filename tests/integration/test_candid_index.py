@@ -1,7 +1,7 @@
 """The inference candid index's nightly pieces on a real S3 server: a first start over several nights GETs one piece a
 night instead of one object per batch and finds every candid; the features stage's runs bring older nights' pieces
-up to date; a batch no piece covers is read by itself, a deleted one is not indexed, an unreadable piece is
-skipped."""
+up to date and leave tonight's alone; a batch no piece covers is read by itself, a deleted one is not indexed, an
+unreadable piece is skipped."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from skysift.errors import NotFound
 from skysift.features.candid_pieces import PREFIX, bring_up_to_date, piece_keys
 from skysift.inference.rows import CandidIndex
-from skysift.store import open_store
+from skysift.store import keys, open_store
 from tests.inference_support import fink_batch, store_batch
 
 NIGHTS, BATCHES_A_NIGHT = 3, 3
@@ -96,3 +96,10 @@ def test_a_run_compacts_only_what_is_stale_and_replaces_the_nights_piece(s3_sett
     assert len(bring_up_to_date(store, nights_a_run=2)) == 1  # the oldest
     assert bring_up_to_date(store, nights_a_run=2) == []  # every night up to date: listings only
     assert sum(len(p) for p in piece_keys(store).values()) == NIGHTS and len(store.list_keys(PREFIX)) == NIGHTS
+    tonight = str(keys.new_batch("features", "ztf"))  # a night still being observed: its batches are read one by one
+    store.write_table(tonight, shifted(features, 50))
+    assert bring_up_to_date(store, {tonight: shifted(features, 50).column("candid").to_numpy()}) == []
+    index = CandidIndex(open_store(settings=s3_settings))
+    gets = gets_counted(index.store)
+    assert index.refresh() == NIGHTS * BATCHES_A_NIGHT + 1 and len(gets) == NIGHTS + 1
+    assert index.rows([shifted(features, 50).column("candid")[0].as_py()]).candid.size == 1

@@ -4,11 +4,14 @@ night in one small parquet object (``state/candid-index/survey=<s>/night=<n>/<di
 Why: the inference service indexes where each candid's features row lives; on S3 a GET costs per request far more
 than per byte, and a month of hourly batches is 720 candid columns (4-10 s at start-up on a loaded server), where
 a month of pieces is ~30 objects. The writer keeps them, as it knows the candids it has just written: after each
-batch the features stage brings that night's piece up to date, and, level-triggered, up to :data:`NIGHTS_A_RUN`
-other nights whose piece is missing or does not cover the night's listed batches (a run that failed half-way,
-batches written before pieces existed or by another writer), newest night first. A piece is named by a digest of
-the batch keys listed when it was written, so whether a night is up to date is known from two listings, without a
-GET; a night rewritten concurrently by two writers keeps whichever piece, and the next run sees what it lacks.
+batch the features stage brings up to date, level-triggered, the piece of that batch's night and of up to
+:data:`NIGHTS_A_RUN` other nights whose piece is missing or does not cover the night's listed batches (a run that
+failed half-way, batches written before pieces existed or by another writer), newest night first. Nights still
+being observed (:data:`OPEN`) are left alone: rewriting a growing night's piece after every batch would cost a GET
+and a PUT of the whole night each time (80 MB at Rubin's 10^7 alerts a night), so a start reads their few batches
+one by one. A piece is named by a digest of the batch keys listed when it was written, so whether a night is up
+to date is known from two listings, without a GET; a night rewritten concurrently by two writers keeps whichever
+piece, and the next run sees what it lacks.
 
 A piece is derived and never replaces the batches. Readers take from a piece only batches they listed (a deleted
 batch is not indexed) and read the candid column of each listed batch no piece covers; a piece that cannot be
@@ -23,6 +26,7 @@ import json
 import logging
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "state/candid-index/"
 NIGHTS_A_RUN = 4  # nights besides the written batch's that one run of the features stage may compact
+OPEN = timedelta(days=1)  # nights dated this close to now may still get batches: not compacted yet
 Night = tuple[str, str]  # (survey, night)
 
 
@@ -130,11 +135,13 @@ def _write_piece(store, night: Night, listed: list[str], candids: dict[str, np.n
 
 
 def bring_up_to_date(store, written: dict[str, np.ndarray] | None = None, nights_a_run: int = NIGHTS_A_RUN,
-                     threads: int = 16) -> list[str]:
-    """Rewrite the piece of each night of ``written`` (batch key -> candids, just written) and of up to
-    ``nights_a_run`` other nights whose piece does not match their listed batches; return the pieces written.
-    Best effort: a store failure is logged and leaves the batches, which give the same index."""
+                     threads: int = 16, now: datetime | None = None) -> list[str]:
+    """Rewrite the piece of each night of ``written`` (batch key -> candids, just written: a rewritten batch may hold
+    other candids under the same key) and of up to ``nights_a_run`` other nights whose piece does not match their
+    listed batches, nights still open at ``now`` excepted; return the pieces written. Best effort: a store failure
+    is logged and leaves the batches, which give the same index."""
     written = written or {}
+    open_from = f"{(now or datetime.now(UTC)) - OPEN:%Y%m%d}"
     try:
         listed = by_night(feature_batches(store))
         stored = piece_keys(store)
@@ -142,8 +149,9 @@ def bring_up_to_date(store, written: dict[str, np.ndarray] | None = None, nights
             batch = parse_batch(key)
             if key not in listed.setdefault((batch.survey, batch.night), []):
                 listed[(batch.survey, batch.night)].append(key)
-        own = {(parse_batch(k).survey, parse_batch(k).night) for k in written}
-        stale = [night for night in sorted(listed, key=lambda n: (n[1], n[0]), reverse=True) if night not in own
+        own = {(parse_batch(k).survey, parse_batch(k).night) for k in written} - {n for n in listed if n[1] >= open_from}
+        stale = [night for night in sorted(listed, key=lambda n: (n[1], n[0]), reverse=True)
+                 if night not in own and night[1] < open_from
                  and not any(k.endswith(f"/{digest(listed[night])}.parquet") for k in stored.get(night, []))]
         out = []
         for night in [*sorted(own), *stale[:nights_a_run]]:
