@@ -9,10 +9,14 @@ the time of the poll that wrote them, so a backfill of old nights is caught up a
 grace period are left to the poll that is writing them.
 
 When a champion moves, the batches already scored are behind too, until the new version has scored them: each
-predictions write leaves a marker per model version that scored the batch (``state/scored/<model>/<version>/...``,
-one listing per champion), and a batch with features but no marker of a current champion is re-scored (its
+predictions write leaves a marker per model version that scored the batch (``state/scored/<model>/<version>/
+survey=<s>/night=<n>/<stem>``), and a batch with features but no marker of a current champion is re-scored (its
 predictions file keeps every version's rows, :func:`skysift.inference.sinks.parquet.write_predictions`). Batches
-missing a file come first, then those to re-score, each oldest first.
+missing a file come first, then those to re-score, each oldest first. The markers are listed per champion and
+survey from the oldest night of the window's batches only (a listing that grew with every night ever scored), and
+a poll deletes the listed markers of batches that left the window: level-triggered, it lists :data:`PRUNE_MARGIN`
+of nights before the window, so polls at least that often leave no marker of a live champion behind (a former
+champion's markers are no longer listed, and stay).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from skysift.store.keys import BatchKey, parse_batch
 LATER_STAGES = ("enriched", "features", "predictions")  # what an alerts batch needs, in order
 SCORED_PREFIX = "state/scored/"
 Champion = tuple[str, str]  # (registered model name, version)
+PRUNE_MARGIN = timedelta(days=3)  # nights before the window whose markers a poll lists, to delete them
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,11 @@ class Backlog:
 
 
 def stem_time(batch: BatchKey) -> datetime:
-    return datetime.strptime(batch.stem[:15], "%Y%m%d_%H%M%S").replace(tzinfo=timezone.utc)
+    return _time_of(batch.stem)
+
+
+def _time_of(stem: str) -> datetime:
+    return datetime.strptime(stem[:15], "%Y%m%d_%H%M%S").replace(tzinfo=timezone.utc)
 
 
 def parse_keys(keys: Iterable[str]) -> list[BatchKey]:
@@ -86,15 +95,36 @@ def mark_scored(store, batch: BatchKey, champions: Iterable[Champion]) -> None:
         store.put_bytes(scored_key(champion, batch), b"")
 
 
-def list_scored(store, champions: Iterable[Champion]) -> dict[Champion, set[tuple[str, str, str]]]:
-    """(survey, night, stem) of the batches each champion scored (one listing per champion)."""
+def _first_nights(alerts_keys: Iterable[str], now: datetime, window: timedelta) -> dict[str, str]:
+    """Per survey of ``alerts_keys``, the night its markers are listed from: the oldest night of a batch written within
+    ``window`` (a backfill's old nights included), or the night :data:`PRUNE_MARGIN` before the window if older."""
+    floor = f"{now - window - PRUNE_MARGIN:%Y%m%d}"
+    first: dict[str, str] = {}
+    for batch in parse_keys(alerts_keys):
+        night = batch.night if now - window <= stem_time(batch) else floor
+        first[batch.survey] = min(first.get(batch.survey, floor), night)
+    return first
+
+
+def list_scored(store, champions: Iterable[Champion], alerts_keys: Iterable[str], now: datetime, window: timedelta,
+                prune: bool = False) -> dict[Champion, set[tuple[str, str, str]]]:
+    """(survey, night, stem) of the batches written within ``window`` before ``now`` that each champion scored: one
+    listing per champion and survey of ``alerts_keys``, from its first night (:func:`_first_nights`). With ``prune``,
+    the listed markers of batches written before the window are deleted."""
+    first = _first_nights(alerts_keys, now, window)
     out = {}
     for champion in champions:
         prefix = scored_prefix(champion)
         idents = set()
-        for key in store.list_keys(prefix):
-            survey, night, stem = key.removeprefix(prefix).split("/", 2)
-            idents.add((survey.removeprefix("survey="), night.removeprefix("night="), stem))
+        for survey, night in sorted(first.items()):
+            # after "night=<the number before>~", not "night=<night>": SeaweedFS skips the directory StartAfter names
+            after = f"{prefix}survey={survey}/night={int(night) - 1:08d}~"
+            for key in store.list_keys(f"{prefix}survey={survey}/", start_after=after):
+                _, night_part, stem = key.removeprefix(prefix).split("/", 2)
+                if _time_of(stem) >= now - window:
+                    idents.add((survey, night_part.removeprefix("night="), stem))
+                elif prune:
+                    store.delete(key)
         out[champion] = idents
     return out
 

@@ -1,17 +1,24 @@
-"""The inference candid index's start-up snapshot on a real S3 server: a fresh index that starts from the snapshot
-finds the same rows as one that reads every batch, GETs one object instead of one per batch, reads the batches
-written since one by one, ignores a batch deleted since, and skips an unreadable snapshot."""
+"""The inference candid index's nightly pieces on a real S3 server: a first start over several nights GETs one piece a
+night instead of one object per batch and finds every candid; the features stage's runs bring older nights' pieces
+up to date and leave tonight's alone; a batch no piece covers is read by itself, a deleted one is not indexed, an
+unreadable piece is skipped."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from skysift.errors import NotFound
-from skysift.inference.rows import SNAPSHOTS_PREFIX, CandidIndex
-from skysift.store import open_store
+from skysift.features.candid_pieces import PREFIX, bring_up_to_date, piece_keys
+from skysift.inference.rows import CandidIndex
+from skysift.store import keys, open_store
 from tests.inference_support import fink_batch, store_batch
+
+NIGHTS, BATCHES_A_NIGHT = 3, 3
+DAY = int(timedelta(days=1).total_seconds())
 
 
 @pytest.fixture(scope="module")
@@ -30,49 +37,69 @@ def shifted(features: pa.Table, n: int) -> pa.Table:
     return features.set_column(0, "candid", pa.array(features.column("candid").to_numpy() + n * 10**12, pa.int64()))
 
 
-def test_a_start_up_from_the_snapshot_finds_what_reading_every_batch_finds(s3_settings, batch):
-    alerts, features = batch
-    assert features.column_names[0] == "candid"
-    store = open_store(settings=s3_settings)
-    for n in range(4):
-        store_batch(store, alerts, shifted(features, n), stem_seconds=n)
-    first = CandidIndex(store, snapshot_after=3)
-    assert first.refresh() == 4 and len(store.list_keys(SNAPSHOTS_PREFIX)) == 1  # 4 batches read: a snapshot
-    deleted = store_batch(store, alerts, shifted(features, 4), stem_seconds=4)
-    newer = store_batch(store, alerts, shifted(features, 5), stem_seconds=5)
-    CandidIndex(store, snapshot_after=3).refresh()  # 2 read one by one: below snapshot_after, no new snapshot
-    assert len(store.list_keys(SNAPSHOTS_PREFIX)) == 1
-    store.delete(deleted)
-
-    fresh = CandidIndex(open_store(settings=s3_settings), snapshot_after=3)  # a restarted service
-    gets = gets_counted(fresh.store)
-    assert fresh.refresh() == 5
-    assert len(gets) == 1 + 1, gets  # the snapshot, then the one batch written after it (not 5 batches)
-    assert newer.rsplit("/", 1)[1] in gets[1]
-
-    wanted = np.concatenate([shifted(features, n).column("candid").to_numpy()[:3] for n in (0, 3, 5)])
-    from_snapshot = fresh.rows(wanted.tolist())
-    for key in store.list_keys(SNAPSHOTS_PREFIX):
-        store.delete(key)
-    from_batches = CandidIndex(open_store(settings=s3_settings), snapshot_after=10**9)
-    gets = gets_counted(from_batches.store)
-    assert from_batches.refresh() == 5 and len(gets) == 5  # no snapshot: every batch's candid column
-    expected = from_batches.rows(wanted.tolist())
-    assert np.array_equal(from_snapshot.matrix(("candid",)), expected.matrix(("candid",)))
-    assert np.array_equal(from_snapshot.matrix(("candid",))[:, 0], wanted.astype(float))
-    gone = shifted(features, 4).column("candid")[0].as_py()
-    for index in (fresh, from_batches):
-        with pytest.raises(NotFound):
-            index.rows([gone])
+def write_nights(store, alerts, features, compact_from_night: int) -> list[str]:
+    """NIGHTS nights of BATCHES_A_NIGHT batches; from night ``compact_from_night`` on, each batch followed by what
+    the features stage does after writing one (the earlier nights: a deployment from before pieces)."""
+    written = []
+    for night in range(NIGHTS):
+        for b in range(BATCHES_A_NIGHT):
+            n = night * BATCHES_A_NIGHT + b
+            key = store_batch(store, alerts, shifted(features, n), stem_seconds=night * DAY + b * 3600)
+            if night >= compact_from_night:
+                bring_up_to_date(store, {key: shifted(features, n).column("candid").to_numpy()}, nights_a_run=1)
+            written.append(key)
+    return written
 
 
-def test_an_unreadable_snapshot_is_skipped_and_the_batches_give_the_index(s3_settings, batch):
+def test_a_first_start_over_several_nights_reads_a_piece_a_night_and_finds_every_candid(s3_settings, batch):
     alerts, features = batch
     store = open_store(settings=s3_settings)
-    for n in range(2):
-        store_batch(store, alerts, shifted(features, n), stem_seconds=n)
-    store.put_bytes(f"{SNAPSHOTS_PREFIX}99991231T000000000000Z_bad.parquet", b"not parquet")
-    index = CandidIndex(open_store(settings=s3_settings), snapshot_after=10**9)
-    assert index.refresh() == 2
-    candid = shifted(features, 1).column("candid")[0].as_py()
-    assert index.rows([candid]).candid.tolist() == [candid]
+    write_nights(store, alerts, features, compact_from_night=1)
+    assert len(piece_keys(store)) == NIGHTS  # night 0 had none: a later run compacted it (level-triggered)
+    late = store_batch(store, alerts, shifted(features, 100), stem_seconds=NIGHTS * DAY)  # no compaction since
+
+    index = CandidIndex(open_store(settings=s3_settings))  # a deployment's first start
+    gets = gets_counted(index.store)
+    assert index.refresh() == NIGHTS * BATCHES_A_NIGHT + 1
+    assert len(gets) == NIGHTS + 1, gets  # a piece a night, and the one batch no piece covers (not 10 batches)
+    assert late.rsplit("/", 1)[1] in gets[-1]
+
+    wanted = np.concatenate([shifted(features, n).column("candid").to_numpy()
+                             for n in [*range(NIGHTS * BATCHES_A_NIGHT), 100]])
+    found = index.rows(wanted.tolist())
+    assert np.array_equal(found.matrix(("candid",))[:, 0], wanted.astype(float))  # every candid, at its own row
+
+
+def test_a_deleted_batch_is_not_indexed_and_an_unreadable_piece_is_skipped(s3_settings, batch):
+    alerts, features = batch
+    store = open_store(settings=s3_settings)
+    keys_ = write_nights(store, alerts, features, compact_from_night=0)
+    store.delete(keys_[0])  # still in night 0's piece
+    (night_1_piece,) = piece_keys(store)[("ztf", keys_[BATCHES_A_NIGHT].split("night=")[1][:8])]
+    store.put_bytes(night_1_piece, b"not parquet")
+
+    index = CandidIndex(open_store(settings=s3_settings))
+    gets = gets_counted(index.store)
+    assert index.refresh() == len(keys_) - 1
+    assert len(gets) == NIGHTS + BATCHES_A_NIGHT  # the pieces, then night 1's batches one by one
+    with pytest.raises(NotFound):
+        index.rows([shifted(features, 0).column("candid")[0].as_py()])
+    night_1 = [shifted(features, n).column("candid")[0].as_py() for n in range(BATCHES_A_NIGHT, 2 * BATCHES_A_NIGHT)]
+    assert index.rows(night_1).candid.tolist() == night_1
+
+
+def test_a_run_compacts_only_what_is_stale_and_replaces_the_nights_piece(s3_settings, batch):
+    alerts, features = batch
+    store = open_store(settings=s3_settings)
+    write_nights(store, alerts, features, compact_from_night=NIGHTS)  # no piece yet
+    assert len(bring_up_to_date(store, nights_a_run=2)) == 2  # bounded: the two newest nights
+    assert len(bring_up_to_date(store, nights_a_run=2)) == 1  # the oldest
+    assert bring_up_to_date(store, nights_a_run=2) == []  # every night up to date: listings only
+    assert sum(len(p) for p in piece_keys(store).values()) == NIGHTS and len(store.list_keys(PREFIX)) == NIGHTS
+    tonight = str(keys.new_batch("features", "ztf"))  # a night still being observed: its batches are read one by one
+    store.write_table(tonight, shifted(features, 50))
+    assert bring_up_to_date(store, {tonight: shifted(features, 50).column("candid").to_numpy()}) == []
+    index = CandidIndex(open_store(settings=s3_settings))
+    gets = gets_counted(index.store)
+    assert index.refresh() == NIGHTS * BATCHES_A_NIGHT + 1 and len(gets) == NIGHTS + 1
+    assert index.rows([shifted(features, 50).column("candid")[0].as_py()]).candid.size == 1

@@ -52,6 +52,11 @@ def test_a_corrupt_snapshot_is_skipped_and_the_events_still_give_every_label(s3_
     store.put_bytes(snapshot.replace(".parquet", "z.parquet"), b"not parquet")  # newer, unreadable
     events = LabelStore(open_store(settings=s3_settings), snapshot_after=10**9).events()
     assert [e.candid for e in events] == [1, 2, 3]
+    # one dated far later: the events are first listed from its date, then again from the readable snapshot's
+    store.put_bytes(f"{SNAPSHOTS_PREFIX}99991231T000000000000Z_bad.parquet", b"not parquet")
+    LabelStore(store).submit([LabelEvent(candid=4, label="real", user="ann")])
+    events = LabelStore(open_store(settings=s3_settings), snapshot_after=10**9).events()
+    assert [e.candid for e in events] == [1, 2, 3, 4]
 
 
 def test_snapshots_keep_only_the_newest_two_and_never_touch_the_events(s3_settings):

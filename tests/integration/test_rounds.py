@@ -178,11 +178,15 @@ def test_held_out_labels_are_never_trained_on_and_the_split_is_sticky(run):
     assert len(prev_hold) > 0
 
 
-def test_running_again_without_new_labels_creates_no_round(run, settings):
+def test_a_round_lists_the_label_events_once_and_running_again_without_new_labels_creates_none(run, settings):
     client = _client(settings)
     before = len(client.search_model_versions(f"name='{_model(settings)}'"))
+    listed: list[str] = []
+    run.trainer.store.client.meta.events.register(
+        "before-parameter-build.s3.ListObjectsV2", lambda params, **_: listed.append(params["Prefix"]))
     latest = run.trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
     assert latest.round == run.results[-1].round + 1 and latest.created  # the last queue's labels are new
+    assert latest.n_train and sum(p.endswith("labels/events/") for p in listed) == 1, listed  # labels and conflicts
     again = run.trainer.run_round("fink-al", "galactic", strategy="uncertainty", seed=3)
     assert not again.created and again.round == latest.round and again.mlflow_run_id == latest.mlflow_run_id
     assert len(client.search_model_versions(f"name='{_model(settings)}'")) == before + 1

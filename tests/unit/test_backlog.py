@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from skysift.backlog import find_behind
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -62,10 +64,44 @@ def test_batches_a_current_champion_has_not_scored_are_behind_after_those_missin
     mark_scored(store, parse_batch(listing["features"][0]), [former])
     mark_scored(store, parse_batch(listing["features"][1]), [former, current])
     backlog = find_behind(listing, NOW, timedelta(days=30), timedelta(0), limit=10,
-                          scored=list_scored(store, [current]))
+                          scored=list_scored(store, [current], listing["alerts"], NOW, timedelta(days=30)))
     assert [(b.alerts_key.rsplit("/", 1)[1][:15], b.missing) for b in backlog.behind] == [
         ("20261203_090000", ("predictions",)),  # no predictions file at all
         ("20261203_070000", ("predictions",)),  # scored by the former champion only
     ]
     assert find_behind(listing, NOW, timedelta(days=30), timedelta(0), limit=10,
-                       scored=list_scored(store, [former])).total == 1  # the former champion: only the file is missing
+                       scored=list_scored(store, [former], listing["alerts"], NOW, timedelta(days=30))).total == 1  # the former champion: only the file is missing
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_scored_markers_are_listed_from_the_windows_nights_and_those_of_batches_that_left_it_pruned(
+        kind, tmp_path, request):
+    """Markers of the window's batches are listed; those of batches written in the few nights before the window are
+    deleted by a pruning listing and never returned; older nights are not listed, unless a backfill of an old night
+    in the window widens the listing to them. On S3 too (SeaweedFS skips a directory that StartAfter names)."""
+    from skysift.backlog import list_scored, mark_scored, scored_key
+    from skysift.store import open_store
+    from skysift.store.keys import parse_batch
+    from skysift.store.local import LocalStore
+
+    champion = ("skysift_galactic", "2")
+    inside = keys_of("alerts", "20261203_070000") + keys_of("alerts", "20261120_010000", night="20261119")
+    left = keys_of("alerts", "20261102_230000", night="20261102")  # written 30.5 days before NOW
+    ancient = keys_of("alerts", "20250101_000000", night="20250101")  # long before: not listed
+    backfill = keys_of("alerts", "20261202_060000", night="20190612")  # written yesterday, of an old night
+    store = LocalStore(tmp_path) if kind == "local" else open_store(settings=request.getfixturevalue("s3_settings"))
+    for key in inside + left + ancient + backfill:
+        mark_scored(store, parse_batch(key), [champion])
+    ident = lambda key: (parse_batch(key).survey, parse_batch(key).night, parse_batch(key).stem)  # noqa: E731
+    marker = lambda key: scored_key(champion, parse_batch(key))  # noqa: E731
+    month = timedelta(days=30)
+
+    alerts = inside + left + ancient
+    assert list_scored(store, [champion], alerts, NOW, month) == {champion: {ident(k) for k in inside}}
+    assert len(store.list_keys("state/scored/")) == 5  # status lists, never deletes
+    assert list_scored(store, [champion], alerts, NOW, month, prune=True) == {champion: {ident(k) for k in inside}}
+    assert set(store.list_keys("state/scored/")) == {marker(k) for k in inside + ancient + backfill}
+
+    alerts += backfill
+    assert list_scored(store, [champion], alerts, NOW, month, prune=True) == {champion: {ident(k) for k in inside + backfill}}
+    assert set(store.list_keys("state/scored/")) == {marker(k) for k in inside + backfill}

@@ -77,3 +77,14 @@ def test_a_table_that_is_not_alerts_is_refused(local_settings, local_store):
     local_store.write_table(ALERTS_KEY, pa.table({"candid": [1, 2]}))
     with pytest.raises(InvalidArgument, match="not an alerts table"):
         FeaturesStage(local_settings, local_store, FeaturesSettings()).process(ALERTS_KEY)
+
+
+def test_keeps_its_nights_candid_index_piece_up_to_date_when_a_batch_is_rewritten(local_settings, store):
+    from skysift.features.candid_pieces import piece_keys, read_candids
+
+    FeaturesStage(local_settings, store, FeaturesSettings()).process(ALERTS_KEY)
+    FeaturesStage(local_settings, store, FeaturesSettings(drop_no_positive_detection=True)).process(ALERTS_KEY)
+    assert len(piece_keys(store)[("ztf", "20240601")]) == 1  # the first run's piece replaced
+    kept = store.read_table(FEATURES_KEY)["candid"].to_pylist()
+    store.delete(FEATURES_KEY)  # what follows comes from the piece alone
+    assert read_candids(store, [FEATURES_KEY])[FEATURES_KEY].tolist() == kept

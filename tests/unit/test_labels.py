@@ -166,7 +166,7 @@ def test_the_columnar_reads_a_round_uses_equal_the_same_rules_applied_to_the_eve
     import hashlib
 
     from skysift.modeltags import get_tag
-    from skysift.trainer.labels import label_conflicts, labels_digest
+    from skysift.trainer.labels import label_conflicts, labels_digest, latest_of
 
     tag = get_tag("galactic")
     labels = LabelStore(local_store, snapshot_after=4)
@@ -189,10 +189,11 @@ def test_the_columnar_reads_a_round_uses_equal_the_same_rules_applied_to_the_eve
             targets.setdefault(candid, set()).add(target)
     digest = hashlib.sha256("".join(f"{c}:{latest[c].event_id};" for c in sorted(latest)).encode()).hexdigest()
 
-    table = labels.latest_table()
+    every = labels.table()
+    table = latest_of(every)
     assert table.column("candid").to_pylist() == sorted(latest)
     assert labels.latest() == latest and latest[1].label == "galactic" and latest[2].label == "galactic"
-    assert label_conflicts(labels.table(), tag) == {c for c, t in targets.items() if len(t) > 1} == {1}
-    assert labels_digest(table) == labels_digest(labels.latest_table(columns=["candid", "event_id"])) == digest
-    assert labels.latest_table(candids=[2, 3, 99]).column("candid").to_pylist() == [2, 3]
-    assert labels_digest(labels.latest_table(candids=[])) == hashlib.sha256(b"").hexdigest()
+    assert label_conflicts(every, tag) == {c for c, t in targets.items() if len(t) > 1} == {1}
+    assert labels_digest(table) == labels_digest(latest_of(every, columns=["candid", "event_id"])) == digest
+    assert latest_of(every, candids=[2, 3, 99]).column("candid").to_pylist() == [2, 3]
+    assert labels_digest(latest_of(every, candids=[])) == hashlib.sha256(b"").hexdigest()

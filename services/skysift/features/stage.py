@@ -1,5 +1,6 @@
 """The features stage: read an alerts batch (and its enrichment), compute the configured feature set, write it
-beside them under ``features/``. Apart from :mod:`skysift.features.core` (feature set 1's computation), which the
+beside them under ``features/``, and keep the candid index's piece of its night up to date
+(:mod:`skysift.features.candid_pieces`). Apart from :mod:`skysift.features.core` (feature set 1's computation), which the
 feature-set registry (:mod:`skysift.features.sets`) builds on."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pyarrow.compute as pc
 from skysift import config
 from skysift.alerts.batches import read_alerts
 from skysift.errors import InvalidArgument
+from skysift.features import candid_pieces
 from skysift.features.core import REQUIRED_ALERT_COLUMNS
 from skysift.features.sets import feature_set
 from skysift.features.settings import FeaturesSettings
@@ -54,6 +56,7 @@ class FeaturesStage:
             table = table.filter(pc.invert(flagged))
         key = str(batch.sibling("features"))
         self.store.write_table(key, table)
+        candid_pieces.bring_up_to_date(self.store, {key: table.column("candid").to_numpy()})
         version = self.feature_set.version
         log.info("features written", extra={"key": key, "rows": table.num_rows, "flagged": n_flagged,
                                             "feature_set_version": version})

@@ -3,31 +3,22 @@ as numpy matrices, so that scoring candids already through the features stage re
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 
 from skysift.alerts.batches import object_ids
-from skysift.errors import FailedPrecondition, NotFound
+from skysift.errors import NotFound
+from skysift.features import candid_pieces
 from skysift.features.core import feature_batches
 from skysift.inference.scoring import batch_feature_set_version, feature_matrix, with_object_ids
 from skysift.store import keys
 from skysift.store.base import ObjectStore
-from skysift.store.snapshots import read_newest, write_snapshot
-
-log = logging.getLogger(__name__)
-
-SNAPSHOTS_PREFIX = "state/inference/candid-index/"
-SNAPSHOT_AFTER = 24  # batches read one by one (a night of hourly batches) that make a refresh write a new snapshot
 
 
 @dataclass
@@ -85,20 +76,16 @@ class CandidIndex:
     lookup needs them, into a small LRU (:class:`CachedBatch`). Refreshed in the background and once on a miss, so a
     lookup of candids in cached batches is a binary search and a row gather, without touching the store.
 
-    Start-up reads the newest candid-index snapshot (``state/inference/candid-index/``: every indexed batch's key
-    and candids in one small parquet object, derived, never replacing the batches) and then the candid column of
-    each listed batch it does not cover, several at a time: a month of hourly batches is 720 GETs otherwise, which
-    on S3 cost per request far more than per byte (5-8 s here). Only listed batches are taken from a snapshot, so a
-    deleted batch is not indexed; an unreadable snapshot is skipped (the batches give the same index). A refresh
-    that read :data:`SNAPSHOT_AFTER` batches one by one writes a new snapshot (best effort).
+    Start-up reads, for each night of listed batches, its candid-index piece (written by the features stage:
+    :mod:`skysift.features.candid_pieces`), then the candid column of each listed batch no piece covers, several
+    at a time: a month of hourly batches is ~30 pieces instead of 720 GETs, which on S3 cost per request far more
+    than per byte. A refresh reads the same way what it has not indexed yet (usually one batch, or its night's piece).
     """
 
-    def __init__(self, store: ObjectStore, cached_batches: int = 64, read_threads: int = 16,
-                 snapshot_after: int = SNAPSHOT_AFTER):
+    def __init__(self, store: ObjectStore, cached_batches: int = 64, read_threads: int = 16):
         self.store = store
         self.cached_batches = cached_batches
         self.read_threads = read_threads
-        self.snapshot_after = snapshot_after
         self._refreshed = -1e9
         self._keys: list[str] = []
         self._per_key: list[np.ndarray] = []
@@ -120,48 +107,13 @@ class CandidIndex:
             new = [k for k in feature_batches(self.store) if k not in known]
             if not new:
                 return 0
-            snapshot = self._snapshot() if not known else {}  # a running index has read what a snapshot holds
-            unread = [k for k in new if k not in snapshot]
-            with ThreadPoolExecutor(max_workers=max(1, min(self.read_threads, len(unread)))) as pool:
-                read = dict(zip(unread, pool.map(self._candids, unread)))
+            read = candid_pieces.read_candids(self.store, new, self.read_threads)
             for key in new:
-                candids = snapshot[key] if key in snapshot else read[key]
-                if candids is not None:
+                if read.get(key) is not None:
                     self._keys.append(key)
-                    self._per_key.append(candids)
+                    self._per_key.append(read[key])
             self._rebuild()
-            if len(unread) >= self.snapshot_after:
-                self._write_snapshot()
             return len(new)
-
-    def _snapshot(self) -> dict[str, np.ndarray]:
-        """The newest readable candid-index snapshot: batch key -> its candids; empty without one."""
-        found = read_newest(self.store, SNAPSHOTS_PREFIX, self._read_snapshot, "candid-index")
-        return found[1] if found else {}
-
-    def _read_snapshot(self, key: str) -> dict[str, np.ndarray]:
-        table = self.store.read_table(key)
-        meta = json.loads(table.schema.metadata[b"skysift.batches"])
-        if sum(meta["rows"]) != table.num_rows:
-            raise ValueError(f"{table.num_rows} candids for {sum(meta['rows'])} rows listed")
-        bounds = np.cumsum(meta["rows"])[:-1]
-        return dict(zip(meta["keys"], np.split(table.column("candid").to_numpy(), bounds), strict=True))
-
-    def _write_snapshot(self) -> None:
-        """Every indexed batch's candids as one object, then the older snapshots beyond the newest few deleted. Best effort: a failure leaves the batches, which give the same index."""
-        candids = np.concatenate(self._per_key) if self._per_key else np.empty(0, np.int64)
-        meta = {"keys": self._keys, "rows": [len(c) for c in self._per_key]}
-        table = pa.table({"candid": candids}).replace_schema_metadata({"skysift.batches": json.dumps(meta)})
-        write_snapshot(self.store, SNAPSHOTS_PREFIX, datetime.now(UTC), table)
-
-    def _candids(self, key: str) -> np.ndarray | None:
-        """The candid column of a features batch; None when it cannot be read (one unreadable object must not stop
-        every candid lookup)."""
-        try:
-            return self.store.read_table(key, columns=["candid"]).column("candid").to_numpy()
-        except FailedPrecondition as exc:
-            log.warning("skipping unreadable features batch", extra={"key": key, "error": str(exc)})
-            return None
 
     def _rebuild(self) -> None:
         candids = np.concatenate(self._per_key) if self._per_key else np.empty(0, np.int64)

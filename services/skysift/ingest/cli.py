@@ -84,7 +84,7 @@ def status(days: float = typer.Option(30.0, help="Batches written by the polls o
     listing = _run(lambda: backlog.list_stages(store))
     scored, champions_unknown = None, ""
     try:
-        scored = backlog.list_scored(store, _champion_versions(settings))
+        scored = backlog.list_scored(store, _champion_versions(settings), listing["alerts"], now, window)
     except errors.SkysiftError as exc:
         champions_unknown = str(exc)
     rows = backlog.night_status(listing, now, window, scored)

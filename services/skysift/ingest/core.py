@@ -281,9 +281,10 @@ class IngestStage:
     def backlog(self, now: datetime, champions: Sequence[Champion] = ()):
         """Earlier alerts batches that lack a later stage's file or a champion's predictions (see
         :mod:`skysift.backlog`)."""
-        return find_behind(list_stages(self.store), now, timedelta(days=self.ingest.catchup_days),
-                           timedelta(seconds=self.ingest.catchup_grace_s), self.ingest.catchup_batches,
-                           scored=list_scored(self.store, champions))
+        listing, window = list_stages(self.store), timedelta(days=self.ingest.catchup_days)
+        return find_behind(listing, now, window, timedelta(seconds=self.ingest.catchup_grace_s),
+                           self.ingest.catchup_batches,
+                           scored=list_scored(self.store, champions, listing["alerts"], now, window, prune=True))
 
     @staticmethod
     def _deduplicate(candids: np.ndarray, seen: np.ndarray, result: PollResult) -> np.ndarray:

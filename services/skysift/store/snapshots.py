@@ -1,4 +1,4 @@
-"""Derived snapshots in the store (label events compacted, the inference candid index): written under a prefix with
+"""Derived snapshots in the store (label events compacted): written under a prefix with
 their time in the key, so the newest sorts last; only the newest few are kept. They never replace what they are
 derived from, so writing one is best effort."""
 
@@ -21,10 +21,12 @@ UNREADABLE = (SkysiftError, pa.ArrowException, KeyError, TypeError, ValueError, 
 T = TypeVar("T")
 
 
-def read_newest(store, prefix: str, read: Callable[[str], T], what: str) -> tuple[str, T] | None:
-    """The newest snapshot under ``prefix`` that ``read`` can use, with its key; None without one. One that cannot
-    be read is logged and skipped: what it was derived from is still there."""
-    for key in reversed(store.list_keys(prefix)):
+def read_newest(store, prefix: str, read: Callable[[str], T], what: str,
+                listed: list[str] | None = None) -> tuple[str, T] | None:
+    """The newest snapshot under ``prefix`` (of ``listed``, its keys when already listed) that ``read`` can use, with
+    its key; None without one. One that cannot be read is logged and skipped: what it was derived from is still
+    there."""
+    for key in reversed(store.list_keys(prefix) if listed is None else listed):
         try:
             return key, read(key)
         except UNREADABLE as exc:

@@ -30,7 +30,7 @@ from skysift.features.core import feature_batches
 from skysift.modeltags import get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation
-from skysift.trainer.labels import LabelStore, label_conflicts
+from skysift.trainer.labels import LabelStore, label_conflicts, latest_events
 from skysift.trainer.pool import FeatureSpec, load_pool
 
 
@@ -133,7 +133,8 @@ class Datasets:
         window = [k for k in feature_batches(self.store) if _in_window(k, req)]
         cols = list(self.spec.columns)
         pool = load_pool(self.store, self.spec, self.ts.pool_read_threads, batch_keys=window)
-        latest = self.labels.latest(candids=pool["candid"].tolist())
+        events = self.labels.table()  # listed once, for the labels and their conflicts
+        latest = latest_events(events, candids=pool["candid"].tolist())
 
         labelled = {c: (e.label, tag.target(e.label), e.source) for c, e in latest.items() if tag.target(e.label) is not None}
         candidates = pd.DataFrame({
@@ -151,7 +152,7 @@ class Datasets:
         chosen = _choose(candidates, predicted, req)
         samples = chosen.merge(pool, on="candid", how="left")
         samples["label"] = [lbl or tag.classes[int(t)] for lbl, t in zip(samples["label"], samples["target"])]
-        conflicts = label_conflicts(self.labels.table(), tag)
+        conflicts = label_conflicts(events, tag)
         report = evaluation.quality(samples, cols, conflicts)
 
         dataset_id = f"{_slug(req.name)}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"

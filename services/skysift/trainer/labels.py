@@ -124,6 +124,15 @@ def late_key(written: datetime, event_id: str) -> str:
     return f"{LATE_PREFIX}{written.astimezone(UTC):%Y%m%dT%H%M%S%fZ}_{event_id}.json"
 
 
+def _listed_at(snapshot_key: str) -> datetime | None:
+    """When a snapshot's listing began, from its key (:func:`~skysift.store.snapshots.write_snapshot` dates it so);
+    None for a key not named that way."""
+    try:
+        return datetime.strptime(snapshot_key.removeprefix(SNAPSHOTS_PREFIX)[:22], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 EVENT_FIELDS = tuple(LabelEvent.__dataclass_fields__)  # the snapshot's columns after "key", in this order
 
 
@@ -215,11 +224,17 @@ def table_events(table: pa.Table) -> list[LabelEvent]:
     return list(snapshot_events(table).values())
 
 
+def latest_events(events: pa.Table, candids=None) -> dict[int, LabelEvent]:
+    """The current label of each candid of ``events`` (of ``candids`` only, when given) as an object."""
+    return {e.candid: e for e in table_events(latest_of(events, candids))}
+
+
 class LabelStore:
     """Submit and read label events; safe to share between threads and between processes.
 
-    Reads are columnar (:meth:`table`, :meth:`latest_table`): a round over a million events never builds an
-    object per event; :meth:`events`, :meth:`latest` and :meth:`history` build objects for what they return.
+    Reads are columnar (:meth:`table`, then :func:`latest_of` and :func:`label_conflicts` on it): a round over a
+    million events never builds an object per event, and lists them once; :meth:`events`, :meth:`latest` and
+    :meth:`history` build objects for what they return.
     """
 
     def __init__(self, store, read_threads: int = 16, snapshot_after: int = SNAPSHOT_AFTER, snapshots: bool = True):
@@ -254,22 +269,26 @@ class LabelStore:
 
     def table(self) -> pa.Table:
         """Every event as columns (:data:`SNAPSHOT_SCHEMA`) in key order: the newest snapshot, then the events listed
-        since (module docstring)."""
+        since (module docstring), each listed once. The snapshot is read while the events written after its listing
+        began (dated in its key) are listed and fetched: both take seconds on S3 at 10^6 events, and neither needs
+        the other; should the newest snapshot prove unreadable, the listing is made again from the one read."""
         started = datetime.now(UTC)
-        snapshot, listed_at = self._snapshot() if self.snapshots else (None, None)
-        if snapshot is None:
-            names = self.store.list_keys(EVENTS_PREFIX)
-            late: list[str] = []
-        else:
-            since = listed_at - OVERLAP
-            names = self.store.list_keys(EVENTS_PREFIX, start_after=keys.label_event_key(since, ""))
-            late = self.store.list_keys(LATE_PREFIX, start_after=late_key(since, ""))
+        snapshot = listed_at = guess = names = late = None
+        if self.snapshots:
+            snapshot_keys = self.store.list_keys(SNAPSHOTS_PREFIX)
+            guess = _listed_at(snapshot_keys[-1]) if snapshot_keys else None
+            with ThreadPoolExecutor(max_workers=1) as reader:
+                pending = reader.submit(self._snapshot, snapshot_keys)
+                if guess is not None:
+                    names, late = self._listed_since(guess)
+                    after = (keys.label_event_key(guess, ""), late_key(guess, ""))  # in no snapshot: fetched now
+                    self._fetch_missing([k for k in names if k > after[0]] + [k for k in late if k > after[1]])
+                snapshot, listed_at = pending.result()
+        if names is None or listed_at != guess:
+            names, late = self._listed_since(listed_at)
         snapshotted = _keys_in(snapshot, names)
+        self._fetch_missing([k for k in names + late if k not in snapshotted])
         with self._lock:
-            missing = [k for k in names + late if k not in self._cache and k not in snapshotted]
-        fetched = self._fetch(missing)
-        with self._lock:
-            self._cache.update(fetched)
             newer = {k: self._cache[k] for k in names if k not in snapshotted}
             late_events = {event_key(self._cache[k]): self._cache[k] for k in late}
         late_snapshotted = _keys_in(snapshot, list(late_events))
@@ -279,15 +298,29 @@ class LabelStore:
             self._write_snapshot(table, started)
         return table
 
-    def _fetch(self, names: list[str]) -> dict[str, LabelEvent]:
-        if not names:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(self.read_threads, len(names))) as pool:
-            return {k: LabelEvent.from_json(data) for k, data in zip(names, pool.map(self.store.get_bytes, names))}
+    def _listed_since(self, listed_at: datetime | None) -> tuple[list[str], list[str]]:
+        """The event keys and late records to read beside a snapshot whose listing began at ``listed_at`` (every event
+        key, without a snapshot)."""
+        if listed_at is None:
+            return self.store.list_keys(EVENTS_PREFIX), []
+        since = listed_at - OVERLAP
+        return (self.store.list_keys(EVENTS_PREFIX, start_after=keys.label_event_key(since, "")),
+                self.store.list_keys(LATE_PREFIX, start_after=late_key(since, "")))
 
-    def _snapshot(self) -> tuple[pa.Table | None, datetime | None]:
-        """The newest readable snapshot's events as columns and the time its listing began; Nones without one."""
-        found = read_newest(self.store, SNAPSHOTS_PREFIX, self._read_snapshot, "label")
+    def _fetch_missing(self, names: list[str]) -> None:
+        """GET the events of ``names`` not read yet, :attr:`read_threads` at a time, into the cache."""
+        with self._lock:
+            missing = [k for k in names if k not in self._cache]
+        if not missing:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.read_threads, len(missing))) as pool:
+            fetched = {k: LabelEvent.from_json(data) for k, data in zip(missing, pool.map(self.store.get_bytes, missing))}
+        with self._lock:
+            self._cache.update(fetched)
+
+    def _snapshot(self, listed: list[str]) -> tuple[pa.Table | None, datetime | None]:
+        """The newest readable snapshot of ``listed`` as columns and the time its listing began; Nones without one."""
+        found = read_newest(self.store, SNAPSHOTS_PREFIX, self._read_snapshot, "label", listed)
         if found is None:
             return None, None
         key, (table, listed_at) = found
@@ -315,13 +348,9 @@ class LabelStore:
         with self._lock:
             self._snapshot_key, self._snapshot_table, self._snapshot_listed_at = key, table, listed_at
 
-    def latest_table(self, candids=None, columns: list[str] | None = None) -> pa.Table:
-        """The current label of each candid (its latest event) as columns, optionally only for ``candids``."""
-        return latest_of(self.table(), candids, columns)
-
     def latest(self, candids=None) -> dict[int, LabelEvent]:
         """The current label of each candid (its latest event), optionally only for ``candids``."""
-        return {e.candid: e for e in table_events(self.latest_table(candids))}
+        return latest_events(self.table(), candids)
 
     def history(self, user=None) -> list[LabelEvent]:
         table = self.table()

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from skysift import errors
@@ -45,7 +46,7 @@ from skysift.modeltags import ModelTag, get_tag
 from skysift.store import keys
 from skysift.trainer import evaluation, strategies, tracking
 from skysift.trainer.datasets import training_labels
-from skysift.trainer.labels import LabelStore, label_conflicts, label_targets, labels_digest
+from skysift.trainer.labels import LabelStore, label_conflicts, label_targets, labels_digest, latest_of
 from skysift.trainer.model import can_fit, cold_start_strategy, fit_scorer, limited_threads, model_params
 from skysift.trainer.pool import FeatureSpec, PoolFilter, answered_by_object, labelled_rows, round_pool
 from skysift.trainer.records import (
@@ -86,6 +87,7 @@ class Labelled:
     digest: str
     any_label: set[int]  # every candid with a label event (skip included): never queued again
     objects: set[str]  # the objects the label events name
+    events: pa.Table  # every label event, in key order: read once a round, for the labels and their conflicts
 
     @property
     def targets(self) -> dict[int, int]:
@@ -212,7 +214,7 @@ class Trainer:
                              previous_ids["training_ids.parquet"], number)
         holdout = ids_table(hold_ids, labelled.labels, previous_ids["holdout_ids.parquet"], number)
         message = self._message(query, sets, req.pool_filter)
-        quality = self._quality(sets.train, req.tag)
+        quality = self._quality(sets.train, req.tag, labelled.events)
         result = RoundResult(
             experiment=req.experiment, round=number, created=True, model_tag=req.tag.name, strategy=query.strategy,
             metrics=metrics, queue_size=len(queue), queue_key=keys.round_prefix(req.experiment, number) + "queue.parquet",
@@ -240,7 +242,8 @@ class Trainer:
     # -- the phases -------------------------------------------------------------------------------
     def _labelled(self, req: RoundRequest) -> Labelled:
         """The label events' latest labels, or a collected dataset's samples, with their digest."""
-        latest = self.labels.latest_table(columns=["candid", "label", "event_id", "object_id"])  # no object per event
+        events = self.labels.table()
+        latest = latest_of(events, columns=["candid", "label", "event_id", "object_id"])  # no object per event
         digest = labels_digest(latest)
         candids = latest.column("candid").to_pylist()
         if req.dataset_id:
@@ -250,7 +253,7 @@ class Trainer:
             targets = label_targets(latest.column("label"), req.tag).to_pylist()
             labels = dict(zip(candids, zip(latest.column("label").to_pylist(), targets)))
         objects = set(pc.unique(latest.column("object_id")).to_pylist()) - {"", None}
-        return Labelled(labels, digest, set(candids) | set(labels), objects)
+        return Labelled(labels, digest, set(candids) | set(labels), objects, events)
 
     @staticmethod
     def _unchanged(prev: dict, req: RoundRequest) -> RoundResult:
@@ -362,10 +365,10 @@ class Trainer:
                 message += f" that pass the pool filter ({pool_filter.describe()})"
         return message
 
-    def _quality(self, train: pd.DataFrame, tag: ModelTag):
+    def _quality(self, train: pd.DataFrame, tag: ModelTag, events: pa.Table):
         if not len(train):
             return None
-        conflicts = label_conflicts(self.labels.table(), tag)
+        conflicts = label_conflicts(events, tag)
         return evaluation.quality(train.reset_index(), list(self.spec.columns), conflicts)
 
     def _track(self, result: RoundResult, req: RoundRequest, query: Query, sets: Sets, quality, queue: pd.DataFrame,

@@ -1,0 +1,168 @@
+"""The candid index's pieces: per survey and observing night, the key and candids of every features batch of that
+night in one small parquet object (``state/candid-index/survey=<s>/night=<n>/<digest>.parquet``).
+
+Why: the inference service indexes where each candid's features row lives; on S3 a GET costs per request far more
+than per byte, and a month of hourly batches is 720 candid columns (4-10 s at start-up on a loaded server), where
+a month of pieces is ~30 objects. The writer keeps them, as it knows the candids it has just written: after each
+batch the features stage brings up to date, level-triggered, the piece of that batch's night and of up to
+:data:`NIGHTS_A_RUN` other nights whose piece is missing or does not cover the night's listed batches (a run that
+failed half-way, batches written before pieces existed or by another writer), newest night first. Nights still
+being observed (:data:`OPEN`) are left alone: rewriting a growing night's piece after every batch would cost a GET
+and a PUT of the whole night each time (80 MB at Rubin's 10^7 alerts a night), so a start reads their few batches
+one by one. A piece is named by a digest of the batch keys listed when it was written, so whether a night is up
+to date is known from two listings, without a GET; a night rewritten concurrently by two writers keeps whichever
+piece, and the next run sees what it lacks.
+
+A piece is derived and never replaces the batches. Readers take from a piece only batches they listed (a deleted
+batch is not indexed) and read the candid column of each listed batch no piece covers; a piece that cannot be
+read, or that vanished between listing and GET, is skipped. A missing or stale compaction costs GETs, never a
+candid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+
+from skysift.errors import FailedPrecondition, NotFound, SkysiftError
+from skysift.features.core import feature_batches
+from skysift.store.keys import parse_batch
+from skysift.store.snapshots import UNREADABLE
+
+log = logging.getLogger(__name__)
+
+PREFIX = "state/candid-index/"
+NIGHTS_A_RUN = 4  # nights besides the written batch's that one run of the features stage may compact
+OPEN = timedelta(days=1)  # nights dated this close to now may still get batches: not compacted yet
+Night = tuple[str, str]  # (survey, night)
+
+
+def digest(batch_keys: list[str]) -> str:
+    """What names a piece: the night's batch keys it was written for, hashed."""
+    return hashlib.sha256("\n".join(sorted(batch_keys)).encode()).hexdigest()[:16]
+
+
+def by_night(batch_keys: list[str]) -> dict[Night, list[str]]:
+    out: dict[Night, list[str]] = defaultdict(list)
+    for key in batch_keys:
+        batch = parse_batch(key)
+        out[(batch.survey, batch.night)].append(key)
+    return dict(out)
+
+
+def piece_keys(store) -> dict[Night, list[str]]:
+    """The stored pieces of each night (one listing), in key order."""
+    out: dict[Night, list[str]] = defaultdict(list)
+    for key in store.list_keys(PREFIX):
+        parts = key.removeprefix(PREFIX).split("/")
+        if len(parts) == 3 and parts[0].startswith("survey=") and parts[1].startswith("night="):
+            out[(parts[0].removeprefix("survey="), parts[1].removeprefix("night="))].append(key)
+    return dict(out)
+
+
+def _piece_for(pieces: list[str], listed: list[str]) -> str:
+    """The piece written for exactly ``listed``, else the newest-named one (it covers part of the night)."""
+    name = f"{digest(listed)}.parquet"
+    return next((key for key in pieces if key.endswith("/" + name)), pieces[-1])
+
+
+def read_piece(store, key: str) -> dict[str, np.ndarray]:
+    """A piece's batch key -> candids; empty when it cannot be read or vanished (logged: the batches remain)."""
+    try:
+        table = store.read_table(key)
+        meta = json.loads(table.schema.metadata[b"skysift.batches"])
+        if sum(meta["rows"]) != table.num_rows:
+            raise ValueError(f"{table.num_rows} candids for {sum(meta['rows'])} rows listed")
+        bounds = np.cumsum(meta["rows"])[:-1]
+        return dict(zip(meta["keys"], np.split(table.column("candid").to_numpy(), bounds), strict=True))
+    except NotFound:
+        return {}  # replaced by a newer piece since the listing
+    except UNREADABLE as exc:
+        log.warning("candid-index piece skipped", extra={"key": key, "error": str(exc)})
+        return {}
+
+
+def candid_column(store, key: str) -> np.ndarray | None:
+    """The candid column of a features batch; None when it cannot be read (one unreadable object must not stop every
+    candid lookup)."""
+    try:
+        return store.read_table(key, columns=["candid"]).column("candid").to_numpy()
+    except (FailedPrecondition, NotFound) as exc:
+        log.warning("skipping unreadable features batch", extra={"key": key, "error": str(exc)})
+        return None
+
+
+def _threaded(fn, items: list, threads: int) -> list:
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def read_candids(store, batch_keys: list[str], threads: int = 16) -> dict[str, np.ndarray]:
+    """The candids of each of ``batch_keys`` (listed features batches): from each night's piece, then the candid column
+    of each batch no piece covers, ``threads`` GETs at a time. A batch that cannot be read is left out."""
+    listed = by_night(batch_keys)
+    stored = piece_keys(store)
+    chosen = [_piece_for(stored[night], keys_) for night, keys_ in listed.items() if night in stored]
+    wanted = set(batch_keys)
+    found = {k: c for piece in _threaded(lambda key: read_piece(store, key), chosen, threads)
+             for k, c in piece.items() if k in wanted}
+    unread = [k for k in batch_keys if k not in found]
+    found.update((k, c) for k, c in zip(unread, _threaded(lambda key: candid_column(store, key), unread, threads))
+                 if c is not None)
+    return found
+
+
+def _write_piece(store, night: Night, listed: list[str], candids: dict[str, np.ndarray], replaces: list[str]) -> str:
+    covered = [k for k in sorted(listed) if k in candids]
+    table = pa.table({"candid": np.concatenate([candids[k] for k in covered]) if covered else np.empty(0, np.int64)})
+    meta = {"keys": covered, "rows": [len(candids[k]) for k in covered]}
+    survey, date = night
+    key = f"{PREFIX}survey={survey}/night={date}/{digest(listed)}.parquet"
+    store.write_table(key, table.replace_schema_metadata({"skysift.batches": json.dumps(meta)}))
+    for old in replaces:
+        if old != key:
+            store.delete(old)
+    return key
+
+
+def bring_up_to_date(store, written: dict[str, np.ndarray] | None = None, nights_a_run: int = NIGHTS_A_RUN,
+                     threads: int = 16, now: datetime | None = None) -> list[str]:
+    """Rewrite the piece of each night of ``written`` (batch key -> candids, just written: a rewritten batch may hold
+    other candids under the same key) and of up to ``nights_a_run`` other nights whose piece does not match their
+    listed batches, nights still open at ``now`` excepted; return the pieces written. Best effort: a store failure
+    is logged and leaves the batches, which give the same index."""
+    written = written or {}
+    open_from = f"{(now or datetime.now(UTC)) - OPEN:%Y%m%d}"
+    try:
+        listed = by_night(feature_batches(store))
+        stored = piece_keys(store)
+        for key in written:  # written but not listed yet (a store whose listing lags): still compacted
+            batch = parse_batch(key)
+            if key not in listed.setdefault((batch.survey, batch.night), []):
+                listed[(batch.survey, batch.night)].append(key)
+        own = {(parse_batch(k).survey, parse_batch(k).night) for k in written} - {n for n in listed if n[1] >= open_from}
+        stale = [night for night in sorted(listed, key=lambda n: (n[1], n[0]), reverse=True)
+                 if night not in own and night[1] < open_from
+                 and not any(k.endswith(f"/{digest(listed[night])}.parquet") for k in stored.get(night, []))]
+        out = []
+        for night in [*sorted(own), *stale[:nights_a_run]]:
+            pieces = stored.get(night, [])
+            candids = read_piece(store, _piece_for(pieces, listed[night])) if pieces else {}
+            candids.update(written)
+            unread = [k for k in listed[night] if k not in candids]
+            candids.update((k, c) for k, c in zip(unread, _threaded(lambda key: candid_column(store, key), unread,
+                                                                    threads)) if c is not None)
+            out.append(_write_piece(store, night, listed[night], candids, pieces))
+        return out
+    except SkysiftError as exc:
+        log.warning("candid-index pieces not brought up to date", extra={"error": str(exc)})
+        return []
