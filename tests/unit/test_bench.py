@@ -53,6 +53,9 @@ def test_ingest_and_features_report(small):
     assert set(fink["ratios"]) == {"prototype-style", "fastavro", "Rust floor"}
     assert {c["status"] for c in written["checks"]} <= {"PASS", "MISS"}
     assert any(c["target"].startswith("ingest >= 5,000") for c in written["checks"])
+    rubin = next(r for r in written["rows"] if r["case"] == "Rubin Confluent wire (Kafka, from memory)")
+    assert set(rubin["ratios"]) == {"fastavro", "Rust floor"}
+    assert any(c["target"].startswith("Rubin ingest within 2x") for c in written["checks"])
     assert any(c["target"].startswith("features >= 20x") for c in written["checks"])
     assert any(line.startswith("targets:") for line in report.lines())
 
@@ -60,7 +63,8 @@ def test_ingest_and_features_report(small):
 def test_product_and_baselines_agree_on_rows_and_candids(small):
     report, _ = small
     agreement = {a["case"]: a for a in report.environment["agreement"]}
-    assert {"ingest fink", "ingest avro containers", "ingest rubin", "prototype-style ingest", "features"} <= set(agreement)
+    assert {"ingest fink", "ingest avro containers", "ingest rubin", "ingest rubin kafka", "prototype-style ingest",
+            "features"} <= set(agreement)
     for case, entry in agreement.items():
         assert entry["product_rows"] == entry["expected_rows"], case
         assert entry["product_candids_match"], case

@@ -19,6 +19,7 @@ from functools import lru_cache
 import polars as pl
 
 MAGIC = b"Obj\x01"
+HEADER_FIELD = "_framing_header"  # see with_header
 SYNC = b"skysift-framing!"  # any 16 bytes: the sync marker of the containers we frame
 assert len(SYNC) == 16
 
@@ -254,6 +255,21 @@ def inlined(schema: bytes, drop: frozenset[str] = frozenset()) -> bytes:
     if drop:
         expanded = {**expanded, "fields": [f for f in expanded["fields"] if f["name"] not in drop]}
     return json.dumps(expanded).encode()
+
+
+@lru_cache(maxsize=64)
+def with_header(schema: bytes, size: int) -> bytes:
+    """The record schema preceded by a ``fixed`` field of ``size`` bytes (:data:`HEADER_FIELD`), which reads a
+    packet's framing header (Confluent's magic byte and schema id) as part of the record.
+
+    Why: a Rubin packet is then a block as it came, with no copy of its ~100-260 KB to drop 5 bytes (the
+    readers skip the field: no cleaner asks for it), and a dead letter is checked on the bytes as received.
+    """
+    parsed = json.loads(schema)
+    if not isinstance(parsed, dict) or parsed.get("type") != "record":
+        raise FramingError("a framed payload's writer schema must be a record")
+    header = {"name": HEADER_FIELD, "type": {"type": "fixed", "name": "skysift_framing_header", "size": size}}
+    return json.dumps({**parsed, "fields": [header, *parsed["fields"]]}).encode()
 
 
 @lru_cache(maxsize=64)

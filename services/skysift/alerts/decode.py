@@ -33,6 +33,7 @@ from skysift.alerts.surveys import Survey, UnknownSurvey
 
 FORMATS = ("auto", "avro", "confluent", "schemaless", "parquet")
 CONFLUENT_MAGIC = b"\x00"
+CONFLUENT_HEADER = 5  # the magic byte and a 4-byte big-endian schema id
 PARQUET_MAGIC = b"PAR1"
 
 
@@ -148,10 +149,11 @@ def _split(packet: Packet) -> tuple[bytes, str, list[tuple[int, bytes]], str | N
     if fmt == "avro":
         raise _Dead("not an Avro container (missing 'Obj\\x01' magic)")
     if fmt == "confluent" or (fmt == "auto" and packet.schema is None and data[:1] == CONFLUENT_MAGIC):
-        if len(data) < 6 or data[:1] != CONFLUENT_MAGIC:
+        if len(data) <= CONFLUENT_HEADER or data[:1] != CONFLUENT_MAGIC:
             raise _Dead("not in Confluent wire format (0x00 + 4-byte schema id + payload)")
-        schema, version = surveys.wire_schema(int.from_bytes(data[1:5], "big"))
-        return schema, "null", [(1, data[5:])], version
+        schema, version = surveys.wire_schema(int.from_bytes(data[1:CONFLUENT_HEADER], "big"))
+        # the header read as the record's first field: the packet is a block as it came, never copied
+        return avro.with_header(schema, CONFLUENT_HEADER), "null", [(1, data)], version
     if packet.schema:
         return packet.schema, "null", [(1, data)], None
     raise _Dead("cannot tell the packet format: not an Avro container, not Confluent wire format, and no writer "

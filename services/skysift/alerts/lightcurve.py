@@ -7,7 +7,11 @@ null column, never an error.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from skysift.alerts.schema import HISTORY_DAYS
 
@@ -40,15 +44,29 @@ def isdiffpos(expr: pl.Expr) -> pl.Expr:
                                                   return_dtype=pl.Boolean)
 
 
-def explode_history(df: pl.DataFrame, column: str, current_jd: pl.Expr) -> pl.DataFrame:
-    """One row per history entry of ``column`` (a list of structs), with ``_row`` and the alert's ``_cur_jd``."""
+def explode_history(df: pl.DataFrame, column: str, current_jd: pl.Expr, fields: Iterable[str]) -> pl.DataFrame:
+    """One row per non-null history entry of ``column`` (a list of structs): ``_row``, the alert's ``_cur_jd``
+    and those of ``fields`` the entries have (absent ones are left to :func:`col`, which reads them as nulls).
+
+    Why through Arrow: the entries are the list's child array as decoded; taking the few fields used from it,
+    with each entry's row, copies those fields only, where exploding the list copied every field of every
+    entry (a Rubin history has ~100 fields and hundreds of entries an alert: 5x the time).
+    """
     keys = df.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW), current_jd.alias("_cur_jd"))
-    if column not in df.columns or not isinstance(df.schema[column], pl.List):
+    dtype = df.schema.get(column)
+    if not isinstance(dtype, pl.List) or not isinstance(dtype.inner, pl.Struct):
         return keys.clear()  # no history in this schema: read through col(), every field is null
-    long = keys.with_columns(df.get_column(column).alias("_h")).explode("_h").filter(pl.col("_h").is_not_null())
-    if not isinstance(long.schema["_h"], pl.Struct):
-        return keys.clear()
-    return long.unnest("_h")
+    wanted = set(fields)
+    history = df.get_column(column).to_arrow()
+    if isinstance(history, pa.ChunkedArray):
+        history = history.combine_chunks()
+    entries = pc.list_flatten(history)  # the entries of non-null lists, in row order
+    table = pa.table({ROW: pc.list_parent_indices(history).cast(pa.uint32()),
+                      **{f.name: entries.field(f.name) for f in entries.type if f.name in wanted}})
+    if entries.null_count:
+        table = table.filter(entries.is_valid())
+    long = pl.from_arrow(table)
+    return long.with_columns(keys.get_column("_cur_jd").gather(long.get_column(ROW)))
 
 
 def in_window(jd: pl.Expr, current_jd: pl.Expr = pl.col("_cur_jd")) -> pl.Expr:

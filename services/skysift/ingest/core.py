@@ -266,8 +266,9 @@ class IngestStage:
                         self._stamps_for_stored(survey, np.setdiff1d(candids, candids[keep]), decoded.cutouts[survey],
                                                 result)
                     for night in sorted(set(nights[keep].tolist())):  # one file per night, rows in arrival order
-                        rows = keep[nights[keep] == night]
-                        self._write(survey, night, table.take(rows), decoded.cutouts.get(survey), now, result)
+                        rows = keep[nights[keep] == night]  # sorted and unique: all of them is the table as is
+                        part = table if rows.size == table.num_rows else table.take(rows)  # a take copies every list
+                        self._write(survey, night, part, decoded.cutouts.get(survey), now, result)
                 if decoded.dead_letters:
                     result.dlq_key = self._write_dlq(decoded, now)
                 source.commit()

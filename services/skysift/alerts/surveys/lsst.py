@@ -83,6 +83,11 @@ def magnitude_error(flux: pl.Expr, flux_err: pl.Expr) -> pl.Expr:
     return pl.when(flux != 0).then(MAG_ERR * flux_err / flux.abs())
 
 
+# fields of a diaSource-shaped record _source_columns reads, and of a forced source the cleaner reads
+SOURCE_FIELDS = ("midpointMjdTai", "band", "psfFlux", "psfFluxErr", "isNegative", "diaSourceId")
+FORCED_FIELDS = ("midpointMjdTai", "band", "psfFluxErr", "visit")
+
+
 def _source_columns(frame: pl.DataFrame, get) -> list[pl.Expr]:
     """Detection columns from a diaSource-shaped record; ``get(name, dtype)`` reads one of its fields."""
     flux, err = get("psfFlux", F64), get("psfFluxErr", F64)
@@ -130,14 +135,14 @@ def clean(df: pl.DataFrame, version: str | None = None) -> pl.DataFrame:
                    pl.col("psfflux").alias("psfFlux"), pl.col("psffluxerr").alias("psfFluxErr"))
 
     current_jd = src("midpointMjdTai", F64) + MJD_TO_JD
-    prv = explode_history(df, "prvDiaSources", current_jd)
+    prv = explode_history(df, "prvDiaSources", current_jd, (*SOURCE_FIELDS, "visit"))
     prv = prv.select(ROW, "_cur_jd", *_source_columns(prv, lambda n, t: col(prv, n, t)),  # the fields used, then
                      col(prv, "visit", I64).alias("_visit")).filter(in_window(pl.col("jd"))).drop("_cur_jd")  # the window
     current = base.select(ROW, "jd", "band", "magpsf", "sigmapsf", "isdiffpos", "candid", "psfflux", "psffluxerr",
                           "_visit")
     detections = pl.concat([current, prv])
 
-    forced = explode_history(df, "prvDiaForcedSources", current_jd)
+    forced = explode_history(df, "prvDiaForcedSources", current_jd, FORCED_FIELDS)
     forced = forced.select(
         ROW,
         "_cur_jd",

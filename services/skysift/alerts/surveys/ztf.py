@@ -63,6 +63,9 @@ FINK_FIELDS = [("cdsxmatch", STR), ("roid", I32), ("rf_snia_vs_nonia", F64), ("s
 CUTOUTS = {"cutout_science": "cutoutScience", "cutout_template": "cutoutTemplate",
            "cutout_difference": "cutoutDifference"}
 
+# fields of the history entries (prv_candidates) the cleaner reads
+HISTORY_FIELDS = ("jd", "fid", "magpsf", "sigmapsf", "isdiffpos", "candid", "diffmaglim")
+
 # top-level fields the cleaner reads: the decoder projects on these and skips the rest (fp_hists, lc_features)
 COLUMNS = ["objectId", "candid", "schemavsn", "candidate", "prv_candidates"] + [n for n, _ in FINK_FIELDS]
 
@@ -90,7 +93,7 @@ def clean(df: pl.DataFrame, version: str | None = None) -> pl.DataFrame:
         isdiffpos(field(s, "candidate", "isdiffpos", STR)).alias("isdiffpos"),
         *[col(df, name, dtype).alias(name) for name, dtype in FINK_FIELDS],
     )
-    hist = explode_history(df, "prv_candidates", cand["jd"])
+    hist = explode_history(df, "prv_candidates", cand["jd"], HISTORY_FIELDS)
     hist = hist.select(  # the fields used, then the window: filtering all ~60 history fields costs more
         pl.col(ROW),
         pl.col("_cur_jd"),
