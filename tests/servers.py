@@ -63,14 +63,40 @@ def start_mlflow(workdir: Path) -> Proc:
     return localservers.start_mlflow(workdir, scaled(60))
 
 
-def start_service(service: str, env: dict, workdir: Path, cwd: Path | None = None) -> Proc:
-    """One skysift gRPC service as its own process (`skysift serve <service>`)."""
-    port = free_port()
+def spawn_service(service: str, env: dict, workdir: Path, cwd: Path | None = None, port: int | None = None) -> Proc:
+    """One skysift gRPC service as its own process (`skysift serve <service>`), not waited for: spawn several,
+    then :func:`wait_listening`, and their start-ups (imports, model loading) overlap."""
+    port = port or free_port()
     log = workdir / f"{service}.log"
     proc = spawn([str(VENV_BIN / "skysift"), "serve", service, "--port", str(port), "--metrics-port", "0"], log,
-                  env=env, cwd=cwd)
-    wait_port(port, scaled(60), proc, service)
+                 env=env, cwd=cwd)
     return Proc(proc, port, {f"SKYSIFT_{service.upper()}_ADDRESS": f"127.0.0.1:{port}"}, log)
+
+
+def wait_listening(*procs: Proc) -> None:
+    """Wait for spawned services to listen; on a failure every one of them is stopped."""
+    try:
+        for proc in procs:
+            wait_port(proc.port, scaled(60), proc.proc, proc.log_path.stem)
+    except BaseException:
+        for proc in procs:
+            proc.stop()
+        raise
+
+
+def start_service(service: str, env: dict, workdir: Path, cwd: Path | None = None) -> Proc:
+    proc = spawn_service(service, env, workdir, cwd)
+    wait_listening(proc)
+    return proc
+
+
+def start_services(services: list[str], env: dict, workdir: Path, cwd: Path | None = None) -> dict[str, Proc]:
+    """Several services started at once, each given every one's address (``SKYSIFT_<SERVICE>_ADDRESS``)."""
+    ports = {service: free_port() for service in services}
+    addresses = {f"SKYSIFT_{service.upper()}_ADDRESS": f"127.0.0.1:{port}" for service, port in ports.items()}
+    procs = {service: spawn_service(service, {**env, **addresses}, workdir, cwd, port) for service, port in ports.items()}
+    wait_listening(*procs.values())
+    return procs
 
 
 @contextmanager
