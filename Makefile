@@ -57,8 +57,9 @@ proto: $(STAMP)  ## regenerate the gRPC code from protos/
 dev: $(CATALOGS)  ## run every service on loopback, MLflow, one poll of the demo alerts, Streamlit
 	$(VENV)/bin/skysift dev
 
+# The 25 slowest tests end the report, so a drift towards the 15-minute budget shows in every run.
 test: $(CATALOGS) system-deps  ## run the test suite (real broker, S3, MLflow, gRPC on loopback)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --durations=25 $(PYTEST_ARGS)
 
 test-slow: $(CATALOGS) system-deps  ## long fault-injection and soak runs
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

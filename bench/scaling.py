@@ -62,9 +62,9 @@ class ScalingSection:
     def run_ingest_scaling(self) -> None:
         from confluent_kafka.admin import AdminClient
 
-        from tests import servers
+        from skysift import localservers
 
-        broker = servers.start_kafka(self.dir("kafka"))
+        broker = localservers.start_kafka(self.dir("kafka"))
         self.cleanups.append(broker.stop)
         admin = AdminClient({"bootstrap.servers": broker.env["bootstrap.servers"]})
         rates, runs = {}, {}

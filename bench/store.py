@@ -28,12 +28,12 @@ BATCHES_A_NIGHT = 24
 class StoreSection:
     def s3_settings(self, bucket: str):
         """Settings for a fresh bucket on the bench's S3 server (started on first use, stopped by the runner)."""
+        from skysift import localservers
         from skysift.config import Settings
         from skysift.store.s3 import S3Store
-        from tests import servers
 
         if getattr(self, "s3", None) is None:
-            self.s3 = servers.start_s3(self.dir("s3"))
+            self.s3 = localservers.start_s3(self.dir("s3"))
             self.cleanups.append(self.s3.stop)
         env = self.s3.env
         settings = Settings(store_url=f"s3://{bucket}/skysift", s3_endpoint_url=env["SKYSIFT_S3_ENDPOINT_URL"],

@@ -78,6 +78,28 @@ def mlflow_server(tmp_path_factory):
     proc.stop()
 
 
+@pytest.fixture(scope="session")
+def migrated_mlflow_db(tmp_path_factory) -> Path:
+    """An empty MLflow sqlite store, created and migrated once for the session: MLflow's migrations take seconds
+    each time a command opens a new one (a poll asks the registry for champions first)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()  # creates and migrates every table
+    return path
+
+
+@pytest.fixture
+def empty_mlflow_uri(migrated_mlflow_db, tmp_path) -> str:
+    """A fresh, empty sqlite MLflow store of this test's own (a copy of the migrated one): no model registered."""
+    import shutil
+
+    copy = tmp_path / "mlflow.db"
+    shutil.copyfile(migrated_mlflow_db, copy)
+    return f"sqlite:///{copy}"
+
+
 @pytest.fixture
 def local_settings(tmp_path, monkeypatch):
     """Settings on a fresh local-directory store."""

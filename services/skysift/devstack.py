@@ -12,38 +12,19 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from skysift import config
 from skysift.access import AuthSettings, new_token, write_private
 from skysift.config import SERVICES, Settings
+from skysift.localservers import mlflow_command, port_in_use, wait_port
 from skysift.modeltags import DEFAULT_EXPERIMENT, default_tag
 
 BIN = Path(sys.executable).parent
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with closing(socket.socket()) as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
-
-
-def wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None, what: str = "server") -> None:
-    """Wait until something listens on 127.0.0.1:port; fail early if ``proc`` dies first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode} before listening on port {port}")
-        if port_in_use(port):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not listening on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
 @dataclass
@@ -92,11 +73,7 @@ def local_token(workdir: Path, env: dict[str, str]) -> Path | None:
 
 def start_mlflow(stack: Stack, port: int, env: dict[str, str]) -> str:
     uri = f"http://127.0.0.1:{port}"
-    proc = stack.spawn("mlflow", [
-        str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{stack.workdir}/mlflow.db",
-        "--artifacts-destination", str(stack.workdir / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1",
-    ], env)
+    proc = stack.spawn("mlflow", mlflow_command(stack.workdir, port, stack.workdir / "mlartifacts"), env)
     wait_port(port, 400, proc, "mlflow")  # its first start migrates the database: minutes on a busy machine
     return uri
 

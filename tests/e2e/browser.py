@@ -41,7 +41,7 @@ def start_streamlit(env: dict, workdir: Path, port: int | None = None) -> server
     running = servers.Proc(proc, port, log_path=log)
     try:
         servers.wait_port(port, 60, proc, "streamlit")
-        servers._wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc, 60)
+        servers.wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc, 60)
     except Exception:
         running.stop()
         raise

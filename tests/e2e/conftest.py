@@ -19,6 +19,14 @@ def browser():
         chromium.close()
 
 
+@pytest.fixture(scope="module")
+def browser_mlflow(browser, request):
+    """The session's MLflow server, asked for once ``browser`` is there: a session fixture named in an app fixture's
+    arguments is set up before any module fixture, so without Chromium the module started MLflow (a minute on a
+    loaded machine) before failing."""
+    return request.getfixturevalue("mlflow_server")
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport=VIEWPORT)

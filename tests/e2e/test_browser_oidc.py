@@ -39,7 +39,7 @@ def idp(idp_server):
 
 
 @pytest.fixture(scope="module")
-def app(browser, tmp_path_factory, mlflow_server, idp_server):  # browser first: fail before the set-up
+def app(browser_mlflow, tmp_path_factory, idp_server):  # browser_mlflow first: without Chromium, fail before the set-up
     """Trainer and Streamlit on loopback, round 0 of EXPERIMENT queued, the app's login delegated to the fake
     provider."""
     idp = idp_server
@@ -56,7 +56,7 @@ def app(browser, tmp_path_factory, mlflow_server, idp_server):  # browser first:
         f'client_secret = "{idp.client_secret}"\n'
         f'server_metadata_url = "{idp.metadata_url}"\n')
     # as in the cluster (the Helm chart sets SKYSIFT_APP_CLUSTER), where a login is mandatory
-    env = {**servers.inherited_env(), **mlflow_server.env, "SKYSIFT_STORE_URL": str(work / "store"),
+    env = {**servers.inherited_env(), **browser_mlflow.env, "SKYSIFT_STORE_URL": str(work / "store"),
            "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false",
            "SKYSIFT_APP_CLUSTER": "true", "SKYSIFT_APP_EXPERIMENT": EXPERIMENT}
     with running_app(env, work, lambda address, _: run_round(address, EXPERIMENT, initial=N), port) as running:

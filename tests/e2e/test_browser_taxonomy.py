@@ -41,11 +41,11 @@ pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
-def app(browser, tmp_path_factory, mlflow_server):  # browser first: without Chromium, fail before the set-up
+def app(browser_mlflow, tmp_path_factory):  # browser_mlflow first: without Chromium, fail before the set-up
     """Trainer and Streamlit reading the team's file, and round 0 of the team's tag queued on real alerts."""
     work = tmp_path_factory.mktemp("taxonomy")
     (work / "team.yaml").write_text(TAXONOMY)
-    env = {**os.environ, **mlflow_server.env, "SKYSIFT_STORE_URL": str(work / "store"),
+    env = {**os.environ, **browser_mlflow.env, "SKYSIFT_STORE_URL": str(work / "store"),
            "SKYSIFT_SECRETS_DIR": str(work / "no-secrets"), "SKYSIFT_LOG_JSON": "false",
            "SKYSIFT_APP_USER": USER, "SKYSIFT_APP_EXPERIMENT": EXPERIMENT,
            "SKYSIFT_TAXONOMY_FILE": str(work / "team.yaml")}

@@ -34,11 +34,10 @@ def stack(s3_server, mlflow_server, mlflow_prefix, tmp_path_factory):
            "SKYSIFT_MLFLOW_MODEL_PREFIX": mlflow_prefix, "SKYSIFT_TRAINER_MLFLOW_EXPERIMENT_PREFIX": mlflow_prefix,
            "SKYSIFT_INGEST_REPLAY_ROOT": str(REPO), "SKYSIFT_INFERENCE_POLL_SECONDS": "1"}
     S3Store(env["SKYSIFT_STORE_URL"], _settings(env)).ensure_bucket()
-    procs = {}
+    procs = servers.start_services(list(SERVICES), env, work, cwd=work)
+    for proc in procs.values():
+        env.update(proc.env)
     try:
-        for service in SERVICES:
-            procs[service] = servers.start_service(service, env, work, cwd=work)
-            env.update(procs[service].env)
         for proc in procs.values():
             wait_serving(f"127.0.0.1:{proc.port}", timeout=60)
         yield env, procs

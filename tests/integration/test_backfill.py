@@ -24,7 +24,7 @@ def candids(files: list[Path]) -> set[int]:
     return set(table["candid"].to_pylist())
 
 
-def test_one_index_replays_its_own_night_to_the_end_and_exits(tmp_path):
+def test_one_index_replays_its_own_night_to_the_end_and_exits(tmp_path, empty_mlflow_uri):
     archive = tmp_path / "archive"
     for night, files in NIGHTS.items():
         (archive / night).mkdir(parents=True)
@@ -38,7 +38,7 @@ def test_one_index_replays_its_own_night_to_the_end_and_exits(tmp_path):
     env = {**config_map, **{e["name"]: e["value"] for e in container["env"]},
            "JOB_COMPLETION_INDEX": "1",  # set by Kubernetes in an indexed Job's pods
            "SKYSIFT_STORE_URL": str(tmp_path / "store"),  # the local store and MLflow stand in for S3 and the server
-           "SKYSIFT_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "SKYSIFT_MLFLOW_TRACKING_URI": empty_mlflow_uri,
            "SKYSIFT_SECRETS_DIR": str(tmp_path / "no-secrets"), "HOME": str(tmp_path),
            "MPLCONFIGDIR": str(tmp_path / "mpl"), "SKYSIFT_LOG_JSON": "false",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -38,7 +38,7 @@ def status() -> str:
     return out.output
 
 
-def test_a_batch_stranded_between_stages_and_one_polled_before_any_model_are_caught_up(tmp_path, monkeypatch):
+def test_a_batch_stranded_between_stages_and_one_polled_before_any_model_are_caught_up(tmp_path, monkeypatch, empty_mlflow_uri):
     from skysift import config, pipeline
     from tests.inference_support import fink_batch, galactic_target, register_model
 
@@ -47,7 +47,7 @@ def test_a_batch_stranded_between_stages_and_one_polled_before_any_model_are_cau
     try:
         for name, value in {**s3.env, "SKYSIFT_S3_ENDPOINT_URL": f"http://127.0.0.1:{relay.port}",
                             "SKYSIFT_STORE_URL": "s3://catchup/skysift", "SKYSIFT_INGEST_CATCHUP_GRACE_S": "0",
-                            "SKYSIFT_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                            "SKYSIFT_MLFLOW_TRACKING_URI": empty_mlflow_uri,
                             "SKYSIFT_INFERENCE_MODEL_TAGS": "galactic"}.items():
             monkeypatch.setenv(name, value)
         settings = config.load()

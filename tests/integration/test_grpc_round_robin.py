@@ -32,14 +32,14 @@ def counting(servicer_cls: type, method: str) -> type:
 
 
 @pytest.fixture
-def replay(tmp_path, monkeypatch):
+def replay(tmp_path, monkeypatch, empty_mlflow_uri):
     """Two ZTF and two Rubin packets: one poll makes an alert batch per survey and night, each a call to each stage."""
     packets = tmp_path / "packets"
     packets.mkdir()
     for path in ap.FINK_CONTAINERS[:2] + ap.RUBIN_V9[:2]:
         shutil.copy(path, packets / path.name)
     monkeypatch.setenv("SKYSIFT_INGEST_REPLAY_ROOT", str(tmp_path))
-    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")  # no model: scores nothing
+    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", empty_mlflow_uri)  # no model: scores nothing
     return packets
 
 

@@ -249,7 +249,7 @@ def test_dead_letters_keep_the_kafka_key_and_headers(kafka, local_settings, loca
         (fink.key, [{"key": "origin", "value": b"fink"}, {"key": "empty", "value": b""}]), (None, [])]
 
 
-def test_an_in_process_poll_leaves_the_group_and_a_reset_is_allowed_right_after(kafka, tmp_path):
+def test_an_in_process_poll_leaves_the_group_and_a_reset_is_allowed_right_after(kafka, tmp_path, empty_mlflow_uri):
     """`skysift poll --in-process` closed no consumer: the group stayed STABLE (Tansu never lists members) until
     its session expired, the next poll waited for its partitions and `kafka reset` refused."""
     from typer.testing import CliRunner
@@ -264,7 +264,7 @@ def test_an_in_process_poll_leaves_the_group_and_a_reset_is_allowed_right_after(
     produce(bs, topic, made, partitions=1)
     group = f"close-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "SKYSIFT_STORE_URL": str(tmp_path / "store"), "SKYSIFT_INGEST_SOURCE": "kafka",
-           "SKYSIFT_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "SKYSIFT_MLFLOW_TRACKING_URI": empty_mlflow_uri,
            "SKYSIFT_INGEST_TIMEOUT_S": "20", "SKYSIFT_KAFKA_BOOTSTRAP_SERVERS": bs, "SKYSIFT_KAFKA_TOPICS": topic,
            "SKYSIFT_KAFKA_GROUP_ID": group, "SKYSIFT_KAFKA_SESSION_TIMEOUT_MS": "6000", "SKYSIFT_LOG_LEVEL": "WARNING"}
     polled = subprocess.run([str(Path(sys.executable).parent / "skysift"), "poll", "--in-process"], env=env, cwd=REPO,

@@ -59,8 +59,8 @@ def test_raw_packets_in_a_bucket_are_decoded_like_files(s3_settings):
 
 
 def test_poll_from_store_runs_a_past_night_through_the_stages_again_without_rewriting_it(s3_settings, tmp_path,
-                                                                                        monkeypatch):
-    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+                                                                                        monkeypatch, empty_mlflow_uri):
+    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", empty_mlflow_uri)
     monkeypatch.setenv("SKYSIFT_SECRETS_DIR", str(tmp_path / "no-secrets"))
     runner = CliRunner()
     first = runner.invoke(app, ["poll", "--in-process", "--from", str(shutil.copytree(MULTI, tmp_path / "a"))])

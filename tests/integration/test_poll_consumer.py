@@ -26,7 +26,7 @@ def test_poller_started_before_its_ingest_server_waits_for_it(tmp_path):
             listener.settimeout(scaled(60))
             listener.accept()[0].close()  # the poller's first health check: it has started and is waiting
         assert poller.poll() is None, poller.communicate()  # without the wait it would have failed its poll
-        server = servers.Proc(servers._spawn(
+        server = servers.Proc(servers.spawn(
             [str(servers.VENV_BIN / "skysift"), "serve", "ingest", "--port", str(port), "--metrics-port", "0"],
             tmp_path / "ingest.log", env=env), port)
         out, err = poller.communicate(timeout=120)

@@ -57,9 +57,9 @@ def test_services_and_a_poll_never_show_a_secret(kafka, s3_server, s3_settings, 
            "SKYSIFT_KAFKA_TOPICS": "secrets", "SKYSIFT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
            "SKYSIFT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "SKYSIFT_KAFKA_SASL_USERNAME": "skysift",
            "SKYSIFT_INGEST_TIMEOUT_S": "1", "SKYSIFT_ENRICHMENT_LASAIR_URLS": json.dumps({"ztf": lasair.url}),
-           "SKYSIFT_ENRICHMENT_TIMEOUT_SECONDS": "2"}
-    ingest = servers.start_service("ingest", env, tmp_path)
-    enrichment = servers.start_service("enrichment", env, tmp_path)
+           "SKYSIFT_ENRICHMENT_TIMEOUT_SECONDS": "2", "SKYSIFT_ENRICHMENT_BACKOFF_SECONDS": "0.01"}  # retries, not waits
+    started = servers.start_services(["ingest", "enrichment"], env, tmp_path)
+    ingest, enrichment = started["ingest"], started["enrichment"]
     messages = []
     try:
         with servers.channel(ingest.port) as channel:
@@ -130,39 +130,47 @@ def round_with_secrets(s3_server, mlflow_server, secrets, tmp_path_factory):
         trainer.stop()
 
 
-@pytest.mark.parametrize("slack_by", ["webhook", "bot"])
-def test_inference_and_every_sink_at_debug_never_show_a_secret(round_with_secrets, secrets, tmp_path, slack_by):
+def test_inference_and_every_sink_at_debug_never_show_a_secret(round_with_secrets, secrets, tmp_path):
     """The inference service scores with the round's champion and sends to SkyPortal, Slack (its webhook, or its
     Web API with the bot token, plot included) and the CSV, logging at DEBUG: neither its log nor the answers hold
-    a secret (urllib3 logged the webhook's path before)."""
+    a secret (urllib3 logged the webhook's path before). One service per Slack path, started together (their
+    start-ups and model loads overlap)."""
     from skysift.rpc.channels import channel
     from skysift.v1 import inference_pb2, inference_pb2_grpc
     from tests.fakes.skyportal import FakeSkyPortal
     from tests.fakes.slack import FakeSlack
 
-    slack = FakeSlack(webhook_path=f"/services/T0/B0/{uuid.uuid4().hex}",
-                      bot_token=secrets["SKYSIFT_SLACK_BOT_TOKEN"]).start()
-    skyportal = FakeSkyPortal(tokens={secrets["SKYSIFT_SKYPORTAL_TOKEN"]: ([7], True)}).start()
-    secrets = {**secrets, "SKYSIFT_SLACK_WEBHOOK_URL": slack.webhook_url}
-    by_bot = {"SKYSIFT_SLACK_CHANNEL": slack.channels[0], "SKYSIFT_SLACK_API_URL": slack.api_url} if slack_by == "bot" else {}
-    env = {**round_with_secrets["env"], **secrets, **by_bot, "SKYSIFT_LOG_LEVEL": "DEBUG", "SKYSIFT_SLACK_THRESHOLD": "0",
-           "SKYSIFT_SKYPORTAL_URL": skyportal.url, "SKYSIFT_SKYPORTAL_GROUP_IDS": "7", "SKYSIFT_CSV_PATH": str(tmp_path / "predictions.csv")}
-    inference = servers.start_service("inference", env, tmp_path)
+    slacks, skyportals, services, seen = {}, {}, {}, {}
     try:
-        with channel(f"127.0.0.1:{inference.port}") as ch:
-            resp = inference_pb2_grpc.InferenceStub(ch).Score(
-                inference_pb2.ScoreRequest(features_key=round_with_secrets["features_key"], model_tags=["galactic"]),
-                timeout=120)
+        for slack_by in ("webhook", "bot"):
+            slack = slacks[slack_by] = FakeSlack(webhook_path=f"/services/T0/B0/{uuid.uuid4().hex}",
+                                                 bot_token=secrets["SKYSIFT_SLACK_BOT_TOKEN"]).start()
+            skyportal = skyportals[slack_by] = FakeSkyPortal(tokens={secrets["SKYSIFT_SKYPORTAL_TOKEN"]: ([7], True)}).start()
+            by_bot = {"SKYSIFT_SLACK_CHANNEL": slack.channels[0], "SKYSIFT_SLACK_API_URL": slack.api_url} if slack_by == "bot" else {}
+            (work := tmp_path / slack_by).mkdir()
+            env = {**round_with_secrets["env"], **secrets, **by_bot, "SKYSIFT_SLACK_WEBHOOK_URL": slack.webhook_url,
+                   "SKYSIFT_LOG_LEVEL": "DEBUG", "SKYSIFT_SLACK_THRESHOLD": "0", "SKYSIFT_SKYPORTAL_URL": skyportal.url,
+                   "SKYSIFT_SKYPORTAL_GROUP_IDS": "7", "SKYSIFT_CSV_PATH": str(work / "predictions.csv")}
+            services[slack_by] = servers.spawn_service("inference", env, work)
+        servers.wait_listening(*services.values())
+        for slack_by, inference in services.items():
+            with channel(f"127.0.0.1:{inference.port}") as ch:
+                resp = inference_pb2_grpc.InferenceStub(ch).Score(
+                    inference_pb2.ScoreRequest(features_key=round_with_secrets["features_key"], model_tags=["galactic"]),
+                    timeout=120)
+            seen[slack_by] = {"secrets": {**secrets, "SKYSIFT_SLACK_WEBHOOK_URL": slacks[slack_by].webhook_url},
+                              "answer": str(resp)}
     finally:
-        inference.stop()
-        slack.stop()
-        skyportal.stop()
-    log = inference.log_path.read_text()
-    # every sink really ran with its secret in use (the CSV is rotated by day: predictions_<date>.csv)
-    assert slack.messages and skyportal.annotations and next(tmp_path.glob("predictions_*.csv")).read_text().count("\n") > 1
-    assert bool(slack.shared) == (slack_by == "bot")  # the bot path ran to its plot upload; the webhook has none
-    assert leaks(log, secrets) == [], "secret in the inference service's log"
-    assert leaks(str(resp), secrets) == [], "secret in the Score answer"
+        for fake in [*services.values(), *slacks.values(), *skyportals.values()]:
+            fake.stop()
+    for slack_by, inference in services.items():
+        slack, scan = slacks[slack_by], seen[slack_by]
+        # every sink really ran with its secret in use (the CSV is rotated by day: predictions_<date>.csv)
+        assert slack.messages and skyportals[slack_by].annotations, slack_by
+        assert next((tmp_path / slack_by).glob("predictions_*.csv")).read_text().count("\n") > 1, slack_by
+        assert bool(slack.shared) == (slack_by == "bot")  # the bot path ran to its plot upload; the webhook has none
+        assert leaks(inference.log_path.read_text(), scan["secrets"]) == [], f"secret in the {slack_by} service's log"
+        assert leaks(scan["answer"], scan["secrets"]) == [], f"secret in the {slack_by} service's Score answer"
 
 
 def text_files(root) -> str:

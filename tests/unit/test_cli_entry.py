@@ -29,18 +29,21 @@ def test_a_successful_command_exits_0_with_all_its_output(tmp_path):
     assert "Usage: skysift" in done.stdout and "label" in done.stdout  # the last command listed is printed too
 
 
-def test_a_failed_poll_exits_1_so_a_cronjob_retries(tmp_path):
-    """A runtime failure (the store's S3 endpoint down) is 1; a poll given a path that does not exist is bad input, 2."""
+def test_a_failed_poll_exits_1_so_a_cronjob_retries(tmp_path, mlflow_server, mlflow_prefix):
+    """A runtime failure (the store's S3 endpoint down) is 1; a poll given a path that does not exist is bad input, 2.
+    The poll asks MLflow for champions first: the session's server answers at once (a fresh sqlite store would be
+    created and migrated by each command, most of this test's time)."""
     from tests.servers import free_port
 
+    mlflow = {"SKYSIFT_MLFLOW_TRACKING_URI": mlflow_server.env["SKYSIFT_MLFLOW_TRACKING_URI"],
+              "SKYSIFT_MLFLOW_MODEL_PREFIX": mlflow_prefix}  # the module's own: no champion registered
     demo = str(Path(__file__).resolve().parents[2] / "demo" / "alerts")
     down = run(["poll", "--in-process", "--from", demo], tmp_path, SKYSIFT_STORE_URL="s3://down/store",
                SKYSIFT_S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", SKYSIFT_S3_ACCESS_KEY_ID="test",
-               SKYSIFT_S3_SECRET_ACCESS_KEY="test", SKYSIFT_MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+               SKYSIFT_S3_SECRET_ACCESS_KEY="test", **mlflow)
     assert down.returncode == 1, down.stderr
     assert "poll failed" in down.stderr + down.stdout
-    bad = run(["poll", "--in-process", "--from", str(tmp_path / "no-such-dir")], tmp_path,
-              SKYSIFT_MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    bad = run(["poll", "--in-process", "--from", str(tmp_path / "no-such-dir")], tmp_path, **mlflow)
     assert bad.returncode == 2 and "does not exist" in bad.stderr, bad.stderr
 
 

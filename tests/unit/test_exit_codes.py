@@ -11,9 +11,9 @@ from tests.servers import free_port
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
+def env(tmp_path, monkeypatch, empty_mlflow_uri):
     monkeypatch.setenv("SKYSIFT_STORE_URL", str(tmp_path / "store"))
-    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", empty_mlflow_uri)
     down = f"127.0.0.1:{free_port()}"  # nothing listens there
     for service in ("trainer", "inference", "ingest"):
         monkeypatch.setenv(f"SKYSIFT_{service.upper()}_ADDRESS", down)

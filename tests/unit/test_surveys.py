@@ -98,8 +98,8 @@ def test_a_survey_may_not_redefine_a_column_with_another_type():
 
 
 def test_a_survey_registered_in_test_code_runs_a_poll_end_to_end(demo_survey, local_settings, local_store, tmp_path,
-                                                                  monkeypatch):
-    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+                                                                  monkeypatch, empty_mlflow_uri):
+    monkeypatch.setenv("SKYSIFT_MLFLOW_TRACKING_URI", empty_mlflow_uri)
     replay = tmp_path / "replay"
     replay.mkdir()
     candids = []

@@ -19,7 +19,7 @@ from tests.trainer_data import SNAD_CSV
 @pytest.fixture(scope="module")
 def snad():
     data = ex.from_table(SNAD_CSV, label_column="label", id_column="oid")
-    keep = np.random.default_rng(0).permutation(len(data.y))[:400]  # a fixed random subset keeps it fast
+    keep = np.random.default_rng(0).permutation(len(data.y))[:200]  # a fixed random subset keeps it fast
     return ex.LabelledSet("snad subset", data.X.iloc[keep].reset_index(drop=True), data.y[keep], data.ids[keep],
                           data.classes)
 
