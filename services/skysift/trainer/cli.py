@@ -97,6 +97,7 @@ def round_command(
 def _round_via_grpc(settings, experiment, model_tag, kw) -> list[str]:
     from skysift.rpc.channels import channel
     from skysift.rpc.errors import call
+    from skysift.trainer.rounds import POOL_FIELDS
     from skysift.v1 import trainer_pb2, trainer_pb2_grpc
 
     address = settings.trainer_address
@@ -104,8 +105,7 @@ def _round_via_grpc(settings, experiment, model_tag, kw) -> list[str]:
         r = call(trainer_pb2_grpc.TrainerStub(ch).RunRound, trainer_pb2.RunRoundRequest(
             experiment=experiment, model_tag=model_tag, strategy=kw["strategy"], batch_size=kw["batch_size"],
             initial_batch_size=kw["initial_batch_size"], seed=kw["seed"], params=kw["params"], force=kw["force"],
-            dataset_id=kw["dataset_id"] or "", pool_survey=kw["pool_survey"] or "", pool_band=kw["pool_band"] or "",
-            pool_min_detections=kw["pool_min_detections"] or 0),
+            dataset_id=kw["dataset_id"] or "", **{f: kw[f] for f in POOL_FIELDS if kw[f] is not None}),
             timeout=1800)
     return _round_lines(r.created, r.round, r.strategy, r.n_train, r.n_holdout, r.n_pool, r.queue_size, r.queue_key,
                         r.model_version, r.champion_moved, dict(r.metrics), r.message, list(r.quality_issues))

@@ -62,6 +62,8 @@ from skysift.trainer.streamed import Pool, Scorer, streamed_query
 from skysift.validation import check_band, check_count, check_experiment, check_survey
 
 log = logging.getLogger(__name__)
+# run_round's pool-filter keywords, RunRound's optional fields of the same names (None / unset: the settings')
+POOL_FIELDS = ("pool_survey", "pool_band", "pool_min_detections")
 
 
 @dataclass(frozen=True)
