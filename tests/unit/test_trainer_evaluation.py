@@ -75,6 +75,16 @@ def test_quality_reports_each_problem(mutate, issue):
     assert not report.ok and any(issue in i for i in report.issues) and report.score < 1.0
 
 
+def test_quality_flags_a_multiclass_class_without_samples():
+    """Three classes of which two have samples: balanced between the two present, the set still cannot teach the
+    third (the check counted only the classes present)."""
+    classes = ("star", "agn", "sn")
+    missing_sn = evaluation.quality(_samples(), ["a", "b"], classes=classes)
+    assert missing_sn.issues == ["no samples of class sn (2 of 3 classes present)"] and missing_sn.score == 0.0
+    every_class = evaluation.quality(_samples(30).assign(target=np.arange(30) % 3), ["a", "b"], classes=classes)
+    assert every_class.ok and every_class.score == 1.0
+
+
 def test_quality_reports_label_conflicts():
     report = evaluation.quality(_samples(), ["a", "b"], conflicts={1, 2})
     assert report.issues == ["2 candids have conflicting labels from different labellers"]

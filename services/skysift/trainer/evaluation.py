@@ -189,10 +189,12 @@ class QualityReport:
 
 
 def quality(samples: pd.DataFrame, feature_columns: list[str], conflicts: set[int] = frozenset(),
-            min_minority_fraction: float = 0.1) -> QualityReport:
+            min_minority_fraction: float = 0.1, classes: tuple[str, ...] = ()) -> QualityReport:
     """Class balance, duplicate candids, rows without any feature, candids whose labellers disagree.
 
-    ``samples`` has ``candid`` and ``target`` columns plus the features (NaN where missing).
+    ``samples`` has ``candid`` and ``target`` columns plus the features (NaN where missing); ``classes`` are the
+    model tag's class names by target. A class without a sample is an issue: counting only the classes present,
+    a multi-class set missing one looked balanced, and its model cannot learn the class.
     The score multiplies the clean fraction of each check and the balance relative to the minimum, so one
     bad aspect cannot be hidden by the others being fine.
     """
@@ -205,10 +207,14 @@ def quality(samples: pd.DataFrame, feature_columns: list[str], conflicts: set[in
     conflicted = int(samples["candid"].isin(list(conflicts)).sum())
     balance = class_balance(samples["target"])
     counts = samples["target"].value_counts()
-    minority = counts.min() / n if len(counts) > 1 else 0.0
+    absent = [name for target, name in enumerate(classes) if target not in counts.index]
+    minority = counts.min() / n if len(counts) > 1 and not absent else 0.0
     issues = []
     if len(counts) < 2:
         issues.append(f"only one class ({balance['n_positive']} positive, {balance['n_negative']} negative)")
+    elif absent:
+        issues.append(f"no samples of class {', '.join(absent)} ({len(classes) - len(absent)} of {len(classes)} "
+                      "classes present)")
     elif minority < min_minority_fraction:
         issues.append(f"class imbalance: minority class is {minority:.1%} of {n} (< {min_minority_fraction:.0%})")
     if dup:

@@ -368,7 +368,7 @@ class Trainer:
         if not len(train):
             return None
         conflicts = label_conflicts(self.labels.table(), tag)
-        return evaluation.quality(train.reset_index(), list(self.spec.columns), conflicts)
+        return evaluation.quality(train.reset_index(), list(self.spec.columns), conflicts, classes=tag.classes)
 
     def _track(self, result: RoundResult, req: RoundRequest, query: Query, sets: Sets, quality, queue: pd.DataFrame,
                training, holdout) -> None:
