@@ -230,11 +230,14 @@ def experiment_command(
 
 @label_app.command("import")
 def label_import(
-    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with candid, objectId, label, timestamp."),
-    user: str = typer.Option(..., help="Who labelled these (recorded on every event)."),
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with candid, objectId, label, timestamp "
+                                                                        "and optionally user (as label export writes)."),
+    user: str | None = typer.Option(None, help="Who labelled the rows without a user (a row's own user is kept); "
+                                               "needed when a row has none."),
     source: str = typer.Option("import", help="human, import or oracle."),
 ) -> None:
-    """Append the CSV's labels as events; rows are all checked first, and a re-import adds nothing."""
+    """Append the CSV's labels as events, each under its row's user or --user; rows are all checked first, and a
+    re-import adds nothing."""
     from skysift import errors
     from skysift.store import open_store
     from skysift.trainer.labels import LabelStore
