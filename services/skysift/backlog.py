@@ -11,8 +11,11 @@ grace period are left to the poll that is writing them.
 When a champion moves, the batches already scored are behind too, until the new version has scored them: each
 predictions write leaves a marker per model version that scored the batch (``state/scored/<model>/<version>/...``,
 one listing per champion), and a batch with features but no marker of a current champion is re-scored (its
-predictions file keeps every version's rows, :func:`skysift.inference.sinks.parquet.write_predictions`). Batches
-missing a file come first, then those to re-score, each oldest first.
+predictions file keeps every version's rows, :func:`skysift.inference.sinks.parquet.write_predictions`). A batch
+a champion cannot score (features of another feature-set version) gets a "cannot score" marker of that version
+instead (``state/unscorable/<model>/<version>/...``): it is not retried until the champion changes (each retry took
+a catch-up slot, every poll, until the batch left the window). Batches missing a file come first, then those to
+re-score, each oldest first.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from skysift.store.keys import BatchKey, parse_batch
 
 LATER_STAGES = ("enriched", "features", "predictions")  # what an alerts batch needs, in order
 SCORED_PREFIX = "state/scored/"
+UNSCORABLE_PREFIX = "state/unscorable/"
 Champion = tuple[str, str]  # (registered model name, version)
 
 
@@ -71,14 +75,15 @@ def parse_keys(keys: Iterable[str]) -> list[BatchKey]:
     return out
 
 
-def scored_prefix(champion: Champion) -> str:
+def scored_prefix(champion: Champion, root: str = SCORED_PREFIX) -> str:
     name, version = champion
-    return f"{SCORED_PREFIX}{quote(name, safe='')}/{quote(version, safe='')}/"
+    return f"{root}{quote(name, safe='')}/{quote(version, safe='')}/"
 
 
-def scored_key(champion: Champion, batch: BatchKey) -> str:
-    """The marker saying ``champion`` scored ``batch`` (an empty object: only its key is ever listed)."""
-    return f"{scored_prefix(champion)}survey={batch.survey}/night={batch.night}/{batch.stem}"
+def scored_key(champion: Champion, batch: BatchKey, root: str = SCORED_PREFIX) -> str:
+    """The marker saying ``champion`` scored ``batch`` (under ``root`` UNSCORABLE_PREFIX: cannot score it); only
+    its key is ever listed."""
+    return f"{scored_prefix(champion, root)}survey={batch.survey}/night={batch.night}/{batch.stem}"
 
 
 def mark_scored(store, batch: BatchKey, champions: Iterable[Champion]) -> None:
@@ -86,15 +91,23 @@ def mark_scored(store, batch: BatchKey, champions: Iterable[Champion]) -> None:
         store.put_bytes(scored_key(champion, batch), b"")
 
 
+def mark_unscorable(store, batch: BatchKey, champion: Champion, reason: str) -> None:
+    """``champion`` cannot score ``batch``: the backlog leaves the batch to it as if scored (the reason is kept for
+    whoever looks)."""
+    store.put_bytes(scored_key(champion, batch, UNSCORABLE_PREFIX), reason.encode())
+
+
 def list_scored(store, champions: Iterable[Champion]) -> dict[Champion, set[tuple[str, str, str]]]:
-    """(survey, night, stem) of the batches each champion scored (one listing per champion)."""
+    """(survey, night, stem) of the batches each champion scored or cannot score: neither is re-scored by it (two
+    listings per champion)."""
     out = {}
     for champion in champions:
-        prefix = scored_prefix(champion)
         idents = set()
-        for key in store.list_keys(prefix):
-            survey, night, stem = key.removeprefix(prefix).split("/", 2)
-            idents.add((survey.removeprefix("survey="), night.removeprefix("night="), stem))
+        for root in (SCORED_PREFIX, UNSCORABLE_PREFIX):
+            prefix = scored_prefix(champion, root)
+            for key in store.list_keys(prefix):
+                survey, night, stem = key.removeprefix(prefix).split("/", 2)
+                idents.add((survey.removeprefix("survey="), night.removeprefix("night="), stem))
         out[champion] = idents
     return out
 

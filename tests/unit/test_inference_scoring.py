@@ -107,6 +107,31 @@ def test_candids_of_a_batch_with_another_feature_set_version_are_refused(real, s
         stage.score_candids(features.column("candid").to_pylist()[:2])
 
 
+def test_a_batch_the_champion_cannot_score_leaves_the_backlog_until_the_champion_changes(real, stage):
+    """Features of another feature-set version: scoring refuses, and leaves a "cannot score" marker of the champion,
+    so the poll's backlog stops offering the batch for re-scoring (it took a catch-up slot every poll until it left
+    the window); a new champion version gets it offered again."""
+    from datetime import UTC, datetime, timedelta
+
+    from skysift import backlog
+    from skysift.store.keys import parse_batch
+
+    alerts, features, model = real
+    key = store_batch(stage.store.store, alerts, features.replace_schema_metadata({"skysift.feature_set_version": "0"}))
+    with pytest.raises(FailedPrecondition, match="these features are version 0"):
+        stage.score_batch(key)
+    batch = parse_batch(key, "features")
+    listing = {stage_name: [str(batch.sibling(stage_name))] for stage_name in ("alerts", *backlog.LATER_STAGES)}
+    now = datetime(2025, 1, 1, 13, tzinfo=UTC)  # an hour after the batch's poll
+
+    def behind(champion):
+        scored = backlog.list_scored(stage.store.store, [champion])
+        return backlog.find_behind(listing, now, timedelta(days=30), timedelta(0), 20, scored=scored).behind_all
+
+    assert behind((model.name, model.version)) == []
+    assert [b.rescore for b in behind((model.name, f"{model.version}1"))] == [True]
+
+
 def test_predict_leaves_the_calling_thread_with_one_openmp_thread(real):
     from threadpoolctl import threadpool_info, threadpool_limits
 
