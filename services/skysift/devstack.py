@@ -121,9 +121,9 @@ def start_app(stack: Stack, port: int, env: dict[str, str], repo: Path) -> str |
     app = repo / "streamlit_app" / "app.py"
     if not app.exists():
         return None
-    proc = stack.spawn("streamlit", [
-        str(BIN / "streamlit"), "run", str(app), "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    proc = stack.spawn("streamlit", [  # `skysift app`: Streamlit's own log lines redacted too
+        str(BIN / "skysift"), "app", "--script", str(app), "--server.port", str(port), "--server.address",
+        "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
     ], env)
     wait_port(port, 120, proc, "streamlit")
     return f"http://127.0.0.1:{port}"
