@@ -151,7 +151,8 @@ def dev(
 
     work = Path(workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SKYSIFT_STORE_URL": os.environ.get("SKYSIFT_STORE_URL", str(work / "store")),
+    env = {**devstack.DEMO_SETTINGS, **os.environ,
+           "SKYSIFT_STORE_URL": os.environ.get("SKYSIFT_STORE_URL", str(work / "store")),
            "SKYSIFT_LOG_JSON": os.environ.get("SKYSIFT_LOG_JSON", "true")}
     stack = devstack.Stack(work)
     try:

@@ -26,6 +26,9 @@ from skysift.config import SERVICES, Settings
 from skysift.modeltags import DEFAULT_EXPERIMENT, default_tag
 
 BIN = Path(sys.executable).parent
+# The demo's defaults, under what the shell sets. Its Rubin alerts are all single detections (no light curve, their
+# features NaN) and round 0 queued them first: rounds queue only alerts with at least two detections.
+DEMO_SETTINGS = {"SKYSIFT_TRAINER_POOL_MIN_DETECTIONS": "2"}
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
