@@ -132,6 +132,35 @@ def test_a_batch_the_champion_cannot_score_leaves_the_backlog_until_the_champion
     assert [b.rescore for b in behind((model.name, f"{model.version}1"))] == [True]
 
 
+def test_a_champion_of_another_feature_set_version_leaves_the_others_to_score_the_batch(real, local_settings,
+                                                                                       local_store):
+    """Two tags, one champion trained on other features: the batch is scored by the other (it got nothing: the
+    whole batch was refused), the first is noted and marked, and the backlog leaves the batch to both."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from skysift import backlog
+    from skysift.store.keys import parse_batch
+
+    alerts, features, model = real
+    old = replace(model, tag="realbogus", name="t-realbogus", version="3", feature_set_version="0")
+    config = InferenceSettings(model_tags=["galactic", "realbogus"], csv=CsvSettings(path=None),
+                               skyportal=SkyPortalSettings(), slack=SlackSettings())
+    stage = InferenceStage(local_settings, local_store, config, registry=Loaded({"galactic": model, "realbogus": old}))
+    key = store_batch(local_store, alerts, features)
+    result = stage.score_batch(key)
+    assert set(result.models) == {"galactic"} and result.written.rows == features.num_rows
+    assert "model t-realbogus v3 left out: trained on feature set version 0" in result.message
+    batch = parse_batch(key, "features")
+    listing = {stage_name: [str(batch.sibling(stage_name))] for stage_name in ("alerts", *backlog.LATER_STAGES)}
+    champions = [(model.name, model.version), (old.name, old.version)]
+    scored = backlog.list_scored(local_store, champions)
+    assert backlog.find_behind(listing, datetime(2025, 1, 1, 13, tzinfo=UTC), timedelta(days=30), timedelta(0), 20,
+                               scored=scored).behind_all == []
+    with pytest.raises(FailedPrecondition, match=f"these features are version {model.feature_set_version}"):  # named
+        stage.score_batch(key, ["realbogus"], write=False)
+
+
 def test_predict_leaves_the_calling_thread_with_one_openmp_thread(real):
     from threadpoolctl import threadpool_info, threadpool_limits
 

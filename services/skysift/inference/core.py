@@ -101,9 +101,8 @@ class InferenceStage:
         features = self.store.read_table(features_key)
         features = with_object_ids(features, object_ids(self.store, batch, features.column("candid")))
         notes: list[str] = []
-        models = self.models(model_tags, notes)
-        if write:
-            self._mark_unscorable(batch, batch_feature_set_version(features), models)
+        models = self._able(batch, batch_feature_set_version(features), self.models(model_tags, notes), notes,
+                            mark=write, asked=bool(model_tags))
         result = ScoreResult(score_features(features, models), notes=notes)
         if write:
             result.written = write_predictions(self.store, batch, result.predictions,
@@ -111,13 +110,23 @@ class InferenceStage:
             result.sinks = run_sinks(self.sinks, Scored(result.predictions, result.models, result.written))
         return result
 
-    def _mark_unscorable(self, batch: keys.BatchKey, version: str, models: dict[str, LoadedModel]) -> None:
-        """A "cannot score" marker for each model trained on another feature-set version than the batch's, so the
-        poll's backlog stops offering it the batch (until that champion changes); scoring then refuses as ever."""
-        for m in models.values():
-            if m.feature_set_version != version:
+    def _able(self, batch: keys.BatchKey, version: str, models: dict[str, LoadedModel], notes: list[str],
+              mark: bool, asked: bool) -> dict[str, LoadedModel]:
+        """The models to score the batch with. One trained on another feature-set version than the batch's gets
+        (with ``mark``) a "cannot score" marker, so the poll's backlog stops offering it the batch until that
+        champion changes; unless its tag was ``asked`` for, it is left out (noted) while another model can score,
+        as a tag without a champion is: one model's features must not keep the others' predictions from a batch.
+        Otherwise they are all returned and scoring refuses, naming it."""
+        unable = {tag: m for tag, m in models.items() if m.feature_set_version != version}
+        for m in unable.values():
+            if mark:
                 mark_unscorable(self.store, batch, (m.name, m.version),
                                 f"trained on feature set version {m.feature_set_version}, the batch is version {version}")
+        if asked or len(unable) == len(models):
+            return models
+        notes += [f"model {m.name} v{m.version} left out: trained on feature set version {m.feature_set_version}, "
+                  f"these features are version {version}" for m in unable.values()]
+        return {tag: m for tag, m in models.items() if tag not in unable}
 
     def score_candids(self, candids: list[int], model_tags: list[str] | None = None) -> ScoreResult:
         """Score alerts already through the features stage; for cached batches nothing is read from the store."""
