@@ -43,7 +43,7 @@ class IngestSection:
                     if i < n:
                         polls.append(_once(lambda: stage.poll(max_alerts=o.batch, **kwargs).n_alerts))
                     if floor_inputs:
-                        floors.append(_once(lambda: baselines.rust_floor(*floor_inputs[i % len(floor_inputs)])))
+                        floors.append(_once(lambda i=i: baselines.rust_floor(*floor_inputs[i % len(floor_inputs)])))
             if floors:
                 floor_rows[floor_name] = self.report.add(_row("baseline", floor_name, floors))
             return self.report.add(_row("ingest", name, polls, rss["mb"]))
@@ -148,7 +148,7 @@ class IngestSection:
             limits = {}
             for name, packets in (("ztf", fink), ("rubin", rubin_kafka)):
                 fresh = ingest_stage(store_settings(self.dir(f"ingest-profile-{name}")), MemorySource(packets[:o.batch]))
-                limits[name] = profile_top(lambda: fresh.poll(max_alerts=o.batch))
+                limits[name] = profile_top(lambda fresh=fresh: fresh.poll(max_alerts=o.batch))
             for c in self.ingest_checks:
                 if not c.passed:
                     c.limits = limits["rubin" if c.target.startswith("Rubin") else "ztf"]

@@ -11,12 +11,14 @@ grace period are left to the poll that is writing them.
 When a champion moves, the batches already scored are behind too, until the new version has scored them: each
 predictions write leaves a marker per model version that scored the batch (``state/scored/<model>/<version>/
 survey=<s>/night=<n>/<stem>``), and a batch with features but no marker of a current champion is re-scored (its
-predictions file keeps every version's rows, :func:`skysift.inference.sinks.parquet.write_predictions`). Batches
-missing a file come first, then those to re-score, each oldest first. The markers are listed per champion and
-survey from the oldest night of the window's batches only (a listing that grew with every night ever scored), and
-a poll deletes the listed markers of batches that left the window: level-triggered, it lists :data:`PRUNE_MARGIN`
-of nights before the window, so polls at least that often leave no marker of a live champion behind (a former
-champion's markers are no longer listed, and stay).
+predictions file keeps every version's rows, :func:`skysift.inference.sinks.parquet.write_predictions`). A batch
+a champion cannot score (features of another feature-set version) gets a "cannot score" marker of that version
+instead (``state/unscorable/<model>/<version>/...``): it is not retried until the champion changes (each retry took
+a catch-up slot, every poll, until the batch left the window). Batches missing a file come first, then those to
+re-score, each oldest first. The markers are listed per champion and survey from the oldest night of the window's
+batches only (a listing that grew with every night ever scored), and a poll deletes the listed markers of batches
+that left the window: level-triggered, it lists :data:`PRUNE_MARGIN` of nights before the window, so polls at least
+that often leave no marker of a live champion behind (a former champion's markers are no longer listed, and stay).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from skysift.store.keys import BatchKey, parse_batch
 
 LATER_STAGES = ("enriched", "features", "predictions")  # what an alerts batch needs, in order
 SCORED_PREFIX = "state/scored/"
+UNSCORABLE_PREFIX = "state/unscorable/"
 Champion = tuple[str, str]  # (registered model name, version)
 PRUNE_MARGIN = timedelta(days=3)  # nights before the window whose markers a poll lists, to delete them
 
@@ -80,19 +83,26 @@ def parse_keys(keys: Iterable[str]) -> list[BatchKey]:
     return out
 
 
-def scored_prefix(champion: Champion) -> str:
+def scored_prefix(champion: Champion, root: str = SCORED_PREFIX) -> str:
     name, version = champion
-    return f"{SCORED_PREFIX}{quote(name, safe='')}/{quote(version, safe='')}/"
+    return f"{root}{quote(name, safe='')}/{quote(version, safe='')}/"
 
 
-def scored_key(champion: Champion, batch: BatchKey) -> str:
-    """The marker saying ``champion`` scored ``batch`` (an empty object: only its key is ever listed)."""
-    return f"{scored_prefix(champion)}survey={batch.survey}/night={batch.night}/{batch.stem}"
+def scored_key(champion: Champion, batch: BatchKey, root: str = SCORED_PREFIX) -> str:
+    """The marker saying ``champion`` scored ``batch`` (under ``root`` UNSCORABLE_PREFIX: cannot score it); only
+    its key is ever listed."""
+    return f"{scored_prefix(champion, root)}survey={batch.survey}/night={batch.night}/{batch.stem}"
 
 
 def mark_scored(store, batch: BatchKey, champions: Iterable[Champion]) -> None:
     for champion in champions:
         store.put_bytes(scored_key(champion, batch), b"")
+
+
+def mark_unscorable(store, batch: BatchKey, champion: Champion, reason: str) -> None:
+    """``champion`` cannot score ``batch``: the backlog leaves the batch to it as if scored (the reason is kept for
+    whoever looks)."""
+    store.put_bytes(scored_key(champion, batch, UNSCORABLE_PREFIX), reason.encode())
 
 
 def _first_nights(alerts_keys: Iterable[str], now: datetime, window: timedelta) -> dict[str, str]:
@@ -108,23 +118,25 @@ def _first_nights(alerts_keys: Iterable[str], now: datetime, window: timedelta) 
 
 def list_scored(store, champions: Iterable[Champion], alerts_keys: Iterable[str], now: datetime, window: timedelta,
                 prune: bool = False) -> dict[Champion, set[tuple[str, str, str]]]:
-    """(survey, night, stem) of the batches written within ``window`` before ``now`` that each champion scored: one
-    listing per champion and survey of ``alerts_keys``, from its first night (:func:`_first_nights`). With ``prune``,
-    the listed markers of batches written before the window are deleted."""
+    """(survey, night, stem) of the batches written within ``window`` before ``now`` that each champion scored or
+    cannot score (neither is re-scored by it): per champion, marker kind and survey of ``alerts_keys``, one listing
+    from its first night (:func:`_first_nights`). With ``prune``, the listed markers of batches written before the
+    window are deleted."""
     first = _first_nights(alerts_keys, now, window)
     out = {}
     for champion in champions:
-        prefix = scored_prefix(champion)
         idents = set()
-        for survey, night in sorted(first.items()):
-            # after "night=<the number before>~", not "night=<night>": SeaweedFS skips the directory StartAfter names
-            after = f"{prefix}survey={survey}/night={int(night) - 1:08d}~"
-            for key in store.list_keys(f"{prefix}survey={survey}/", start_after=after):
-                _, night_part, stem = key.removeprefix(prefix).split("/", 2)
-                if _time_of(stem) >= now - window:
-                    idents.add((survey, night_part.removeprefix("night="), stem))
-                elif prune:
-                    store.delete(key)
+        for root in (SCORED_PREFIX, UNSCORABLE_PREFIX):
+            prefix = scored_prefix(champion, root)
+            for survey, night in sorted(first.items()):
+                # after "night=<the number before>~", not "night=<night>": SeaweedFS skips the directory StartAfter names
+                after = f"{prefix}survey={survey}/night={int(night) - 1:08d}~"
+                for key in store.list_keys(f"{prefix}survey={survey}/", start_after=after):
+                    _, night_part, stem = key.removeprefix(prefix).split("/", 2)
+                    if _time_of(stem) >= now - window:
+                        idents.add((survey, night_part.removeprefix("night="), stem))
+                    elif prune:
+                        store.delete(key)
         out[champion] = idents
     return out
 

@@ -51,6 +51,23 @@ def serve(
     getattr(module, "close", lambda: None)()  # a service holding a connection (ingest's consumer) lets go of it
 
 
+@app.command("app", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def app_command(
+    ctx: typer.Context,
+    script: str = typer.Option("streamlit_app/app.py", help="The Streamlit script."),
+) -> None:
+    """Run the Streamlit app (`streamlit run SCRIPT` and any further options of it, e.g. the server's port) with its
+    process's log, Streamlit's own lines included, through the services' redacting handler (SKYSIFT_LOG_LEVEL)."""
+    from streamlit.web import cli as streamlit_cli
+
+    from skysift import logs
+
+    settings = load_settings()
+    logs.setup_app(settings.log_level, settings.log_json)
+    # Streamlit prints a page's uncaught exception with rich, to the console and past every log handler: logged
+    streamlit_cli.main.main(args=["run", script, *ctx.args, "--logger.enableRich", "false"], prog_name="streamlit")
+
+
 def parse_duration(text: str) -> float:
     """'90', '90s', '5m', '1h' -> seconds."""
     units = {"s": 1, "m": 60, "h": 3600}
@@ -134,7 +151,8 @@ def dev(
 
     work = Path(workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SKYSIFT_STORE_URL": os.environ.get("SKYSIFT_STORE_URL", str(work / "store")),
+    env = {**devstack.DEMO_SETTINGS, **os.environ,
+           "SKYSIFT_STORE_URL": os.environ.get("SKYSIFT_STORE_URL", str(work / "store")),
            "SKYSIFT_LOG_JSON": os.environ.get("SKYSIFT_LOG_JSON", "true")}
     stack = devstack.Stack(work)
     try:

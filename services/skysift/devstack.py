@@ -25,6 +25,9 @@ from skysift.localservers import mlflow_command, port_in_use, wait_port
 from skysift.modeltags import DEFAULT_EXPERIMENT, default_tag
 
 BIN = Path(sys.executable).parent
+# The demo's defaults, under what the shell sets. Its Rubin alerts are all single detections (no light curve, their
+# features NaN) and round 0 queued them first: rounds queue only alerts with at least two detections.
+DEMO_SETTINGS = {"SKYSIFT_TRAINER_POOL_MIN_DETECTIONS": "2"}
 
 
 @dataclass
@@ -98,9 +101,9 @@ def start_app(stack: Stack, port: int, env: dict[str, str], repo: Path) -> str |
     app = repo / "streamlit_app" / "app.py"
     if not app.exists():
         return None
-    proc = stack.spawn("streamlit", [
-        str(BIN / "streamlit"), "run", str(app), "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    proc = stack.spawn("streamlit", [  # `skysift app`: Streamlit's own log lines redacted too
+        str(BIN / "skysift"), "app", "--script", str(app), "--server.port", str(port), "--server.address",
+        "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
     ], env)
     wait_port(port, 120, proc, "streamlit")
     return f"http://127.0.0.1:{port}"

@@ -57,11 +57,13 @@ class RedactingFormatter(logging.Formatter):
         self.secrets = sorted(forms, key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = self.inner.format(record)
+        return self.redact(self.inner.format(record))
+
+    def redact(self, text: str) -> str:
         for secret in self.secrets:
-            if secret in line:
-                line = line.replace(secret, REDACTED)
-        return line
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
 
 
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
@@ -109,6 +111,41 @@ def setup(level: str = "INFO", json_lines: bool = True, plain_format: str = "%(a
         library = logging.getLogger(name)
         library.handlers[:] = []
         library.propagate = True
+
+
+def setup_app(level: str = "INFO", json_lines: bool = True) -> None:
+    """The Streamlit app's process (`skysift app`): :func:`setup`, Streamlit's own loggers routed to its handler,
+    and every record redacted as it is made.
+
+    Streamlit gives each of its loggers (one per module, some made only when first used) a console handler of its
+    own and stops it propagating, so its lines (a page's uncaught exception with its traceback) skipped the
+    redaction: they are routed, those it makes later too. The web server it starts (uvicorn) then installs
+    handlers of its own by dictConfig; the record factory redacts the message and traceback of every record before
+    any handler sees it."""
+    from streamlit import logger as streamlit_logger
+
+    setup(level, json_lines)
+
+    def route(logger: logging.Logger) -> None:
+        logger.handlers[:] = []
+        logger.propagate = True
+
+    for logger in streamlit_logger._loggers.values():
+        route(logger)
+    streamlit_logger.setup_formatter = route  # what Streamlit calls on each logger it makes, and on a config change
+    redactor = RedactingFormatter(logging.Formatter(), secret_values())
+    make_record = logging.getLogRecordFactory()
+
+    def redacted_record(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        message = record.getMessage()
+        if redactor.redact(message) != message:
+            record.msg, record.args = redactor.redact(message), ()
+        if record.exc_info:
+            record.exc_text = redactor.redact(redactor.formatException(record.exc_info))
+        return record
+
+    logging.setLogRecordFactory(redacted_record)
 
 
 def setup_cli() -> None:

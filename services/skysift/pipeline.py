@@ -201,7 +201,8 @@ def run_poll(stages, **poll_kwargs) -> PollReport:
 def catch_up(stages, behind: list[Behind], report: PollReport) -> None:
     """Run what each earlier batch lacks, in stage order; once scoring finds no model, the rest wait for one. A
     re-score that fails (a champion exists, so the failure is this batch's, e.g. features of another feature-set
-    version) holds back that batch only."""
+    version) holds back that batch only; inference marks such a batch so it is not offered again to that champion
+    (:func:`skysift.backlog.mark_unscorable`)."""
     no_model = ""
     for item in behind:
         batch = parse_batch(item.alerts_key, "alerts")

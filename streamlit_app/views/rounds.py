@@ -7,6 +7,7 @@ import streamlit as st
 from skysift.app import rounds, ui
 from skysift.modeltags import get_tag
 from skysift.modeltags import tags as model_tags
+from skysift.trainer.evaluation import Confusion
 
 base, app = ui.settings()
 uri = base.mlflow_tracking_uri
@@ -187,8 +188,8 @@ with tab_round:
         with c1:
             st.markdown("**Confusion matrix (held-out)**")
             if "confusion_counts" in arts:
-                n = int(rounds.confusion_cells(arts["confusion_counts"], classes)[0].sum())
-                st.image(rounds.confusion_png(arts["confusion_counts"], classes, f"n = {n} held-out alerts"),
+                confusion = Confusion.from_logged(arts["confusion_counts"], classes)
+                st.image(confusion.png(f"n = {confusion.n} held-out alerts"),
                          caption=f"held-out confusion matrix, round {row['round']}")
             elif "confusion" in arts:
                 st.image(arts["confusion"], caption=f"held-out confusion matrix, round {row['round']}")

@@ -28,12 +28,12 @@ MISSING = "no chromium on PATH: `make system-deps` installs Debian's chromium pa
 MARKS = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None and not IN_CI, reason=MISSING)]
 
 
-def start_streamlit(env: dict, workdir: Path, port: int | None = None) -> servers.Proc:
-    """The app on 127.0.0.1, run from ``workdir`` (so ``workdir/.streamlit/secrets.toml`` is its secrets file);
-    ``port`` when the caller had to know it before (an OIDC redirect URI names it)."""
+def start_streamlit(env: dict, workdir: Path, port: int | None = None, script: Path = APP) -> servers.Proc:
+    """The app on 127.0.0.1 as deployed (`skysift app`), run from ``workdir`` (so ``workdir/.streamlit/secrets.toml``
+    is its secrets file); ``port`` when the caller had to know it before (an OIDC redirect URI names it)."""
     port = port or servers.free_port()
     log = workdir / "streamlit.log"
-    cmd = [str(Path(sys.executable).parent / "streamlit"), "run", str(APP), "--server.port", str(port),
+    cmd = [str(Path(sys.executable).parent / "skysift"), "app", "--script", str(script), "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
     proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env, cwd=workdir,

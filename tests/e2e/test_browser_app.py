@@ -12,6 +12,7 @@ import pytest
 
 from skysift import config
 from skysift.app.trainer import TrainerClient
+from skysift.app.ui import NAME_FIELD
 from skysift.modeltags import label_keys
 from skysift.trainer.labels import LabelStore
 from tests.app_support import (
@@ -114,6 +115,22 @@ def test_rounds_page_renders(app, page):
     idle(page)
     assert_not_blank(screenshot(page, "rounds-one-round"))
     assert_on_first_screen(page, image(page, "held-out confusion matrix"), "the confusion matrix")
+
+
+def test_a_name_given_in_one_session_names_the_rounds_page_opened_by_its_url(app, page):
+    """Opening /rounds by its URL starts a new Streamlit session: it started with the configured name, not the
+    one the labeller gave (and with no configured name, unnamed). The browser keeps the name given last."""
+    from playwright.sync_api import expect
+
+    url, _ = app
+    open_label_page(page, url, "galactic")
+    name = page.get_by_label(NAME_FIELD)
+    name.fill("renamed-labeller")
+    name.press("Enter")
+    page.wait_for_function("() => document.cookie.includes('skysift_name=renamed-labeller')", timeout=60_000)
+    page.goto(f"{url}/rounds")
+    page.get_by_role("heading", name="Rounds").wait_for(timeout=60_000)
+    expect(page.get_by_label(NAME_FIELD)).to_have_value("renamed-labeller", timeout=30_000)
 
 
 def test_datasets_page_renders(app, page):

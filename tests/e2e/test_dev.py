@@ -2,6 +2,7 @@
 service SERVING, the demo alerts polled with their stamps and round 0 queued; then, in Chromium, the queue with
 stamps, labels by key, a round from another shell (with the printed `export` lines) and the rounds page."""
 
+import json
 import os
 import re
 import signal
@@ -10,10 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from skysift.config import SERVICES
 from skysift.modeltags import DEFAULT_EXPERIMENT, label_keys
+from skysift.store import keys
 from tests.e2e.browser import MARKS, assert_rounds_page_tells_the_truth, idle, overflow_px, screenshot
 from tests.servers import free_port
 
@@ -70,6 +74,15 @@ def test_dev_serves_everything_polls_the_demo_with_stamps_and_queues_round_0(dev
         files = sorted(store.glob(f"{stage}/survey=*/night=*/*_{stage}.parquet"))
         assert {f.parent.parent.name for f in files} == {"survey=ztf", "survey=lsst"}, stage
     assert re.search(rf"round 0 of experiment '{DEFAULT_EXPERIMENT}' \(galactic\): \d+ alerts queued", out), out
+    # the demo's pool filter: the first alerts a scanner sees have a light curve (round 0 queued the demo's
+    # single-detection Rubin alerts too)
+    round_0 = store / keys.round_prefix(DEFAULT_EXPERIMENT, 0)
+    assert json.loads((round_0 / "meta.json").read_text())["pool_filter"]["min_detections"] == 2
+    queued = set(pq.read_table(round_0 / "queue.parquet").column("candid").to_pylist())
+    features = pa.concat_tables([pq.read_table(f, columns=["candid", "ndets"])
+                                 for f in store.glob("features/survey=*/night=*/*_features.parquet")])
+    ndets = dict(zip(features.column("candid").to_pylist(), features.column("ndets").to_pylist()))
+    assert queued and all(ndets[c] >= 2 for c in queued)
     assert {"SKYSIFT_STORE_URL", "SKYSIFT_MLFLOW_TRACKING_URI", "SKYSIFT_TRAINER_ADDRESS"} <= set(exports)
     # the poll went through the services with a token made for the stack (mode 600), exported by path only
     token_file = work / "auth" / "token"

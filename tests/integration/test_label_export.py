@@ -50,3 +50,30 @@ def test_export_has_the_user_and_all_events_has_every_event_in_order(s3_settings
 def test_all_events_is_documented_in_the_help():
     shown = CliRunner().invoke(app, ["label", "export", "--help"], terminal_width=200)
     assert shown.exit_code == 0 and "--all-events" in shown.output and "Every label event" in shown.output
+
+
+def test_an_export_imported_into_another_store_keeps_who_gave_each_label(s3_settings, tmp_path, monkeypatch):
+    """`label import` ignored the export's user column: every label became --user's. Imported without --user, each
+    event keeps its labeller, so the other store's labels (and its latest per labeller) are the same; a row with
+    no user and no --user is refused, naming its line, and nothing is written."""
+    events = submitted(s3_settings)
+    runner = CliRunner()
+    exported = tmp_path / "all.csv"
+    assert runner.invoke(app, ["label", "export", "--all-events", str(exported)]).exit_code == 0
+    other = tmp_path / "other-store"
+    monkeypatch.setenv("SKYSIFT_STORE_URL", str(other))
+    imported = runner.invoke(app, ["label", "import", str(exported)])
+    assert imported.exit_code == 0 and f"imported {len(EVENTS)} labels" in imported.output, imported.output
+    copied = LabelStore(open_store(str(other))).events()
+    assert [(e.candid, e.label, e.user, e.timestamp) for e in copied] == [
+        (e.candid, e.label, e.user, e.timestamp) for e in events]
+    assert runner.invoke(app, ["label", "import", str(exported)]).exit_code == 0  # again: nothing added
+    assert len(LabelStore(open_store(str(other))).events()) == len(EVENTS)
+
+    anonymous = tmp_path / "anonymous.csv"
+    anonymous.write_text("candid,objectId,label,timestamp,user\n11,ZTF1,bogus,2025-06-02T12:00:00,\n")
+    refused = runner.invoke(app, ["label", "import", str(anonymous)])
+    assert refused.exit_code != 0 and "line 2: no user" in refused.output, refused.output
+    named = runner.invoke(app, ["label", "import", str(anonymous), "--user", "importer"])
+    assert named.exit_code == 0, named.output
+    assert {e.user for e in LabelStore(open_store(str(other))).events()} == {"ann", "bob", "importer"}

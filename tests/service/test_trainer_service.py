@@ -25,7 +25,7 @@ def running(tmp_path_factory, mlflow_server):
     store = open_store(settings=settings)
     write_fink_batches(store)
     r = server.start("trainer", lambda s: service.register(s, settings), settings, port=0, metrics_port=free_port())
-    yield r, store
+    yield r, store, settings
     r.stop(0)
 
 
@@ -106,6 +106,28 @@ def test_run_round_pool_fields_restrict_this_rounds_queue_and_are_recorded(stub,
     other = call(stub.RunRound, trainer_pb2.RunRoundRequest(experiment="svc-pool-lsst", model_tag="galactic",
                                                             pool_survey="lsst"))
     assert other.queue_size == 0 and "pass the pool filter (survey lsst)" in other.message
+
+
+def test_run_round_pool_fields_set_to_empty_replace_the_settings_filter(running, monkeypatch):
+    """The trainer's settings queue only LSST alerts with >= 1000 detections (none of this ZTF pool): a request
+    leaving the pool fields unset gets that filter, one setting them to "" / 0 clears it for its round."""
+    monkeypatch.setenv("SKYSIFT_TRAINER_POOL_SURVEY", "lsst")
+    monkeypatch.setenv("SKYSIFT_TRAINER_POOL_MIN_DETECTIONS", "1000")
+    _, store, settings = running
+    r = server.start("trainer", lambda s: service.register(s, settings), settings, port=0, metrics_port=free_port())
+    try:
+        with servers.channel(r.port) as ch:
+            stub = trainer_pb2_grpc.TrainerStub(ch)
+            kept = call(stub.RunRound, trainer_pb2.RunRoundRequest(experiment="svc-pool-kept", model_tag="galactic"))
+            cleared = call(stub.RunRound, trainer_pb2.RunRoundRequest(
+                experiment="svc-pool-cleared", model_tag="galactic", initial_batch_size=7, pool_survey="",
+                pool_min_detections=0))
+    finally:
+        r.stop(0)
+    assert kept.queue_size == 0 and "survey lsst" in kept.message
+    assert cleared.queue_size == 7
+    meta = json.loads(store.get_bytes(keys.round_prefix("svc-pool-cleared", 0) + "meta.json"))
+    assert meta["pool_filter"] == {"survey": "", "band": "", "min_detections": 0}
 
 
 def test_queue_of_an_unknown_experiment_is_not_found(stub):

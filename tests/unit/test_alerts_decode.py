@@ -10,7 +10,6 @@ import fastavro
 import pytest
 
 import skysift.alerts.decode as decoder
-
 from skysift.alerts import avro, decode_packets
 from skysift.alerts.decode import Packet, decode
 from skysift.alerts.schema import CUTOUTS_SCHEMA, HISTORY_DAYS

@@ -147,9 +147,10 @@ def test_every_word_of_the_confusion_matrix_lies_inside_its_picture(tag):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.text import Text
 
-    from skysift.app.rounds import confusion_figure
+    from skysift.trainer.evaluation import Confusion
 
-    fig = confusion_figure({"tn": 12, "fp": 3, "fn": 1, "tp": 40}, get_tag(tag).classes, "n = 56 held-out alerts")
+    fig = Confusion.from_logged({"tn": 12, "fp": 3, "fn": 1, "tp": 40}, get_tag(tag).classes).figure(
+        "n = 56 held-out alerts")
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     width, height = fig.bbox.width, fig.bbox.height
@@ -185,11 +186,12 @@ def test_a_multi_class_round_shows_its_whole_matrix_its_accuracy_and_its_class_c
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.text import Text
 
-    from skysift.app.rounds import confusion_figure, metric_intervals
+    from skysift.app.rounds import metric_intervals
+    from skysift.trainer.evaluation import Confusion
 
     classes = ("SN Ia", "SN II", "AGN")
     counts = {"classes": list(classes), "matrix": [[7, 2, 0], [1, 5, 1], [0, 0, 9]]}
-    fig = confusion_figure(counts, classes, "n = 25 held-out alerts")
+    fig = Confusion.from_logged(counts).figure("n = 25 held-out alerts")
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     drawn = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]

@@ -132,7 +132,7 @@ def skysift_command_lines(objs) -> dict[str, list[str]]:
 def test_service_and_poll_commands_are_real_skysift_commands(rendered):
     _, objs = rendered
     lines = skysift_command_lines(objs)
-    assert set(lines) == {f"skysift-{s}" for s in SERVICES} | {"skysift-poll", "skysift-round"}
+    assert set(lines) == {f"skysift-{s}" for s in SERVICES} | {"skysift-poll", "skysift-round", "skysift-app"}
     for name, args in lines.items():
         if name != "skysift-round":
             assert parse_skysift(args).name == args[0], name

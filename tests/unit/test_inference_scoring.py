@@ -107,6 +107,60 @@ def test_candids_of_a_batch_with_another_feature_set_version_are_refused(real, s
         stage.score_candids(features.column("candid").to_pylist()[:2])
 
 
+def test_a_batch_the_champion_cannot_score_leaves_the_backlog_until_the_champion_changes(real, stage):
+    """Features of another feature-set version: scoring refuses, and leaves a "cannot score" marker of the champion,
+    so the poll's backlog stops offering the batch for re-scoring (it took a catch-up slot every poll until it left
+    the window); a new champion version gets it offered again."""
+    from datetime import UTC, datetime, timedelta
+
+    from skysift import backlog
+    from skysift.store.keys import parse_batch
+
+    alerts, features, model = real
+    key = store_batch(stage.store.store, alerts, features.replace_schema_metadata({"skysift.feature_set_version": "0"}))
+    with pytest.raises(FailedPrecondition, match="these features are version 0"):
+        stage.score_batch(key)
+    batch = parse_batch(key, "features")
+    listing = {stage_name: [str(batch.sibling(stage_name))] for stage_name in ("alerts", *backlog.LATER_STAGES)}
+    now = datetime(2025, 1, 1, 13, tzinfo=UTC)  # an hour after the batch's poll
+
+    def behind(champion):
+        scored = backlog.list_scored(stage.store.store, [champion], listing["alerts"], now, timedelta(days=30))
+        return backlog.find_behind(listing, now, timedelta(days=30), timedelta(0), 20, scored=scored).behind_all
+
+    assert behind((model.name, model.version)) == []
+    assert [b.rescore for b in behind((model.name, f"{model.version}1"))] == [True]
+
+
+def test_a_champion_of_another_feature_set_version_leaves_the_others_to_score_the_batch(real, local_settings,
+                                                                                       local_store):
+    """Two tags, one champion trained on other features: the batch is scored by the other (it got nothing: the
+    whole batch was refused), the first is noted and marked, and the backlog leaves the batch to both."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from skysift import backlog
+    from skysift.store.keys import parse_batch
+
+    alerts, features, model = real
+    old = replace(model, tag="realbogus", name="t-realbogus", version="3", feature_set_version="0")
+    config = InferenceSettings(model_tags=["galactic", "realbogus"], csv=CsvSettings(path=None),
+                               skyportal=SkyPortalSettings(), slack=SlackSettings())
+    stage = InferenceStage(local_settings, local_store, config, registry=Loaded({"galactic": model, "realbogus": old}))
+    key = store_batch(local_store, alerts, features)
+    result = stage.score_batch(key)
+    assert set(result.models) == {"galactic"} and result.written.rows == features.num_rows
+    assert "model t-realbogus v3 left out: trained on feature set version 0" in result.message
+    batch = parse_batch(key, "features")
+    listing = {stage_name: [str(batch.sibling(stage_name))] for stage_name in ("alerts", *backlog.LATER_STAGES)}
+    champions = [(model.name, model.version), (old.name, old.version)]
+    now = datetime(2025, 1, 1, 13, tzinfo=UTC)
+    scored = backlog.list_scored(local_store, champions, listing["alerts"], now, timedelta(days=30))
+    assert backlog.find_behind(listing, now, timedelta(days=30), timedelta(0), 20, scored=scored).behind_all == []
+    with pytest.raises(FailedPrecondition, match=f"these features are version {model.feature_set_version}"):  # named
+        stage.score_batch(key, ["realbogus"], write=False)
+
+
 def test_predict_leaves_the_calling_thread_with_one_openmp_thread(real):
     from threadpoolctl import threadpool_info, threadpool_limits
 

@@ -82,6 +82,41 @@ def test_a_commands_log_redacts_mlflow_lines_too(monkeypatch, capfd, restore_log
     assert token not in err
 
 
+def test_the_apps_log_redacts_streamlits_lines_even_of_loggers_made_later(monkeypatch, capfd, restore_logging):
+    """Streamlit gives each of its loggers a console handler of its own and stops it propagating, and its web server
+    installs its own after start-up: `skysift app`'s set-up routes Streamlit's, made before or after, through the
+    redaction, and redacts a handler's installed later too (tests/e2e/test_app_log.py runs the process)."""
+    import sys
+
+    from streamlit import logger as streamlit_logger
+
+    made = streamlit_logger.get_logger("streamlit.made_before")
+    monkeypatch.setattr(streamlit_logger, "setup_formatter", streamlit_logger.setup_formatter)  # restored after
+    monkeypatch.setattr(logging, "_logRecordFactory", logging.getLogRecordFactory())
+    for logger in streamlit_logger._loggers.values():  # each logger's handlers and propagation, restored after
+        monkeypatch.setattr(logger, "handlers", logger.handlers[:])
+        monkeypatch.setattr(logger, "propagate", logger.propagate)
+    token = f"tok-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SKYSIFT_SECRETS_DIR", "/nonexistent")
+    monkeypatch.setenv("SKYSIFT_APP_PASSWORD", token)
+    logs.setup_app("INFO", json_lines=False)
+    later = streamlit_logger.get_logger(f"streamlit.made_after_{uuid.uuid4().hex}")
+    server = logging.getLogger(f"uvicorn.test_{uuid.uuid4().hex}")  # as uvicorn's dictConfig sets its loggers up
+    server.addHandler(logging.StreamHandler(sys.stderr))
+    server.propagate = False
+    made.warning("before: %s", token)
+    later.error("after: %s", token)
+    server.warning("server: %s", token)
+    try:
+        raise RuntimeError(f"failed with {token}")
+    except RuntimeError:
+        server.exception("trace")
+    err = capfd.readouterr().err
+    assert token not in err and "before: ***" in err and "after: ***" in err and "server: ***" in err, err
+    assert "RuntimeError: failed with ***" in err
+    streamlit_logger._loggers.pop(later.name)
+
+
 def test_every_secret_setting_is_named_as_a_secret():
     """The redaction finds secrets by name: a new ``SecretStr`` setting named otherwise would escape it."""
     import importlib

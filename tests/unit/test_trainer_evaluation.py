@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -73,6 +74,30 @@ def test_clean_training_set_passes_quality():
 def test_quality_reports_each_problem(mutate, issue):
     report = evaluation.quality(mutate(_samples()), ["a", "b"])
     assert not report.ok and any(issue in i for i in report.issues) and report.score < 1.0
+
+
+def test_quality_flags_a_multiclass_class_without_samples():
+    """Three classes of which two have samples: balanced between the two present, the set still cannot teach the
+    third (the check counted only the classes present)."""
+    classes = ("star", "agn", "sn")
+    missing_sn = evaluation.quality(_samples(), ["a", "b"], classes=classes)
+    assert missing_sn.issues == ["no samples of class sn (2 of 3 classes present)"] and missing_sn.score == 0.0
+    every_class = evaluation.quality(_samples(30).assign(target=np.arange(30) % 3), ["a", "b"], classes=classes)
+    assert every_class.ok and every_class.score == 1.0
+
+
+@pytest.mark.parametrize("classes, y_true, y_pred", [
+    (("not_galactic", "galactic"), [0, 0, 1, 1, 1], [0, 1, 1, 1, 0]),
+    (("SN Ia", "SN II", "AGN"), [0, 1, 2, 2, 1, 0], [0, 2, 2, 2, 1, 1]),
+])
+def test_a_logged_confusion_matrix_reads_back_as_the_round_counted_it(classes, y_true, y_pred):
+    """The round logs the matrix and the rounds page reads it back: both through Confusion, so the page draws
+    what the round counted (binary rounds log the four cells, multi-class ones the matrix with its classes)."""
+    counted = evaluation.Confusion.of_predictions(y_true, y_pred, classes)
+    read = evaluation.Confusion.from_logged(json.loads(json.dumps(counted.logged())), classes)
+    assert read.classes == classes and read.matrix.tolist() == counted.matrix.tolist() and read.n == len(y_true)
+    assert read.matrix[1, 1] == sum(t == p == 1 for t, p in zip(y_true, y_pred))
+    assert read.png("title").startswith(b"\x89PNG")
 
 
 def test_quality_reports_label_conflicts():

@@ -22,6 +22,7 @@ import pandas as pd
 
 from skysift import errors
 from skysift.redact import redact_uri
+from skysift.trainer.evaluation import Confusion
 
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 SHOWN_METRIC_ORDER = ("f1", "precision", "recall", "accuracy", "roc_auc")  # the headline metric first
@@ -273,9 +274,9 @@ def metric_intervals(counts: dict) -> dict[str, tuple[int, tuple[float, float] |
     F1. ROC AUC needs the scores, which are not logged: none. A multi-class matrix gives accuracy's interval only
     (its macro metrics rest on every held-out alert, with no interval computed here)."""
     if "matrix" in counts:
-        matrix, _ = confusion_cells(counts, ())
-        n = int(matrix.sum())
-        return {"accuracy": (n, wilson(int(matrix.trace()), n)),
+        confusion = Confusion.from_logged(counts)
+        n = confusion.n
+        return {"accuracy": (n, wilson(int(confusion.matrix.trace()), n)),
                 **{metric: (n, None) for metric in ("precision", "recall", "f1")}}
     tp, fp, fn, tn = (int(counts.get(k, 0)) for k in ("tp", "fp", "fn", "tn"))
     n = tp + fp + fn + tn
@@ -304,46 +305,6 @@ def experiment_curves(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     return pd.DataFrame({"strategy": summary["config"], "n_train": summary["n_labels"].astype(int),
                          "mean": summary[mean], "std": summary.get(std), "min": summary[mean] - spread,
                          "max": summary[mean] + spread, "n": summary.get(f"{metric}_count")})
-
-
-def confusion_cells(counts: dict, classes: tuple[str, ...]):
-    """The logged confusion counts as a matrix (rows true, columns predicted) and its classes: a multi-class
-    round logs its matrix and classes, a binary one the four cells named by the tag's (negative, positive)."""
-    import numpy as np
-
-    if "matrix" in counts:
-        return np.array(counts["matrix"], dtype=int), tuple(counts["classes"])
-    return np.array([[counts.get("tn", 0), counts.get("fp", 0)], [counts.get("fn", 0), counts.get("tp", 0)]]), classes
-
-
-def confusion_png(counts: dict, classes: tuple[str, ...], title: str) -> bytes:
-    from skysift.app.plots import figure_png
-
-    return figure_png(confusion_figure(counts, classes, title))
-
-
-def confusion_figure(counts: dict, classes: tuple[str, ...], title: str):
-    """The held-out confusion matrix, counts written in a colour that reads on their cell (the trainer's PNG
-    wrote black on dark blue), the true classes' names upright beside their row (written across, "true
-    not_galactic" was cut at the figure's left edge)."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    cm, classes = confusion_cells(counts, classes)
-    ticks = range(len(classes))
-    fig = Figure(figsize=(3.6, 3.4), dpi=120, layout="constrained")
-    ax = fig.add_subplot()
-    ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, cm.max()))
-    for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=14,
-                color="white" if v > cm.max() / 2 else "#08306b")
-    slanted = len(classes) > 2  # three or more names side by side overlap
-    ax.set_xticks(ticks, classes, fontsize=9, rotation=45 if slanted else 0, ha="right" if slanted else "center")
-    ax.set_yticks(ticks, classes, fontsize=9, rotation=90, va="center")
-    ax.set_xlabel("predicted", fontsize=9)
-    ax.set_ylabel("true", fontsize=9)
-    ax.set_title(title, fontsize=9)
-    return fig
 
 
 def importance_chart(table: pd.DataFrame, top: int = 15):

@@ -5,8 +5,10 @@ Everything here is thin; the logic it calls lives in the other modules of :mod:`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from contextlib import contextmanager
+from urllib.parse import quote, unquote
 
 import streamlit as st
 
@@ -14,6 +16,7 @@ from skysift import config, errors
 from skysift.app.settings import AppSettings, login_mode, oidc_configured, password_ok
 
 NAME_FIELD = "Your name (labels are attributed to it)"
+NAME_COOKIE = "skysift_name"  # the name this browser gave last, for its next sessions
 
 
 @st.cache_resource
@@ -89,13 +92,21 @@ def current_user() -> str:
         st.sidebar.button("Sign out", on_click=st.session_state.pop, args=("user", None))
         return st.session_state.user
     # The name lives in plain session state, not only in the widget: a rerun that interrupts a run before the
-    # sidebar is drawn would otherwise drop the widget's value and sign the labeller out mid-queue.
-    st.session_state.setdefault("user_name", app.user)
+    # sidebar is drawn would otherwise drop the widget's value and sign the labeller out mid-queue. A new session
+    # (a page opened by its URL, a reload, another tab) starts from the name this browser gave last: the rounds
+    # page opened by URL started unnamed.
+    st.session_state.setdefault("user_name", _remembered_name() or app.user)
     st.sidebar.text_input(NAME_FIELD, value=st.session_state.user_name,
                           key="user_name_input", on_change=_rename)
     if st.session_state.pop("name_just_given", False):
-        _leave_the_name_field()
+        _leave_the_name_field(st.session_state.user_name)
     return st.session_state.user_name
+
+
+def _remembered_name() -> str:
+    """The name this browser gave last (its cookie); a session without a browser's cookies (AppTest) has none."""
+    cookie = st.context.cookies.get(NAME_COOKIE)
+    return unquote(cookie).strip() if isinstance(cookie, str) else ""
 
 
 def _rename() -> None:
@@ -103,15 +114,18 @@ def _rename() -> None:
     st.session_state.name_just_given = True
 
 
-def _leave_the_name_field() -> None:
+def _leave_the_name_field(name: str) -> None:
     """A text field keeps the focus after Enter, and the label keys are then typed into it: a scanner's first '3'
-    renamed them instead of labelling. Streamlit has no blur, so a zero-height component does it once per rename."""
+    renamed them instead of labelling. Streamlit has no blur, so a zero-height component does it once per rename,
+    and keeps the name in a cookie for this browser's next sessions (Streamlit cannot set one)."""
     from streamlit import components
 
+    remembered = json.dumps(quote(name, safe=""))  # a quoted name holds no quote, semicolon or '<'
     with st.sidebar:
-        components.v1.html("<script>const e = window.parent.document.activeElement;"
-                           f" if (e && e.getAttribute('aria-label') === {NAME_FIELD!r}) {{ e.blur(); }}</script>",
-                           height=0)
+        components.v1.html("<script>const d = window.parent.document; const e = d.activeElement;"
+                           f" if (e && e.getAttribute('aria-label') === {NAME_FIELD!r}) {{ e.blur(); }}"
+                           f" d.cookie = '{NAME_COOKIE}=' + {remembered} + '; path=/; max-age=31536000; SameSite=Lax';"
+                           "</script>", height=0)
 
 
 def _oidc_gate() -> None:

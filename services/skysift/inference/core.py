@@ -23,13 +23,20 @@ import pyarrow.compute as pc
 from skysift import config
 from skysift.alerts.batches import object_ids
 from skysift.alerts.decode import packets_of
+from skysift.backlog import mark_unscorable
 from skysift.chain import Enrich, features_of_packets
 from skysift.config import Settings
 from skysift.enrichment.core import Enricher
 from skysift.errors import FailedPrecondition, InvalidArgument
 from skysift.inference.registry import ChampionRegistry, LoadedModel
 from skysift.inference.rows import CandidIndex
-from skysift.inference.scoring import ScoreResult, score_features, score_rows, with_object_ids
+from skysift.inference.scoring import (
+    ScoreResult,
+    batch_feature_set_version,
+    score_features,
+    score_rows,
+    with_object_ids,
+)
 from skysift.inference.settings import InferenceSettings
 from skysift.inference.sinks import Scored, build_sinks, run_sinks
 from skysift.inference.sinks.parquet import write_predictions
@@ -94,12 +101,32 @@ class InferenceStage:
         features = self.store.read_table(features_key)
         features = with_object_ids(features, object_ids(self.store, batch, features.column("candid")))
         notes: list[str] = []
-        result = ScoreResult(score_features(features, self.models(model_tags, notes)), notes=notes)
+        models = self._able(batch, batch_feature_set_version(features), self.models(model_tags, notes), notes,
+                            mark=write, asked=bool(model_tags))
+        result = ScoreResult(score_features(features, models), notes=notes)
         if write:
             result.written = write_predictions(self.store, batch, result.predictions,
                                                [(m.name, m.version) for m in result.models.values()])
             result.sinks = run_sinks(self.sinks, Scored(result.predictions, result.models, result.written))
         return result
+
+    def _able(self, batch: keys.BatchKey, version: str, models: dict[str, LoadedModel], notes: list[str],
+              mark: bool, asked: bool) -> dict[str, LoadedModel]:
+        """The models to score the batch with. One trained on another feature-set version than the batch's gets
+        (with ``mark``) a "cannot score" marker, so the poll's backlog stops offering it the batch until that
+        champion changes; unless its tag was ``asked`` for, it is left out (noted) while another model can score,
+        as a tag without a champion is: one model's features must not keep the others' predictions from a batch.
+        Otherwise they are all returned and scoring refuses, naming it."""
+        unable = {tag: m for tag, m in models.items() if m.feature_set_version != version}
+        for m in unable.values():
+            if mark:
+                mark_unscorable(self.store, batch, (m.name, m.version),
+                                f"trained on feature set version {m.feature_set_version}, the batch is version {version}")
+        if asked or len(unable) == len(models):
+            return models
+        notes += [f"model {m.name} v{m.version} left out: trained on feature set version {m.feature_set_version}, "
+                  f"these features are version {version}" for m in unable.values()]
+        return {tag: m for tag, m in models.items() if tag not in unable}
 
     def score_candids(self, candids: list[int], model_tags: list[str] | None = None) -> ScoreResult:
         """Score alerts already through the features stage; for cached batches nothing is read from the store."""

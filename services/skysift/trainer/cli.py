@@ -97,6 +97,7 @@ def round_command(
 def _round_via_grpc(settings, experiment, model_tag, kw) -> list[str]:
     from skysift.rpc.channels import channel
     from skysift.rpc.errors import call
+    from skysift.trainer.rounds import POOL_FIELDS
     from skysift.v1 import trainer_pb2, trainer_pb2_grpc
 
     address = settings.trainer_address
@@ -104,8 +105,7 @@ def _round_via_grpc(settings, experiment, model_tag, kw) -> list[str]:
         r = call(trainer_pb2_grpc.TrainerStub(ch).RunRound, trainer_pb2.RunRoundRequest(
             experiment=experiment, model_tag=model_tag, strategy=kw["strategy"], batch_size=kw["batch_size"],
             initial_batch_size=kw["initial_batch_size"], seed=kw["seed"], params=kw["params"], force=kw["force"],
-            dataset_id=kw["dataset_id"] or "", pool_survey=kw["pool_survey"] or "", pool_band=kw["pool_band"] or "",
-            pool_min_detections=kw["pool_min_detections"] or 0),
+            dataset_id=kw["dataset_id"] or "", **{f: kw[f] for f in POOL_FIELDS if kw[f] is not None}),
             timeout=1800)
     return _round_lines(r.created, r.round, r.strategy, r.n_train, r.n_holdout, r.n_pool, r.queue_size, r.queue_key,
                         r.model_version, r.champion_moved, dict(r.metrics), r.message, list(r.quality_issues))
@@ -230,11 +230,14 @@ def experiment_command(
 
 @label_app.command("import")
 def label_import(
-    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with candid, objectId, label, timestamp."),
-    user: str = typer.Option(..., help="Who labelled these (recorded on every event)."),
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with candid, objectId, label, timestamp "
+                                                                        "and optionally user (as label export writes)."),
+    user: str | None = typer.Option(None, help="Who labelled the rows without a user (a row's own user is kept); "
+                                               "needed when a row has none."),
     source: str = typer.Option("import", help="human, import or oracle."),
 ) -> None:
-    """Append the CSV's labels as events; rows are all checked first, and a re-import adds nothing."""
+    """Append the CSV's labels as events, each under its row's user or --user; rows are all checked first, and a
+    re-import adds nothing."""
     from skysift import errors
     from skysift.store import open_store
     from skysift.trainer.labels import LabelStore

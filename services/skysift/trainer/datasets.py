@@ -153,7 +153,7 @@ class Datasets:
         samples = chosen.merge(pool, on="candid", how="left")
         samples["label"] = [lbl or tag.classes[int(t)] for lbl, t in zip(samples["label"], samples["target"])]
         conflicts = label_conflicts(events, tag)
-        report = evaluation.quality(samples, cols, conflicts)
+        report = evaluation.quality(samples, cols, conflicts, classes=tag.classes)
 
         dataset_id = f"{_slug(req.name)}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         prefix = keys.dataset_prefix(dataset_id)

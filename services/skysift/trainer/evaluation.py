@@ -157,22 +157,69 @@ def importance_plot(table: pd.DataFrame, title: str) -> bytes:
     return png_bytes(fig)
 
 
-def confusion_plot(cm: np.ndarray, classes: tuple[str, ...], title: str) -> bytes:
-    """``cm[i, j]``: held-out alerts of class i predicted as class j."""
-    import matplotlib
+@dataclass(frozen=True)
+class Confusion:
+    """Held-out confusion counts: ``matrix[i, j]`` alerts of class i predicted as class j, classes by target.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    The one home of the matrix: a round logs it (``confusion_matrix.json``), and the trainer's PNG and the app's
+    rounds page both read it here and draw it with :meth:`figure`."""
 
-    k = len(classes)
-    fig, ax = plt.subplots(figsize=(1.4 * k + 1, 1.2 * k + 1))
-    ax.imshow(cm, cmap="Blues")
-    for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", color="black")
-    ax.set_xticks(range(k), [f"pred {c}" for c in classes], rotation=30 if k > 2 else 0)
-    ax.set_yticks(range(k), [f"true {c}" for c in classes])
-    ax.set_title(title)
-    return png_bytes(fig)
+    classes: tuple[str, ...]
+    matrix: np.ndarray
+
+    @classmethod
+    def of_predictions(cls, y_true, y_pred, classes: tuple[str, ...]) -> Confusion:
+        from sklearn.metrics import confusion_matrix
+
+        return cls(tuple(classes), confusion_matrix(y_true, y_pred, labels=range(len(classes))))
+
+    @classmethod
+    def from_logged(cls, logged: dict, classes: tuple[str, ...] = ()) -> Confusion:
+        """A run's logged counts: a multi-class round logs its classes and matrix, a binary one the four cells
+        (tn, fp, fn, tp) of the tag's (negative, positive) ``classes``."""
+        if "matrix" in logged:
+            return cls(tuple(logged["classes"]), np.array(logged["matrix"], dtype=int))
+        return cls(tuple(classes), np.array([[logged.get("tn", 0), logged.get("fp", 0)],
+                                             [logged.get("fn", 0), logged.get("tp", 0)]], dtype=int))
+
+    def logged(self) -> dict:
+        """What :meth:`from_logged` reads: the four cells of a binary tag (as every binary round has logged
+        them), else the classes and the matrix."""
+        if len(self.classes) == 2:
+            (tn, fp), (fn, tp) = self.matrix.tolist()
+            return {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
+        return {"classes": list(self.classes), "matrix": self.matrix.tolist()}
+
+    @property
+    def n(self) -> int:
+        return int(self.matrix.sum())
+
+    def figure(self, title: str):
+        """The matrix with its counts in a colour that reads on their cell (black on dark blue did not), the true
+        classes' names upright beside their row (written across, "true not_galactic" was cut at the figure's
+        left edge), three or more predicted names slanted (side by side they overlap)."""
+        from matplotlib.figure import Figure
+
+        cm, k = self.matrix, len(self.classes)
+        fig = Figure(figsize=(max(3.6, 0.9 * k + 1.2), max(3.4, 0.9 * k + 1.0)), dpi=120, layout="constrained")
+        ax = fig.add_subplot()
+        ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, cm.max()))
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=14,
+                    color="white" if v > cm.max() / 2 else "#08306b")
+        slanted = k > 2
+        ax.set_xticks(range(k), self.classes, fontsize=9, rotation=45 if slanted else 0,
+                      ha="right" if slanted else "center")
+        ax.set_yticks(range(k), self.classes, fontsize=9, rotation=90, va="center")
+        ax.set_xlabel("predicted", fontsize=9)
+        ax.set_ylabel("true", fontsize=9)
+        ax.set_title(title, fontsize=9)
+        return fig
+
+    def png(self, title: str) -> bytes:
+        buf = io.BytesIO()
+        self.figure(title).savefig(buf, format="png")
+        return buf.getvalue()
 
 
 @dataclass
@@ -189,10 +236,12 @@ class QualityReport:
 
 
 def quality(samples: pd.DataFrame, feature_columns: list[str], conflicts: set[int] = frozenset(),
-            min_minority_fraction: float = 0.1) -> QualityReport:
+            min_minority_fraction: float = 0.1, classes: tuple[str, ...] = ()) -> QualityReport:
     """Class balance, duplicate candids, rows without any feature, candids whose labellers disagree.
 
-    ``samples`` has ``candid`` and ``target`` columns plus the features (NaN where missing).
+    ``samples`` has ``candid`` and ``target`` columns plus the features (NaN where missing); ``classes`` are the
+    model tag's class names by target. A class without a sample is an issue: counting only the classes present,
+    a multi-class set missing one looked balanced, and its model cannot learn the class.
     The score multiplies the clean fraction of each check and the balance relative to the minimum, so one
     bad aspect cannot be hidden by the others being fine.
     """
@@ -205,10 +254,14 @@ def quality(samples: pd.DataFrame, feature_columns: list[str], conflicts: set[in
     conflicted = int(samples["candid"].isin(list(conflicts)).sum())
     balance = class_balance(samples["target"])
     counts = samples["target"].value_counts()
-    minority = counts.min() / n if len(counts) > 1 else 0.0
+    absent = [name for target, name in enumerate(classes) if target not in counts.index]
+    minority = counts.min() / n if len(counts) > 1 and not absent else 0.0
     issues = []
     if len(counts) < 2:
         issues.append(f"only one class ({balance['n_positive']} positive, {balance['n_negative']} negative)")
+    elif absent:
+        issues.append(f"no samples of class {', '.join(absent)} ({len(classes) - len(absent)} of {len(classes)} "
+                      "classes present)")
     elif minority < min_minority_fraction:
         issues.append(f"class imbalance: minority class is {minority:.1%} of {n} (< {min_minority_fraction:.0%})")
     if dup:

@@ -356,8 +356,11 @@ class LabelStore:
         table = self.table()
         return table_events(table if user is None else table.filter(pc.equal(table.column("user"), user)))
 
-    def import_csv(self, path, user: str, source: str = "import") -> list[str]:
-        """Import a prototype labels.csv (candid, objectId, label, timestamp); rows are checked before any write.
+    def import_csv(self, path, user: str | None = None, source: str = "import") -> list[str]:
+        """Import a prototype labels.csv (candid, objectId, label, timestamp) or an export's (with user); rows are
+        checked before any write. A row's own user is kept (an export names who gave each label), ``user`` is
+        who gave the rows without one. Only callers that may name any user import: this writes to the store
+        directly, with its credentials (docs/auth.md).
 
         Event ids are derived from the row, so importing the same file twice adds nothing.
         """
@@ -398,7 +401,10 @@ class LabelStore:
         return len(events)
 
 
-def _row_event(row: dict, user: str, source: str) -> LabelEvent:
+def _row_event(row: dict, default_user: str | None, source: str) -> LabelEvent:
+    user = (row.get("user") or "").strip() or default_user
+    if not user:
+        raise InvalidArgument("no user: the row's user is empty and no user was given for such rows")
     text = (row.get("timestamp") or "").strip()
     ts = None
     if text:

@@ -63,6 +63,8 @@ from skysift.trainer.streamed import Pool, Scorer, streamed_query
 from skysift.validation import check_band, check_count, check_experiment, check_survey
 
 log = logging.getLogger(__name__)
+# run_round's pool-filter keywords, RunRound's optional fields of the same names (None / unset: the settings')
+POOL_FIELDS = ("pool_survey", "pool_band", "pool_min_detections")
 
 
 @dataclass(frozen=True)
@@ -369,7 +371,7 @@ class Trainer:
         if not len(train):
             return None
         conflicts = label_conflicts(events, tag)
-        return evaluation.quality(train.reset_index(), list(self.spec.columns), conflicts)
+        return evaluation.quality(train.reset_index(), list(self.spec.columns), conflicts, classes=tag.classes)
 
     def _track(self, result: RoundResult, req: RoundRequest, query: Query, sets: Sets, quality, queue: pd.DataFrame,
                training, holdout) -> None:

@@ -13,7 +13,7 @@ from skysift.rpc import auth
 from skysift.rpc.errors import grpc_method
 from skysift.trainer.datasets import Dataset, DatasetRequest, Datasets
 from skysift.trainer.labels import LabelEvent
-from skysift.trainer.rounds import RoundResult, Trainer
+from skysift.trainer.rounds import POOL_FIELDS, RoundResult, Trainer
 from skysift.v1 import trainer_pb2, trainer_pb2_grpc
 
 SERVICE = "skysift.v1.Trainer"
@@ -112,8 +112,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             request.experiment, request.model_tag or default_tag(), strategy=request.strategy or ts.strategy,
             batch_size=request.batch_size or ts.batch_size, initial_batch_size=request.initial_batch_size or ts.initial_batch_size,
             seed=request.seed, params=dict(request.params), force=request.force, dataset_id=request.dataset_id or None,
-            pool_survey=request.pool_survey or None, pool_band=request.pool_band or None,
-            pool_min_detections=request.pool_min_detections or None,
+            **{field: getattr(request, field) for field in POOL_FIELDS if request.HasField(field)},
         )
         return round_to_proto(result)
 

@@ -185,19 +185,14 @@ def _champion_metric(r: RoundLog) -> str:
 def _model_plots(r: RoundLog, out: Path) -> None:
     s = r.settings
     classes = r.tag.classes
-    if len(r.y_holdout) and r.tag.multiclass:
-        from sklearn.metrics import confusion_matrix
-
-        cm = confusion_matrix(r.y_holdout, r.model.predict(r.X_holdout), labels=range(len(classes)))
-        (out / "confusion_matrix.png").write_bytes(
-            evaluation.confusion_plot(cm, classes, f"held-out, round {r.round} (n={len(r.y_holdout)})"))
-        (out / "confusion_matrix.json").write_text(json.dumps({"classes": classes, "matrix": cm.tolist()}))
-    elif len(r.y_holdout):  # the round's held-out confusion counts (computed once, in the round)
-        m = {k: r.metrics[f"holdout_{k}"] for k in ("tn", "fp", "fn", "tp")}
-        cm = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
-        (out / "confusion_matrix.png").write_bytes(
-            evaluation.confusion_plot(cm, classes, f"held-out, round {r.round} (n={len(r.y_holdout)})"))
-        (out / "confusion_matrix.json").write_text(json.dumps({k: m[k] for k in ("tn", "fp", "fn", "tp")}))
+    if len(r.y_holdout):
+        if r.tag.multiclass:
+            confusion = evaluation.Confusion.of_predictions(r.y_holdout, r.model.predict(r.X_holdout), classes)
+        else:  # the round's held-out cells, at its decision threshold
+            cells = {k: r.metrics[f"holdout_{k}"] for k in ("tn", "fp", "fn", "tp")}
+            confusion = evaluation.Confusion.from_logged(cells, classes)
+        (out / "confusion_matrix.png").write_bytes(confusion.png(f"held-out, round {r.round} (n={confusion.n})"))
+        (out / "confusion_matrix.json").write_text(json.dumps(confusion.logged()))
     # importance on the held-out rows when they hold two classes or more, else (said in the title) on the training
     # rows
     on_holdout = len(np.unique(r.y_holdout)) >= 2
