@@ -247,8 +247,8 @@ def _rows(batch: _Batch | None, spec: FeatureSpec, keep: np.ndarray) -> pd.DataF
     ``features_key``."""
     if batch is None:
         raise errors.FailedPrecondition("a features batch changed while the round read it (another feature set)")
-    table = batch.columns(["candid", *spec.columns, *batch.optional("objectId")]).filter(pa.array(keep))
-    rows = table.to_pandas()
+    table = batch.columns(["candid", *spec.columns, *batch.optional("objectId")])
+    rows = (table if keep.all() else table.filter(pa.array(keep))).to_pandas()
     rows["features_key"] = batch.key
     return rows
 
