@@ -10,7 +10,9 @@ from skysift.trainer.forest import CompiledForest
 from skysift.trainer.model import fit, model_params
 from skysift.trainer.pool import FeatureSpec
 from skysift.trainer.streamed import Scorer
-from tests.trainer_data import fink_alerts_and_features, host_class, oracle_table
+from tests.trainer_data import fink_alerts_and_features, host_class, one_thread, oracle_table  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
