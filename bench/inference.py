@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import time
+from pathlib import Path
+
+import numpy as np
 
 from bench.measure import batches, profile_top, timed
 from bench.report import Row
 from bench.stages import MODEL_TAG
+
+P99_TARGET_MS = 5.0  # one alert's gRPC p99 ...
+P99_SHARE = 0.9  # ... in at least this share of the runs (9 of 10)
 
 
 class InferenceSection:
@@ -77,8 +84,7 @@ class InferenceSection:
                 packed = forms["packed"]
                 packed.ratios = {"per alert": packed.rate / forms["per alert"].rate}
                 if size == 1:
-                    checks.append(self.report.check("single-alert scoring p99 < 5 ms (gRPC, loopback)",
-                                                    packed.percentile_ms(99), "<", 5, "ms"))
+                    checks.append(self.one_alert_runs(call, chunks))
                 if size == 1000:
                     checks.append(self.report.check("scoring >= 50,000 alerts/s in batches of 1000 (gRPC)", packed.rate,
                                                     ">=", 50_000, "alerts/s"))
@@ -92,11 +98,40 @@ class InferenceSection:
             channel.close()
         finally:
             running.stop(0)
-        missed = [c for c in checks if not c.passed]
+        missed = [c for c in checks if not c.passed and not c.limits]
         if self.o.profile_misses and missed:
             limits = profile_top(lambda: in_process(candids[:1000]))
             for c in missed:
                 c.limits = ["server side of one packed 1000-alert request, in process:"] + limits
+
+    def one_alert_runs(self, call, chunks: list[list[int]]):
+        """The one-alert case (packed) measured ``p99_runs`` times in a row, a p99 per run: the target is a share of
+        runs, because one run's p99 rests on its few slowest requests (4 of 400) and moves with the machine's load."""
+        runs = self.o.p99_runs
+        p99s, latencies = [], []
+        with GcPauses() as gc_pauses:
+            for _ in range(runs):
+                _, lat, _ = timed(call, [(chunk, True) for chunk in chunks])
+                p99s.append(float(np.percentile(lat, 99) * 1000))
+                latencies += lat
+        all_runs = self.report.add(Row("inference", f"gRPC ScoreCandids packed, one alert, {runs} runs", len(latencies),
+                                       sum(latencies), latencies,
+                                       note=f"{len(chunks)} requests a run; p99 per run (ms): "
+                                            f"{', '.join(f'{p:.1f}' for p in p99s)}; {gc_pauses}"))
+        needed = math.ceil(P99_SHARE * runs)
+        check = self.report.check(f"single-alert scoring p99 < {P99_TARGET_MS:g} ms in >= {needed} of {runs} runs "
+                                  "(gRPC, loopback)", sum(p < P99_TARGET_MS for p in p99s), ">=", needed,
+                                  f"runs of {runs}")
+        if check.passed:
+            return check
+        alone = self.report.row("inference", "in process, packed, batches of 1")
+        check.limits = [  # what the tail is made of: the scoring itself, the collector, or the transport's hand-offs
+            f"the same requests in process (no gRPC): p50 {alone.percentile_ms(50):.1f} ms, p99 "
+            f"{alone.percentile_ms(99):.1f} ms; over gRPC p50 {all_runs.percentile_ms(50):.1f} ms, p99 "
+            f"{all_runs.percentile_ms(99):.1f} ms: the difference is the transport and its thread hand-offs (client, "
+            "server poller, worker thread), each waiting for the one pinned core",
+            f"{gc_pauses}; load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"]
+        return check
 
     def score_forms(self, call, chunks: list[list[int]]) -> dict[str, Row]:
         """The packed and per-alert forms on the same requests, alternating request by request (and which goes
@@ -113,6 +148,35 @@ class InferenceSection:
             rows[form] = self.report.add(Row("inference", f"gRPC ScoreCandids {form}, batches of {len(chunks[0])}", n,
                                              sum(s for s, _ in mine), [s for s, _ in mine]))
         return rows
+
+
+class GcPauses:
+    """The garbage collections while the block runs, and the longest: whether the collector is in a latency tail."""
+
+    def __init__(self):
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._started)
+
+    def __enter__(self) -> GcPauses:
+        import gc
+
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import gc
+
+        gc.callbacks.remove(self._callback)
+
+    def __str__(self) -> str:
+        longest = max(self.pauses, default=0.0) * 1000
+        return f"{len(self.pauses)} garbage collections meanwhile, the longest {longest:.2f} ms"
 
 
 def free_port() -> int:

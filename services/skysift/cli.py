@@ -191,6 +191,7 @@ def bench(
     out: str = typer.Option("bench/results.json", help="Where the JSON results go ('' for none)."),
     budget: float = typer.Option(250.0, help="Seconds; the largest pools are skipped (and said so) past this."),
     cpu: Optional[int] = typer.Option(None, help="CPU to pin the measuring process to (default: the last allowed)."),
+    p99_runs: int = typer.Option(10, min=1, help="Runs of the one-alert gRPC scoring case, each with its own p99."),
 ) -> None:
     """Throughput, latency and memory of each stage on one core, beside the prototype's path and the decode floor.
 
@@ -206,7 +207,7 @@ def bench(
     runner.single_thread_env()
     options = runner.Options(n_alerts=alerts, pools=tuple(int(p) for p in pools.split(",") if p.strip()),
                              sections=tuple(s.strip() for s in sections.split(",") if s.strip()),
-                             out=Path(out) if out else None, budget_s=budget, cpu=cpu)
+                             out=Path(out) if out else None, budget_s=budget, cpu=cpu, p99_runs=p99_runs)
     unknown = set(options.sections) - set(runner.SECTIONS)
     if unknown:
         fail(f"unknown section(s) {', '.join(sorted(unknown))}; expected some of {', '.join(runner.SECTIONS)}")

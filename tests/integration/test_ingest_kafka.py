@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -301,3 +302,73 @@ def test_a_stopped_ingest_service_leaves_the_group(kafka, tmp_path):
         ingest.stop()
     assert ingest.proc.returncode == 0
     assert offsets.group_state(offsets._admin(settings), group)[0] == "EMPTY"  # left; not STABLE until evicted
+
+
+def held_partitions(records, topic: str) -> dict[str, list[str]]:
+    """What each polling thread's consumer holds now, by its latest 'kafka partitions held' log line."""
+    held = {}
+    for r in records:
+        if r.getMessage() == "kafka partitions held" and all(p.startswith(topic + "[") for p in r.partitions):
+            held[r.threadName] = r.partitions
+    return held
+
+
+def test_two_consumers_of_one_group_take_a_partition_each_and_store_every_alert_once(kafka, local_settings,
+                                                                                   local_store, caplog):
+    """Scaling out ingest is adding consumers to the group (ingest replicas): on a two-partition topic, two consumers
+    of one group, each its own IngestStage polling in a loop as a replica's poller does, are given a partition each
+    by the broker's group coordination (no manual assignment), each stores its partition's alerts, together every
+    alert once, and the group's offsets are committed on both partitions."""
+    from skysift.ingest import offsets
+
+    caplog.set_level(logging.INFO, logger="skysift.ingest.kafka")
+    bs = kafka.env["bootstrap.servers"]
+    topic = f"scale-{uuid.uuid4().hex[:6]}"
+    make_topics(bs, topic)
+    ks = kafka_settings(bs, [topic]).model_copy(update={"session_timeout_ms": 3000})  # polls settle sooner
+    consumers = {f"consumer-{i}": stage(local_settings, local_store, ks) for i in range(2)}
+    written: dict[str, list] = {name: [] for name in consumers}  # the alerts batches each consumer's polls wrote
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def poll_until_stopped(name: str) -> None:
+        try:
+            while not stop.is_set():
+                written[name] += consumers[name].poll(timeout_s=5).alerts
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=poll_until_stopped, args=(name,), name=name) for name in consumers]
+    for t in threads:
+        t.start()
+    made = ap.fink_packets(ap.FINK_CONTAINERS)  # 156 real alerts, round robin over the two partitions
+    try:
+        deadline, held = time.monotonic() + 60, {}
+        while time.monotonic() < deadline and not failures:  # both members in the group before the alerts come
+            held = held_partitions(caplog.records, topic)
+            if len(held) == 2 and sorted(p for ps in held.values() for p in ps) == [f"{topic}[0]", f"{topic}[1]"]:
+                break
+            time.sleep(0.1)
+        assert all(len(ps) == 1 for ps in held.values()) and len(held) == 2, f"not one partition each: {held}"
+        produce(bs, topic, made)
+        while time.monotonic() < deadline and not failures and len(candids(local_store)) < len(made):
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        for s in consumers.values():
+            s.close()
+    assert not failures, failures
+
+    read_from = {}  # consumer -> {partition: rows} of the alerts it stored
+    for name, batches in written.items():
+        parts = pa.concat_tables([local_store.read_table(b.key, columns=["partition"]) for b in batches])
+        read_from[name] = {p: parts.column("partition").to_pylist().count(p) for p in set(parts.column("partition").to_pylist())}
+    assert sorted(tuple(r) for r in read_from.values()) == [(0,), (1,)], read_from  # a partition each, never both
+    assert sorted(n for r in read_from.values() for n in r.values()) == [len(made) // 2, len(made) // 2]
+    assert sorted(candids(local_store)) == sorted(expected_ztf(m.record)["candid"] for m in made)  # each exactly once
+    # committed past each partition's last message (78 each); not checked against the high watermark, which Tansu
+    # 0.6.0 reports as the base offset of the partition's last record batch + 1 (its memory storage's ListOffsets)
+    assert sorted((p.partition, p.committed) for p in offsets.group_offsets(ks)) == [(0, len(made) // 2),
+                                                                                    (1, len(made) // 2)]

@@ -84,6 +84,28 @@ def test_whole_bench_on_a_few_alerts(tmp_path):
     assert any(c.target.startswith("single-alert scoring") for c in report.checks)
     scored = {r.case.rsplit(",", 1)[0]: r.n for r in report.rows if r.case.startswith("gRPC ScoreCandids")}
     assert scored["gRPC ScoreCandids packed"] == scored["gRPC ScoreCandids per alert"] > 0  # both answered every alert
+    runs = report.row("inference", "gRPC ScoreCandids packed, one alert, 10 runs")
+    assert runs.n == 10 * 3 and runs.note.count(",") == 9  # 10 runs of 3 requests, a p99 each
+    assert any(c.target == "single-alert scoring p99 < 5 ms in >= 9 of 10 runs (gRPC, loopback)" for c in report.checks)
+    for consumers in (1, 2):  # every alert, once, however many consumers share the topic
+        assert report.row("scaling", f"ingest, {consumers} Kafka consumer(s), one group").n == 30
+        assert agreement[f"ingest scaling, {consumers} consumer(s)"]["product_candids_match"]
+    assert "15 from" in report.row("scaling", "ingest, 2 Kafka consumer(s), one group").note  # a partition each
+    assert any(n.startswith("ingest scaling: 2 consumers of one group ran") for n in report.notes)
+
+
+def test_the_second_core_note_names_what_limited_the_consumers():
+    from bench.scaling import ScalingRun, second_core_note
+
+    one = ScalingRun(seconds=10.0, consumer_cpu=9.5, broker_cpu=1.0, loadavg="0.5", fetch_seconds=3.0)
+    cpu_bound = ScalingRun(seconds=5.5, consumer_cpu=9.8, broker_cpu=1.0, loadavg="0.5", fetch_seconds=1.0)
+    fetching = ScalingRun(seconds=9.0, consumer_cpu=4.0, broker_cpu=1.0, loadavg="0.5", fetch_seconds=6.0)
+    crowded = ScalingRun(seconds=10.0, consumer_cpu=4.0, broker_cpu=1.0, loadavg="7.0", fetch_seconds=2.0)
+    assert second_core_note(1.82, one, cpu_bound).startswith("ingest scaling: 2 consumers of one group ran 1.82x")
+    assert "(89% of 2 core(s))" in second_core_note(1.82, one, cpu_bound)
+    assert "Limited by CPU" in second_core_note(1.82, one, cpu_bound)
+    assert "Limited by the Kafka fetches: Tansu 0.6.0" in second_core_note(1.1, one, fetching)
+    assert "Limited by waiting for a core" in second_core_note(1.0, one, crowded)
 
 
 def test_feature_set_2_and_offline_cross_match_rows_have_their_baselines(small):

@@ -104,15 +104,27 @@ class KafkaSource:
         self._last_error = err.str()
         log.debug("kafka error: %s", err)
 
+    @property
+    def assignment(self) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs the group gives this consumer now, sorted."""
+        return sorted(self._assigned)
+
     def _on_assign(self, consumer, partitions) -> None:
         self._assigned.update((p.topic, p.partition) for p in partitions)
-        self._assigned_at = time.monotonic()
+        self._assignment_changed()
 
     def _on_revoke(self, consumer, partitions) -> None:
         for p in partitions:
             self._assigned.discard((p.topic, p.partition))
             self._at_end.discard((p.topic, p.partition))
+        self._assignment_changed()
+
+    def _assignment_changed(self) -> None:
+        """Logged at INFO: with several replicas in the group, which one reads which partition is the first thing
+        to check when one of them lags or idles (more replicas than partitions leaves some with none)."""
         self._assigned_at = time.monotonic()
+        log.info("kafka partitions held", extra={"group": self.settings.group_id,
+                                                 "partitions": [f"{t}[{p}]" for t, p in self.assignment]})
 
     def _check_topics(self, timeout_s: float) -> None:
         from confluent_kafka import KafkaException
