@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 DATA = Path(__file__).parent / "data"
 LABELS_CSV = DATA / "alerts" / "ztf" / "fink_labeled" / "labels_cdsxmatch.csv"
@@ -42,6 +43,16 @@ def host_class(row) -> str:
     if row.clean_type == "CataclyV*":
         return "cv"
     return "varstar" if row.label == "galactic" else "galaxy"
+
+
+@pytest.fixture
+def one_thread():
+    """scikit-learn on one OpenMP thread, as rounds run (TrainerSettings.threads): threads spinning on a busy
+    machine made a test's fits ~10-50x slower (108 s instead of 1.2 s)."""
+    from skysift.trainer.model import limited_threads
+
+    with limited_threads(1):
+        yield
 
 
 @lru_cache(maxsize=1)

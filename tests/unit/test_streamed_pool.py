@@ -10,7 +10,9 @@ from skysift.trainer import strategies
 from skysift.trainer.model import cold_start_query, fit, fit_and_query, fit_committee, model_params
 from skysift.trainer.pool import FeatureSpec
 from skysift.trainer.streamed import Pool, Scorer, streamed_query
-from tests.trainer_data import fink_alerts_and_features, oracle_table
+from tests.trainer_data import fink_alerts_and_features, one_thread, oracle_table  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SEED, QUEUE, FRAME_ROWS, COMMITTEE = 3, 4, 37, 3
 

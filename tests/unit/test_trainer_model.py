@@ -7,7 +7,13 @@ import pytest
 
 from skysift.errors import InvalidArgument
 from skysift.trainer import experiments as ex
-from skysift.trainer.model import cv_threshold, limited_threads, model_params, resolved_class_weight
+from skysift.trainer.model import (
+    cv_threshold,
+    f1_at_thresholds,
+    limited_threads,
+    model_params,
+    resolved_class_weight,
+)
 from tests.trainer_data import SNAD_CSV
 
 
@@ -37,3 +43,16 @@ def test_the_cv_threshold_is_reproducible_and_needs_three_labels_of_each_class()
         t = cv_threshold(X, y, params, seed=0)
         assert t == cv_threshold(X, y, params, seed=0) and 0 < t < 1
         assert cv_threshold(X.iloc[:40], np.r_[np.ones(2, int), np.zeros(38, int)], params, 0) == 0.5  # no 3-fold split
+
+
+@pytest.mark.parametrize("positives", [0, 1, 12])
+def test_f1_at_every_threshold_is_scikit_learns(positives):
+    """The threshold search's F1 values, bit for bit (ties between thresholds are decided on them)."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(positives)
+    y = np.r_[np.ones(positives, int), np.zeros(40, int)]
+    scores = np.round(rng.random(len(y)), 2)  # repeated scores: thresholds equal to some of them
+    thresholds = np.unique(np.r_[0.0, 0.5, 1.5, scores])
+    expected = [f1_score(y, (scores >= t).astype(int), zero_division=0) for t in thresholds]
+    assert f1_at_thresholds(y, scores, thresholds).tolist() == expected

@@ -110,7 +110,6 @@ def cv_threshold(X: pd.DataFrame, y, params: dict, seed: int, folds: int = 3) ->
     the threshold on held-back training rows (never on the held-out set) corrects for that. 0.5 when a class
     has fewer than ``folds`` labels (no stratified split exists).
     """
-    from sklearn.metrics import f1_score
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y, dtype=int)
@@ -120,9 +119,20 @@ def cv_threshold(X: pd.DataFrame, y, params: dict, seed: int, folds: int = 3) ->
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
         oof[test] = fit(X.iloc[train], y[train], params, seed).predict_proba(X.iloc[test])[:, 1]
     candidates = np.unique(np.concatenate([[0.5], np.clip(oof, 0.01, 0.99)]))
-    f1 = [f1_score(y, (oof >= t).astype(int), zero_division=0) for t in candidates]
-    best = np.flatnonzero(np.isclose(f1, max(f1)))
+    f1 = f1_at_thresholds(y, oof, candidates)
+    best = np.flatnonzero(np.isclose(f1, f1.max()))
     return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])  # ties: the one nearest 0.5
+
+
+def f1_at_thresholds(y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """F1 of predicting ``scores >= t`` for each threshold, as scikit-learn's ``f1_score`` computes it
+    (2 tp / (positives + predicted), 0 when both are 0), from counts in sorted scores: one call per threshold
+    took ~3 s of a round (250 thresholds, ~12 ms each in input checks)."""
+    every, positives = np.sort(scores), np.sort(scores[y == 1])
+    predicted = len(every) - np.searchsorted(every, thresholds, side="left")
+    tp = len(positives) - np.searchsorted(positives, thresholds, side="left")
+    denominator = (len(positives) + predicted).astype(np.float64)
+    return np.divide(2.0 * tp, denominator, out=np.zeros(len(thresholds)), where=denominator > 0)
 
 
 def can_fit(y, n_classes: int = 2) -> bool:

@@ -18,8 +18,8 @@ the survey restriction applies to the training labels too, so a model tag can be
 Measured on 2 shared cores (real feature rows resampled, local store, 120 training labels, uncertainty):
 a 100k pool takes ~5 s excluding MLflow (read 0.8 s, fit + score + rank 1.2 s; committee: fit + score 5.5 s),
 a 1M pool ~11 s (read 2.4 s, fit + score + rank 6.1 s). The pool is streamed (:func:`.pool.round_pool`,
-:mod:`.streamed`): ~56 bytes of RSS per pool row (a 10M pool: 98 s, 2.6 GB peak in ``skysift bench``, see
-bench/README.md). ``RoundResult.timings`` has each phase;
+:mod:`.streamed`): ~46 bytes of RSS per pool row (a 10M pool: 37 s of CPU, 2.3 GB peak in ``skysift bench``,
+see bench/README.md). ``RoundResult.timings`` has each phase;
 ``mlflow`` (logging, permutation importance, registration, champion check) is usually the largest.
 
 Over ~350 lines because the :class:`Trainer` holds every phase of a round as a small method in the order they run,

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from skysift import errors
 from skysift.trainer import selection, strategies
+from skysift.trainer.forest import CompiledForest
 
 STATS_SAMPLE = 200_000  # pool rows the standardisation is measured on (all of them in a smaller pool)
 CANDIDATES_PER_QUEUED = 4  # each ranking keeps this many x (the rows its strategy's select looks at) to start
@@ -70,22 +71,33 @@ class Pool:
 
 @dataclass
 class Scorer:
-    """What scores a frame: the fitted model (and committee), its decision threshold, and the classes' names."""
+    """What scores a frame: the fitted model (and committee), its decision threshold, and the classes' names.
+    The models score through their compiled leaf tables (:mod:`.forest`: the same probabilities, faster)."""
 
     model: object | None = None
     members: list | None = None
     threshold: float = 0.5
     positive_class: str = "positive"
     classes: tuple[str, ...] = ()
+    _forests: dict = field(default_factory=dict, init=False, repr=False)  # id(model) -> its CompiledForest or None
 
-    def query_input(self, X: pd.DataFrame, object_ids: np.ndarray | None) -> strategies.QueryInput:
+    def query_input(self, X: pd.DataFrame | np.ndarray, object_ids: np.ndarray | None) -> strategies.QueryInput:
+        """``X``: the model's feature columns, in its order."""
         q = strategies.QueryInput(object_ids=object_ids, threshold=self.threshold,
                                   positive_class=self.positive_class, classes=self.classes)
+        X = X.to_numpy(dtype=np.float64) if isinstance(X, pd.DataFrame) else X
         if self.model is not None:
-            q.proba = self.model.predict_proba(X)
+            q.proba = self._proba(self.model, X)
         if self.members:
-            q.member_proba = np.stack([m.predict_proba(X) for m in self.members])
+            q.member_proba = np.stack([self._proba(m, X) for m in self.members])
         return q
+
+    def _proba(self, model, X: np.ndarray) -> np.ndarray:
+        if id(model) not in self._forests:
+            self._forests[id(model)] = CompiledForest.compile(model)
+        if (forest := self._forests[id(model)]) is not None:
+            return forest.predict_proba(X)
+        return model.predict_proba(pd.DataFrame(X, columns=getattr(model, "feature_names_in_", None)))
 
 
 class _Replay:
@@ -128,12 +140,14 @@ class _Kept:
     def __init__(self, k: int, tiebreak: str = "_tb"):
         self.k, self.tiebreak, self.rows = k, tiebreak, None
 
-    def add(self, rows: pd.DataFrame, score: np.ndarray) -> None:
-        rows = rows.assign(_score=score)
+    def add(self, frame: pd.DataFrame, columns: dict[str, np.ndarray], score: np.ndarray) -> None:
+        """Keep the best of a frame's rows (``columns``: per-row arrays added to the kept rows, the tie breaks
+        among them); only the frame's own best ``k`` are copied out of it."""
+        best = _best(score, columns[self.tiebreak], self.k)
+        rows = frame.iloc[best].assign(**{name: values[best] for name, values in columns.items()}, _score=score[best])
         if self.rows is not None:
             rows = pd.concat([self.rows, rows], ignore_index=True)
-        if len(rows) > self.k:
-            rows = rows.iloc[np.lexsort((rows[self.tiebreak].to_numpy(), -rows["_score"].to_numpy()))[:self.k]]
+            rows = rows.iloc[_best(rows["_score"].to_numpy(), rows[self.tiebreak].to_numpy(), self.k)]
         self.rows = rows
 
     def complete(self, need: int, pool_size: int, object_column: str) -> bool:
@@ -212,29 +226,40 @@ def _scan(pool: Pool, chosen: strategies.Strategy, rng: np.random.Generator, sco
     kept = [_Kept(k, tiebreak) for tiebreak in (draws if isinstance(chosen, strategies.ThresholdBalanced) else ["_tb"])]
     sampled = []
     for start, frame in pool.positioned():
+        X = frame[pool.columns].to_numpy(dtype=np.float64)
         if sample is not False:
-            sampled.append(_sampled(frame[pool.columns].to_numpy(), start, sample))
-        q = scorer.query_input(frame[pool.columns], pool.objects(frame))
-        rows = frame.assign(position=np.arange(start, start + len(frame)),
-                            **{name: g.random(len(frame)) for name, g in streams.items()})
+            sampled.append(_sampled(X, start, sample))
+        q = scorer.query_input(X, pool.objects(frame))
+        columns = {"position": np.arange(start, start + len(frame)),
+                   **{name: g.random(len(frame)) for name, g in streams.items()}}
         if isinstance(chosen, strategies.Random):
-            kept[0].add(rows, rows["_random"].to_numpy())
+            kept[0].add(frame, columns, columns["_random"])
         elif isinstance(chosen, strategies.ThresholdBalanced):
             s = chosen.scores(q, rng)
             above = q.proba[:, 1] >= q.threshold
-            kept[0].add(rows, np.where(above, s, -np.inf))
-            kept[1].add(rows, np.where(~above, s, -np.inf))
+            kept[0].add(frame, columns, np.where(above, s, -np.inf))
+            kept[1].add(frame, columns, np.where(~above, s, -np.inf))
         elif isinstance(chosen, strategies.DensityWeighted):
-            typical = selection.density_against(
-                reference, selection.standardise(stats, frame[pool.columns].to_numpy())[1])
-            kept[0].add(rows.assign(_density=typical), strategies.threshold_uncertainty(q.proba, q.threshold) * typical)
+            typical = selection.density_against(reference, selection.standardise(stats, X)[1])
+            kept[0].add(frame, {**columns, "_density": typical},
+                        strategies.threshold_uncertainty(q.proba, q.threshold) * typical)
         elif isinstance(chosen, strategies.DiverseUncertainty):
-            kept[0].add(rows, strategies.least_confident(q.proba))
+            kept[0].add(frame, columns, strategies.least_confident(q.proba))
         elif type(chosen).select is strategies.Strategy.select:
-            kept[0].add(rows, chosen.scores(q, rng))
+            kept[0].add(frame, columns, chosen.scores(q, rng))
         else:
             raise errors.InvalidArgument(f"strategy {chosen.name!r} has no streamed form; rank a smaller pool")
     return kept, draws, (np.concatenate(sampled) if sampled else np.empty((0, len(pool.columns))))
+
+
+def _best(score: np.ndarray, tiebreak: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` best rows, best first: score high first, then tie break low first (a partial
+    sort: every row tied with the k-th score is ordered exactly)."""
+    if len(score) > k:
+        candidates = np.flatnonzero(score >= np.partition(score, len(score) - k)[len(score) - k])
+    else:
+        candidates = np.arange(len(score))
+    return candidates[np.lexsort((tiebreak[candidates], -score[candidates]))][:k]
 
 
 def _sample_positions(size: int, seed: int) -> np.ndarray | None:
