@@ -13,7 +13,8 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,14 +85,20 @@ def inherited_env() -> dict[str, str]:
 def spawn(cmd: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
     """``cmd`` in its own session (stopped with its children), output to ``log_path``, ``env`` over ours."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        cmd,
-        stdout=open(log_path, "wb"),
-        stderr=subprocess.STDOUT,
-        env={**inherited_env(), **(env or {})},
-        cwd=cwd,
-        start_new_session=True,
-    )
+    with open(log_path, "wb") as log:  # the child writes through its own copy of the descriptor
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**inherited_env(), **(env or {})},
+                                cwd=cwd, start_new_session=True)
+
+
+@contextmanager
+def killed_on_failure(proc: subprocess.Popen) -> Iterator[None]:
+    """Waiting for a server that fails or times out leaves no process behind (it runs in a session of its own,
+    which nothing else would stop)."""
+    try:
+        yield
+    except BaseException:
+        Proc(proc, 0).kill()
+        raise
 
 
 def start_kafka(workdir: Path, timeout: float = 60, advertised_port: int | None = None) -> Proc:
@@ -104,7 +111,8 @@ def start_kafka(workdir: Path, timeout: float = 60, advertised_port: int | None 
     log = workdir / "tansu.log"
     proc = spawn([str(binary), "broker", "--listener-url", f"tcp://127.0.0.1:{port}", "--advertised-listener-url",
                   f"tcp://127.0.0.1:{advertised_port or port}", "--storage-engine", "memory://tansu/"], log)
-    wait_port(port, timeout, proc, "tansu")
+    with killed_on_failure(proc):
+        wait_port(port, timeout, proc, "tansu")
     return Proc(proc, port, {"bootstrap.servers": f"127.0.0.1:{advertised_port or port}"}, log)
 
 
@@ -121,8 +129,9 @@ def start_s3(workdir: Path, timeout: float = 180) -> Proc:
     log = workdir / "weed.log"
     proc = spawn([weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}", *flags,
                   "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0"], log, env=env, cwd=workdir)
-    wait_port(port, timeout, proc, "seaweedfs")
-    _wait_s3_ready(f"http://127.0.0.1:{port}", proc, timeout)
+    with killed_on_failure(proc):
+        wait_port(port, timeout, proc, "seaweedfs")
+        _wait_s3_ready(f"http://127.0.0.1:{port}", proc, timeout)
     return Proc(proc, port, {
         "SKYSIFT_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "SKYSIFT_S3_ACCESS_KEY_ID": S3_ACCESS_KEY,
@@ -163,8 +172,9 @@ def start_mlflow(workdir: Path, timeout: float = 180) -> Proc:
     log = workdir / "mlflow.log"
     proc = spawn(mlflow_command(workdir, port, workdir / "artifacts"), log,
                  env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    wait_port(port, timeout, proc, "mlflow")
-    wait_http(f"http://127.0.0.1:{port}/health", proc, timeout)
+    with killed_on_failure(proc):
+        wait_port(port, timeout, proc, "mlflow")
+        wait_http(f"http://127.0.0.1:{port}/health", proc, timeout)
     return Proc(proc, port, {"SKYSIFT_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}, log)
 
 

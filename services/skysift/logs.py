@@ -46,6 +46,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+def fitted_message(record: logging.LogRecord) -> str:
+    """The record's message. A call whose arguments do not fit its format gets them appended instead: raising
+    would break the caller (in a record factory) or make the handler print the raw arguments, secrets included."""
+    try:
+        return record.getMessage()
+    except Exception:
+        record.msg, record.args = f"{record.msg} (a log call whose arguments do not fit: {record.args!r})", ()
+        return record.msg
+
+
 class RedactingFormatter(logging.Formatter):
     """Formats with ``inner``, then replaces every secret in the finished line (message, extras, traceback)."""
 
@@ -57,6 +67,7 @@ class RedactingFormatter(logging.Formatter):
         self.secrets = sorted(forms, key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
+        fitted_message(record)
         return self.redact(self.inner.format(record))
 
     def redact(self, text: str) -> str:
@@ -138,7 +149,7 @@ def setup_app(level: str = "INFO", json_lines: bool = True) -> None:
 
     def redacted_record(*args, **kwargs) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
-        message = record.getMessage()
+        message = fitted_message(record)
         if redactor.redact(message) != message:
             record.msg, record.args = redactor.redact(message), ()
         if record.exc_info:

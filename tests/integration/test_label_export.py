@@ -65,10 +65,14 @@ def test_an_export_imported_into_another_store_keeps_who_gave_each_label(s3_sett
     imported = runner.invoke(app, ["label", "import", str(exported)])
     assert imported.exit_code == 0 and f"imported {len(EVENTS)} labels" in imported.output, imported.output
     copied = LabelStore(open_store(str(other))).events()
-    assert [(e.candid, e.label, e.user, e.timestamp) for e in copied] == [
-        (e.candid, e.label, e.user, e.timestamp) for e in events]
+    assert [(e.candid, e.label, e.user, e.timestamp, e.source, e.event_id) for e in copied] == [
+        (e.candid, e.label, e.user, e.timestamp, e.source, e.event_id) for e in events]
     assert runner.invoke(app, ["label", "import", str(exported)]).exit_code == 0  # again: nothing added
     assert len(LabelStore(open_store(str(other))).events()) == len(EVENTS)
+    monkeypatch.setenv("SKYSIFT_STORE_URL", s3_settings.store_url)  # back into the store it came from: the same events
+    assert runner.invoke(app, ["label", "import", str(exported)]).exit_code == 0
+    assert len(LabelStore(open_store(settings=s3_settings)).events()) == len(EVENTS)
+    monkeypatch.setenv("SKYSIFT_STORE_URL", str(other))
 
     anonymous = tmp_path / "anonymous.csv"
     anonymous.write_text("candid,objectId,label,timestamp,user\n11,ZTF1,bogus,2025-06-02T12:00:00,\n")

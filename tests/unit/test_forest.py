@@ -68,3 +68,12 @@ def test_a_model_with_more_leaves_than_a_table_holds_is_scored_by_scikit_learn(l
     assert CompiledForest.compile(model) is None
     q = Scorer(model).query_input(X, None)
     assert np.array_equal(q.proba, model.predict_proba(X))
+
+
+def test_a_frame_whose_columns_are_not_the_models_is_refused(labelled):
+    """The compiled tables take columns by position: a frame in another order would be scored on the wrong features
+    without a word (scikit-learn refuses it by name), so the scorer checks the names."""
+    X, y, _ = labelled
+    model = fit(X, y, model_params(None), seed=0)
+    with pytest.raises(ValueError, match="not the model's"):
+        Scorer(model).query_input(X[list(reversed(X.columns))], None)

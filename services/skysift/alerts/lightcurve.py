@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -61,7 +62,8 @@ def explode_history(df: pl.DataFrame, column: str, current_jd: pl.Expr, fields: 
     if isinstance(history, pa.ChunkedArray):
         history = history.combine_chunks()
     entries = pc.list_flatten(history)  # the entries of non-null lists, in row order
-    table = pa.table({ROW: pc.list_parent_indices(history).cast(pa.uint32()),
+    lengths = pc.list_value_length(history).fill_null(0).to_numpy()  # a null list may still span offsets: 0
+    table = pa.table({ROW: pa.array(np.repeat(np.arange(len(history), dtype=np.uint32), lengths)),
                       **{f.name: entries.field(f.name) for f in entries.type if f.name in wanted}})
     if entries.null_count:
         table = table.filter(entries.is_valid())

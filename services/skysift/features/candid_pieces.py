@@ -68,7 +68,7 @@ def piece_keys(store) -> dict[Night, list[str]]:
 
 
 def _piece_for(pieces: list[str], listed: list[str]) -> str:
-    """The piece written for exactly ``listed``, else the newest-named one (it covers part of the night)."""
+    """The piece written for exactly ``listed``, else the last in key order (one of the night's: it covers part of it)."""
     name = f"{digest(listed)}.parquet"
     return next((key for key in pieces if key.endswith("/" + name)), pieces[-1])
 

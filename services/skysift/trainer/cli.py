@@ -234,7 +234,7 @@ def label_import(
                                                                         "and optionally user (as label export writes)."),
     user: str | None = typer.Option(None, help="Who labelled the rows without a user (a row's own user is kept); "
                                                "needed when a row has none."),
-    source: str = typer.Option("import", help="human, import or oracle."),
+    source: str = typer.Option("import", help="Source of the rows without one: human, import or oracle (an export's rows keep their own)."),
 ) -> None:
     """Append the CSV's labels as events, each under its row's user or --user; rows are all checked first, and a
     re-import adds nothing."""

@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,7 @@ from skysift.store.snapshots import read_newest, write_snapshot
 
 EVENTS_PREFIX = "labels/events/"
 SOURCES = ("human", "import", "oracle")
+EVENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CSV_COLUMNS = ("candid", "objectId", "label", "timestamp")  # the prototype's labels.csv
 EXPORT_COLUMNS = (*CSV_COLUMNS, "user", "source")  # who gave each label: the prototype's file dropped it
 EVENT_COLUMNS = (*EXPORT_COLUMNS, "model_tag", "experiment", "round", "comment", "event_id")  # an event, whole
@@ -107,6 +109,9 @@ def validate(event: LabelEvent) -> LabelEvent:
     validation.check_round(event.round)
     validation.check_object_id(event.object_id)
     validation.check_comment(event.comment)
+    if event.event_id and not EVENT_ID.fullmatch(event.event_id):  # it names the event's object
+        raise InvalidArgument(f"event id {event.event_id[:80]!r} for candid {event.candid}: expected 1-64 of "
+                              "letters, digits, '-' and '_'")
     ts = event.timestamp or datetime.now(UTC)
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
@@ -358,8 +363,8 @@ class LabelStore:
 
     def import_csv(self, path, user: str | None = None, source: str = "import") -> list[str]:
         """Import a prototype labels.csv (candid, objectId, label, timestamp) or an export's (with user); rows are
-        checked before any write. A row's own user is kept (an export names who gave each label), ``user`` is
-        who gave the rows without one. Only callers that may name any user import: this writes to the store
+        checked before any write. A row's own user, source and event id are kept (an export names who gave each
+        label and how), ``user`` and ``source`` are those of the rows without one. Only callers that may name any user import: this writes to the store
         directly, with its credentials (docs/auth.md).
 
         Event ids are derived from the row, so importing the same file twice adds nothing.
@@ -401,8 +406,9 @@ class LabelStore:
         return len(events)
 
 
-def _row_event(row: dict, default_user: str | None, source: str) -> LabelEvent:
+def _row_event(row: dict, default_user: str | None, default_source: str) -> LabelEvent:
     user = (row.get("user") or "").strip() or default_user
+    source = (row.get("source") or "").strip() or default_source
     if not user:
         raise InvalidArgument("no user: the row's user is empty and no user was given for such rows")
     text = (row.get("timestamp") or "").strip()
@@ -412,8 +418,8 @@ def _row_event(row: dict, default_user: str | None, source: str) -> LabelEvent:
         ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
     candid = int(str(row["candid"]).strip())
     label = (row.get("label") or "").strip()
-    event_id = ""
-    if ts is not None:  # a dated row has a stable identity: re-importing it finds the same key
+    event_id = (row.get("event_id") or "").strip()  # an all-events export's: the event it was
+    if not event_id and ts is not None:  # a dated row has a stable identity: re-importing it finds the same key
         basis = f"{candid}|{label}|{ts.isoformat()}|{user}|{source}"
         event_id = hashlib.sha256(basis.encode()).hexdigest()[:32]
     return LabelEvent(candid=candid, label=label, user=user, object_id=(row.get("objectId") or "").strip(),

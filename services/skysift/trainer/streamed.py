@@ -85,7 +85,12 @@ class Scorer:
         """``X``: the model's feature columns, in its order."""
         q = strategies.QueryInput(object_ids=object_ids, threshold=self.threshold,
                                   positive_class=self.positive_class, classes=self.classes)
-        X = X.to_numpy(dtype=np.float64) if isinstance(X, pd.DataFrame) else X
+        if isinstance(X, pd.DataFrame):
+            expected = getattr(self.model if self.model is not None else (self.members or [None])[0],
+                               "feature_names_in_", None)
+            if expected is not None and list(X.columns) != list(expected):
+                raise ValueError(f"the pool's columns {list(X.columns)} are not the model's {list(expected)}")
+            X = X.to_numpy(dtype=np.float64)
         if self.model is not None:
             q.proba = self._proba(self.model, X)
         if self.members:
