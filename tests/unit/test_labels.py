@@ -197,3 +197,16 @@ def test_the_columnar_reads_a_round_uses_equal_the_same_rules_applied_to_the_eve
     assert labels_digest(table) == labels_digest(latest_of(every, columns=["candid", "event_id"])) == digest
     assert latest_of(every, candids=[2, 3, 99]).column("candid").to_pylist() == [2, 3]
     assert labels_digest(latest_of(every, candids=[])) == hashlib.sha256(b"").hexdigest()
+
+
+def test_an_imported_event_id_that_is_not_a_plain_name_is_refused_before_any_write(local_store, tmp_path):
+    """An all-events export's event ids are kept on import, and an event id names the event's object: a row
+    whose id holds a path or odd characters is refused with its line, and nothing is written."""
+    path = tmp_path / "events.csv"
+    path.write_text("candid,objectId,label,timestamp,user,source,event_id\n"
+                    "11,ZTF1,bogus,2025-06-02T12:00:00,ann,human,abc123\n"
+                    "12,ZTF2,bogus,2025-06-02T12:00:00,ann,human,../../x\n")
+    labels = LabelStore(local_store)
+    with pytest.raises(InvalidArgument, match=r"line 3: event id '../../x'"):
+        labels.import_csv(path)
+    assert labels.events() == []
