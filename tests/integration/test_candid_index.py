@@ -103,3 +103,34 @@ def test_a_run_compacts_only_what_is_stale_and_replaces_the_nights_piece(s3_sett
     gets = gets_counted(index.store)
     assert index.refresh() == NIGHTS * BATCHES_A_NIGHT + 1 and len(gets) == NIGHTS + 1
     assert index.rows([shifted(features, 50).column("candid")[0].as_py()]).candid.size == 1
+
+
+def test_a_backfill_into_a_closed_night_leaves_its_piece_alone_until_the_night_is_quiet(s3_settings, batch):
+    """A backfill writes thousands of batches into an old night, each polled now: rewriting the night's piece after
+    each would GET and PUT the whole growing night every time (quadratic). The first backfilled batch takes the
+    night's piece away (it may be a rewrite), no piece is written while batches keep coming, a start still finds
+    every candid, and a run a day after the last batch compacts the night once."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from skysift.features.candid_pieces import read_candids
+
+    alerts, features = batch
+    store = open_store(settings=s3_settings)
+    old = store_batch(store, alerts, shifted(features, 0))  # night 20250101, compacted a week later
+    week_later = datetime(2025, 1, 8, tzinfo=UTC)
+    assert len(bring_up_to_date(store, now=week_later)) == 1
+    backfilled = []
+    for n in range(1, 4):  # polled on the 8th, observed on the 1st
+        polled = datetime(2025, 1, 8, n, tzinfo=UTC)
+        key = str(dataclasses.replace(keys.new_batch("features", "ztf", polled), night="20250101"))
+        store.write_table(key, shifted(features, n))
+        assert bring_up_to_date(store, {key: shifted(features, n).column("candid").to_numpy()},
+                                now=polled) == []
+        assert ("ztf", "20250101") not in piece_keys(store)
+        backfilled.append(key)
+    found = read_candids(store, [old, *backfilled])
+    assert all(found[k].tolist() == shifted(features, n).column("candid").to_pylist()
+               for n, k in enumerate([old, *backfilled]))
+    assert len(bring_up_to_date(store, now=datetime(2025, 1, 10, tzinfo=UTC))) == 1  # quiet: compacted once
+    assert len(piece_keys(store)[("ztf", "20250101")]) == 1

@@ -7,9 +7,11 @@ a month of pieces is ~30 objects. The writer keeps them, as it knows the candids
 batch the features stage brings up to date, level-triggered, the piece of that batch's night and of up to
 :data:`NIGHTS_A_RUN` other nights whose piece is missing or does not cover the night's listed batches (a run that
 failed half-way, batches written before pieces existed or by another writer), newest night first. Nights still
-being observed (:data:`OPEN`) are left alone: rewriting a growing night's piece after every batch would cost a GET
-and a PUT of the whole night each time (80 MB at Rubin's 10^7 alerts a night), so a start reads their few batches
-one by one. A piece is named by a digest of the batch keys listed when it was written, so whether a night is up
+growing are left alone: those dated within :data:`OPEN` of now, and those given a batch polled within it (a
+backfill or a replay writing into an old night); rewriting a growing night's piece after every batch would cost a
+GET and a PUT of the whole night each time (80 MB at Rubin's 10^7 alerts a night: quadratic over a backfill's
+thousands of batches), so a start reads their batches one by one until the night is quiet. A batch written into a
+growing night that has a piece deletes it (the batch may be a rewrite, whose old candids the piece holds). A piece is named by a digest of the batch keys listed when it was written, so whether a night is up
 to date is known from two listings, without a GET; a night rewritten concurrently by two writers keeps whichever
 piece, and the next run sees what it lacks.
 
@@ -31,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
+from skysift.backlog import stem_time
 from skysift.errors import FailedPrecondition, NotFound, SkysiftError
 from skysift.features.core import feature_batches
 from skysift.store.keys import parse_batch
@@ -134,14 +137,20 @@ def _write_piece(store, night: Night, listed: list[str], candids: dict[str, np.n
     return key
 
 
+def _growing(night: Night, batch_keys: list[str], now: datetime) -> bool:
+    """Whether ``night`` may still get batches: dated within :data:`OPEN` of ``now``, or given one polled within it."""
+    return night[1] >= f"{now - OPEN:%Y%m%d}" or any(now - stem_time(parse_batch(k)) < OPEN for k in batch_keys)
+
+
 def bring_up_to_date(store, written: dict[str, np.ndarray] | None = None, nights_a_run: int = NIGHTS_A_RUN,
                      threads: int = 16, now: datetime | None = None) -> list[str]:
     """Rewrite the piece of each night of ``written`` (batch key -> candids, just written: a rewritten batch may hold
     other candids under the same key) and of up to ``nights_a_run`` other nights whose piece does not match their
-    listed batches, nights still open at ``now`` excepted; return the pieces written. Best effort: a store failure
+    listed batches, nights still growing at ``now`` excepted (:func:`_growing`: a written batch takes its growing
+    night's piece away); return the pieces written. Best effort: a store failure
     is logged and leaves the batches, which give the same index."""
     written = written or {}
-    open_from = f"{(now or datetime.now(UTC)) - OPEN:%Y%m%d}"
+    now = now or datetime.now(UTC)
     try:
         listed = by_night(feature_batches(store))
         stored = piece_keys(store)
@@ -149,12 +158,16 @@ def bring_up_to_date(store, written: dict[str, np.ndarray] | None = None, nights
             batch = parse_batch(key)
             if key not in listed.setdefault((batch.survey, batch.night), []):
                 listed[(batch.survey, batch.night)].append(key)
-        own = {(parse_batch(k).survey, parse_batch(k).night) for k in written} - {n for n in listed if n[1] >= open_from}
+        growing = {night for night, batch_keys in listed.items() if _growing(night, batch_keys, now)}
+        own = {(parse_batch(k).survey, parse_batch(k).night) for k in written}
+        for night in own & growing:
+            for key in stored.get(night, []):
+                store.delete(key)
         stale = [night for night in sorted(listed, key=lambda n: (n[1], n[0]), reverse=True)
-                 if night not in own and night[1] < open_from
+                 if night not in own and night not in growing
                  and not any(k.endswith(f"/{digest(listed[night])}.parquet") for k in stored.get(night, []))]
         out = []
-        for night in [*sorted(own), *stale[:nights_a_run]]:
+        for night in [*sorted(own - growing), *stale[:nights_a_run]]:
             pieces = stored.get(night, [])
             candids = read_piece(store, _piece_for(pieces, listed[night])) if pieces else {}
             candids.update(written)
