@@ -68,7 +68,9 @@ def test_entrypoint_is_skysift_and_workdir_holds_the_streamlit_app():
     assert args_of(final(), "WORKDIR")[-1] == "/app"
     app = helm.objects()
     container = next(d for d in app if d["kind"] == "Deployment" and d["metadata"]["name"] == "skysift-app")
-    script = container["spec"]["template"]["spec"]["containers"][0]["args"][1]
+    args = container["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "app"  # `skysift app` runs Streamlit with the redacting log
+    script = args[args.index("--script") + 1]
     copied = [shlex.split(a)[-1] for a in args_of(final(), "COPY") if not a.startswith("--from")]
     assert script.split("/")[0] in {c.strip("./") for c in copied}
     assert (helm.ROOT / script).is_file()

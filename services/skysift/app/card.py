@@ -33,6 +33,8 @@ CSS = """
  justify-content:start}
 .sk-facts dt{color:#555;white-space:nowrap}
 .sk-facts dd{margin:0;font-family:ui-monospace,monospace;font-size:.8rem;max-width:260px;overflow-wrap:anywhere}
+.sk-facts dt.sk-wide{grid-column:1}
+.sk-facts dd.sk-wide{grid-column:2/-1;max-width:none}
 </style>
 """
 
@@ -75,9 +77,17 @@ def _stamp_html(stamp: StampPicture) -> str:
             f'<figcaption class="sk-cap">{escape(stamp.name)}</figcaption></figure>')
 
 
+WIDE_FACTS = {"why"}  # free text: a row of its own across the panel (in one narrow cell it took three lines)
+
+
+def _wide(name: str) -> str:
+    return ' class="sk-wide"' if name in WIDE_FACTS else ""
+
+
 def card_html(card: Card) -> str:
     """The card as HTML; every text in it is escaped (alert fields come from brokers)."""
-    facts = "".join(f"<dt>{escape(name)}</dt><dd>{escape(value)}</dd>" for name, value in card.facts)
+    facts = "".join(f"<dt{_wide(name)}>{escape(name)}</dt><dd{_wide(name)}>{escape(value)}</dd>"
+                    for name, value in card.facts)
     stamps = "".join(_stamp_html(s) for s in card.stamps)
     mine = f' <span class="sk-mine">· your label: <b>{escape(card.mine)}</b></span>' if card.mine else ""
     stamps_block = (f'<div><div class="sk-stamps">{stamps}</div><div class="sk-cap">{escape(card.stamps_note)}</div>'
