@@ -67,7 +67,7 @@ test-slow: $(CATALOGS) system-deps  ## long fault-injection and soak runs
 bench: $(CATALOGS)  ## throughput / latency benchmarks with ratios against baselines
 	$(VENV)/bin/skysift bench
 
-bench-gate: $(CATALOGS)  ## short bench (~1-2 min): fails when a ratio falls below 55% of bench/gate_reference.json
+bench-gate: $(CATALOGS)  ## short bench (~1-4 min): fails when a ratio falls below 55% of bench/gate_reference.json
 	$(PY) -m bench.gate
 
 al-evidence: $(CATALOGS)  ## compare the query strategies on the labelled sets in tests/data, write docs/active-learning.md (~1 h)
