@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable
@@ -28,6 +27,7 @@ from urllib.parse import quote
 import requests
 from pydantic import SecretStr
 
+from skysift.concurrency import threaded_map
 from skysift.errors import NotFound
 
 log = logging.getLogger(__name__)
@@ -157,8 +157,7 @@ class SherlockCache:
         ids = list(object_ids)
         if not ids:
             return {}
-        with ThreadPoolExecutor(max_workers=min(self.threads, len(ids))) as pool:
-            found = pool.map(self._get, ids)
+        found = threaded_map(self._get, ids, self.threads)
         return {i: m for i, m in zip(ids, found) if m is not None}
 
     def _get(self, object_id: str) -> SherlockMatch | None:

@@ -27,13 +27,13 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 
 from skysift.backlog import stem_time
+from skysift.concurrency import threaded_map
 from skysift.errors import FailedPrecondition, NotFound, SkysiftError
 from skysift.features.core import feature_batches
 from skysift.store.keys import parse_batch
@@ -102,13 +102,6 @@ def candid_column(store, key: str) -> np.ndarray | None:
         return None
 
 
-def _threaded(fn, items: list, threads: int) -> list:
-    if len(items) <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
-        return list(pool.map(fn, items))
-
-
 def read_candids(store, batch_keys: list[str], threads: int = 16) -> dict[str, np.ndarray]:
     """The candids of each of ``batch_keys`` (listed features batches): from each night's piece, then the candid column
     of each batch no piece covers, ``threads`` GETs at a time. A batch that cannot be read is left out."""
@@ -116,10 +109,10 @@ def read_candids(store, batch_keys: list[str], threads: int = 16) -> dict[str, n
     stored = piece_keys(store)
     chosen = [_piece_for(stored[night], keys_) for night, keys_ in listed.items() if night in stored]
     wanted = set(batch_keys)
-    found = {k: c for piece in _threaded(lambda key: read_piece(store, key), chosen, threads)
+    found = {k: c for piece in threaded_map(lambda key: read_piece(store, key), chosen, threads)
              for k, c in piece.items() if k in wanted}
     unread = [k for k in batch_keys if k not in found]
-    found.update((k, c) for k, c in zip(unread, _threaded(lambda key: candid_column(store, key), unread, threads))
+    found.update((k, c) for k, c in zip(unread, threaded_map(lambda key: candid_column(store, key), unread, threads))
                  if c is not None)
     return found
 
@@ -172,7 +165,7 @@ def bring_up_to_date(store, written: dict[str, np.ndarray] | None = None, nights
             candids = read_piece(store, _piece_for(pieces, listed[night])) if pieces else {}
             candids.update(written)
             unread = [k for k in listed[night] if k not in candids]
-            candids.update((k, c) for k, c in zip(unread, _threaded(lambda key: candid_column(store, key), unread,
+            candids.update((k, c) for k, c in zip(unread, threaded_map(lambda key: candid_column(store, key), unread,
                                                                     threads)) if c is not None)
             out.append(_write_piece(store, night, listed[night], candids, pieces))
         return out

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skysift import modeltags, validation
+from skysift.concurrency import threaded_map
 from skysift.errors import InvalidArgument
 from skysift.modeltags import ModelTag
 from skysift.store import keys
@@ -318,8 +319,8 @@ class LabelStore:
             missing = [k for k in names if k not in self._cache]
         if not missing:
             return
-        with ThreadPoolExecutor(max_workers=min(self.read_threads, len(missing))) as pool:
-            fetched = {k: LabelEvent.from_json(data) for k, data in zip(missing, pool.map(self.store.get_bytes, missing))}
+        fetched = {k: LabelEvent.from_json(data)
+                   for k, data in zip(missing, threaded_map(self.store.get_bytes, missing, self.read_threads))}
         with self._lock:
             self._cache.update(fetched)
 

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from skysift import errors
 from skysift.alerts import batches
+from skysift.concurrency import threaded_map
 from skysift.features.core import feature_batches, feature_set_version
 from skysift.store import keys
 from skysift.store.base import parquet_errors
@@ -95,8 +96,8 @@ def load_pool(store, spec: FeatureSpec, threads: int = 8, batch_keys: list[str] 
 
     if not batch_keys:
         return empty_pool(spec)
-    with ThreadPoolExecutor(max_workers=min(threads, len(batch_keys))) as pool:
-        tables = [t for t in pool.map(lambda key: _features_table(store, spec, key), batch_keys) if t is not None]
+    tables = [t for t in threaded_map(lambda key: _features_table(store, spec, key), batch_keys, threads)
+              if t is not None]
     if not tables:
         return empty_pool(spec)
     table = pa.concat_tables(tables, promote_options="default")
